@@ -1,0 +1,64 @@
+"""Dynamic masked-item sampling, on device, inside the jitted train step.
+
+Each example's draw depends only on (seed, step, global example index): never on the device
+or batch slot it landed in, so 1 device and 4 devices see identical masks.
+"""
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+
+class MaskedBatch(NamedTuple):
+  inputs: jax.Array  # [B, L] int32 item ids with picked positions replaced
+  positions: jax.Array  # [B, P] int32 picked positions (padding entries point anywhere, weight 0)
+  targets: jax.Array  # [B, P] int32 original item token at each picked position (0 where unused)
+  weights: jax.Array  # [B, P] float32 1 for a real target, 0 for padding
+
+
+def mask_example(key, item_ids, *, num_items: int, masked_lm_prob: float, max_predictions: int,
+                 mask_token_prob: float, random_token_prob: float, mask_last_prob: float):
+  """One right-aligned sequence [L] -> (inputs [L], positions [P], targets [P], weights [P]).
+
+  Picks round(n * masked_lm_prob) of the n real positions (at least 1, at most P) uniformly
+  without replacement; with probability mask_last_prob picks only the last position instead.
+  A picked position becomes [MASK] (prob mask_token_prob), a random item (random_token_prob)
+  or stays as it is.
+  """
+  seq_len = item_ids.shape[0]
+  k_pick, k_last, k_how, k_rand = jax.random.split(key, 4)
+  valid = item_ids != 0
+  n = valid.sum()
+  # Pad slots get a key of 2 so they sort after every real slot (uniform keys are < 1).
+  u = jnp.where(valid, jax.random.uniform(k_pick, (seq_len,)), 2.0)
+  _, picked = jax.lax.top_k(-u, max_predictions)  # the P smallest keys: a uniform random subset
+  num_to_pick = jnp.clip(jnp.round(n * masked_lm_prob), 1, max_predictions).astype(jnp.int32)
+  used = jnp.arange(max_predictions) < jnp.minimum(num_to_pick, n)
+
+  only_last = jax.random.uniform(k_last) < mask_last_prob
+  last_positions = jnp.zeros((max_predictions,), jnp.int32).at[0].set(seq_len - 1)
+  positions = jnp.where(only_last, last_positions, picked).astype(jnp.int32)
+  used = jnp.where(only_last, jnp.arange(max_predictions) == 0, used) & (n > 0)
+
+  targets = item_ids[positions]
+  r = jax.random.uniform(k_how, (max_predictions,))
+  random_items = jax.random.randint(k_rand, (max_predictions,), 1, num_items + 1)
+  replacement = jnp.where(r < mask_token_prob, num_items + 1,
+                          jnp.where(r < mask_token_prob + random_token_prob, random_items, targets))
+  # Unused slots write back their own value, so duplicate indices among them are harmless.
+  inputs = item_ids.at[positions].set(jnp.where(used, replacement, targets).astype(item_ids.dtype))
+  return inputs, positions, jnp.where(used, targets, 0), used.astype(jnp.float32)
+
+
+def mask_batch(key, item_ids, example_ids, **kwargs) -> MaskedBatch:
+  """item_ids [B, L], example_ids [B] (global example index) -> MaskedBatch."""
+  keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(example_ids)
+  return MaskedBatch(*jax.vmap(lambda k, x: mask_example(k, x, **kwargs))(keys, item_ids))
+
+
+def masking_kwargs(masking_config, num_items: int) -> dict:
+  return dict(num_items=num_items, masked_lm_prob=masking_config.masked_lm_prob,
+              max_predictions=masking_config.max_predictions_per_seq,
+              mask_token_prob=masking_config.mask_token_prob,
+              random_token_prob=masking_config.random_token_prob,
+              mask_last_prob=masking_config.mask_last_prob)

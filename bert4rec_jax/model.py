@@ -1,0 +1,113 @@
+"""BERT4Rec encoder and masked-item head (Sun et al., CIKM 2019), in Flax Linen.
+
+Item + learned position embeddings -> LayerNorm -> dropout -> N post-LN transformer blocks
+(self-attention over non-pad keys, GELU feed-forward) -> at the requested positions only,
+dense + GELU + LayerNorm -> logits over the N real items, tied to the item embedding matrix
+plus a bias. Logit j is item token j + 1: PAD (0) and MASK (N + 1) can never be predicted.
+
+Padding is on the left (sequences are right-aligned), so the newest item is always at
+position L - 1, and that is where [MASK] goes at evaluation and inference time.
+"""
+import functools
+from typing import Optional, Tuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+ACTIVATIONS = {
+    "gelu": functools.partial(nn.gelu, approximate=False),  # BERT's erf form
+    "gelu_approx": functools.partial(nn.gelu, approximate=True),
+    "relu": nn.relu,
+}
+
+
+class TransformerBlock(nn.Module):
+  """Post-LN block: x = LN(x + Drop(Attn(x))); x = LN(x + Drop(FFN(x)))."""
+  hidden_size: int
+  num_heads: int
+  intermediate_size: int
+  act: str
+  dropout: float
+  attention_dropout: float
+  init_std: float
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, attention_mask, train: bool):
+    init = nn.initializers.truncated_normal(self.init_std)
+    h = nn.MultiHeadDotProductAttention(
+        num_heads=self.num_heads, qkv_features=self.hidden_size, out_features=self.hidden_size,
+        dropout_rate=self.attention_dropout, kernel_init=init, dtype=self.dtype,
+        deterministic=not train, name="attention")(x, x, mask=attention_mask)  # [B, L, H]
+    x = nn.LayerNorm(epsilon=1e-12, dtype=self.dtype, name="attention_ln")(
+        x + nn.Dropout(self.dropout, deterministic=not train)(h))
+    h = nn.Dense(self.intermediate_size, kernel_init=init, dtype=self.dtype, name="ffn_in")(x)  # [B, L, I]
+    h = ACTIVATIONS[self.act](h)
+    h = nn.Dense(self.hidden_size, kernel_init=init, dtype=self.dtype, name="ffn_out")(h)  # [B, L, H]
+    return nn.LayerNorm(epsilon=1e-12, dtype=self.dtype, name="ffn_ln")(
+        x + nn.Dropout(self.dropout, deterministic=not train)(h))
+
+
+class BERT4Rec(nn.Module):
+  """Bidirectional transformer over item sequences with a tied masked-item head."""
+  num_items: int  # N real items; the embedding table has N + 2 rows (PAD, items, MASK)
+  max_seq_length: int
+  hidden_size: int = 64
+  num_hidden_layers: int = 2
+  num_attention_heads: int = 2
+  intermediate_size: int = 256
+  hidden_act: str = "gelu"
+  hidden_dropout_prob: float = 0.1
+  attention_probs_dropout_prob: float = 0.1
+  initializer_range: float = 0.02
+  dtype: jnp.dtype = jnp.float32  # compute dtype; parameters stay float32
+
+  def setup(self):
+    init = nn.initializers.truncated_normal(self.initializer_range)
+    self.item_embedding = nn.Embed(self.num_items + 2, self.hidden_size, embedding_init=init,
+                                   name="item_embedding")
+    self.position_embedding = self.param("position_embedding", init,
+                                         (self.max_seq_length, self.hidden_size))
+    self.embedding_ln = nn.LayerNorm(epsilon=1e-12, dtype=self.dtype)
+    self.embedding_dropout = nn.Dropout(self.hidden_dropout_prob)
+    self.blocks = [
+        TransformerBlock(self.hidden_size, self.num_attention_heads, self.intermediate_size,
+                         self.hidden_act, self.hidden_dropout_prob, self.attention_probs_dropout_prob,
+                         self.initializer_range, self.dtype, name=f"block_{i}")
+        for i in range(self.num_hidden_layers)
+    ]
+    self.head_dense = nn.Dense(self.hidden_size, kernel_init=init, dtype=self.dtype)
+    self.head_ln = nn.LayerNorm(epsilon=1e-12, dtype=self.dtype)
+    self.output_bias = self.param("output_bias", nn.initializers.zeros, (self.num_items,))
+
+  def encode(self, item_ids, valid: Optional[jax.Array] = None, train: bool = False):
+    """item_ids [B, L] int32 -> final hidden states [B, L, H].
+
+    `valid` [B, L] bool marks real positions (default: item_ids != PAD). Attention never
+    reads a non-valid key, so whatever sits in padded slots cannot change any output.
+    """
+    if valid is None:
+      valid = item_ids != 0
+    x = self.item_embedding(item_ids) + self.position_embedding[None, :item_ids.shape[1]]  # [B, L, H]
+    x = self.embedding_dropout(self.embedding_ln(x.astype(self.dtype)), deterministic=not train)
+    attention_mask = nn.make_attention_mask(jnp.ones_like(valid), valid)  # [B, 1, Lq, Lk]
+    for block in self.blocks:
+      x = block(x, attention_mask, train)
+    return x
+
+  def item_logits(self, hidden):
+    """hidden [..., H] -> logits [..., N] over real items (column j = token j + 1)."""
+    h = self.head_ln(ACTIVATIONS[self.hidden_act](self.head_dense(hidden)))  # [..., H]
+    items = self.item_embedding.embedding[1:self.num_items + 1].astype(self.dtype)  # [N, H], tied
+    return (h @ items.T).astype(jnp.float32) + self.output_bias
+
+  def __call__(self, item_ids, positions, valid=None, train: bool = False) -> Tuple[jax.Array, jax.Array]:
+    """Logits and hidden states at `positions` [B, P] only: ([B, P, N], [B, P, H])."""
+    hidden = self.encode(item_ids, valid, train)  # [B, L, H]
+    picked = jnp.take_along_axis(hidden, positions[..., None], axis=1)  # [B, P, H]
+    return self.item_logits(picked), picked
+
+
+def from_config(model_config, num_items: int, dtype=jnp.float32) -> BERT4Rec:
+  return BERT4Rec(num_items=num_items, dtype=dtype, **model_config.to_dict())

@@ -1,0 +1,70 @@
+"""Batch inference: for every user, the top-K next items (original ids, scores in rank order)
+and optionally the user embedding, streamed to Parquet one row group per batch.
+
+The input is the user's whole history (its last L - 1 items) followed by [MASK]; the user
+embedding is the final hidden state at that [MASK] slot.
+"""
+import functools
+import logging
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from bert4rec_jax import evaluate, input_pipeline, io_utils, metrics, parallel
+from bert4rec_jax.preprocess import ItemVocab, Sequences
+
+
+def _predict_step(params, batch, *, score_fn, num_items: int, top_k: int, exclude_history: bool):
+  scores, hidden = score_fn(params, batch["item_ids"])  # [b, N], [b, H]
+  if exclude_history:
+    scores = jnp.where(metrics.history_mask(batch["history"], num_items), -jnp.inf, scores)
+  top_scores, top_columns = jax.lax.top_k(scores, top_k)  # [b, K], descending
+  return top_columns + 1, top_scores, hidden
+
+
+def predict(params, model, history: Sequences, users: np.ndarray, vocab: ItemVocab, *, predict_config,
+            max_seq_length: int, devices, path: str) -> int:
+  """Writes `path` (Parquet): user, items (list, best first), scores (list)[, embedding (list)].
+
+  Returns the number of users written. Memory stays flat: one batch is in flight at a time.
+  """
+  top_k = min(predict_config.top_k, vocab.num_items)
+  d = len(devices)
+  batch_size = -(-predict_config.batch_size // d) * d
+  width = evaluate._next_pow2(int(history.lengths.max()))
+  step = parallel.pmap(functools.partial(_predict_step, score_fn=evaluate.model_scorer(model),
+                                         num_items=vocab.num_items, top_k=top_k,
+                                         exclude_history=predict_config.exclude_history), devices)
+  p_params = parallel.replicate(params, devices)
+  rows = np.arange(len(history))
+  writer = None
+  with io_utils.atomic_path(path) as tmp:
+    try:
+      for start in tqdm(range(0, len(rows), batch_size), desc="predict", unit="batch", mininterval=1.0):
+        idx = rows[start:start + batch_size]
+        real = len(idx)
+        idx = np.concatenate([idx, np.full(batch_size - real, idx[0])])
+        batch = {"item_ids": input_pipeline.right_aligned(history, idx, max_seq_length, append=vocab.mask_id),
+                 "history": input_pipeline.right_aligned(history, idx, width)}
+        tokens, scores, hidden = step(p_params, parallel.put_sharded(batch, devices))
+        tokens = parallel.unshard(tokens)[:real]
+        columns = {
+            "user": pa.array(users[idx[:real]]),
+            "items": pa.array(list(vocab.decode(tokens))),
+            "scores": pa.array(list(parallel.unshard(scores)[:real].astype(np.float32))),
+        }
+        if predict_config.with_embeddings:
+          columns["embedding"] = pa.array(list(parallel.unshard(hidden)[:real].astype(np.float32)))
+        table = pa.table(columns)
+        if writer is None:
+          writer = pq.ParquetWriter(tmp, table.schema)
+        writer.write_table(table)
+    finally:
+      if writer is not None:
+        writer.close()
+  logging.info("Wrote predictions for %d users to %s", len(rows), path)
+  return len(rows)

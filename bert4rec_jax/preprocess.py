@@ -1,0 +1,168 @@
+"""NumPy preprocessing: Interactions -> ItemVocab, UserIndex and CSR Sequences; splits.
+
+Everything here is vectorised (argsort / bincount / np.diff): no per-user Python loop.
+
+Token ids (ItemVocab): 0 = PAD, 1..N = items in descending training frequency (ties broken
+by original id, so every run gives the same ids), N + 1 = MASK.
+"""
+import dataclasses
+from typing import Dict, Tuple
+
+import numpy as np
+import pandas as pd
+
+from bert4rec_jax.errors import DataError
+
+PAD = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class ItemVocab:
+  """Original item ids in token order: token t (1..N) is `ids[t - 1]`."""
+  ids: np.ndarray  # [N] original ids (int64 or str)
+  counts: np.ndarray  # [N] int64 frequency in the data the vocab was built on
+
+  @property
+  def num_items(self) -> int:
+    return len(self.ids)
+
+  @property
+  def mask_id(self) -> int:
+    return self.num_items + 1
+
+  @property
+  def vocab_size(self) -> int:
+    """PAD + items + MASK."""
+    return self.num_items + 2
+
+  def encode(self, original: np.ndarray) -> np.ndarray:
+    """Original ids -> tokens (int32); unknown ids -> PAD (callers count and drop them)."""
+    original = np.asarray(original)
+    order = np.argsort(self.ids, kind="stable")
+    sorted_ids = self.ids[order]
+    pos = np.searchsorted(sorted_ids, original)
+    pos = np.clip(pos, 0, max(len(sorted_ids) - 1, 0))
+    found = sorted_ids[pos] == original if len(sorted_ids) else np.zeros(original.shape, bool)
+    return np.where(found, order[pos] + 1, PAD).astype(np.int32)
+
+  def decode(self, tokens: np.ndarray) -> np.ndarray:
+    """Item tokens (1..N) -> original ids. PAD/MASK are never valid here."""
+    tokens = np.asarray(tokens)
+    if tokens.size and (tokens.min() < 1 or tokens.max() > self.num_items):
+      raise ValueError("decode() got PAD/MASK or out-of-range tokens")
+    return self.ids[tokens - 1]
+
+
+@dataclasses.dataclass(frozen=True)
+class Sequences:
+  """Ragged int32 token sequences in CSR form: sequence u is items[offsets[u]:offsets[u+1]]."""
+  offsets: np.ndarray  # [U + 1] int64
+  items: np.ndarray  # [T] int32
+
+  def __len__(self) -> int:
+    return len(self.offsets) - 1
+
+  @property
+  def lengths(self) -> np.ndarray:
+    return np.diff(self.offsets)
+
+  def __getitem__(self, u: int) -> np.ndarray:
+    return self.items[self.offsets[u]:self.offsets[u + 1]]
+
+  def drop_last(self, k: int) -> "Sequences":
+    """Every sequence without its last k items (sequences must be longer than k)."""
+    if k == 0:
+      return self
+    lengths = self.lengths
+    if len(lengths) and lengths.min() <= k:
+      raise ValueError(f"drop_last({k}) needs every sequence longer than {k}")
+    pos = np.arange(len(self.items)) - np.repeat(self.offsets[:-1], lengths)  # position within sequence
+    keep = pos < np.repeat(lengths - k, lengths)
+    return Sequences(offsets=self.offsets - k * np.arange(len(self.offsets)), items=self.items[keep])
+
+  def last(self, k: int = 1) -> np.ndarray:
+    """[U] the k-th item from the end of every sequence."""
+    return self.items[self.offsets[1:] - k]
+
+  def select(self, rows: np.ndarray) -> "Sequences":
+    """The sub-collection of sequences `rows` (in that order)."""
+    rows = np.asarray(rows, dtype=np.int64)
+    starts, lengths = self.offsets[rows], self.lengths[rows]
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    idx = np.repeat(starts - offsets[:-1], lengths) + np.arange(offsets[-1])
+    return Sequences(offsets=offsets, items=self.items[idx])
+
+
+@dataclasses.dataclass(frozen=True)
+class Prepared:
+  """The output of preprocessing: what the rest of the pipeline consumes."""
+  vocab: ItemVocab
+  users: np.ndarray  # [U] original user ids; row u of `sequences` belongs to users[u]
+  sequences: Sequences  # [U] full time-ordered token sequences
+  stats: Dict[str, int]
+
+
+def prepare(df: pd.DataFrame, *, drop_duplicates: bool, min_seq_length: int) -> Prepared:
+  """Groups interactions by user (time order kept), cleans, and builds vocab and CSR arrays.
+
+  Users are numbered in ascending order of their original id; within a user the row order of
+  `df` is kept (readers put rows in time order).
+  """
+  if len(df) == 0:
+    raise DataError("no interactions to prepare")
+  stats = {"interactions_read": int(len(df))}
+  user_ids, user_codes = np.unique(df["user"].to_numpy(), return_inverse=True)
+  order = np.argsort(user_codes, kind="stable")  # group users, keep time order inside a user
+  user_codes = user_codes[order]
+  items = df["item"].to_numpy()[order]
+
+  if drop_duplicates:  # consecutive repeats of the same item by the same user
+    same = np.zeros(len(items), dtype=bool)
+    same[1:] = (items[1:] == items[:-1]) & (user_codes[1:] == user_codes[:-1])
+    stats["consecutive_duplicates_dropped"] = int(same.sum())
+    items, user_codes = items[~same], user_codes[~same]
+
+  lengths = np.bincount(user_codes, minlength=len(user_ids))
+  short = lengths < min_seq_length
+  stats["users_too_short_dropped"] = int(short.sum())
+  stats["interactions_of_short_users_dropped"] = int(lengths[short].sum())
+  if short.any():
+    keep_rows = ~short[user_codes]
+    items, user_codes = items[keep_rows], user_codes[keep_rows]
+    remap = np.cumsum(~short) - 1
+    user_codes, user_ids, lengths = remap[user_codes], user_ids[~short], lengths[~short]
+  if len(user_ids) == 0:
+    raise DataError(f"no user has at least min_seq_length={min_seq_length} interactions")
+
+  vocab = build_vocab(items)
+  tokens = vocab.encode(items)
+  offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+  stats.update(users=int(len(user_ids)), items=vocab.num_items, interactions=int(len(tokens)))
+  return Prepared(vocab=vocab, users=user_ids, sequences=Sequences(offsets, tokens), stats=stats)
+
+
+def build_vocab(items: np.ndarray) -> ItemVocab:
+  """Vocab in descending frequency; ties by ascending original id (deterministic)."""
+  ids, counts = np.unique(items, return_counts=True)  # ids ascending
+  order = np.lexsort((np.arange(len(ids)), -counts))
+  return ItemVocab(ids=ids[order], counts=counts[order].astype(np.int64))
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalSplit:
+  """Held-out next items: for user row u, `history[u]` is the input and `targets[u]` the answer."""
+  rows: np.ndarray  # [U] int64 row in the Prepared user index
+  history: Sequences  # [U] inputs (all items before the target)
+  targets: np.ndarray  # [U] int32 target tokens
+
+
+def leave_one_out(seqs: Sequences) -> Tuple[Sequences, EvalSplit, EvalSplit]:
+  """train = all but the last two items, valid = second to last, test = last.
+
+  Training never sees the validation or test item; the test input includes the validation item.
+  """
+  rows = np.arange(len(seqs), dtype=np.int64)
+  train = seqs.drop_last(2)
+  valid = EvalSplit(rows=rows, history=train, targets=seqs.last(2))
+  test = EvalSplit(rows=rows, history=seqs.drop_last(1), targets=seqs.last(1))
+  return train, valid, test

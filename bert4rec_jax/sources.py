@@ -1,0 +1,166 @@
+"""Readers: every supported input format -> one `Interactions` DataFrame.
+
+An Interactions frame has columns `user`, `item` and optionally `time`, one row per
+interaction. Row order is meaningful: within a user, rows are in time order (or are made so
+by a stable sort on `time`). Original ids are kept as they are (ints or strings); encoding to
+dense integers happens in `preprocess`.
+
+Every problem with an input file raises `DataError` naming the file and the field or line.
+"""
+import os
+
+import numpy as np
+import pandas as pd
+
+from bert4rec_jax import synthetic
+from bert4rec_jax.errors import DataError
+
+FORMATS = ("synthetic", "text", "csv", "parquet", "pickle", "movielens")
+
+
+def read_interactions(data_config) -> pd.DataFrame:
+  """Reads the source named by `config.data` into an Interactions frame."""
+  fmt = data_config.format
+  if fmt not in FORMATS:
+    raise DataError(f"config.data.format={fmt!r} is not one of {', '.join(FORMATS)}")
+  if fmt == "synthetic":
+    return synthetic.generate(seed=0, **data_config.synthetic.to_dict())
+  path = data_config.path
+  if not path:
+    raise DataError(f"config.data.path is empty; format {fmt!r} reads from a file")
+  if not os.path.isfile(path):
+    raise DataError(f"{path}: no such file (config.data.path)")
+  readers = {
+      "text": lambda: read_text(path),
+      "csv": lambda: read_table(path, data_config.user_col, data_config.item_col, data_config.time_col),
+      "parquet": lambda: read_table(path, data_config.user_col, data_config.item_col, data_config.time_col),
+      "pickle": lambda: read_seed_pickle(path, data_config.user_col, data_config.list_col),
+      "movielens": lambda: read_movielens(path, data_config.min_rating),
+  }
+  df = readers[fmt]()
+  if len(df) == 0:
+    raise DataError(f"{path}: no interactions in the file")
+  return df
+
+
+def read_text(path: str) -> pd.DataFrame:
+  """SASRec/BERT4Rec text format: `user item` per line, each user's lines in time order."""
+  df = _read_csv(path, sep=r"\s+", header=None, dtype=str)
+  if df.shape[1] != 2:
+    raise DataError(f"{path}: expected 2 whitespace-separated fields per line (user item), found {df.shape[1]}")
+  df.columns = ["user", "item"]
+  for col in ("user", "item"):
+    df[col] = _as_int(df[col], path, col, line_offset=1)
+  return df
+
+
+def read_table(path: str, user_col: str, item_col: str, time_col: str = "") -> pd.DataFrame:
+  """CSV or Parquet rows `user, item[, timestamp]` with configurable column names."""
+  wanted = [user_col, item_col] + ([time_col] if time_col else [])
+  if path.endswith(".parquet") or path.endswith(".pq"):
+    try:
+      import pyarrow.parquet as pq
+      names = pq.read_schema(path).names
+    except Exception as e:  # pyarrow raises several types for non-Parquet bytes
+      raise DataError(f"{path}: not a readable Parquet file ({e})") from e
+    _check_columns(path, names, wanted)
+    df = pd.read_parquet(path, columns=wanted)
+  else:
+    df = _read_csv(path)
+    _check_columns(path, list(df.columns), wanted)
+    df = df[wanted]
+  df = df.rename(columns={user_col: "user", item_col: "item", time_col: "time"} if time_col else {user_col: "user", item_col: "item"})
+  for col, name in (("user", user_col), ("item", item_col)):
+    if df[col].isna().any():
+      row = int(np.flatnonzero(df[col].isna().to_numpy())[0])
+      raise DataError(f"{path}: column {name!r} has a missing value (data row {row + 1})")
+    df[col] = _normalise_ids(df[col], path, name)
+  if time_col:
+    if df["time"].isna().any():
+      raise DataError(f"{path}: column {time_col!r} has missing timestamps")
+    order = np.argsort(df["time"].to_numpy(), kind="stable")
+    df = df.iloc[order].reset_index(drop=True)  # Global stable time order; users are grouped later.
+  return df.reset_index(drop=True)
+
+
+def read_seed_pickle(path: str, user_col: str, list_col: str) -> pd.DataFrame:
+  """The seed pipeline's input: a pickled DataFrame, one row per user with a list of items.
+
+  Unpickling runs code from the file: read trusted files only. Prefer Parquet/CSV.
+  """
+  try:
+    df = pd.read_pickle(path)
+  except Exception as e:
+    raise DataError(f"{path}: cannot unpickle ({type(e).__name__}: {e})") from e
+  if not isinstance(df, pd.DataFrame):
+    raise DataError(f"{path}: expected a pickled pandas DataFrame, found {type(df).__name__}")
+  _check_columns(path, list(df.columns), [user_col, list_col])
+  lists = df[list_col]
+  bad = ~lists.map(lambda x: isinstance(x, (list, tuple, np.ndarray)))
+  if bad.any():
+    raise DataError(f"{path}: column {list_col!r} must hold lists of item ids (row {int(np.flatnonzero(bad)[0])})")
+  lengths = lists.map(len).to_numpy()
+  users = np.repeat(df[user_col].to_numpy(), lengths)
+  items = np.concatenate([np.asarray(x) for x in lists]) if len(lists) else np.array([], dtype=np.int64)
+  out = pd.DataFrame({"user": users, "item": items})
+  for col, name in (("user", user_col), ("item", list_col)):
+    if out[col].isna().any():
+      raise DataError(f"{path}: column {name!r} has a missing id")
+    out[col] = _normalise_ids(out[col], path, name)
+  return out
+
+
+def read_movielens(path: str, min_rating: float = 0.0) -> pd.DataFrame:
+  """MovieLens `ratings.dat`: `UserID::MovieID::Rating::Timestamp`, stably sorted by time."""
+  # '::' as a one-char separator keeps pandas' fast C parser: fields land in columns 0, 2, 4, 6.
+  df = _read_csv(path, sep=":", header=None)
+  if df.shape[1] != 7:
+    raise DataError(f"{path}: expected `UserID::MovieID::Rating::Timestamp` lines")
+  df = df[[0, 2, 4, 6]]
+  df.columns = ["user", "item", "rating", "time"]
+  for col in ("user", "item", "time"):
+    df[col] = _as_int(df[col].astype(str), path, col, line_offset=1)
+  if min_rating:
+    df = df[df["rating"] >= min_rating]
+  order = np.argsort(df["time"].to_numpy(), kind="stable")
+  return df.iloc[order][["user", "item", "time"]].reset_index(drop=True)
+
+
+def _read_csv(path, **kwargs) -> pd.DataFrame:
+  try:
+    return pd.read_csv(path, compression="infer", **kwargs)
+  except pd.errors.EmptyDataError as e:
+    raise DataError(f"{path}: the file is empty") from e
+  except (pd.errors.ParserError, UnicodeDecodeError, EOFError, OSError) as e:
+    raise DataError(f"{path}: cannot parse ({type(e).__name__}: {e})") from e
+
+
+def _check_columns(path, names, wanted):
+  missing = [c for c in wanted if c not in names]
+  if missing:
+    raise DataError(f"{path}: missing column(s) {missing}; the file has {list(names)} "
+                    "(set config.data.user_col / item_col / time_col / list_col)")
+
+
+def _as_int(col: pd.Series, path: str, name: str, line_offset: int) -> pd.Series:
+  """Parses a string column as int64, naming the first bad line."""
+  values = pd.to_numeric(col, errors="coerce")
+  bad = values.isna().to_numpy() | (values.to_numpy() != np.round(values.to_numpy()))
+  if bad.any():
+    i = int(np.flatnonzero(bad)[0])
+    raise DataError(f"{path}: line {i + line_offset}: {name} id {col.iloc[i]!r} is not an integer")
+  return values.astype(np.int64)
+
+
+def _normalise_ids(col: pd.Series, path: str, name: str) -> pd.Series:
+  """Integer-valued ids become int64; anything else becomes str. Floats with fractions are errors."""
+  if pd.api.types.is_integer_dtype(col):
+    return col.astype(np.int64)
+  if pd.api.types.is_float_dtype(col):
+    v = col.to_numpy()
+    if not np.all(v == np.round(v)):
+      raise DataError(f"{path}: column {name!r} has non-integer numeric ids (e.g. {v[v != np.round(v)][0]})")
+    return col.astype(np.int64)
+  if pd.api.types.is_bool_dtype(col):
+    raise DataError(f"{path}: column {name!r} holds booleans, not ids")
+  return col.astype(str)

@@ -1,0 +1,202 @@
+"""Training: the pure pmapped step, the optimizer, and the loop with checkpoints and validation."""
+import functools
+import logging
+import math
+import os
+import time
+from typing import Optional
+
+import flax.traverse_util
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+from flax.training import train_state
+from tqdm import tqdm
+
+from bert4rec_jax import evaluate, input_pipeline, masking, model as model_lib, parallel
+from bert4rec_jax.errors import ConfigError
+
+NO_DECAY = ("bias", "scale", "output_bias")  # biases and LayerNorm parameters
+
+
+class TrainState(train_state.TrainState):
+  pass
+
+
+def learning_rate_schedule(train_config) -> optax.Schedule:
+  """Linear warmup from 0 to learning_rate, then linear decay to 0 at num_train_steps."""
+  lr, total = train_config.learning_rate, train_config.num_train_steps
+  warmup = min(train_config.num_warmup_steps, total)  # a run shortened below the warmup just warms up
+  decay = optax.linear_schedule(lr, 0.0, max(total - warmup, 1))
+  if warmup == 0:
+    return decay
+  return optax.join_schedules([optax.linear_schedule(0.0, lr, warmup), decay], [warmup])
+
+
+def make_optimizer(train_config) -> optax.GradientTransformation:
+  """Global-norm clipping, then AdamW (no decay on biases/LayerNorm) on the warmup/decay schedule."""
+  schedule = learning_rate_schedule(train_config)
+
+  def decay_mask(params):
+    flat = flax.traverse_util.flatten_dict(params)
+    return flax.traverse_util.unflatten_dict({k: k[-1] not in NO_DECAY for k in flat})
+
+  parts = [optax.clip_by_global_norm(train_config.max_grad_norm)] if train_config.max_grad_norm > 0 else []
+  parts.append(optax.adamw(schedule, b1=train_config.adam_b1, b2=train_config.adam_b2,
+                           eps=train_config.adam_eps, weight_decay=train_config.weight_decay,
+                           mask=decay_mask))
+  return optax.chain(*parts)
+
+
+def create_state(config, num_items: int) -> TrainState:
+  model = model_lib.from_config(config.model, num_items)
+  dummy = jnp.ones((1, config.model.max_seq_length), jnp.int32)
+  params = jax.jit(model.init)(jax.random.PRNGKey(config.seed), dummy, jnp.zeros((1, 1), jnp.int32))["params"]
+  return TrainState.create(apply_fn=model.apply, params=params, tx=make_optimizer(config.train))
+
+
+def train_step(state: TrainState, batch, *, model, mask_kwargs: dict, seed: int):
+  """One step on this device's shard; gradients are exact global means over all devices.
+
+  batch: item_ids [b, L] int32 right-aligned, example_ids [b] int32 stream positions.
+  Returns (new state, {'loss_sum', 'count'}) with the sums over all devices.
+  """
+  step_key = jax.random.fold_in(jax.random.PRNGKey(seed), state.step)
+  masked = masking.mask_batch(jax.random.fold_in(step_key, 0), batch["item_ids"], batch["example_ids"],
+                              **mask_kwargs)
+  dropout_key = jax.random.fold_in(jax.random.fold_in(step_key, 1), parallel.axis_index())
+  count = parallel.psum(masked.weights.sum())  # global number of targets
+
+  def loss_fn(params):
+    logits, _ = model.apply({"params": params}, masked.inputs, masked.positions, train=True,
+                            rngs={"dropout": dropout_key})  # [b, P, N]
+    ce = optax.softmax_cross_entropy_with_integer_labels(logits, jnp.maximum(masked.targets - 1, 0))  # [b, P]
+    loss_sum = jnp.sum(ce * masked.weights)
+    return loss_sum / jnp.maximum(count, 1.0), loss_sum
+
+  grads, loss_sum = jax.grad(loss_fn, has_aux=True)(state.params)
+  grads = parallel.psum(grads)  # sum of per-device shares of the global mean = the global mean
+  new_state = state.apply_gradients(grads=grads)
+  return new_state, {"loss_sum": parallel.psum(loss_sum), "count": count}
+
+
+def checkpoint_manager(model_dir: str, train_config) -> ocp.CheckpointManager:
+  options = ocp.CheckpointManagerOptions(max_to_keep=train_config.keep_checkpoints, create=True)
+  return ocp.CheckpointManager(os.path.abspath(os.path.join(model_dir, "checkpoints")), options=options)
+
+
+def restore_latest(manager: ocp.CheckpointManager, state: TrainState) -> Optional[TrainState]:
+  step = manager.latest_step()
+  if step is None:
+    return None
+  return manager.restore(step, args=ocp.args.StandardRestore(state))
+
+
+def validate(config, num_devices: int) -> None:
+  """Config combinations that cannot work, reported before anything runs."""
+  m, t, k = config.model, config.train, config.masking
+  if m.hidden_size % m.num_attention_heads:
+    raise ConfigError(f"config.model.hidden_size={m.hidden_size} is not divisible by "
+                      f"config.model.num_attention_heads={m.num_attention_heads}")
+  if m.max_seq_length < 2:
+    raise ConfigError("config.model.max_seq_length must be at least 2")
+  if not 1 <= k.max_predictions_per_seq <= m.max_seq_length:
+    raise ConfigError(f"config.masking.max_predictions_per_seq={k.max_predictions_per_seq} must be between 1 "
+                      f"and config.model.max_seq_length={m.max_seq_length}")
+  if not 0.0 < k.masked_lm_prob <= 1.0:
+    raise ConfigError("config.masking.masked_lm_prob must be in (0, 1]")
+  if k.mask_token_prob + k.random_token_prob > 1.0 + 1e-9:
+    raise ConfigError("config.masking.mask_token_prob + random_token_prob must not exceed 1")
+  if m.hidden_act not in model_lib.ACTIVATIONS:
+    raise ConfigError(f"config.model.hidden_act={m.hidden_act!r}: use one of {sorted(model_lib.ACTIVATIONS)}")
+  if t.num_train_steps < 1 or t.num_warmup_steps < 0:
+    raise ConfigError("need config.train.num_train_steps >= 1 and config.train.num_warmup_steps >= 0")
+  parallel.check_divisible(t.batch_size, num_devices, "config.train.batch_size")
+
+
+def train(config, model_dir: str, train_seqs, valid_evaluator: Optional[evaluate.Evaluator], num_items: int,
+          tracker, devices, stop_at: Optional[int] = None) -> int:
+  """Trains up to config.train.num_train_steps, resuming from the latest checkpoint.
+
+  `stop_at` ends this invocation early at that step (after checkpointing), as an interrupted
+  run would. Returns the step reached.
+  """
+  tc = config.train
+  validate(config, len(devices))
+  model = model_lib.from_config(config.model, num_items)
+  state = create_state(config, num_items)
+  manager = checkpoint_manager(model_dir, tc)
+  restored = restore_latest(manager, state)
+  if restored is not None:
+    state = restored
+    logging.info("Resuming from checkpoint at step %d in %s", int(state.step), manager.directory)
+  start = int(state.step)
+  end = tc.num_train_steps if stop_at is None else min(stop_at, tc.num_train_steps)
+  if start >= tc.num_train_steps:
+    logging.info("Model already trained to step %d (num_train_steps=%d): nothing to train", start,
+                 tc.num_train_steps)
+    manager.close()
+    return start
+  n_params = sum(x.size for x in jax.tree.leaves(state.params))
+  logging.info("Training %s parameters on %d %s device(s), global batch %d, steps %d -> %d",
+               f"{n_params:,}", len(devices), devices[0].platform, tc.batch_size, start, end)
+
+  p_step = parallel.pmap(functools.partial(
+      train_step, model=model, mask_kwargs=masking.masking_kwargs(config.masking, num_items), seed=config.seed),
+      devices, donate_argnums=(0,))
+  p_state = parallel.replicate(state, devices)
+  del state
+  stream = input_pipeline.TrainStream(train_seqs, tc.batch_size, config.model.max_seq_length, config.seed)
+  batches = parallel.prefetch_to_device(stream.batches(start), devices, tc.prefetch)
+
+  schedule = learning_rate_schedule(tc)
+  bar = tqdm(total=end, initial=start, desc="train", unit="step", dynamic_ncols=True, mininterval=1.0)
+  window_metrics, window_steps = None, 0  # metric sums since the last log, kept on device
+  timed_start, timed_steps = time.perf_counter(), 0  # throughput window (excludes compilation)
+  t0, step, compile_seconds = time.perf_counter(), start, None
+  try:
+    for step in range(start, end):
+      p_state, m = p_step(p_state, next(batches))
+      window_metrics = m if window_metrics is None else jax.tree.map(jnp.add, window_metrics, m)
+      window_steps += 1
+      timed_steps += 1
+      done = step + 1
+      bar.update(1)
+      if compile_seconds is None:
+        jax.block_until_ready(m)
+        compile_seconds = time.perf_counter() - t0
+        timed_start, timed_steps = time.perf_counter(), 0
+        logging.info("First step (including compilation) took %.1fs", compile_seconds)
+      out_of_time = tc.training_time_limit_seconds and time.perf_counter() - t0 > tc.training_time_limit_seconds
+      last = done == end or out_of_time
+      if window_steps and (done % tc.log_every_steps == 0 or last):
+        wm = jax.device_get(jax.tree.map(lambda x: x[0], window_metrics))  # the only sync in the loop
+        loss = float(wm["loss_sum"] / max(wm["count"], 1.0))
+        if not math.isfinite(loss):
+          raise FloatingPointError(
+              f"non-finite training loss {loss} at step {done}; the last good checkpoint "
+              f"(step {manager.latest_step()}) is kept in {manager.directory}. Lower "
+              "config.train.learning_rate or check the data.")
+        seq_per_s = timed_steps * tc.batch_size / max(time.perf_counter() - timed_start, 1e-9)
+        bar.set_postfix(loss=f"{loss:.4f}", seq_s=f"{seq_per_s:,.0f}")
+        tracker.log({"train/loss": loss, "train/sequences_per_second": seq_per_s,
+                     "train/learning_rate": float(schedule(done - 1))}, step=done)
+        window_metrics, window_steps = None, 0
+        timed_start, timed_steps = time.perf_counter(), 0
+      if valid_evaluator is not None and tc.eval_every_steps and done % tc.eval_every_steps == 0 and not last:
+        scores = valid_evaluator.metrics(evaluate.model_scorer(model), p_state.params, replicated=True)
+        bar.write(f"step {done}: valid ndcg@10 {scores['ndcg@10']:.4f} hr@10 {scores['hr@10']:.4f}")
+        tracker.log({f"valid/{k}": v for k, v in scores.items()}, step=done)
+      if done % tc.checkpoint_every_steps == 0 or last:
+        manager.save(done, args=ocp.args.StandardSave(parallel.unreplicate(p_state)), force=True)
+      if out_of_time:
+        logging.info("Stopping at step %d: training_time_limit_seconds=%s reached", done,
+                     tc.training_time_limit_seconds)
+        break
+  finally:
+    bar.close()
+    manager.wait_until_finished()
+    manager.close()
+  return step + 1

@@ -1,0 +1,102 @@
+"""Default configuration: every field, one line each.
+
+Other configs start from `get_config()` here and change what they need. Any field can be
+overridden on the command line, e.g.
+
+  python -m bert4rec_jax.main --config=configs/synthetic.py --config.train.num_train_steps=500
+"""
+import os
+
+import ml_collections
+
+# Real datasets live outside the repository; the default is `shared/data` beside the checkout,
+# resolved from this file (not the working directory), and `BERT4REC_DATA_DIR` overrides it.
+DATA_DIR = os.environ.get(
+    "BERT4REC_DATA_DIR",
+    os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data")),
+)
+
+
+def get_config():
+  c = ml_collections.ConfigDict()
+  c.project = "default"  # projects/<project>/ holds data, models and results unless --workdir is given.
+  c.seed = 0  # Seeds parameter init, data order, masking, dropout and evaluation negatives.
+
+  c.data = ml_collections.ConfigDict()
+  c.data.format = "synthetic"  # synthetic | text | csv | parquet | pickle | movielens.
+  c.data.path = ""  # Input file (text/csv/parquet/pickle/movielens); .gz is read transparently.
+  c.data.user_col = "user"  # csv/parquet/pickle: user id column (the seed pipeline's pickles use "uid").
+  c.data.item_col = "item"  # csv/parquet: item id column.
+  c.data.time_col = ""  # csv/parquet: optional timestamp column; rows of a user are stably sorted by it.
+  c.data.list_col = "sid_add_to_cart"  # pickle: column holding each user's time-ordered list of items.
+  c.data.min_rating = 0.0  # movielens: keep ratings >= this (0 keeps all).
+  c.data.drop_duplicates = False  # Collapse consecutive repeats of the same item in a sequence.
+  c.data.min_seq_length = 3  # Users with fewer items are dropped (counted in meta.json); 3 = train+valid+test.
+  # Deterministic synthetic data with planted sequential structure (data.format == "synthetic").
+  c.data.synthetic = ml_collections.ConfigDict()
+  c.data.synthetic.num_users = 3000  # Number of users generated.
+  c.data.synthetic.num_items = 400  # Catalogue size.
+  c.data.synthetic.min_length = 8  # Shortest sequence.
+  c.data.synthetic.max_length = 40  # Longest sequence.
+  c.data.synthetic.num_strides = 4  # Users walk the catalogue with one of this many item strides.
+  c.data.synthetic.noise = 0.15  # Probability that a step is a popularity-drawn random item instead.
+
+  c.model = ml_collections.ConfigDict()
+  c.model.hidden_size = 64  # Width of embeddings and transformer blocks.
+  c.model.num_hidden_layers = 2  # Number of post-LN transformer blocks.
+  c.model.num_attention_heads = 2  # Attention heads; must divide hidden_size.
+  c.model.intermediate_size = 256  # Feed-forward width (usually 4 * hidden_size).
+  c.model.hidden_act = "gelu"  # gelu (exact erf form, as BERT) | gelu_approx | relu.
+  c.model.hidden_dropout_prob = 0.1  # Drop RATE (not keep prob) after embeddings, attention output and FFN.
+  c.model.attention_probs_dropout_prob = 0.1  # Drop rate on attention weights.
+  c.model.initializer_range = 0.02  # Std of the truncated-normal weight init.
+  c.model.max_seq_length = 50  # Items per example, including the [MASK] slot at evaluation; = max_position_embeddings.
+
+  c.masking = ml_collections.ConfigDict()
+  c.masking.masked_lm_prob = 0.2  # Fraction of real positions picked as targets (at least one per sequence).
+  c.masking.max_predictions_per_seq = 10  # Cap on picked positions; loss is computed only at these.
+  c.masking.mask_token_prob = 1.0  # A picked position becomes [MASK] with this probability ...
+  c.masking.random_token_prob = 0.0  # ... a random item with this one, else keeps its item (BERT: 0.8/0.1).
+  c.masking.mask_last_prob = 0.1  # Probability an example instead masks only its last item (the inference case).
+
+  c.train = ml_collections.ConfigDict()
+  c.train.batch_size = 128  # Global batch (sequences per step), split evenly over devices.
+  c.train.num_train_steps = 2000  # Total optimizer steps; a finished run only evaluates.
+  c.train.num_warmup_steps = 100  # Linear warmup steps, then linear decay to 0 at num_train_steps.
+  c.train.learning_rate = 1e-3  # Peak learning rate.
+  c.train.weight_decay = 0.01  # AdamW decoupled weight decay (never applied to biases or LayerNorm).
+  c.train.adam_b1 = 0.9  # Adam beta1.
+  c.train.adam_b2 = 0.999  # Adam beta2.
+  c.train.adam_eps = 1e-6  # Adam epsilon (BERT's value).
+  c.train.max_grad_norm = 5.0  # Global-norm gradient clipping (0 disables).
+  c.train.num_devices = 0  # Local devices for pmap; 0 = all.
+  c.train.log_every_steps = 50  # Loss / throughput logging period (the only host sync in the loop).
+  c.train.eval_every_steps = 500  # Validation period in steps (0 = only at the end).
+  c.train.checkpoint_every_steps = 500  # Orbax checkpoint period in steps (the last step is always saved).
+  c.train.keep_checkpoints = 2  # Checkpoints kept on disk.
+  c.train.training_time_limit_seconds = 0  # Stop (and checkpoint) after this much training time; 0 = no limit.
+  c.train.prefetch = 2  # Batches staged on device ahead of the step.
+
+  c.eval = ml_collections.ConfigDict()
+  c.eval.batch_size = 256  # Users per evaluation batch (padded to a multiple of the device count).
+  c.eval.ks = (1, 5, 10, 20, 50, 100)  # Cut-offs for HR@k and NDCG@k.
+  c.eval.num_negatives = 100  # Sampled protocol: negatives per user (0 disables the sampled protocol).
+  c.eval.negative_sampling = "popularity"  # popularity (the paper's) | uniform.
+  c.eval.exclude_history = True  # Items in the user's history (other than the target) are not ranked.
+  c.eval.max_valid_users = 2000  # Users in periodic validation during training (0 = all); final metrics use all.
+  c.eval.popularity_baseline = True  # Also evaluate most-popular with the same code and print it beside the model.
+
+  c.predict = ml_collections.ConfigDict()
+  c.predict.top_k = 10  # Items per user in predictions.parquet.
+  c.predict.batch_size = 512  # Users per inference batch (also the Parquet row-group size).
+  c.predict.exclude_history = True  # Never recommend an item already in the user's history.
+  c.predict.with_embeddings = False  # Also write the user embedding (hidden state at the [MASK] slot).
+
+  c.wandb = ml_collections.ConfigDict()
+  c.wandb.mode = "offline"  # offline (no account needed) | online | disabled.
+  c.wandb.project = "bert4rec_jax"  # W&B project.
+  c.wandb.entity = ""  # W&B entity (team or user); empty = default.
+  c.wandb.name = ""  # Run name; empty = the model name.
+  c.wandb.group = ""  # Run group (sweeps set this).
+  c.wandb.tags = ()  # Run tags.
+  return c

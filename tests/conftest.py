@@ -1,0 +1,34 @@
+"""Test session setup: 4 virtual CPU devices for pmap, and nothing written outside tmp."""
+import os
+import sys
+import tempfile
+
+# Must happen before JAX is imported anywhere: 4 host devices exercise pmap on a CPU machine.
+if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
+  os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4").strip()
+_SCRATCH = tempfile.mkdtemp(prefix="bert4rec-tests-")
+for var in ("MPLCONFIGDIR", "WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR"):
+  os.environ[var] = os.path.join(_SCRATCH, var.lower())
+  os.makedirs(os.environ[var], exist_ok=True)
+os.environ["WANDB_MODE"] = "disabled"
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO not in sys.path:
+  sys.path.insert(0, REPO)
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture
+def tiny_config():
+  from configs import synthetic
+  c = synthetic.get_config("tiny")
+  c.wandb.mode = "disabled"
+  return c
+
+
+@pytest.fixture(scope="session")
+def data_dir():
+  """The real datasets (BERT4REC_DATA_DIR or shared/data beside the checkout); tests skip without them."""
+  from configs import default
+  return default.DATA_DIR

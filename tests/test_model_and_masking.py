@@ -1,0 +1,116 @@
+"""The model's shapes and padding invariance; masking semantics and determinism."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from bert4rec_jax import masking
+from bert4rec_jax.model import BERT4Rec
+
+N, L = 40, 12
+
+
+@pytest.fixture(scope="module")
+def model_and_params():
+  m = BERT4Rec(num_items=N, max_seq_length=L, hidden_size=16, num_attention_heads=2, intermediate_size=32)
+  params = m.init(jax.random.PRNGKey(0), jnp.ones((1, L), jnp.int32), jnp.zeros((1, 1), jnp.int32))["params"]
+  return m, params
+
+
+def test_output_shapes(model_and_params):
+  m, params = model_and_params
+  ids = jax.random.randint(jax.random.PRNGKey(1), (3, L), 1, N + 2)
+  positions = jnp.array([[0, 5], [L - 1, 2], [3, 3]])
+  logits, hidden = m.apply({"params": params}, ids, positions)
+  assert logits.shape == (3, 2, N) and hidden.shape == (3, 2, 16)
+  assert m.apply({"params": params}, ids, method=m.encode).shape == (3, L, 16)
+  assert params["item_embedding"]["embedding"].shape == (N + 2, 16)  # PAD, N items, MASK
+  assert params["output_bias"].shape == (N,)  # PAD and MASK are never scored
+
+
+def test_padded_positions_cannot_change_outputs(model_and_params):
+  m, params = model_and_params
+  real = 5
+  ids = jnp.concatenate([jnp.zeros((1, L - real), jnp.int32), jnp.arange(1, real + 1)[None]], axis=1)
+  valid = ids != 0
+  junk = ids.at[0, :L - real].set(jnp.arange(7, 7 + L - real))  # items written into padded slots
+  h1 = m.apply({"params": params}, ids, valid, method=m.encode)
+  h2 = m.apply({"params": params}, junk, valid, method=m.encode)
+  np.testing.assert_allclose(h1[0, L - real:], h2[0, L - real:], atol=1e-6)
+  # ... whereas changing a real item does change the outputs.
+  h3 = m.apply({"params": params}, ids.at[0, L - 2].set(20), valid, method=m.encode)
+  assert not np.allclose(h1[0, L - 1], h3[0, L - 1], atol=1e-4)
+
+
+def test_head_is_tied_to_item_embeddings(model_and_params):
+  m, params = model_and_params
+  hidden = jax.random.normal(jax.random.PRNGKey(2), (2, 16))
+  p2 = jax.tree.map(lambda x: x, params)
+  p2["item_embedding"]["embedding"] = params["item_embedding"]["embedding"].at[3].add(
+      jnp.linspace(-1.0, 2.0, 16))  # token 3 -> logit column 2 (not a constant shift: LayerNorm output sums to 0)
+  l1 = m.apply({"params": params}, hidden, method=m.item_logits)
+  l2 = m.apply({"params": p2}, hidden, method=m.item_logits)
+  changed = np.flatnonzero(np.abs(np.asarray(l1 - l2)).max(axis=0) > 1e-6)
+  np.testing.assert_array_equal(changed, [2])
+
+
+def test_dropout_is_a_drop_rate():
+  """The seed passed keep-prob (0.9) as the drop rate. Here 0.1 must keep ~90% of units."""
+  m = BERT4Rec(num_items=N, max_seq_length=L, hidden_size=64, num_hidden_layers=0, hidden_dropout_prob=0.1,
+               intermediate_size=64)
+  ids = jax.random.randint(jax.random.PRNGKey(3), (64, L), 1, N + 1)
+  params = m.init(jax.random.PRNGKey(0), ids, jnp.zeros((64, 1), jnp.int32))["params"]
+  h = m.apply({"params": params}, ids, None, True, method=m.encode, rngs={"dropout": jax.random.PRNGKey(4)})
+  assert float(jnp.mean(h == 0)) == pytest.approx(0.1, abs=0.02)
+
+
+MASK_KW = dict(num_items=N, masked_lm_prob=0.3, max_predictions=5, mask_token_prob=0.8, random_token_prob=0.1,
+               mask_last_prob=0.0)
+
+
+def make_batch(b=200, seed=0):
+  rng = np.random.default_rng(seed)
+  ids = rng.integers(1, N + 1, size=(b, L)).astype(np.int32)
+  lengths = rng.integers(1, L + 1, size=b)
+  ids[np.arange(L)[None, :] < (L - lengths)[:, None]] = 0  # right-aligned
+  return jnp.asarray(ids), lengths
+
+
+def test_masking_picks_the_right_number_of_real_positions():
+  ids, lengths = make_batch()
+  mb = masking.mask_batch(jax.random.PRNGKey(0), ids, jnp.arange(len(lengths)), **MASK_KW)
+  ids_np, inputs, pos, tgt, w = map(np.asarray, (ids, mb.inputs, mb.positions, mb.targets, mb.weights))
+  for r, n in enumerate(lengths):
+    k = int(w[r].sum())
+    assert k == min(max(1, round(n * 0.3)), 5, n)
+    used = pos[r, :k]
+    assert len(set(used)) == k and (used >= L - n).all()  # distinct, real positions
+    np.testing.assert_array_equal(tgt[r, :k], ids_np[r, used])  # targets are the original items
+    untouched = np.setdiff1d(np.arange(L), used)
+    np.testing.assert_array_equal(inputs[r, untouched], ids_np[r, untouched])
+    assert (tgt[r, k:] == 0).all()
+  picked = w > 0
+  replaced = np.take_along_axis(inputs, pos, 1)[picked]
+  frac_mask = np.mean(replaced == N + 1)
+  assert frac_mask == pytest.approx(0.8, abs=0.07)
+  assert (replaced >= 1).all() and (replaced <= N + 1).all()
+
+
+def test_masking_depends_on_example_id_not_batch_slot():
+  ids, _ = make_batch(b=16)
+  ex = jnp.arange(100, 116)
+  a = masking.mask_batch(jax.random.PRNGKey(5), ids, ex, **MASK_KW)
+  perm = np.random.default_rng(0).permutation(16)
+  b = masking.mask_batch(jax.random.PRNGKey(5), ids[perm], ex[perm], **MASK_KW)
+  for x, y in zip(a, b):
+    np.testing.assert_array_equal(np.asarray(x)[perm], np.asarray(y))
+
+
+def test_mask_last_only():
+  ids, lengths = make_batch(b=50)
+  kw = dict(MASK_KW, mask_last_prob=1.0, mask_token_prob=1.0, random_token_prob=0.0)
+  mb = masking.mask_batch(jax.random.PRNGKey(0), ids, jnp.arange(50), **kw)
+  np.testing.assert_array_equal(np.asarray(mb.weights).sum(1), 1)
+  np.testing.assert_array_equal(np.asarray(mb.positions)[:, 0], L - 1)
+  np.testing.assert_array_equal(np.asarray(mb.inputs)[:, -1], N + 1)
+  np.testing.assert_array_equal(np.asarray(mb.inputs)[:, :-1], np.asarray(ids)[:, :-1])
