@@ -20,10 +20,14 @@ flags.mark_flags_as_required(["config"])
 
 
 class _LibraryChatter(py_logging.Filter):
-  """Keeps Orbax's per-save INFO lines out of the log unless --verbosity >= 1."""
+  """Keeps libraries' INFO chatter (Orbax per-save lines, JAX backend probing) out of the log
+  unless --verbosity >= 1."""
+  NOISY = ("/orbax/", "/jax/_src/xla_bridge.py")
 
   def filter(self, record):
-    return record.levelno >= py_logging.WARNING or "/orbax/" not in record.pathname or logging.get_verbosity() >= 1
+    if record.levelno >= py_logging.WARNING or logging.get_verbosity() >= 1:
+      return True
+    return not any(part in record.pathname for part in self.NOISY)
 
 
 def main(argv):

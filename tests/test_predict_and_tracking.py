@@ -1,0 +1,53 @@
+"""Predictions carry the right embeddings and ids; W&B offline writes only where it is told."""
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+
+from bert4rec_jax import input_pipeline, model as model_lib, parallel, predict, preprocess, train
+from bert4rec_jax.tracking import Tracker
+from tests.test_preprocess import random_interactions
+
+
+def test_predictions_and_embeddings_match_the_model(tiny_config, tmp_path):
+  p = preprocess.prepare(random_interactions(12, num_rows=1500, num_users=90, num_items=70),
+                         drop_duplicates=False, min_seq_length=3)
+  c = tiny_config
+  c.predict.with_embeddings, c.predict.top_k, c.predict.batch_size = True, 5, 32
+  state = train.create_state(c, p.vocab.num_items)
+  model = model_lib.from_config(c.model, p.vocab.num_items)
+  path = str(tmp_path / "preds.parquet")
+  n = predict.predict(state.params, model, p.sequences, p.users, p.vocab, predict_config=c.predict,
+                      max_seq_length=c.model.max_seq_length, devices=parallel.local_devices(4), path=path)
+  df = pd.read_parquet(path)
+  assert n == len(df) == len(p.users)
+  assert list(df["user"]) == list(p.users)
+  L = c.model.max_seq_length
+  inputs = input_pipeline.right_aligned(p.sequences, np.arange(len(p.users)), L, append=p.vocab.mask_id)
+  logits, hidden = model.apply({"params": state.params}, jnp.asarray(inputs), jnp.full((len(inputs), 1), L - 1))
+  logits, hidden = np.asarray(logits[:, 0]), np.asarray(hidden[:, 0])
+  for u in range(len(p.users)):
+    np.testing.assert_allclose(np.asarray(df["embedding"][u]), hidden[u], atol=1e-5)
+    scores = logits[u].copy()
+    scores[np.asarray(p.sequences[u]) - 1] = -np.inf  # history excluded
+    best = np.argsort(-scores, kind="stable")[:5]
+    np.testing.assert_allclose(np.asarray(df["scores"][u]), scores[best], rtol=1e-5, atol=1e-6)
+    assert list(df["items"][u]) == list(p.vocab.ids[best])  # decoded to original ids, not shifted
+
+
+def test_wandb_offline_run_stays_in_the_model_folder(tiny_config, tmp_path, monkeypatch):
+  monkeypatch.setenv("WANDB_MODE", "offline")
+  c = tiny_config
+  c.wandb.mode = "offline"
+  model_dir = tmp_path / "model"
+  t = Tracker(c, str(model_dir), "run-name")
+  t.log({"train/loss": 1.5}, step=3)
+  t.summary({"test/ndcg@10": 0.5})
+  t.close()
+  records = [json.loads(line) for line in open(model_dir / "metrics.jsonl")]
+  assert records[0]["train/loss"] == 1.5 and records[0]["step"] == 3
+  runs = os.listdir(model_dir / "wandb")
+  assert any(r.startswith("offline-run-") for r in runs), runs
