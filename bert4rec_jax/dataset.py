@@ -23,43 +23,47 @@ from bert4rec_jax import io_utils, preprocess, sources
 FORMAT_VERSION = 1  # bump when the artifact or preprocessing semantics change
 
 
-def source_fingerprint(data_config) -> str:
-  """sha256 of the input file's bytes (or of the generator settings for synthetic data)."""
+def file_sha256(path: str) -> str:
   h = hashlib.sha256()
-  if data_config.format == "synthetic":
-    h.update(b"synthetic")
-  else:
-    with open(data_config.path, "rb") as f:
-      for block in iter(lambda: f.read(1 << 20), b""):
-        h.update(block)
+  with open(path, "rb") as f:
+    for block in iter(lambda: f.read(1 << 20), b""):
+      h.update(block)
   return h.hexdigest()
 
 
-def dataset_hash(data_config) -> str:
+def dataset_hash(data_config, min_seq_length: int, vocab_fingerprint: str = "") -> str:
   """Hash of everything that determines the prepared arrays (the path itself does not)."""
   if data_config.format != "synthetic" and not os.path.isfile(data_config.path):
     sources.read_interactions(data_config)  # raises the clear "no such file" error
   cfg = data_config.to_dict()
   cfg.pop("path")
+  cfg["min_seq_length"] = min_seq_length
   if cfg["format"] != "synthetic":
     cfg.pop("synthetic")
-  blob = json.dumps({"v": FORMAT_VERSION, "config": cfg, "source": source_fingerprint(data_config)},
+  source = "synthetic" if data_config.format == "synthetic" else file_sha256(data_config.path)
+  blob = json.dumps({"v": FORMAT_VERSION, "config": cfg, "source": source, "vocab": vocab_fingerprint},
                     sort_keys=True, default=list)
   return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def load_or_prepare(data_config, workdir: str) -> tuple:
-  """Returns (Prepared, folder); prepares and saves only when no artifact with this hash exists."""
-  folder = os.path.join(workdir, "data", "processed", dataset_hash(data_config))
+def load_or_prepare(data_config, workdir: str, min_seq_length: int, vocab: "preprocess.ItemVocab" = None,
+                    vocab_fingerprint: str = "") -> tuple:
+  """Returns (Prepared, folder); prepares and saves only when no artifact with this hash exists.
+
+  With `vocab` (a trained model's), items are encoded with it and it is never rebuilt; its
+  fingerprint is part of the hash.
+  """
+  folder = os.path.join(workdir, "data", "processed", dataset_hash(data_config, min_seq_length, vocab_fingerprint))
   if os.path.isfile(os.path.join(folder, "meta.json")):
     logging.info("Reusing prepared dataset %s (inputs and data config unchanged)", folder)
     return load(folder), folder
   logging.info("Preparing dataset from %s", data_config.path or data_config.format)
   df = sources.read_interactions(data_config)
-  prepared = preprocess.prepare(df, drop_duplicates=data_config.drop_duplicates,
-                                min_seq_length=data_config.min_seq_length)
+  prepared = preprocess.prepare(df, drop_duplicates=data_config.drop_duplicates, min_seq_length=min_seq_length,
+                                vocab=vocab)
   meta = {"format_version": FORMAT_VERSION, "source": data_config.path or "synthetic",
-          "data_config": data_config.to_dict(), "stats": prepared.stats}
+          "data_config": data_config.to_dict(), "min_seq_length": min_seq_length,
+          "vocab": vocab_fingerprint or "built from this data", "stats": prepared.stats}
   save(prepared, folder, meta)
   logging.info("Prepared %s", json.dumps(prepared.stats))
   return prepared, folder
@@ -72,7 +76,8 @@ def save(prepared: "preprocess.Prepared", folder: str, meta: dict) -> None:
   tmp = tempfile.mkdtemp(dir=parent, prefix=".tmp-")
   try:
     seqs = prepared.sequences
-    np.savez(os.path.join(tmp, "sequences.npz"), offsets=seqs.offsets, items=seqs.items)
+    np.savez(os.path.join(tmp, "sequences.npz"), offsets=seqs.offsets, items=seqs.items,
+             last_item_known=prepared.last_item_known)
     pd.DataFrame({"item": prepared.vocab.ids, "count": prepared.vocab.counts}).to_parquet(
         os.path.join(tmp, "items.parquet"), index=False)
     pd.DataFrame({"user": prepared.users}).to_parquet(os.path.join(tmp, "users.parquet"), index=False)
@@ -88,8 +93,16 @@ def save(prepared: "preprocess.Prepared", folder: str, meta: dict) -> None:
 def load(folder: str) -> "preprocess.Prepared":
   with np.load(os.path.join(folder, "sequences.npz"), allow_pickle=False) as z:
     seqs = preprocess.Sequences(offsets=z["offsets"], items=z["items"])
-  items = pd.read_parquet(os.path.join(folder, "items.parquet"))
-  users = pd.read_parquet(os.path.join(folder, "users.parquet"))["user"].to_numpy()
+    last_item_known = z["last_item_known"]
   meta = io_utils.read_json(os.path.join(folder, "meta.json"))
-  vocab = preprocess.ItemVocab(ids=items["item"].to_numpy(), counts=items["count"].to_numpy())
-  return preprocess.Prepared(vocab=vocab, users=users, sequences=seqs, stats=meta["stats"])
+  return preprocess.Prepared(vocab=load_vocab(folder), users=load_users(folder), sequences=seqs,
+                             stats=meta["stats"], last_item_known=last_item_known)
+
+
+def load_vocab(folder: str) -> "preprocess.ItemVocab":
+  items = pd.read_parquet(os.path.join(folder, "items.parquet"))
+  return preprocess.ItemVocab(ids=items["item"].to_numpy(), counts=items["count"].to_numpy())
+
+
+def load_users(folder: str) -> np.ndarray:
+  return pd.read_parquet(os.path.join(folder, "users.parquet"))["user"].to_numpy()

@@ -37,12 +37,23 @@ def popularity_scorer(params, item_ids):
   return jnp.broadcast_to(params.astype(jnp.float32), (item_ids.shape[0], params.shape[0])), None
 
 
+def with_popularity_fallback(score_fn: Scorer) -> Scorer:
+  """A scorer over params (inner_params, popularity [N]) that scores a user with an empty
+  history (nothing but PAD before the [MASK] slot) by popularity instead of the model."""
+  def score(params, item_ids):
+    inner, popularity = params
+    scores, hidden = score_fn(inner, item_ids)
+    empty = jnp.all(item_ids[:, :-1] == 0, axis=1)  # [b]
+    return jnp.where(empty[:, None], popularity[None, :].astype(scores.dtype), scores), hidden
+  return score
+
+
 def popularity_params(train: Sequences, num_items: int) -> np.ndarray:
   """[N] float32 count of each item in the training sequences (no held-out item leaks in)."""
   return np.bincount(train.items, minlength=num_items + 2)[1:num_items + 1].astype(np.float32)
 
 
-def _eval_step(params, batch, *, score_fn, num_items: int, exclude_history: bool):
+def _eval_step(params, batch, *, score_fn, num_items: int, exclude_history: bool, top_k: int):
   scores, _ = score_fn(params, batch["item_ids"])  # [b, N]
   targets = batch["targets"] - 1  # token -> column
   if exclude_history:
@@ -52,11 +63,9 @@ def _eval_step(params, batch, *, score_fn, num_items: int, exclude_history: bool
   out = {"full": metrics.target_ranks(scores, targets, excluded)}
   if "negatives" in batch:
     out["sampled"] = metrics.sampled_ranks(scores, targets, batch["negatives"], batch["negative_valid"])
+  if top_k:  # what the user was shown, for per-user prediction files
+    out["top_items"] = jax.lax.top_k(jnp.where(excluded, -jnp.inf, scores), top_k)[1] + 1  # [b, K] tokens
   return out
-
-
-def _next_pow2(n: int, floor: int = 16) -> int:
-  return max(floor, 1 << int(np.ceil(np.log2(max(n, 1)))))
 
 
 class Evaluator:
@@ -74,7 +83,7 @@ class Evaluator:
     d = len(devices)
     self.batch_size = -(-eval_config.batch_size // d) * d  # round up to a multiple of the devices
     # One static history width for the whole split: one compilation.
-    self.history_width = _next_pow2(int(split.history.lengths[self.index].max()))
+    self.history_width = input_pipeline.bucket(int(split.history.lengths[self.index].max()))
     self._steps: Dict[int, Callable] = {}
     self._negatives: Optional[np.ndarray] = None
 
@@ -119,14 +128,16 @@ class Evaluator:
                                                 seed=self.seed)
     self._negatives = (negatives[self.index], valid[self.index])
 
-  def ranks(self, score_fn: Scorer, params, replicated: bool = False) -> Dict[str, np.ndarray]:
-    """Per-user ranks {'full': [U], 'sampled': [U]} (sampled only when num_negatives > 0)."""
+  def ranks(self, score_fn: Scorer, params, replicated: bool = False, top_k: int = 0) -> Dict[str, np.ndarray]:
+    """Per-user ranks {'full': [U], 'sampled': [U]} (sampled only when num_negatives > 0), and
+    with top_k > 0 also 'top_items' [U, K] (tokens, best first, history excluded as ranked)."""
     self._ensure_negatives()
-    key = id(score_fn)
+    top_k = min(top_k, self.vocab.num_items)
+    key = (id(score_fn), top_k)
     if key not in self._steps:
       self._steps[key] = parallel.pmap(functools.partial(
           _eval_step, score_fn=score_fn, num_items=self.vocab.num_items,
-          exclude_history=self.config.exclude_history), self.devices)
+          exclude_history=self.config.exclude_history, top_k=top_k), self.devices)
     step = self._steps[key]
     p_params = params if replicated else parallel.replicate(params, self.devices)
     with_negatives = self._negatives is not None
@@ -143,6 +154,15 @@ class Evaluator:
   def metrics(self, score_fn: Scorer, params, replicated: bool = False) -> Dict[str, float]:
     ranks = self.ranks(score_fn, params, replicated)
     return summarize_ranks(ranks, self.config.ks)
+
+  @property
+  def rows(self) -> np.ndarray:
+    """[U] the user row of each evaluated user, in the order of `ranks`."""
+    return self.split.rows[self.index]
+
+  @property
+  def targets(self) -> np.ndarray:
+    return self.split.targets[self.index]
 
 
 def summarize_ranks(ranks: Dict[str, np.ndarray], ks) -> Dict[str, float]:

@@ -1,8 +1,9 @@
 """Fixed-shape NumPy batches from CSR sequences: windows, the training stream, eval batches.
 
-Sequences are right-aligned (left padding): the newest item sits at position L - 1. Training
-examples are the last L items of each training sequence; evaluation and inference inputs are
-the last L - 1 items of the history followed by [MASK] at position L - 1.
+Sequences are right-aligned (left padding): the newest item sits at position L - 1.
+Training examples are windows of at most L items (the last L of each training sequence, plus
+sliding windows over longer ones); evaluation and inference inputs are the last L - 1 items
+of the history followed by [MASK] at position L - 1.
 """
 import dataclasses
 from typing import Iterator, Optional
@@ -12,41 +13,80 @@ import numpy as np
 from bert4rec_jax.preprocess import PAD, Sequences
 
 
-def right_aligned(seqs: Sequences, rows: np.ndarray, length: int, append: Optional[int] = None) -> np.ndarray:
-  """[len(rows), length] int32: the last items of each sequence, left-padded with PAD.
+def bucket(n: int, floor: int = 16) -> int:
+  """The next power of two >= n (at least `floor`): few distinct shapes, few compilations."""
+  return max(floor, 1 << int(np.ceil(np.log2(max(n, 1)))))
+
+
+def right_aligned(seqs: Sequences, rows: np.ndarray, length: int, append: Optional[int] = None,
+                  ends: Optional[np.ndarray] = None) -> np.ndarray:
+  """[len(rows), length] int32: the items of each sequence up to `ends` (default: its end),
+  at most `length` of them, right-aligned and left-padded with PAD.
 
   With `append` (a token, e.g. MASK), the last `length - 1` items are followed by that token.
   """
   rows = np.asarray(rows, dtype=np.int64)
   n = length - (append is not None)
-  starts, ends = seqs.offsets[rows], seqs.offsets[rows + 1]
+  starts = seqs.offsets[rows]
+  ends = seqs.offsets[rows + 1] if ends is None else np.asarray(ends, dtype=np.int64)
   idx = ends[:, None] - n + np.arange(n)[None, :]  # [B, n] positions into seqs.items
-  window = np.where(idx >= starts[:, None], seqs.items[np.maximum(idx, 0)], PAD).astype(np.int32)
+  window = np.where(idx >= starts[:, None], seqs.items[np.clip(idx, 0, max(len(seqs.items) - 1, 0))],
+                    PAD).astype(np.int32)
   if append is not None:
     window = np.concatenate([window, np.full((len(rows), 1), append, np.int32)], axis=1)
   return window
+
+
+def sliding_windows(seqs: Sequences, length: int, prop_sliding_window: float):
+  """Training windows as (rows [W], ends [W]) with `ends` absolute positions into seqs.items.
+
+  Every sequence contributes its last `length` items. With prop_sliding_window > 0, a longer
+  sequence also contributes windows ending step, 2 * step, ... items earlier
+  (step = max(1, int(prop * length))) until one reaches its first item (the seed's scheme:
+  windows start at n - L, n - L - step, ..., and 0). -1 disables sliding.
+  """
+  lengths = seqs.lengths
+  rows = np.arange(len(seqs), dtype=np.int64)
+  if prop_sliding_window <= 0:
+    return rows, seqs.offsets[1:].copy()
+  step = max(1, int(prop_sliding_window * length))
+  # Windows per sequence: starts n-L, n-L-step, ... > 0, then 0 (when n > L).
+  extra = np.where(lengths > length, -(-(lengths - length) // step), 0)  # ceil((n - L) / step)
+  counts = 1 + extra
+  w_rows = np.repeat(rows, counts)
+  k = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)  # window index in its sequence
+  n = lengths[w_rows]
+  start = np.maximum(n - length - k * step, 0)  # start within the sequence
+  end_in_seq = np.where(k == 0, n, start + length)
+  return w_rows, seqs.offsets[w_rows] + end_in_seq
 
 
 @dataclasses.dataclass
 class TrainStream:
   """The training batches as a pure function of (seed, step).
 
-  The examples form an endless stream of epochs, each a fresh permutation of all examples
-  seeded by (seed, epoch); batch `step` is stream positions [step * B, (step + 1) * B). So
-  resuming at any step reproduces the exact batches of an uninterrupted run, and no example
-  is dropped at epoch ends.
+  An example is a (window, copy) pair: `copies` = 1 with dynamic masking; with static
+  masking, `dupe_factor` differently-masked copies plus one "only the last item masked" copy.
+  The examples form an endless stream of epochs, each a fresh permutation seeded by
+  (seed, epoch); batch `step` is stream positions [step * B, (step + 1) * B). Resuming at any
+  step reproduces the batches of an uninterrupted run, and no example is dropped at epoch
+  ends. Nothing is materialised per copy: memory is O(windows).
   """
   seqs: Sequences
   batch_size: int
   max_seq_length: int
   seed: int
+  prop_sliding_window: float = -1.0
+  static_copies: int = 0  # 0 = dynamic masking; else dupe_factor (+1 mask-last copy is added)
 
   def __post_init__(self):
+    self.window_rows, self.window_ends = sliding_windows(self.seqs, self.max_seq_length, self.prop_sliding_window)
+    self.copies = self.static_copies + 1 if self.static_copies else 1
     self._cached_epoch, self._cached_perm = -1, None
 
   @property
   def num_examples(self) -> int:
-    return len(self.seqs)
+    return len(self.window_rows) * self.copies
 
   def _permutation(self, epoch: int) -> np.ndarray:
     if epoch != self._cached_epoch:
@@ -55,7 +95,7 @@ class TrainStream:
     return self._cached_perm
 
   def example_ids(self, step: int) -> np.ndarray:
-    """[B] int64 global example indices of batch `step` (distinct per stream position)."""
+    """[B] int64 example indices of batch `step`."""
     pos = step * self.batch_size + np.arange(self.batch_size, dtype=np.int64)
     epochs, within = np.divmod(pos, self.num_examples)
     out = np.empty(self.batch_size, dtype=np.int64)
@@ -65,12 +105,21 @@ class TrainStream:
     return out
 
   def batch(self, step: int) -> dict:
-    ids = self.example_ids(step)
-    pos = step * self.batch_size + np.arange(self.batch_size, dtype=np.int64)
+    examples = self.example_ids(step)
+    windows, copy = np.divmod(examples, self.copies)
+    if self.static_copies:
+      # Static: an example's mask is a function of the example alone, the same every epoch.
+      mask_key = examples
+      only_last = copy == self.static_copies
+    else:
+      # Dynamic: keyed by stream position, so a window's copies in different epochs differ.
+      mask_key = step * self.batch_size + np.arange(self.batch_size, dtype=np.int64)
+      only_last = np.zeros(self.batch_size, bool)
     return {
-        "item_ids": right_aligned(self.seqs, ids, self.max_seq_length),  # [B, L]
-        # Masking is keyed by stream position, so a user's copies in different epochs differ.
-        "example_ids": (pos % np.iinfo(np.int32).max).astype(np.int32),  # [B]
+        "item_ids": right_aligned(self.seqs, self.window_rows[windows], self.max_seq_length,
+                                  ends=self.window_ends[windows]),  # [B, L]
+        "example_ids": (mask_key % np.iinfo(np.int32).max).astype(np.int32),  # [B]
+        "only_last": only_last,  # [B] bool
     }
 
   def batches(self, start_step: int) -> Iterator[dict]:
@@ -78,17 +127,3 @@ class TrainStream:
     while True:
       yield self.batch(step)
       step += 1
-
-
-def eval_batches(history: Sequences, rows: np.ndarray, batch_size: int, max_seq_length: int,
-                 mask_id: int) -> Iterator[dict]:
-  """Batches of a fixed size over `rows`; the last one is padded, with `valid` marking real rows."""
-  for start in range(0, len(rows), batch_size):
-    chunk = rows[start:start + batch_size]
-    n = len(chunk)
-    padded = np.concatenate([chunk, np.full(batch_size - n, chunk[0], dtype=chunk.dtype)])
-    yield {
-        "rows": padded,
-        "item_ids": right_aligned(history, padded, max_seq_length, append=mask_id),  # [B, L]
-        "valid": np.arange(batch_size) < n,  # [B]
-    }

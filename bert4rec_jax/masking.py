@@ -16,14 +16,14 @@ class MaskedBatch(NamedTuple):
   weights: jax.Array  # [B, P] float32 1 for a real target, 0 for padding
 
 
-def mask_example(key, item_ids, *, num_items: int, masked_lm_prob: float, max_predictions: int,
+def mask_example(key, item_ids, force_last=False, *, num_items: int, masked_lm_prob: float, max_predictions: int,
                  mask_token_prob: float, random_token_prob: float, mask_last_prob: float):
   """One right-aligned sequence [L] -> (inputs [L], positions [P], targets [P], weights [P]).
 
   Picks round(n * masked_lm_prob) of the n real positions (at least 1, at most P) uniformly
-  without replacement; with probability mask_last_prob picks only the last position instead.
-  A picked position becomes [MASK] (prob mask_token_prob), a random item (random_token_prob)
-  or stays as it is.
+  without replacement; with probability mask_last_prob (always, if force_last) picks only the
+  last position instead. A picked position becomes [MASK] (prob mask_token_prob), a random
+  item (random_token_prob) or stays as it is.
   """
   seq_len = item_ids.shape[0]
   k_pick, k_last, k_how, k_rand = jax.random.split(key, 4)
@@ -35,7 +35,7 @@ def mask_example(key, item_ids, *, num_items: int, masked_lm_prob: float, max_pr
   num_to_pick = jnp.clip(jnp.round(n * masked_lm_prob), 1, max_predictions).astype(jnp.int32)
   used = jnp.arange(max_predictions) < jnp.minimum(num_to_pick, n)
 
-  only_last = jax.random.uniform(k_last) < mask_last_prob
+  only_last = force_last | (jax.random.uniform(k_last) < mask_last_prob)
   last_positions = jnp.zeros((max_predictions,), jnp.int32).at[0].set(seq_len - 1)
   positions = jnp.where(only_last, last_positions, picked).astype(jnp.int32)
   used = jnp.where(only_last, jnp.arange(max_predictions) == 0, used) & (n > 0)
@@ -50,15 +50,21 @@ def mask_example(key, item_ids, *, num_items: int, masked_lm_prob: float, max_pr
   return inputs, positions, jnp.where(used, targets, 0), used.astype(jnp.float32)
 
 
-def mask_batch(key, item_ids, example_ids, **kwargs) -> MaskedBatch:
-  """item_ids [B, L], example_ids [B] (global example index) -> MaskedBatch."""
+def mask_batch(key, item_ids, example_ids, only_last=None, **kwargs) -> MaskedBatch:
+  """item_ids [B, L], example_ids [B] (the key of each draw), only_last [B] bool -> MaskedBatch."""
+  if only_last is None:
+    only_last = jnp.zeros(item_ids.shape[:1], jnp.bool_)
   keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(example_ids)
-  return MaskedBatch(*jax.vmap(lambda k, x: mask_example(k, x, **kwargs))(keys, item_ids))
+  return MaskedBatch(*jax.vmap(lambda k, x, f: mask_example(k, x, f, **kwargs))(keys, item_ids, only_last))
+
+
+MODES = ("dynamic", "static")
 
 
 def masking_kwargs(masking_config, num_items: int) -> dict:
+  """Static masking takes its mask-last examples from the stream, not from mask_last_prob."""
   return dict(num_items=num_items, masked_lm_prob=masking_config.masked_lm_prob,
               max_predictions=masking_config.max_predictions_per_seq,
               mask_token_prob=masking_config.mask_token_prob,
               random_token_prob=masking_config.random_token_prob,
-              mask_last_prob=masking_config.mask_last_prob)
+              mask_last_prob=masking_config.mask_last_prob if masking_config.mode == "dynamic" else 0.0)

@@ -1,37 +1,51 @@
-"""The importable entry point: `run(config, workdir, mode)` does prepare/train/evaluate/predict.
+"""The importable entry point: `run(config, workdir, mode)` for every task and mode.
+
+Tasks (config.task), with the TF2 pipeline's semantics:
+  train_val_test  test = last item, validation = second to last, training on the rest
+  train_val       validation = last item, training on the rest (the final model)
+  test            evaluate a trained model on the last item of each sequence of a file
+  inference       whole history as input: top-K next items (and embeddings) per user
 
 Files (DESIGN.md):
-  <workdir>/data/processed/<hash>/    prepared dataset, reused while inputs are unchanged
-  <workdir>/models/<model_name>/      checkpoints/, config.json, metrics.jsonl
-  <workdir>/results/<model_name>/     valid_metrics.json, test_metrics.json, predictions.parquet
+  <workdir>/data/processed/<hash>/   prepared dataset, reused while inputs are unchanged
+  <workdir>/models/<model_name>/     checkpoints/, config.json, metrics.jsonl, vocab/ (items + users
+                                     the model was trained on: test and inference read them, never rebuild)
+  <workdir>/results/<model_name>/    {valid,test}_metrics.json, per-user files, predictions.parquet
 """
 import hashlib
 import json
 import logging
 import os
+import shutil
 from typing import Optional
 
 import jax
+import ml_collections
 import numpy as np
+import pandas as pd
 
 from bert4rec_jax import dataset, evaluate, io_utils, model as model_lib, parallel, predict, preprocess, train
 from bert4rec_jax.errors import ConfigError
 from bert4rec_jax.tracking import Tracker
 
+TASKS = ("train_val_test", "train_val", "test", "inference")
 MODES = ("prepare", "train", "evaluate", "predict", "all")
+_TASK_MODES = {"train_val_test": MODES, "train_val": MODES, "test": ("prepare", "evaluate", "all"),
+               "inference": ("prepare", "predict", "all")}
 
 # Fields that do not change the trained model, left out of its name hash so that, e.g., a
 # different log period or device count resumes the same model.
 _NOT_IN_MODEL_HASH = {
-    "project", "wandb", "eval", "predict",
+    "project", "wandb", "eval", "predict", "model_name", "data.path",
     "train.log_every_steps", "train.eval_every_steps", "train.checkpoint_every_steps",
     "train.keep_checkpoints", "train.training_time_limit_seconds", "train.prefetch", "train.num_devices",
 }
 
 
-def model_name(config) -> str:
-  """The seed's scheme `hs64_msl50_mpps10_nts2000_lr0.001` plus a hash of every other setting."""
-  flat = {}
+def model_name(config, data_hash: str = "") -> str:
+  """The seed's scheme `hs64_msl50_mpps10_nts2000_lr0.001` plus a hash of every other setting
+  that changes the model, including the prepared data's content hash."""
+  flat = {"data_hash": data_hash}
 
   def walk(d, prefix=""):
     for k, v in d.items():
@@ -50,28 +64,46 @@ def model_name(config) -> str:
           f"_nts{t.num_train_steps}_lr{t.learning_rate:g}_{digest}")
 
 
-def run(config, workdir: str, mode: str = "all", stop_at: Optional[int] = None) -> dict:
-  """Runs one mode (or all of them in order). Returns what it produced (paths, metrics)."""
-  if mode not in MODES:
-    raise ConfigError(f"--mode={mode!r}: use one of {', '.join(MODES)}")
-  if config.data.min_seq_length < 3:
-    raise ConfigError("config.data.min_seq_length must be at least 3 (train, validation and test items)")
-  devices = parallel.local_devices(config.train.num_devices)
-  train.validate(config, len(devices))
-  logging.info("JAX %s on %d %s device(s)", jax.__version__, len(devices), devices[0].platform)
+def min_seq_length(config) -> int:
+  need = preprocess.TASK_MIN_LENGTH[config.task]
+  value = config.data.min_seq_length
+  if value < 0:
+    return need
+  if value < need:
+    raise ConfigError(f"config.data.min_seq_length={value} is below the {need} items task {config.task!r} needs")
+  return value
 
-  prepared, data_dir = dataset.load_or_prepare(config.data, workdir)
+
+def run(config, workdir: str, mode: str = "all", stop_at: Optional[int] = None) -> dict:
+  """Runs one mode (or all of the task's modes in order). Returns what it produced."""
+  if config.task not in TASKS:
+    raise ConfigError(f"config.task={config.task!r}: use one of {', '.join(TASKS)}")
+  if mode not in _TASK_MODES[config.task]:
+    raise ConfigError(f"--mode={mode!r} does not apply to task {config.task!r}: use one of "
+                      f"{', '.join(_TASK_MODES[config.task])}")
+  devices = parallel.local_devices(config.train.num_devices)
+  logging.info("JAX %s on %d %s device(s)", jax.__version__, len(devices), devices[0].platform)
+  if config.task in ("train_val_test", "train_val"):
+    return _run_training_task(config, workdir, mode, devices, stop_at)
+  return _run_trained_model_task(config, workdir, mode, devices)
+
+
+def _run_training_task(config, workdir, mode, devices, stop_at):
+  train.validate(config, len(devices))
+  prepared, data_dir = dataset.load_or_prepare(config.data, workdir, min_seq_length(config))
   result = {"data_dir": data_dir}
   if mode == "prepare":
     return result
 
-  train_seqs, valid, test = preprocess.leave_one_out(prepared.sequences)
-  name = model_name(config)
-  model_dir = os.path.join(workdir, "models", name)
-  results_dir = os.path.join(workdir, "results", name)
-  os.makedirs(model_dir, exist_ok=True)
-  io_utils.write_json(os.path.join(model_dir, "config.json"),
-                      {"config": config.to_dict(), "model_name": name, "data_dir": os.path.abspath(data_dir)})
+  seqs = prepared.sequences
+  if config.task == "train_val_test":
+    train_seqs, valid, test = preprocess.leave_one_out(seqs)
+    splits = {"valid": valid, "test": test}
+  else:
+    train_seqs, splits = seqs.drop_last(1), {"valid": preprocess.last_item_split(seqs)}
+  name = config.model_name or model_name(config, os.path.basename(data_dir))
+  model_dir, results_dir = _model_dir(workdir, name), os.path.join(workdir, "results", name)
+  _write_model_folder(config, model_dir, name, data_dir)
   result.update(model_dir=model_dir, results_dir=results_dir, model_name=name)
   num_items = prepared.vocab.num_items
 
@@ -83,39 +115,138 @@ def run(config, workdir: str, mode: str = "all", stop_at: Optional[int] = None) 
   tracker = Tracker(config, model_dir, name, job_type=mode)
   try:
     if mode in ("train", "all"):
-      result["step"] = train.train(config, model_dir, train_seqs, evaluator(valid, config.eval.max_valid_users),
+      result["step"] = train.train(config, model_dir, train_seqs,
+                                   evaluator(splits["valid"], config.eval.max_valid_users),
                                    num_items, tracker, devices, stop_at=stop_at)
-      if stop_at is not None and result["step"] < config.train.num_train_steps:
+      if result["step"] < config.train.num_train_steps:
+        logging.info("Training stopped at step %d of %d: run the same command again to continue",
+                     result["step"], config.train.num_train_steps)
         return result
-    params = None
     if mode in ("evaluate", "predict", "all"):
       params = load_params(config, model_dir, num_items)
+      scorer = evaluate.model_scorer(model_lib.from_config(config.model, num_items))
     if mode in ("evaluate", "all"):
-      model = model_lib.from_config(config.model, num_items)
-      pop = evaluate.popularity_params(train_seqs, num_items)
-      for split_name, split in (("valid", valid), ("test", test)):
-        ev = evaluator(split)
-        rows = {"bert4rec": ev.metrics(evaluate.model_scorer(model), params)}
-        if config.eval.popularity_baseline:
-          rows["popularity"] = ev.metrics(evaluate.popularity_scorer, pop)
-        path = os.path.join(results_dir, f"{split_name}_metrics.json")
-        io_utils.write_json(path, {"model_name": name, "split": split_name, "metrics": rows})
-        keys = list(rows["bert4rec"])
-        print(f"\n{split_name} metrics ({rows['bert4rec']['num_users']} users) -> {path}\n"
-              + evaluate.format_table(rows, keys), flush=True)
-        tracker.log({f"{split_name}/{k}": v for k, v in rows["bert4rec"].items()}, step=config.train.num_train_steps)
-        tracker.summary({f"{split_name}/{k}": v for k, v in rows["bert4rec"].items()})
-        result[f"{split_name}_metrics"] = rows
+      popularity = evaluate.popularity_params(train_seqs, num_items)
+      for split_name, split in splits.items():
+        result[f"{split_name}_metrics"] = _evaluate_split(
+            config, evaluator(split), scorer, params, popularity, prepared, split_name, name,
+            os.path.join(results_dir, f"{split_name}_metrics.json"),
+            os.path.join(results_dir, f"{split_name}_per_user.parquet"), tracker, stats=prepared.stats)
     if mode in ("predict", "all"):
       path = os.path.join(results_dir, "predictions.parquet")
-      predict.predict(params, model_lib.from_config(config.model, num_items), prepared.sequences,
-                      prepared.users, prepared.vocab, predict_config=config.predict,
+      predict.predict(scorer, params, seqs, prepared.users, prepared.vocab, predict_config=config.predict,
                       max_seq_length=config.model.max_seq_length, devices=devices, path=path)
       print(f"\npredictions -> {path}", flush=True)
       result["predictions"] = path
+      tracker.artifact(f"predictions-{name}", "predictions", [path])
+    if mode in ("evaluate", "all"):
+      tracker.artifact(f"results-{name}", "results", [results_dir])
+    if mode in ("train", "all"):
+      tracker.artifact(f"model-{name}", "model", [model_dir])
   finally:
     tracker.close()
   return result
+
+
+def _run_trained_model_task(config, workdir, mode, devices):
+  """test / inference: everything about the model comes from its folder, never from the data."""
+  if not config.model_name:
+    raise ConfigError(f"task {config.task!r} needs config.model_name: the trained model's folder name under "
+                      f"{os.path.join(workdir, 'models')} or a path to it")
+  model_dir = config.model_name if os.path.isdir(config.model_name) else _model_dir(workdir, config.model_name)
+  if not os.path.isfile(os.path.join(model_dir, "config.json")):
+    raise FileNotFoundError(f"{model_dir}: no trained model there (no config.json); train one with task "
+                            "train_val_test or train_val first")
+  saved = io_utils.read_json(os.path.join(model_dir, "config.json"))
+  trained = ml_collections.ConfigDict(saved["config"])
+  name = saved["model_name"]
+  vocab_dir = os.path.join(model_dir, "vocab")
+  vocab = dataset.load_vocab(vocab_dir)
+  prepared, data_dir = dataset.load_or_prepare(config.data, workdir, min_seq_length(config), vocab=vocab,
+                                               vocab_fingerprint=dataset.file_sha256(
+                                                   os.path.join(vocab_dir, "items.parquet")))
+  stats = dict(prepared.stats)
+  stats["users_unseen_in_training"] = int((~np.isin(prepared.users, dataset.load_users(vocab_dir))).sum())
+  logging.info("Against the model's vocabulary: %s", json.dumps(
+      {k: v for k, v in stats.items() if "unknown" in k or "unseen" in k or "without" in k}))
+  result = {"data_dir": data_dir, "model_dir": model_dir, "stats": stats}
+  if mode == "prepare":
+    return result
+
+  results_dir = os.path.join(workdir, "results", name)
+  stem = os.path.basename(config.data.path).split(".")[0] or "synthetic"
+  params = load_params(trained, model_dir, vocab.num_items)
+  scorer = evaluate.with_popularity_fallback(
+      evaluate.model_scorer(model_lib.from_config(trained.model, vocab.num_items)))
+  popularity = vocab.counts.astype(np.float32)  # training-data item counts, saved with the model
+  L = trained.model.max_seq_length
+  tracker = Tracker(config, model_dir, name, job_type=config.task)
+  try:
+    if config.task == "test":
+      eligible = np.flatnonzero(prepared.last_item_known & (prepared.sequences.lengths >= 1))
+      stats["users_evaluated"] = int(len(eligible))
+      stats["users_without_known_history"] = int((prepared.sequences.lengths[eligible] == 1).sum())
+      if not len(eligible):
+        raise ConfigError(f"{config.data.path}: no user's last item is known to the model: nothing to evaluate")
+      split = preprocess.last_item_split(prepared.sequences, eligible)
+      ev = evaluate.Evaluator(split, vocab, eval_config=config.eval, max_seq_length=L, devices=devices,
+                              seed=config.seed)
+      result["test_metrics"] = _evaluate_split(
+          config, ev, scorer, (params, popularity), popularity, prepared, "test", name,
+          os.path.join(results_dir, f"test_{stem}_metrics.json"),
+          os.path.join(results_dir, f"test_{stem}_per_user.parquet"), tracker, stats=stats)
+    else:
+      path = os.path.join(results_dir, f"predictions_{stem}.parquet")
+      predict.predict(scorer, (params, popularity), prepared.sequences, prepared.users, vocab,
+                      predict_config=config.predict, max_seq_length=L, devices=devices, path=path)
+      io_utils.write_json(os.path.join(results_dir, f"predictions_{stem}_meta.json"),
+                          {"model_name": name, "input": config.data.path, "data_stats": stats})
+      print(f"\npredictions -> {path}\n{json.dumps(stats, indent=1)}", flush=True)
+      result["predictions"] = path
+      tracker.artifact(f"predictions-{name}-{stem}", "predictions", [path])
+    tracker.summary({f"data/{k}": v for k, v in stats.items()})
+  finally:
+    tracker.close()
+  return result
+
+
+def _evaluate_split(config, ev, scorer, params, popularity, prepared, split_name, name, path, per_user_path,
+                    tracker, stats):
+  """Ranks one split for the model (and the popularity baseline), writes JSON (+ per-user file)."""
+  top_k = config.eval.per_user_top_k
+  ranks = ev.ranks(scorer, params, top_k=top_k)
+  rows = {"bert4rec": evaluate.summarize_ranks(ranks, config.eval.ks)}
+  if config.eval.popularity_baseline:
+    rows["popularity"] = ev.metrics(evaluate.popularity_scorer, popularity)
+  io_utils.write_json(path, {"model_name": name, "split": split_name, "metrics": rows, "data_stats": stats})
+  if top_k:
+    table = {"user": prepared.users[ev.rows], "target": prepared.vocab.decode(ev.targets), "rank": ranks["full"]}
+    if "sampled" in ranks:
+      table["sampled_rank"] = ranks["sampled"]
+    table["top_items"] = list(prepared.vocab.decode(ranks["top_items"]))
+    with io_utils.atomic_path(per_user_path) as tmp:
+      pd.DataFrame(table).to_parquet(tmp, index=False)
+  print(f"\n{split_name} metrics ({rows['bert4rec']['num_users']} users) -> {path}\n"
+        + evaluate.format_table(rows, list(rows["bert4rec"])), flush=True)
+  tracker.log({f"{split_name}/{k}": v for k, v in rows["bert4rec"].items()})
+  tracker.summary({f"{split_name}/{k}": v for k, v in rows["bert4rec"].items()})
+  return rows
+
+
+def _model_dir(workdir: str, name: str) -> str:
+  return os.path.join(workdir, "models", name)
+
+
+def _write_model_folder(config, model_dir: str, name: str, data_dir: str) -> None:
+  """config.json plus the vocabulary and user index the model is trained on (self-contained)."""
+  os.makedirs(os.path.join(model_dir, "vocab"), exist_ok=True)
+  io_utils.write_json(os.path.join(model_dir, "config.json"),
+                      {"config": config.to_dict(), "model_name": name, "data_dir": os.path.abspath(data_dir)})
+  for f in ("items.parquet", "users.parquet"):
+    target = os.path.join(model_dir, "vocab", f)
+    if not os.path.isfile(target):
+      with io_utils.atomic_path(target) as tmp:
+        shutil.copyfile(os.path.join(data_dir, f), tmp)
 
 
 def load_params(config, model_dir: str, num_items: int):

@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from bert4rec_jax import evaluate, input_pipeline, io_utils, metrics, parallel
+from bert4rec_jax import input_pipeline, io_utils, metrics, parallel
 from bert4rec_jax.preprocess import ItemVocab, Sequences
 
 
@@ -26,21 +26,24 @@ def _predict_step(params, batch, *, score_fn, num_items: int, top_k: int, exclud
   return top_columns + 1, top_scores, hidden
 
 
-def predict(params, model, history: Sequences, users: np.ndarray, vocab: ItemVocab, *, predict_config,
+def predict(score_fn, params, history: Sequences, users: np.ndarray, vocab: ItemVocab, *, predict_config,
             max_seq_length: int, devices, path: str) -> int:
-  """Writes `path` (Parquet): user, items (list, best first), scores (list)[, embedding (list)].
+  """Writes `path` (Parquet): user, items (list, best first), scores (list)[, embedding (list)],
+  and `popularity_fallback` (True for users with no known item, ranked by popularity) when
+  any user has an empty history.
 
+  `score_fn(params, item_ids) -> (scores [b, N], hidden [b, H])` is a scorer from `evaluate`.
   Returns the number of users written. Memory stays flat: one batch is in flight at a time.
   """
   top_k = min(predict_config.top_k, vocab.num_items)
   d = len(devices)
   batch_size = -(-predict_config.batch_size // d) * d
-  width = evaluate._next_pow2(int(history.lengths.max()))
-  step = parallel.pmap(functools.partial(_predict_step, score_fn=evaluate.model_scorer(model),
-                                         num_items=vocab.num_items, top_k=top_k,
+  width = input_pipeline.bucket(int(history.lengths.max()))
+  step = parallel.pmap(functools.partial(_predict_step, score_fn=score_fn, num_items=vocab.num_items, top_k=top_k,
                                          exclude_history=predict_config.exclude_history), devices)
   p_params = parallel.replicate(params, devices)
   rows = np.arange(len(history))
+  empty = history.lengths == 0
   writer = None
   with io_utils.atomic_path(path) as tmp:
     try:
@@ -59,6 +62,8 @@ def predict(params, model, history: Sequences, users: np.ndarray, vocab: ItemVoc
         }
         if predict_config.with_embeddings:
           columns["embedding"] = pa.array(list(parallel.unshard(hidden)[:real].astype(np.float32)))
+        if empty.any():
+          columns["popularity_fallback"] = pa.array(empty[idx[:real]])
         table = pa.table(columns)
         if writer is None:
           writer = pq.ParquetWriter(tmp, table.schema)

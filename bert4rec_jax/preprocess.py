@@ -6,7 +6,7 @@ Token ids (ItemVocab): 0 = PAD, 1..N = items in descending training frequency (t
 by original id, so every run gives the same ids), N + 1 = MASK.
 """
 import dataclasses
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 import pandas as pd
@@ -70,12 +70,12 @@ class Sequences:
     return self.items[self.offsets[u]:self.offsets[u + 1]]
 
   def drop_last(self, k: int) -> "Sequences":
-    """Every sequence without its last k items (sequences must be longer than k)."""
+    """Every sequence without its last k items (sequences must have at least k)."""
     if k == 0:
       return self
     lengths = self.lengths
-    if len(lengths) and lengths.min() <= k:
-      raise ValueError(f"drop_last({k}) needs every sequence longer than {k}")
+    if len(lengths) and lengths.min() < k:
+      raise ValueError(f"drop_last({k}) needs every sequence to have at least {k} items")
     pos = np.arange(len(self.items)) - np.repeat(self.offsets[:-1], lengths)  # position within sequence
     keep = pos < np.repeat(lengths - k, lengths)
     return Sequences(offsets=self.offsets - k * np.arange(len(self.offsets)), items=self.items[keep])
@@ -98,15 +98,25 @@ class Prepared:
   """The output of preprocessing: what the rest of the pipeline consumes."""
   vocab: ItemVocab
   users: np.ndarray  # [U] original user ids; row u of `sequences` belongs to users[u]
-  sequences: Sequences  # [U] full time-ordered token sequences
+  sequences: Sequences  # [U] full time-ordered token sequences (unknown items removed)
   stats: Dict[str, int]
+  # [U] False where the user's last raw interaction was an item unknown to a given vocab
+  # (so the sequence's last token is not the user's last item). All True for a new vocab.
+  last_item_known: np.ndarray = None
 
 
-def prepare(df: pd.DataFrame, *, drop_duplicates: bool, min_seq_length: int) -> Prepared:
-  """Groups interactions by user (time order kept), cleans, and builds vocab and CSR arrays.
+def prepare(df: pd.DataFrame, *, drop_duplicates: bool, min_seq_length: int,
+            vocab: Optional[ItemVocab] = None) -> Prepared:
+  """Groups interactions by user (time order kept), cleans, and encodes to CSR token arrays.
 
   Users are numbered in ascending order of their original id; within a user the row order of
-  `df` is kept (readers put rows in time order).
+  `df` is kept (readers put rows in time order). `min_seq_length` applies to the raw
+  interactions (after `drop_duplicates`).
+
+  Without `vocab`, a new one is built from these interactions. With `vocab` (test and
+  inference reuse the trained model's), it is never changed: interactions with unknown items
+  are removed *before* any windowing, so no position shifts, and counted in `stats`; a user
+  whose items are all unknown keeps an empty sequence (callers fall back to popularity).
   """
   if len(df) == 0:
     raise DataError("no interactions to prepare")
@@ -134,11 +144,25 @@ def prepare(df: pd.DataFrame, *, drop_duplicates: bool, min_seq_length: int) -> 
   if len(user_ids) == 0:
     raise DataError(f"no user has at least min_seq_length={min_seq_length} interactions")
 
-  vocab = build_vocab(items)
-  tokens = vocab.encode(items)
+  if vocab is None:
+    vocab = build_vocab(items)
+    tokens = vocab.encode(items)
+    last_known = np.ones(len(user_ids), dtype=bool)
+  else:
+    tokens = vocab.encode(items)
+    known = tokens != PAD
+    ends = np.cumsum(lengths) - 1
+    last_known = known[ends]
+    stats["unknown_item_interactions_dropped"] = int((~known).sum())
+    stats["unknown_items"] = int(len(np.unique(items[~known]))) if (~known).any() else 0
+    tokens, user_codes = tokens[known], user_codes[known]
+    lengths = np.bincount(user_codes, minlength=len(user_ids))
+    stats["users_without_known_items"] = int((lengths == 0).sum())
+    stats["users_whose_last_item_is_unknown"] = int((~last_known).sum())
   offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
   stats.update(users=int(len(user_ids)), items=vocab.num_items, interactions=int(len(tokens)))
-  return Prepared(vocab=vocab, users=user_ids, sequences=Sequences(offsets, tokens), stats=stats)
+  return Prepared(vocab=vocab, users=user_ids, sequences=Sequences(offsets, tokens.astype(np.int32)), stats=stats,
+                  last_item_known=last_known)
 
 
 def build_vocab(items: np.ndarray) -> ItemVocab:
@@ -166,3 +190,14 @@ def leave_one_out(seqs: Sequences) -> Tuple[Sequences, EvalSplit, EvalSplit]:
   valid = EvalSplit(rows=rows, history=train, targets=seqs.last(2))
   test = EvalSplit(rows=rows, history=seqs.drop_last(1), targets=seqs.last(1))
   return train, valid, test
+
+
+def last_item_split(seqs: Sequences, rows: Optional[np.ndarray] = None) -> EvalSplit:
+  """Evaluate the last item of each sequence (in `rows`, default all) given everything before it."""
+  rows = np.arange(len(seqs), dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64)
+  sub = seqs.select(rows)
+  return EvalSplit(rows=rows, history=sub.drop_last(1), targets=sub.last(1))
+
+
+# Minimum raw sequence length each task needs (train+valid+test, train+valid, history+target, history).
+TASK_MIN_LENGTH = {"train_val_test": 3, "train_val": 2, "test": 2, "inference": 1}

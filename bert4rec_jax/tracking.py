@@ -29,6 +29,7 @@ class Tracker:
     os.makedirs(model_dir, exist_ok=True)
     self._run = None
     wb = config.wandb
+    self._mode = wb.mode
     if wb.mode != "disabled":
       import wandb  # imported lazily: slow to import and not needed when disabled
       os.environ.setdefault("WANDB_SILENT", "true")
@@ -49,6 +50,20 @@ class Tracker:
   def summary(self, values: Dict) -> None:
     if self._run is not None:
       self._run.summary.update(values)
+
+  def artifact(self, name: str, kind: str, paths) -> None:
+    """Uploads files/folders as a W&B artifact, only when the run is online (offline runs
+    would copy every checkpoint into the local W&B folder for nothing)."""
+    if self._run is None or self._mode != "online":
+      return
+    import wandb
+    art = wandb.Artifact(name.replace("/", "-"), type=kind)
+    for p in paths:
+      if os.path.isdir(p):
+        art.add_dir(p, name=os.path.basename(p))
+      elif os.path.isfile(p):
+        art.add_file(p)
+    self._run.log_artifact(art)
 
   def close(self) -> None:
     if self._run is not None:

@@ -57,14 +57,19 @@ def create_state(config, num_items: int) -> TrainState:
   return TrainState.create(apply_fn=model.apply, params=params, tx=make_optimizer(config.train))
 
 
-def train_step(state: TrainState, batch, *, model, mask_kwargs: dict, seed: int):
+def train_step(state: TrainState, batch, *, model, mask_kwargs: dict, seed: int, static_masking: bool):
   """One step on this device's shard; gradients are exact global means over all devices.
 
-  batch: item_ids [b, L] int32 right-aligned, example_ids [b] int32 stream positions.
+  batch: item_ids [b, L] int32 right-aligned windows; example_ids [b] int32, the key of each
+  example's masking draw; only_last [b] bool (static masking's mask-last copies).
+  Dynamic masking draws from (seed, step, example key); static from (seed, example key) only,
+  so a static copy is masked the same way every epoch.
   Returns (new state, {'loss_sum', 'count'}) with the sums over all devices.
   """
-  step_key = jax.random.fold_in(jax.random.PRNGKey(seed), state.step)
-  masked = masking.mask_batch(jax.random.fold_in(step_key, 0), batch["item_ids"], batch["example_ids"],
+  base = jax.random.PRNGKey(seed)
+  step_key = jax.random.fold_in(base, state.step)
+  mask_key = jax.random.fold_in(base, -1) if static_masking else jax.random.fold_in(step_key, 0)
+  masked = masking.mask_batch(mask_key, batch["item_ids"], batch["example_ids"], batch["only_last"],
                               **mask_kwargs)
   dropout_key = jax.random.fold_in(jax.random.fold_in(step_key, 1), parallel.axis_index())
   count = parallel.psum(masked.weights.sum())  # global number of targets
@@ -109,6 +114,10 @@ def validate(config, num_devices: int) -> None:
     raise ConfigError("config.masking.masked_lm_prob must be in (0, 1]")
   if k.mask_token_prob + k.random_token_prob > 1.0 + 1e-9:
     raise ConfigError("config.masking.mask_token_prob + random_token_prob must not exceed 1")
+  if k.mode not in masking.MODES:
+    raise ConfigError(f"config.masking.mode={k.mode!r}: use one of {', '.join(masking.MODES)}")
+  if k.mode == "static" and k.dupe_factor < 1:
+    raise ConfigError("config.masking.dupe_factor must be >= 1 with static masking")
   if m.hidden_act not in model_lib.ACTIVATIONS:
     raise ConfigError(f"config.model.hidden_act={m.hidden_act!r}: use one of {sorted(model_lib.ACTIVATIONS)}")
   if t.num_train_steps < 1 or t.num_warmup_steps < 0:
@@ -144,11 +153,17 @@ def train(config, model_dir: str, train_seqs, valid_evaluator: Optional[evaluate
                f"{n_params:,}", len(devices), devices[0].platform, tc.batch_size, start, end)
 
   p_step = parallel.pmap(functools.partial(
-      train_step, model=model, mask_kwargs=masking.masking_kwargs(config.masking, num_items), seed=config.seed),
-      devices, donate_argnums=(0,))
+      train_step, model=model, mask_kwargs=masking.masking_kwargs(config.masking, num_items), seed=config.seed,
+      static_masking=config.masking.mode == "static"), devices, donate_argnums=(0,))
   p_state = parallel.replicate(state, devices)
   del state
-  stream = input_pipeline.TrainStream(train_seqs, tc.batch_size, config.model.max_seq_length, config.seed)
+  stream = input_pipeline.TrainStream(
+      train_seqs, tc.batch_size, config.model.max_seq_length, config.seed,
+      prop_sliding_window=tc.prop_sliding_window,
+      static_copies=config.masking.dupe_factor if config.masking.mode == "static" else 0)
+  logging.info("%d training windows x %d cop%s = %d examples per epoch (%.1f steps)", len(stream.window_rows),
+               stream.copies, "y" if stream.copies == 1 else "ies", stream.num_examples,
+               stream.num_examples / tc.batch_size)
   batches = parallel.prefetch_to_device(stream.batches(start), devices, tc.prefetch)
 
   schedule = learning_rate_schedule(tc)

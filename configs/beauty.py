@@ -18,7 +18,6 @@ def get_config():
   c.project = "beauty"
   c.data.format = "text"
   c.data.path = os.path.join(default.DATA_DIR, "beauty.txt")
-  c.data.min_seq_length = 3
   c.model.max_seq_length = 50
   c.model.hidden_size = 64
   c.model.intermediate_size = 256

@@ -20,6 +20,8 @@ DATA_DIR = os.environ.get(
 def get_config():
   c = ml_collections.ConfigDict()
   c.project = "default"  # projects/<project>/ holds data, models and results unless --workdir is given.
+  c.task = "train_val_test"  # train_val_test | train_val | test | inference (see README, "Tasks").
+  c.model_name = ""  # Training: "" = automatic hs{H}_msl{L}_mpps{P}_nts{S}_lr{LR}_{hash}. test/inference: the trained model (name or path).
   c.seed = 0  # Seeds parameter init, data order, masking, dropout and evaluation negatives.
 
   c.data = ml_collections.ConfigDict()
@@ -31,7 +33,7 @@ def get_config():
   c.data.list_col = "sid_add_to_cart"  # pickle: column holding each user's time-ordered list of items.
   c.data.min_rating = 0.0  # movielens: keep ratings >= this (0 keeps all).
   c.data.drop_duplicates = False  # Collapse consecutive repeats of the same item in a sequence.
-  c.data.min_seq_length = 3  # Users with fewer items are dropped (counted in meta.json); 3 = train+valid+test.
+  c.data.min_seq_length = -1  # Users with fewer raw items are dropped (counted); -1 = the task's minimum (3/2/2/1).
   # Deterministic synthetic data with planted sequential structure (data.format == "synthetic").
   c.data.synthetic = ml_collections.ConfigDict()
   c.data.synthetic.num_users = 3000  # Number of users generated.
@@ -53,11 +55,13 @@ def get_config():
   c.model.max_seq_length = 50  # Items per example, including the [MASK] slot at evaluation; = max_position_embeddings.
 
   c.masking = ml_collections.ConfigDict()
+  c.masking.mode = "dynamic"  # dynamic: fresh masks every step, on device | static: dupe_factor fixed copies (the seed's).
+  c.masking.dupe_factor = 10  # static: differently-masked copies per window (plus one mask-last copy).
   c.masking.masked_lm_prob = 0.2  # Fraction of real positions picked as targets (at least one per sequence).
   c.masking.max_predictions_per_seq = 10  # Cap on picked positions; loss is computed only at these.
   c.masking.mask_token_prob = 1.0  # A picked position becomes [MASK] with this probability ...
   c.masking.random_token_prob = 0.0  # ... a random item with this one, else keeps its item (BERT: 0.8/0.1).
-  c.masking.mask_last_prob = 0.1  # Probability an example instead masks only its last item (the inference case).
+  c.masking.mask_last_prob = 0.1  # dynamic: probability an example instead masks only its last item (the inference case).
 
   c.train = ml_collections.ConfigDict()
   c.train.batch_size = 128  # Global batch (sequences per step), split evenly over devices.
@@ -69,6 +73,7 @@ def get_config():
   c.train.adam_b2 = 0.999  # Adam beta2.
   c.train.adam_eps = 1e-6  # Adam epsilon (BERT's value).
   c.train.max_grad_norm = 5.0  # Global-norm gradient clipping (0 disables).
+  c.train.prop_sliding_window = -1.0  # Extra windows over sequences longer than L, step = prop * L; -1 = last L only.
   c.train.num_devices = 0  # Local devices for pmap; 0 = all.
   c.train.log_every_steps = 50  # Loss / throughput logging period (the only host sync in the loop).
   c.train.eval_every_steps = 500  # Validation period in steps (0 = only at the end).
@@ -85,6 +90,7 @@ def get_config():
   c.eval.exclude_history = True  # Items in the user's history (other than the target) are not ranked.
   c.eval.max_valid_users = 2000  # Users in periodic validation during training (0 = all); final metrics use all.
   c.eval.popularity_baseline = True  # Also evaluate most-popular with the same code and print it beside the model.
+  c.eval.per_user_top_k = 0  # > 0: also write <split>_per_user.parquet (user, target, rank, top-K items).
 
   c.predict = ml_collections.ConfigDict()
   c.predict.top_k = 10  # Items per user in predictions.parquet.

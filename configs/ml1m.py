@@ -18,7 +18,6 @@ def get_config():
   c.project = "ml1m"
   c.data.format = "text"
   c.data.path = os.path.join(default.DATA_DIR, "ml-1m.txt.gz")
-  c.data.min_seq_length = 3
   c.model.max_seq_length = 200
   c.model.hidden_size = 64
   c.model.intermediate_size = 256

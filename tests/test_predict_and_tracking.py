@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from bert4rec_jax import input_pipeline, model as model_lib, parallel, predict, preprocess, train
+from bert4rec_jax import evaluate, input_pipeline, model as model_lib, parallel, predict, preprocess, train
 from bert4rec_jax.tracking import Tracker
 from tests.test_preprocess import random_interactions
 
@@ -20,7 +20,7 @@ def test_predictions_and_embeddings_match_the_model(tiny_config, tmp_path):
   state = train.create_state(c, p.vocab.num_items)
   model = model_lib.from_config(c.model, p.vocab.num_items)
   path = str(tmp_path / "preds.parquet")
-  n = predict.predict(state.params, model, p.sequences, p.users, p.vocab, predict_config=c.predict,
+  n = predict.predict(evaluate.model_scorer(model), state.params, p.sequences, p.users, p.vocab, predict_config=c.predict,
                       max_seq_length=c.model.max_seq_length, devices=parallel.local_devices(4), path=path)
   df = pd.read_parquet(path)
   assert n == len(df) == len(p.users)

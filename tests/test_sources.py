@@ -102,7 +102,7 @@ def test_missing_file_and_unknown_format(tmp_path):
   with pytest.raises(DataError, match="no such file"):
     sources.read_interactions(data_config("text", tmp_path / "nope.txt"))
   with pytest.raises(DataError, match="no such file"):
-    dataset.load_or_prepare(data_config("text", tmp_path / "nope.txt"), str(tmp_path))
+    dataset.load_or_prepare(data_config("text", tmp_path / "nope.txt"), str(tmp_path), 3)
   with pytest.raises(DataError, match="not one of"):
     sources.read_interactions(data_config("xml", tmp_path / "x"))
 
@@ -118,17 +118,17 @@ def test_prepared_dataset_is_reused_and_rehashed(tmp_path):
   text = tmp_path / "seq.txt"
   text.write_text("".join(f"{u} {i}\n" for u in range(1, 6) for i in range(1, 6)))
   cfg = data_config("text", text)
-  p1, folder1 = dataset.load_or_prepare(cfg, str(tmp_path))
+  p1, folder1 = dataset.load_or_prepare(cfg, str(tmp_path), 3)
   mtime = os.path.getmtime(os.path.join(folder1, "meta.json"))
-  p2, folder2 = dataset.load_or_prepare(cfg, str(tmp_path))
+  p2, folder2 = dataset.load_or_prepare(cfg, str(tmp_path), 3)
   assert folder1 == folder2 and os.path.getmtime(os.path.join(folder2, "meta.json")) == mtime
   np.testing.assert_array_equal(p1.sequences.items, p2.sequences.items)
   np.testing.assert_array_equal(p1.vocab.ids, p2.vocab.ids)
   assert list(p1.users) == list(p2.users)
   cfg.drop_duplicates = True  # data config changed -> new artifact
-  assert dataset.load_or_prepare(cfg, str(tmp_path))[1] != folder1
+  assert dataset.load_or_prepare(cfg, str(tmp_path), 3)[1] != folder1
   cfg.drop_duplicates = False
   with open(text, "a") as f:  # input bytes changed -> new artifact
     f.write("6 1\n6 2\n6 3\n")
-  p3, folder3 = dataset.load_or_prepare(cfg, str(tmp_path))
+  p3, folder3 = dataset.load_or_prepare(cfg, str(tmp_path), 3)
   assert folder3 != folder1 and len(p3.users) == 6
