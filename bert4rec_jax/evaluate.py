@@ -57,7 +57,9 @@ def _eval_step(params, batch, *, score_fn, num_items: int, exclude_history: bool
   scores, _ = score_fn(params, batch["item_ids"])  # [b, N]
   targets = batch["targets"] - 1  # token -> column
   if exclude_history:
+    # History items are not ranked, except the target itself (a repeat purchase still counts).
     excluded = metrics.history_mask(batch["history"], num_items)  # [b, N]
+    excluded &= jnp.arange(num_items)[None, :] != targets[:, None]
   else:
     excluded = jnp.zeros(scores.shape, jnp.bool_)
   out = {"full": metrics.target_ranks(scores, targets, excluded)}

@@ -30,8 +30,8 @@ def right_aligned(seqs: Sequences, rows: np.ndarray, length: int, append: Option
   starts = seqs.offsets[rows]
   ends = seqs.offsets[rows + 1] if ends is None else np.asarray(ends, dtype=np.int64)
   idx = ends[:, None] - n + np.arange(n)[None, :]  # [B, n] positions into seqs.items
-  window = np.where(idx >= starts[:, None], seqs.items[np.clip(idx, 0, max(len(seqs.items) - 1, 0))],
-                    PAD).astype(np.int32)
+  items = seqs.items if len(seqs.items) else np.zeros(1, np.int32)  # every sequence may be empty
+  window = np.where(idx >= starts[:, None], items[np.clip(idx, 0, len(items) - 1)], PAD).astype(np.int32)
   if append is not None:
     window = np.concatenate([window, np.full((len(rows), 1), append, np.int32)], axis=1)
   return window

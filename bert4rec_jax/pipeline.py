@@ -112,7 +112,9 @@ def _run_training_task(config, workdir, mode, devices, stop_at):
                               max_seq_length=config.model.max_seq_length, devices=devices,
                               seed=config.seed, max_users=max_users)
 
-  tracker = Tracker(config, model_dir, name, job_type=mode)
+  # Training curves live with the model; an evaluate/predict-only run logs beside its results,
+  # so re-evaluating never changes the model folder (a DVC stage output).
+  tracker = Tracker(config, model_dir if mode in ("train", "all") else results_dir, name, job_type=mode)
   try:
     if mode in ("train", "all"):
       result["step"] = train.train(config, model_dir, train_seqs,
@@ -180,7 +182,7 @@ def _run_trained_model_task(config, workdir, mode, devices):
       evaluate.model_scorer(model_lib.from_config(trained.model, vocab.num_items)))
   popularity = vocab.counts.astype(np.float32)  # training-data item counts, saved with the model
   L = trained.model.max_seq_length
-  tracker = Tracker(config, model_dir, name, job_type=config.task)
+  tracker = Tracker(config, results_dir, name, job_type=config.task)
   try:
     if config.task == "test":
       eligible = np.flatnonzero(prepared.last_item_known & (prepared.sequences.lengths >= 1))

@@ -1,0 +1,198 @@
+"""The seed pipeline's tasks and knobs: train_val, test, inference, windows, static masking,
+per-user files, time limit."""
+import json
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bert4rec_jax import dataset, input_pipeline, masking, pipeline, preprocess
+from bert4rec_jax.errors import ConfigError
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+  """A tiny model trained with task train_val_test, and the data it was trained on."""
+  from configs import synthetic
+  c = synthetic.get_config("tiny")
+  c.train.num_train_steps = 150
+  c.eval.per_user_top_k = 3
+  workdir = tmp_path_factory.mktemp("trained")
+  out = pipeline.run(c, str(workdir), mode="all")
+  from bert4rec_jax import synthetic as gen
+  data = gen.generate(seed=0, **c.data.synthetic.to_dict())
+  return c, str(workdir), out, data
+
+
+def trained_model_config(c, task, path, model_name):
+  c = c.copy_and_resolve_references()
+  c.task, c.model_name = task, model_name
+  c.data.format, c.data.path = "csv", str(path)
+  return c
+
+
+def test_per_user_files_agree_with_metrics(trained):
+  c, _, out, data = trained
+  with open(os.path.join(out["results_dir"], "test_metrics.json")) as f:
+    metrics = json.load(f)["metrics"]["bert4rec"]
+  per_user = pd.read_parquet(os.path.join(out["results_dir"], "test_per_user.parquet"))
+  assert list(per_user.columns) == ["user", "target", "rank", "sampled_rank", "top_items"]
+  assert len(per_user) == metrics["num_users"] == 600
+  assert np.mean(per_user["rank"] < 10) == pytest.approx(metrics["hr@10"])
+  assert np.mean(per_user["sampled_rank"] < 5) == pytest.approx(metrics["sampled_hr@5"])
+  last = data.groupby("user")["item"].last()
+  assert (per_user["target"].to_numpy() == last[per_user["user"]].to_numpy()).all()  # original ids, aligned
+  for _, row in per_user.iterrows():  # rank 0 <=> the target is the first item shown
+    assert (row["rank"] == 0) == (row["top_items"][0] == row["target"])
+
+
+def test_test_task_uses_the_models_vocab_and_reports_unknowns(trained, tmp_path):
+  c, workdir, out, data = trained
+  vocab_dir = os.path.join(out["model_dir"], "vocab")
+  before = {f: (os.path.getmtime(os.path.join(vocab_dir, f)), dataset.file_sha256(os.path.join(vocab_dir, f)))
+            for f in os.listdir(vocab_dir)}
+  rows = data.copy()
+  rows.loc[rows.index[::7], "item"] = 99_999  # unknown items inside histories
+  known = data["item"].iloc[:2].tolist()
+  extra = pd.DataFrame({"user": ["new_1", "new_1", "new_2", "new_2"], "item": [known[0], 55_555, 77_777, known[1]]})
+  path = tmp_path / "eval.csv"
+  pd.concat([rows, extra]).to_csv(path, index=False)
+  res = pipeline.run(trained_model_config(c, "test", path, out["model_name"]), workdir, mode="all")
+  stats = res["stats"]
+  assert stats["users_unseen_in_training"] == 2
+  assert stats["unknown_items"] == 3
+  assert stats["unknown_item_interactions_dropped"] == (rows["item"] == 99_999).sum() + 2
+  # new_2's last item is known but its history is not: evaluated by popularity, flagged.
+  assert stats["users_without_known_history"] >= 1
+  assert stats["users_evaluated"] == 600 + 2 - stats["users_whose_last_item_is_unknown"]
+  with open(os.path.join(out["results_dir"], "test_eval_metrics.json")) as f:
+    written = json.load(f)
+  assert written["data_stats"]["unknown_items"] == 3
+  assert written["metrics"]["bert4rec"]["num_users"] == stats["users_evaluated"]
+  after = {f: (os.path.getmtime(os.path.join(vocab_dir, f)), dataset.file_sha256(os.path.join(vocab_dir, f)))
+           for f in os.listdir(vocab_dir)}
+  assert after == before  # test-time preparation never touches the training vocabulary
+
+
+def test_inference_drops_unknown_items_without_shifting_positions(trained, tmp_path):
+  c, workdir, out, data = trained
+  users = data[data["user"].isin(["user_000003", "user_000004"])]
+  clean = tmp_path / "clean.csv"
+  users.to_csv(clean, index=False)
+  noisy_rows = []
+  for u, g in users.groupby("user", sort=False):  # an unknown item after every known one
+    for item in g["item"]:
+      noisy_rows += [(u, item), (u, 123_456_789)]
+  noisy = tmp_path / "noisy.csv"
+  pd.DataFrame(noisy_rows, columns=["user", "item"]).to_csv(noisy, index=False)
+  both = tmp_path / "cold.csv"
+  pd.DataFrame({"user": ["cold"], "item": [987_654]}).to_csv(both, index=False)
+  preds = {}
+  for name, path in (("clean", clean), ("noisy", noisy), ("cold", both)):
+    res = pipeline.run(trained_model_config(c, "inference", path, out["model_name"]), workdir, mode="all")
+    preds[name] = pd.read_parquet(res["predictions"])
+  a, b = preds["clean"], preds["noisy"]
+  for col in ("items", "scores"):  # same known history -> same input window -> same predictions
+    for x, y in zip(a[col], b[col]):
+      np.testing.assert_allclose(np.asarray(x, float), np.asarray(y, float), rtol=1e-6)
+  cold = preds["cold"].iloc[0]
+  assert bool(cold["popularity_fallback"])
+  vocab = dataset.load_vocab(os.path.join(out["model_dir"], "vocab"))
+  np.testing.assert_array_equal(np.asarray(cold["items"]), vocab.ids[:10])  # most popular first
+
+
+def test_train_val_task_validates_on_the_last_item(tmp_path, tiny_config):
+  c = tiny_config
+  c.task, c.train.num_train_steps = "train_val", 30
+  out = pipeline.run(c, str(tmp_path), mode="all")
+  assert os.listdir(out["results_dir"]) == ["predictions.parquet", "valid_metrics.json"] or \
+      sorted(os.listdir(out["results_dir"])) == ["predictions.parquet", "valid_metrics.json"]
+  assert out["valid_metrics"]["bert4rec"]["num_users"] == 600
+
+
+def test_tasks_reject_modes_and_missing_models(tiny_config, tmp_path):
+  tiny_config.task = "inference"
+  with pytest.raises(ConfigError, match="does not apply to task 'inference'"):
+    pipeline.run(tiny_config, str(tmp_path), mode="train")
+  with pytest.raises(ConfigError, match="needs config.model_name"):
+    pipeline.run(tiny_config, str(tmp_path), mode="all")
+  tiny_config.model_name = "nope"
+  with pytest.raises(FileNotFoundError, match="no trained model there"):
+    pipeline.run(tiny_config, str(tmp_path), mode="all")
+  tiny_config.task = "tran_val"
+  with pytest.raises(ConfigError, match="config.task='tran_val'"):
+    pipeline.run(tiny_config, str(tmp_path), mode="all")
+
+
+def reference_windows(seq, length, prop):
+  """The seed's sliding windows, written out plainly."""
+  if prop <= 0 or len(seq) <= length:
+    return [seq[-length:]]
+  step = max(1, int(prop * length))
+  starts = list(range(len(seq) - length, 0, -step)) + [0]
+  return [seq[b:b + length] for b in starts]
+
+
+@pytest.mark.parametrize("prop", [-1.0, 0.5, 0.1, 1.0])
+def test_sliding_windows_match_reference(prop):
+  rng = np.random.default_rng(0)
+  lists = [list(rng.integers(1, 50, size=n)) for n in rng.integers(1, 60, size=40)]
+  seqs = preprocess.Sequences(offsets=np.cumsum([0] + [len(x) for x in lists]).astype(np.int64),
+                              items=np.concatenate(lists).astype(np.int32))
+  L = 12
+  rows, ends = input_pipeline.sliding_windows(seqs, L, prop)
+  windows = input_pipeline.right_aligned(seqs, rows, L, ends=ends)
+  got = {}
+  for r, w in zip(rows, windows):
+    got.setdefault(int(r), []).append([int(x) for x in w if x])
+  for r, seq in enumerate(lists):
+    assert sorted(got[r]) == sorted([int(x) for x in w] for w in reference_windows(seq, L, prop))
+
+
+def test_static_masking_same_seed_same_examples():
+  rng = np.random.default_rng(1)
+  lists = [list(rng.integers(1, 30, size=n)) for n in rng.integers(3, 25, size=20)]
+  seqs = preprocess.Sequences(offsets=np.cumsum([0] + [len(x) for x in lists]).astype(np.int64),
+                              items=np.concatenate(lists).astype(np.int32))
+  dupe = 3
+  mk = lambda seed: input_pipeline.TrainStream(seqs, batch_size=8, max_seq_length=10, seed=seed,
+                                               prop_sliding_window=0.5, static_copies=dupe)
+  a, b = mk(7), mk(7)
+  assert a.num_examples == len(a.window_rows) * (dupe + 1)
+  import jax
+  from configs import default
+  mc = default.get_config().masking
+  mc.mode, mc.masked_lm_prob, mc.max_predictions_per_seq = "static", 0.4, 4
+  kw = masking.masking_kwargs(mc, num_items=30)
+  key = jax.random.PRNGKey(0)
+
+  def masked(batch):
+    return [np.asarray(x) for x in masking.mask_batch(key, batch["item_ids"], batch["example_ids"],
+                                                      batch["only_last"], **kw)]
+
+  seen = {}
+  per_epoch = -(-a.num_examples // 8)
+  for step in range(3 * per_epoch):  # three epochs: each static example is masked identically every time
+    ba, bb = a.batch(step), b.batch(step)
+    for k in ba:
+      np.testing.assert_array_equal(ba[k], bb[k])
+    ma = masked(ba)
+    for j, ex in enumerate(ba["example_ids"]):
+      sig = tuple(np.concatenate([m[j].ravel() for m in ma]).tolist())
+      assert seen.setdefault(int(ex), sig) == sig
+  assert len(seen) == a.num_examples
+  # Exactly one mask-last copy per window.
+  last = [e for e in seen if e % (dupe + 1) == dupe]
+  assert len(last) == len(a.window_rows)
+
+
+def test_time_limit_stops_and_resumes(tiny_config, tmp_path):
+  c = tiny_config
+  c.train.num_train_steps, c.train.training_time_limit_seconds, c.train.eval_every_steps = 100_000, 2, 0
+  out = pipeline.run(c, str(tmp_path), mode="all")
+  assert 0 < out["step"] < 100_000 and "test_metrics" not in out
+  steps = sorted(int(d) for d in os.listdir(os.path.join(out["model_dir"], "checkpoints")) if d.isdigit())
+  assert steps[-1] == out["step"]  # checkpointed where it stopped
+  again = pipeline.run(c, str(tmp_path), mode="train")
+  assert again["step"] > out["step"]
