@@ -17,13 +17,13 @@ class MaskedBatch(NamedTuple):
 
 
 def mask_example(key, item_ids, force_last=False, *, num_items: int, masked_lm_prob: float, max_predictions: int,
-                 mask_token_prob: float, random_token_prob: float, mask_last_prob: float):
+                 mask_prob: float, mask_last_prob: float):
   """One right-aligned sequence [L] -> (inputs [L], positions [P], targets [P], weights [P]).
 
   Picks round(n * masked_lm_prob) of the n real positions (at least 1, at most P) uniformly
   without replacement; with probability mask_last_prob (always, if force_last) picks only the
-  last position instead. A picked position becomes [MASK] (prob mask_token_prob), a random
-  item (random_token_prob) or stays as it is.
+  last position instead. A picked position becomes [MASK] with probability mask_prob, else a
+  random item or its own item, 50/50 (mask_prob 0.8 is BERT's 80/10/10).
   """
   seq_len = item_ids.shape[0]
   k_pick, k_last, k_how, k_rand = jax.random.split(key, 4)
@@ -43,8 +43,8 @@ def mask_example(key, item_ids, force_last=False, *, num_items: int, masked_lm_p
   targets = item_ids[positions]
   r = jax.random.uniform(k_how, (max_predictions,))
   random_items = jax.random.randint(k_rand, (max_predictions,), 1, num_items + 1)
-  replacement = jnp.where(r < mask_token_prob, num_items + 1,
-                          jnp.where(r < mask_token_prob + random_token_prob, random_items, targets))
+  replacement = jnp.where(r < mask_prob, num_items + 1,
+                          jnp.where(r < mask_prob + (1.0 - mask_prob) / 2, random_items, targets))
   # Unused slots write back their own value, so duplicate indices among them are harmless.
   inputs = item_ids.at[positions].set(jnp.where(used, replacement, targets).astype(item_ids.dtype))
   return inputs, positions, jnp.where(used, targets, 0), used.astype(jnp.float32)
@@ -65,6 +65,5 @@ def masking_kwargs(masking_config, num_items: int) -> dict:
   """Static masking takes its mask-last examples from the stream, not from mask_last_prob."""
   return dict(num_items=num_items, masked_lm_prob=masking_config.masked_lm_prob,
               max_predictions=masking_config.max_predictions_per_seq,
-              mask_token_prob=masking_config.mask_token_prob,
-              random_token_prob=masking_config.random_token_prob,
+              mask_prob=masking_config.mask_prob,
               mask_last_prob=masking_config.mask_last_prob if masking_config.mode == "dynamic" else 0.0)

@@ -112,8 +112,8 @@ def validate(config, num_devices: int) -> None:
                       f"and config.model.max_seq_length={m.max_seq_length}")
   if not 0.0 < k.masked_lm_prob <= 1.0:
     raise ConfigError("config.masking.masked_lm_prob must be in (0, 1]")
-  if k.mask_token_prob + k.random_token_prob > 1.0 + 1e-9:
-    raise ConfigError("config.masking.mask_token_prob + random_token_prob must not exceed 1")
+  if not 0.0 <= k.mask_prob <= 1.0:
+    raise ConfigError("config.masking.mask_prob must be in [0, 1]")
   if k.mode not in masking.MODES:
     raise ConfigError(f"config.masking.mode={k.mode!r}: use one of {', '.join(masking.MODES)}")
   if k.mode == "static" and k.dupe_factor < 1:

@@ -23,8 +23,7 @@ def get_config():
   c.model.intermediate_size = 256
   c.masking.masked_lm_prob = 0.6
   c.masking.max_predictions_per_seq = 30
-  c.masking.mask_token_prob = 1.0
-  c.masking.random_token_prob = 0.0
+  c.masking.mask_prob = 1.0
   c.train.batch_size = 256
   c.train.learning_rate = 1e-4
   c.train.num_train_steps = 400_000

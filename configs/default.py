@@ -59,8 +59,7 @@ def get_config():
   c.masking.dupe_factor = 10  # static: differently-masked copies per window (plus one mask-last copy).
   c.masking.masked_lm_prob = 0.2  # Fraction of real positions picked as targets (at least one per sequence).
   c.masking.max_predictions_per_seq = 10  # Cap on picked positions; loss is computed only at these.
-  c.masking.mask_token_prob = 1.0  # A picked position becomes [MASK] with this probability ...
-  c.masking.random_token_prob = 0.0  # ... a random item with this one, else keeps its item (BERT: 0.8/0.1).
+  c.masking.mask_prob = 1.0  # A picked position becomes [MASK] with this prob., else a random item or stays (50/50); 0.8 = BERT.
   c.masking.mask_last_prob = 0.1  # dynamic: probability an example instead masks only its last item (the inference case).
 
   c.train = ml_collections.ConfigDict()

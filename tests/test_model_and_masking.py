@@ -64,7 +64,7 @@ def test_dropout_is_a_drop_rate():
   assert float(jnp.mean(h == 0)) == pytest.approx(0.1, abs=0.02)
 
 
-MASK_KW = dict(num_items=N, masked_lm_prob=0.3, max_predictions=5, mask_token_prob=0.8, random_token_prob=0.1,
+MASK_KW = dict(num_items=N, masked_lm_prob=0.3, max_predictions=5, mask_prob=0.8,
                mask_last_prob=0.0)
 
 
@@ -93,6 +93,8 @@ def test_masking_picks_the_right_number_of_real_positions():
   replaced = np.take_along_axis(inputs, pos, 1)[picked]
   frac_mask = np.mean(replaced == N + 1)
   assert frac_mask == pytest.approx(0.8, abs=0.07)
+  kept = np.mean(replaced == tgt[picked])  # the rest: half kept, half a random item
+  assert kept == pytest.approx(0.1, abs=0.05) and 1 - frac_mask - kept == pytest.approx(0.1, abs=0.05)
   assert (replaced >= 1).all() and (replaced <= N + 1).all()
 
 
@@ -108,7 +110,7 @@ def test_masking_depends_on_example_id_not_batch_slot():
 
 def test_mask_last_only():
   ids, lengths = make_batch(b=50)
-  kw = dict(MASK_KW, mask_last_prob=1.0, mask_token_prob=1.0, random_token_prob=0.0)
+  kw = dict(MASK_KW, mask_last_prob=1.0, mask_prob=1.0)
   mb = masking.mask_batch(jax.random.PRNGKey(0), ids, jnp.arange(50), **kw)
   np.testing.assert_array_equal(np.asarray(mb.weights).sum(1), 1)
   np.testing.assert_array_equal(np.asarray(mb.positions)[:, 0], L - 1)
