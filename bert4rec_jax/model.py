@@ -96,11 +96,26 @@ class BERT4Rec(nn.Module):
       x = block(x, attention_mask, train)
     return x
 
+  def head(self, hidden):
+    """The masked-item head's transform: dense + activation + LayerNorm, [..., H] -> [..., H]."""
+    return self.head_ln(ACTIVATIONS[self.hidden_act](self.head_dense(hidden)))
+
   def item_logits(self, hidden):
     """hidden [..., H] -> logits [..., N] over real items (column j = token j + 1)."""
-    h = self.head_ln(ACTIVATIONS[self.hidden_act](self.head_dense(hidden)))  # [..., H]
     items = self.item_embedding.embedding[1:self.num_items + 1].astype(self.dtype)  # [N, H], tied
-    return (h @ items.T).astype(jnp.float32) + self.output_bias
+    return (self.head(hidden) @ items.T).astype(jnp.float32) + self.output_bias
+
+  def sampled_logits(self, item_ids, positions, targets, candidates, valid=None, train: bool = False):
+    """For sampled softmax: at `positions` [B, P], the logit of each position's own target token
+    (targets [B, P], 0 = unused) [B, P], and logits of shared candidate columns [C]: [B, P, C].
+    Only C + B * P rows of the output matrix are touched, however large the catalogue."""
+    hidden = self.encode(item_ids, valid, train)  # [B, L, H]
+    h = self.head(jnp.take_along_axis(hidden, positions[..., None], axis=1))  # [B, P, H]
+    table = self.item_embedding.embedding
+    own = jnp.sum(h * table[targets].astype(self.dtype), axis=-1).astype(jnp.float32)  # [B, P]
+    own = own + self.output_bias[jnp.maximum(targets - 1, 0)]
+    shared = (h @ table[candidates + 1].astype(self.dtype).T).astype(jnp.float32) + self.output_bias[candidates]
+    return own, shared  # [B, P], [B, P, C]
 
   def __call__(self, item_ids, positions, valid=None, train: bool = False) -> Tuple[jax.Array, jax.Array]:
     """Logits and hidden states at `positions` [B, P] only: ([B, P, N], [B, P, H])."""

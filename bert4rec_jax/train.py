@@ -57,13 +57,18 @@ def create_state(config, num_items: int) -> TrainState:
   return TrainState.create(apply_fn=model.apply, params=params, tx=make_optimizer(config.train))
 
 
-def train_step(state: TrainState, batch, *, model, mask_kwargs: dict, seed: int, static_masking: bool):
+def train_step(state: TrainState, batch, log_q=None, *, model, mask_kwargs: dict, seed: int,
+               static_masking: bool, loss: str = "full", num_negatives: int = 0, loss_positions: str = "masked"):
   """One step on this device's shard; gradients are exact global means over all devices.
 
   batch: item_ids [b, L] int32 right-aligned windows; example_ids [b] int32, the key of each
   example's masking draw; only_last [b] bool (static masking's mask-last copies).
   Dynamic masking draws from (seed, step, example key); static from (seed, example key) only,
   so a static copy is masked the same way every epoch.
+  loss: "full" softmax over all N items, or "sampled" softmax over `num_negatives` items drawn
+  (shared by the whole global batch) from log_q [N], with logQ correction.
+  loss_positions: "masked" computes the output layer only at the P gathered positions; "all"
+  at all L positions (slower; kept to measure what gathering saves).
   Returns (new state, {'loss_sum', 'count'}) with the sums over all devices.
   """
   base = jax.random.PRNGKey(seed)
@@ -74,17 +79,85 @@ def train_step(state: TrainState, batch, *, model, mask_kwargs: dict, seed: int,
   dropout_key = jax.random.fold_in(jax.random.fold_in(step_key, 1), parallel.axis_index())
   count = parallel.psum(masked.weights.sum())  # global number of targets
 
+  positions, targets, weights = masked.positions, masked.targets, masked.weights
+  if loss_positions == "all":  # every position carries a (possibly zero-weight) target
+    rows = jnp.arange(positions.shape[0])[:, None]
+    seq_len = batch["item_ids"].shape[1]
+    targets = jnp.zeros((positions.shape[0], seq_len), targets.dtype).at[rows, positions].max(targets)
+    weights = jnp.zeros((positions.shape[0], seq_len), weights.dtype).at[rows, positions].max(weights)
+    positions = jnp.broadcast_to(jnp.arange(seq_len), targets.shape)
+  if loss == "sampled":  # shared negatives: the same draw on every device (keyed by step only)
+    candidates = jax.random.categorical(jax.random.fold_in(step_key, 2), log_q, shape=(num_negatives,))
+
   def loss_fn(params):
-    logits, _ = model.apply({"params": params}, masked.inputs, masked.positions, train=True,
-                            rngs={"dropout": dropout_key})  # [b, P, N]
-    ce = optax.softmax_cross_entropy_with_integer_labels(logits, jnp.maximum(masked.targets - 1, 0))  # [b, P]
-    loss_sum = jnp.sum(ce * masked.weights)
+    variables, rngs = {"params": params}, {"dropout": dropout_key}
+    if loss == "sampled":
+      own, shared = model.apply(variables, masked.inputs, positions, targets, candidates, train=True, rngs=rngs,
+                                method=model.sampled_logits)  # [b, P], [b, P, C]
+      ce = sampled_softmax_ce(own, shared, targets - 1, candidates, log_q)  # [b, P]
+    else:
+      logits, _ = model.apply(variables, masked.inputs, positions, train=True, rngs=rngs)  # [b, P, N]
+      ce = optax.softmax_cross_entropy_with_integer_labels(logits, jnp.maximum(targets - 1, 0))  # [b, P]
+    loss_sum = jnp.sum(ce * weights)
     return loss_sum / jnp.maximum(count, 1.0), loss_sum
 
   grads, loss_sum = jax.grad(loss_fn, has_aux=True)(state.params)
   grads = parallel.psum(grads)  # sum of per-device shares of the global mean = the global mean
   new_state = state.apply_gradients(grads=grads)
   return new_state, {"loss_sum": parallel.psum(loss_sum), "count": count}
+
+
+def sampled_softmax_ce(own, shared, target_columns, candidates, log_q):
+  """Sampled softmax cross-entropy with logQ correction (importance sampling of the partition
+  function, Bengio & Senecal 2008).
+
+  own [..]: logit of each target; shared [.., C]: logits of C candidates drawn with replacement
+  from q = exp(log_q) [N]; target_columns [..] and candidates [C] are item columns. The
+  partition function is estimated as exp(own) + sum over draws j != target of
+  exp(s_j) / (C q_j): each negative is divided by its expected number of draws (the logQ
+  correction) and a draw of the row's own target (an accidental hit) is removed. The estimate
+  is consistent: as C grows the loss converges to the full softmax cross-entropy (tested).
+  """
+  log_expected = jnp.log(float(candidates.shape[0])) + log_q  # log(C q_j)
+  shared = shared - log_expected[candidates]
+  shared = jnp.where(candidates == target_columns[..., None], -jnp.inf, shared)
+  return jax.nn.logsumexp(jnp.concatenate([own[..., None], shared], axis=-1), axis=-1) - own
+
+
+def negative_log_q(train_config, train_seqs, num_items: int) -> Optional[np.ndarray]:
+  """[N] log-probabilities of the sampled-softmax negative sampler (None for the full softmax)."""
+  if train_config.loss != "sampled":
+    return None
+  if train_config.negative_sampler == "uniform":
+    return np.full(num_items, -np.log(num_items), np.float32)
+  counts = np.bincount(train_seqs.items, minlength=num_items + 2)[1:num_items + 1] + 1.0  # +1: every item drawable
+  return np.log(counts / counts.sum()).astype(np.float32)
+
+
+def make_step(config, num_items: int, devices, train_seqs):
+  """The pmapped train step and its replicated extra input: step(p_state, batch, p_log_q)."""
+  tc = config.train
+  model = model_lib.from_config(config.model, num_items, dtype=jnp.dtype(tc.compute_dtype))
+  step = parallel.pmap(functools.partial(
+      train_step, model=model, mask_kwargs=masking.masking_kwargs(config.masking, num_items), seed=config.seed,
+      static_masking=config.masking.mode == "static", loss=tc.loss, num_negatives=tc.num_negatives,
+      loss_positions=tc.loss_positions), devices, donate_argnums=(0,) if tc.donate_buffers else ())
+  log_q = negative_log_q(tc, train_seqs, num_items)
+  return step, (parallel.replicate(log_q, devices) if log_q is not None else None)
+
+
+def make_stream(config, train_seqs) -> input_pipeline.TrainStream:
+  return input_pipeline.TrainStream(
+      train_seqs, config.train.batch_size, config.model.max_seq_length, config.seed,
+      prop_sliding_window=config.train.prop_sliding_window,
+      static_copies=config.masking.dupe_factor if config.masking.mode == "static" else 0)
+
+
+def batch_iterator(config, stream, start: int, devices):
+  """Host batches, staged on device `train.prefetch` ahead (0: each put synchronously when used)."""
+  if config.train.prefetch > 0:
+    return parallel.prefetch_to_device(stream.batches(start), devices, config.train.prefetch)
+  return (parallel.put_sharded(b, devices) for b in stream.batches(start))
 
 
 def checkpoint_manager(model_dir: str, train_config) -> ocp.CheckpointManager:
@@ -114,6 +187,16 @@ def validate(config, num_devices: int) -> None:
     raise ConfigError("config.masking.masked_lm_prob must be in (0, 1]")
   if not 0.0 <= k.mask_prob <= 1.0:
     raise ConfigError("config.masking.mask_prob must be in [0, 1]")
+  if t.loss not in ("full", "sampled"):
+    raise ConfigError(f"config.train.loss={t.loss!r}: use full or sampled")
+  if t.loss == "sampled" and t.num_negatives < 1:
+    raise ConfigError("config.train.num_negatives must be >= 1 with the sampled loss")
+  if t.negative_sampler not in ("uniform", "popularity"):
+    raise ConfigError(f"config.train.negative_sampler={t.negative_sampler!r}: use uniform or popularity")
+  if t.loss_positions not in ("masked", "all"):
+    raise ConfigError(f"config.train.loss_positions={t.loss_positions!r}: use masked or all")
+  if t.compute_dtype not in ("float32", "bfloat16"):
+    raise ConfigError(f"config.train.compute_dtype={t.compute_dtype!r}: use float32 or bfloat16")
   if k.mode not in masking.MODES:
     raise ConfigError(f"config.masking.mode={k.mode!r}: use one of {', '.join(masking.MODES)}")
   if k.mode == "static" and k.dupe_factor < 1:
@@ -152,19 +235,14 @@ def train(config, model_dir: str, train_seqs, valid_evaluator: Optional[evaluate
   logging.info("Training %s parameters on %d %s device(s), global batch %d, steps %d -> %d",
                f"{n_params:,}", len(devices), devices[0].platform, tc.batch_size, start, end)
 
-  p_step = parallel.pmap(functools.partial(
-      train_step, model=model, mask_kwargs=masking.masking_kwargs(config.masking, num_items), seed=config.seed,
-      static_masking=config.masking.mode == "static"), devices, donate_argnums=(0,))
+  p_step, p_log_q = make_step(config, num_items, devices, train_seqs)
   p_state = parallel.replicate(state, devices)
   del state
-  stream = input_pipeline.TrainStream(
-      train_seqs, tc.batch_size, config.model.max_seq_length, config.seed,
-      prop_sliding_window=tc.prop_sliding_window,
-      static_copies=config.masking.dupe_factor if config.masking.mode == "static" else 0)
+  stream = make_stream(config, train_seqs)
   logging.info("%d training windows x %d cop%s = %d examples per epoch (%.1f steps)", len(stream.window_rows),
                stream.copies, "y" if stream.copies == 1 else "ies", stream.num_examples,
                stream.num_examples / tc.batch_size)
-  batches = parallel.prefetch_to_device(stream.batches(start), devices, tc.prefetch)
+  batches = batch_iterator(config, stream, start, devices)
 
   schedule = learning_rate_schedule(tc)
   bar = tqdm(total=end, initial=start, desc="train", unit="step", dynamic_ncols=True, mininterval=1.0)
@@ -173,7 +251,7 @@ def train(config, model_dir: str, train_seqs, valid_evaluator: Optional[evaluate
   t0, step, compile_seconds = time.perf_counter(), start, None
   try:
     for step in range(start, end):
-      p_state, m = p_step(p_state, next(batches))
+      p_state, m = p_step(p_state, next(batches), p_log_q)
       window_metrics = m if window_metrics is None else jax.tree.map(jnp.add, window_metrics, m)
       window_steps += 1
       timed_steps += 1

@@ -73,6 +73,12 @@ def get_config():
   c.train.adam_eps = 1e-6  # Adam epsilon (BERT's value).
   c.train.max_grad_norm = 5.0  # Global-norm gradient clipping (0 disables).
   c.train.prop_sliding_window = -1.0  # Extra windows over sequences longer than L, step = prop * L; -1 = last L only.
+  c.train.loss = "full"  # full softmax over all items | sampled (softmax over shared sampled negatives, logQ-corrected).
+  c.train.num_negatives = 8192  # sampled loss: negatives drawn per step, shared by the whole batch.
+  c.train.negative_sampler = "popularity"  # sampled loss: popularity (training counts + 1) | uniform.
+  c.train.loss_positions = "masked"  # masked: output layer only at the gathered masked positions | all: at every position.
+  c.train.compute_dtype = "float32"  # float32 | bfloat16 (activations and matmuls; parameters stay float32). For GPU/TPU.
+  c.train.donate_buffers = True  # Donate the old train state's buffers to the step (no copy of params/optimizer).
   c.train.num_devices = 0  # Local devices for pmap; 0 = all.
   c.train.log_every_steps = 50  # Loss / throughput logging period (the only host sync in the loop).
   c.train.eval_every_steps = 500  # Validation period in steps (0 = only at the end).

@@ -3,6 +3,7 @@ import json
 import os
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -92,3 +93,53 @@ def test_config_errors(tiny_config, tmp_path, field, value, match):
   tiny_config[section][name] = value
   with pytest.raises(ConfigError, match=match):
     pipeline.run(tiny_config, str(tmp_path), mode="train")
+
+
+def test_sampled_softmax_matches_reference_and_estimates_full_softmax():
+  rng = np.random.default_rng(0)
+  n, rows, c = 300, 6, 7
+  logits = rng.normal(size=(rows, n)).astype(np.float32) * 2
+  targets = rng.integers(0, n, rows)
+  q = rng.random(n) + 0.1
+  q /= q.sum()
+  cand = rng.integers(0, n, c)
+  cand[0] = targets[0]  # an accidental hit
+  got = np.asarray(train.sampled_softmax_ce(jnp.asarray(logits[np.arange(rows), targets]), jnp.asarray(logits[:, cand]),
+                                            jnp.asarray(targets), jnp.asarray(cand), jnp.log(jnp.asarray(q, jnp.float32))))
+  for r in range(rows):  # plain NumPy reference
+    own = logits[r, targets[r]]
+    others = [logits[r, j] - np.log(c * q[j]) for j in cand if j != targets[r]]
+    want = np.log(np.exp(own) + np.sum(np.exp(others))) - own
+    assert got[r] == pytest.approx(want, rel=1e-5)
+  # With many uniform draws it converges to the full softmax cross-entropy.
+  big = rng.integers(0, n, 200_000)
+  uniform = jnp.full(n, -np.log(n), jnp.float32)
+  est = np.asarray(train.sampled_softmax_ce(jnp.asarray(logits[np.arange(rows), targets]), jnp.asarray(logits[:, big]),
+                                            jnp.asarray(targets), jnp.asarray(big), uniform))
+  full = np.log(np.exp(logits).sum(1)) - logits[np.arange(rows), targets]
+  np.testing.assert_allclose(est, full, rtol=0.02)
+
+
+@pytest.mark.parametrize("overrides", [dict(loss="sampled", num_negatives=16), dict(loss_positions="all"),
+                                       dict(donate_buffers=False, prefetch=0)])
+def test_speed_switches_still_train(tiny_config, tmp_path, overrides):
+  c = tiny_config
+  c.train.num_train_steps, c.train.log_every_steps, c.train.eval_every_steps = 100, 10, 0
+  for k, v in overrides.items():
+    c.train[k] = v
+  out, _ = trained_params(c, tmp_path)
+  curve = losses(out["model_dir"])
+  assert np.isfinite(curve).all() and curve[-1] < curve[0] - 0.2
+
+
+def test_gathered_and_all_position_losses_agree(tiny_config, tmp_path):
+  """Computing the output layer only at masked positions is an optimisation, not a change."""
+  c = tiny_config
+  c.model.hidden_dropout_prob = c.model.attention_probs_dropout_prob = 0.0
+  c.train.num_train_steps, c.train.log_every_steps, c.train.eval_every_steps = 3, 1, 0
+  curves = {}
+  for mode in ("masked", "all"):
+    c.train.loss_positions = mode
+    out, _ = trained_params(c, tmp_path / mode)
+    curves[mode] = losses(out["model_dir"])
+  np.testing.assert_allclose(curves["masked"], curves["all"], rtol=1e-5)
