@@ -106,11 +106,11 @@ class BERT4Rec(nn.Module):
     return (self.head(hidden) @ items.T).astype(jnp.float32) + self.output_bias
 
   def sampled_logits(self, item_ids, positions, targets, candidates, valid=None, train: bool = False):
-    """For sampled softmax: at `positions` [B, P], the logit of each position's own target token
-    (targets [B, P], 0 = unused) [B, P], and logits of shared candidate columns [C]: [B, P, C].
+    """For sampled softmax: at `positions` [B, P] (or flat [T]), the logit of each position's own
+    target token (targets, same shape, 0 = unused), and logits of shared candidate columns [C]:
+    ([B, P], [B, P, C]).
     Only C + B * P rows of the output matrix are touched, however large the catalogue."""
-    hidden = self.encode(item_ids, valid, train)  # [B, L, H]
-    h = self.head(jnp.take_along_axis(hidden, positions[..., None], axis=1))  # [B, P, H]
+    h = self.head(gather(self.encode(item_ids, valid, train), positions))  # [B, P, H]
     table = self.item_embedding.embedding
     own = jnp.sum(h * table[targets].astype(self.dtype), axis=-1).astype(jnp.float32)  # [B, P]
     own = own + self.output_bias[jnp.maximum(targets - 1, 0)]
@@ -118,10 +118,17 @@ class BERT4Rec(nn.Module):
     return own, shared  # [B, P], [B, P, C]
 
   def __call__(self, item_ids, positions, valid=None, train: bool = False) -> Tuple[jax.Array, jax.Array]:
-    """Logits and hidden states at `positions` [B, P] only: ([B, P, N], [B, P, H])."""
-    hidden = self.encode(item_ids, valid, train)  # [B, L, H]
-    picked = jnp.take_along_axis(hidden, positions[..., None], axis=1)  # [B, P, H]
+    """Logits and hidden states at `positions` only: ([..., N], [..., H]); see `gather`."""
+    picked = gather(self.encode(item_ids, valid, train), positions)  # [B, P, H] or [T, H]
     return self.item_logits(picked), picked
+
+
+def gather(hidden, positions):
+  """hidden [B, L, H] at positions [B, P] (per row) -> [B, P, H], or at positions [T] (flat
+  indices row * L + position, for targets compacted across the batch) -> [T, H]."""
+  if positions.ndim == 1:
+    return hidden.reshape((-1, hidden.shape[-1]))[positions]
+  return jnp.take_along_axis(hidden, positions[..., None], axis=1)
 
 
 def from_config(model_config, num_items: int, dtype=jnp.float32) -> BERT4Rec:

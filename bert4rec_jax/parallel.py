@@ -31,6 +31,7 @@ def check_divisible(batch_size: int, num_devices: int, field: str) -> None:
 
 
 def pmap(fn: Callable, devices: Sequence, donate_argnums=(), static_broadcasted_argnums=()) -> Callable:
+  """jax.pmap over `devices`; static arguments are Python values the step is compiled for."""
   return jax.pmap(fn, axis_name=AXIS, devices=devices, donate_argnums=donate_argnums,
                   static_broadcasted_argnums=static_broadcasted_argnums)
 
@@ -69,17 +70,16 @@ def unshard(x):
   return x.reshape((-1,) + x.shape[2:])
 
 
-def prefetch_to_device(batches: Iterable[dict], devices: Sequence, size: int = 2) -> Iterator[dict]:
-  """Shards host batches and stages `size` of them on device ahead of use."""
+def prefetch_to_device(items: Iterable[tuple], devices: Sequence, size: int = 2) -> Iterator[tuple]:
+  """(host batch, extra) pairs -> (device batch, extra), `size` of them staged ahead of use."""
   queue = collections.deque()
-
-  it = iter(batches)
-  for batch in itertools.islice(it, size):
-    queue.append(put_sharded(batch, devices))
+  it = iter(items)
+  for batch, extra in itertools.islice(it, size):
+    queue.append((put_sharded(batch, devices), extra))
   while queue:
     yield queue.popleft()
-    for batch in itertools.islice(it, 1):
-      queue.append(put_sharded(batch, devices))
+    for batch, extra in itertools.islice(it, 1):
+      queue.append((put_sharded(batch, devices), extra))
 
 
 def psum(x):

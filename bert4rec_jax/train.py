@@ -57,7 +57,7 @@ def create_state(config, num_items: int) -> TrainState:
   return TrainState.create(apply_fn=model.apply, params=params, tx=make_optimizer(config.train))
 
 
-def train_step(state: TrainState, batch, log_q=None, *, model, mask_kwargs: dict, seed: int,
+def train_step(state: TrainState, batch, log_q=None, num_targets: int = 0, *, model, mask_kwargs: dict, seed: int,
                static_masking: bool, loss: str = "full", num_negatives: int = 0, loss_positions: str = "masked"):
   """One step on this device's shard; gradients are exact global means over all devices.
 
@@ -69,6 +69,8 @@ def train_step(state: TrainState, batch, log_q=None, *, model, mask_kwargs: dict
   (shared by the whole global batch) from log_q [N], with logQ correction.
   loss_positions: "masked" computes the output layer only at the P gathered positions; "all"
   at all L positions (slower; kept to measure what gathering saves).
+  num_targets > 0 (static): compact the used target slots of this shard, at most num_targets
+  of them (the host bounds it, see `target_bucket`), so the output layer skips unused slots.
   Returns (new state, {'loss_sum', 'count'}) with the sums over all devices.
   """
   base = jax.random.PRNGKey(seed)
@@ -80,6 +82,12 @@ def train_step(state: TrainState, batch, log_q=None, *, model, mask_kwargs: dict
   count = parallel.psum(masked.weights.sum())  # global number of targets
 
   positions, targets, weights = masked.positions, masked.targets, masked.weights
+  if num_targets and loss_positions == "masked":
+    # Short sequences fill few of their P slots: keep only used ones (weight 1 first, stable).
+    slot = jnp.argsort(-weights.reshape(-1), stable=True)[:num_targets]  # [T] into [b * P]
+    row = slot // positions.shape[1]
+    positions = row * batch["item_ids"].shape[1] + positions.reshape(-1)[slot]  # [T] flat row * L + pos
+    targets, weights = targets.reshape(-1)[slot], weights.reshape(-1)[slot]
   if loss_positions == "all":  # every position carries a (possibly zero-weight) target
     rows = jnp.arange(positions.shape[0])[:, None]
     seq_len = batch["item_ids"].shape[1]
@@ -141,7 +149,8 @@ def make_step(config, num_items: int, devices, train_seqs):
   step = parallel.pmap(functools.partial(
       train_step, model=model, mask_kwargs=masking.masking_kwargs(config.masking, num_items), seed=config.seed,
       static_masking=config.masking.mode == "static", loss=tc.loss, num_negatives=tc.num_negatives,
-      loss_positions=tc.loss_positions), devices, donate_argnums=(0,) if tc.donate_buffers else ())
+      loss_positions=tc.loss_positions), devices, donate_argnums=(0,) if tc.donate_buffers else (),
+      static_broadcasted_argnums=(3,))
   log_q = negative_log_q(tc, train_seqs, num_items)
   return step, (parallel.replicate(log_q, devices) if log_q is not None else None)
 
@@ -153,11 +162,27 @@ def make_stream(config, train_seqs) -> input_pipeline.TrainStream:
       static_copies=config.masking.dupe_factor if config.masking.mode == "static" else 0)
 
 
+def target_bucket(item_ids: np.ndarray, masking_config, num_devices: int) -> int:
+  """A static upper bound on the used target slots of any device's shard, rounded up to a power
+  of two so that only a few step shapes are ever compiled. A window of n items uses at most
+  min(P, n, max(1, ceil(n * masked_lm_prob))) slots (the device rounds; ceil bounds it)."""
+  p_max = masking_config.max_predictions_per_seq
+  n = (item_ids != 0).sum(axis=1)
+  used = np.minimum(np.minimum(p_max, n), np.maximum(1, np.ceil(n * masking_config.masked_lm_prob)))
+  per_device = int(used.reshape(num_devices, -1).sum(axis=1).max())
+  return min(item_ids.shape[0] // num_devices * p_max, input_pipeline.bucket(per_device, floor=32))
+
+
 def batch_iterator(config, stream, start: int, devices):
-  """Host batches, staged on device `train.prefetch` ahead (0: each put synchronously when used)."""
+  """(device batch, num_targets) pairs, staged on device `train.prefetch` ahead (0: each put
+  synchronously when used). num_targets = 0 when target compaction is off."""
+  def host():
+    for b in stream.batches(start):
+      yield b, (target_bucket(b["item_ids"], config.masking, len(devices)) if config.train.compact_targets else 0)
+
   if config.train.prefetch > 0:
-    return parallel.prefetch_to_device(stream.batches(start), devices, config.train.prefetch)
-  return (parallel.put_sharded(b, devices) for b in stream.batches(start))
+    return parallel.prefetch_to_device(host(), devices, config.train.prefetch)
+  return ((parallel.put_sharded(b, devices), t) for b, t in host())
 
 
 def checkpoint_manager(model_dir: str, train_config) -> ocp.CheckpointManager:
@@ -251,7 +276,8 @@ def train(config, model_dir: str, train_seqs, valid_evaluator: Optional[evaluate
   t0, step, compile_seconds = time.perf_counter(), start, None
   try:
     for step in range(start, end):
-      p_state, m = p_step(p_state, next(batches), p_log_q)
+      batch, num_targets = next(batches)
+      p_state, m = p_step(p_state, batch, p_log_q, num_targets)
       window_metrics = m if window_metrics is None else jax.tree.map(jnp.add, window_metrics, m)
       window_steps += 1
       timed_steps += 1

@@ -132,14 +132,33 @@ def test_speed_switches_still_train(tiny_config, tmp_path, overrides):
   assert np.isfinite(curve).all() and curve[-1] < curve[0] - 0.2
 
 
-def test_gathered_and_all_position_losses_agree(tiny_config, tmp_path):
-  """Computing the output layer only at masked positions is an optimisation, not a change."""
+def test_gathered_compacted_and_all_position_losses_agree(tiny_config, tmp_path):
+  """Computing the output layer only at masked positions, and only at the used ones, are
+  optimisations, not changes."""
   c = tiny_config
   c.model.hidden_dropout_prob = c.model.attention_probs_dropout_prob = 0.0
+  c.data.synthetic.min_length = 3  # short windows leave most of the P slots unused
   c.train.num_train_steps, c.train.log_every_steps, c.train.eval_every_steps = 3, 1, 0
   curves = {}
-  for mode in ("masked", "all"):
-    c.train.loss_positions = mode
-    out, _ = trained_params(c, tmp_path / mode)
-    curves[mode] = losses(out["model_dir"])
-  np.testing.assert_allclose(curves["masked"], curves["all"], rtol=1e-5)
+  for positions, compact in (("masked", True), ("masked", False), ("all", False)):
+    c.train.loss_positions, c.train.compact_targets = positions, compact
+    out, _ = trained_params(c, tmp_path / f"{positions}{compact}")
+    curves[positions, compact] = losses(out["model_dir"])
+  np.testing.assert_allclose(curves["masked", True], curves["masked", False], rtol=1e-5)
+  np.testing.assert_allclose(curves["masked", True], curves["all", False], rtol=1e-5)
+
+
+def test_target_bucket_bounds_the_used_slots():
+  from configs import default
+  mc = default.get_config().masking
+  mc.masked_lm_prob, mc.max_predictions_per_seq = 0.3, 5
+  rng = np.random.default_rng(0)
+  ids = (rng.random((64, 20)) < rng.random((64, 1))).astype(np.int32)
+  ids = np.sort(ids, axis=1)  # right-aligned
+  import jax.numpy as jnp
+  from bert4rec_jax import masking
+  mb = masking.mask_batch(jax.random.PRNGKey(0), jnp.asarray(ids), jnp.arange(64),
+                          **masking.masking_kwargs(mc, num_items=5))
+  used = np.asarray(mb.weights).reshape(4, -1).sum(1).max()
+  bound = train.target_bucket(ids, mc, 4)
+  assert used <= bound <= 16 * 5

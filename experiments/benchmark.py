@@ -1,0 +1,248 @@
+"""Speed and memory benchmarks; prints one JSON document. Every figure is a median over repeats.
+
+  python experiments/benchmark.py                        # all suites at their default sizes
+  python experiments/benchmark.py --only=train,eval --repeats=5
+  python experiments/benchmark.py --set=train.donate_buffers=False --only=train   # a speed switch off
+  python experiments/benchmark.py --only=prepare --prepare_sizes=20000000
+
+Suites:
+  prepare  NumPy preprocessing (+ saving the artifact) of synthetic interactions, in a fresh
+           process per run so peak RSS is its own. Sizes: interactions; users = n / 20,
+           items = min(n / 40, 500k).
+  train    training throughput for an ML-1M-like shape (len 200, 3,416 items, 40 predictions)
+           and a Beauty-like shape (len 50, 54,542 items, 30 predictions), batch 256; compile
+           time reported separately.
+  eval     full-ranking (+ sampled) evaluation of every user of the two shapes (6,040 / 40,226).
+  predict  top-10 inference to Parquet for every user of the two shapes.
+  large    a 1M-item catalogue in a fresh process: sampled-softmax training steps and a full
+           evaluation, with peak RSS.
+Synthetic data has the shapes of the real sets (users, items, length distribution); speed
+depends on shapes, not on what the items are.
+"""
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+SHAPES = {
+    # name: users, items, mean length, min length, max_seq_length, max_predictions, masked_lm_prob
+    "ml1m_like": dict(users=6040, items=3416, mean_len=165.0, min_len=20, L=200, P=40, p=0.2),
+    "beauty_like": dict(users=40226, items=54542, mean_len=8.8, min_len=5, L=50, P=30, p=0.6),
+    "large_1m_items": dict(users=20000, items=1_000_000, mean_len=12.0, min_len=5, L=50, P=30, p=0.6),
+}
+
+
+def peak_rss_mb() -> float:
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def synthetic_sequences(users, items, mean_len, min_len, seed=0):
+  """CSR sequences with log-normal lengths and Zipf-like item popularity."""
+  from bert4rec_jax.preprocess import Sequences
+  rng = np.random.default_rng(seed)
+  lengths = np.maximum(min_len, rng.lognormal(np.log(mean_len) - 0.5, 1.0, users).astype(np.int64))
+  total = int(lengths.sum())
+  tokens = (np.floor(items * rng.random(total) ** 3) + 1).astype(np.int32)  # popular items have small ids
+  return Sequences(offsets=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64), items=tokens)
+
+
+def shape_config(shape, overrides):
+  from configs import default
+  s = SHAPES[shape]
+  c = default.get_config()
+  c.model.max_seq_length, c.masking.max_predictions_per_seq, c.masking.masked_lm_prob = s["L"], s["P"], s["p"]
+  c.train.batch_size = 256
+  c.wandb.mode = "disabled"
+  if shape == "large_1m_items":
+    c.train.loss = "sampled"
+    c.eval.batch_size = 128
+  for item in overrides:
+    key, value = item.split("=", 1)
+    section, field = key.split(".")
+    old = c[section][field]
+    c[section][field] = type(old)(value) if not isinstance(old, bool) else value.lower() in ("1", "true", "yes")
+  return c
+
+
+def bench_train(shape, overrides, repeats, steps):
+  import jax
+  from bert4rec_jax import parallel, train
+  s = SHAPES[shape]
+  c = shape_config(shape, overrides)
+  seqs = synthetic_sequences(s["users"], s["items"], s["mean_len"], s["min_len"])
+  devices = parallel.local_devices(c.train.num_devices)
+  step, log_q = train.make_step(c, s["items"], devices, seqs)
+  p_state = parallel.replicate(train.create_state(c, s["items"]), devices)
+  batches = train.batch_iterator(c, train.make_stream(c, seqs), 0, devices)
+  t0 = time.perf_counter()
+  p_state, m = step(p_state, *_with_log_q(next(batches), log_q))
+  jax.block_until_ready(m)
+  compile_s = time.perf_counter() - t0
+  rates = []
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    for _ in range(steps):
+      p_state, m = step(p_state, *_with_log_q(next(batches), log_q))
+    jax.block_until_ready(m)
+    rates.append(steps * c.train.batch_size / (time.perf_counter() - t0))
+  seq_s = statistics.median(rates)
+  return {"sequences_per_second": round(seq_s, 1), "tokens_per_second": round(seq_s * s["L"]),
+          "compile_seconds": round(compile_s, 2), "batch_size": c.train.batch_size, "max_seq_length": s["L"],
+          "max_predictions_per_seq": s["P"], "num_items": s["items"], "loss": c.train.loss,
+          "steps_per_repeat": steps, "repeats": repeats}
+
+
+def _with_log_q(batch_and_targets, log_q):
+  batch, num_targets = batch_and_targets
+  return batch, log_q, num_targets
+
+
+def _model_and_params(c, num_items):
+  from bert4rec_jax import evaluate, model as model_lib, train
+  state = train.create_state(c, num_items)
+  return evaluate.model_scorer(model_lib.from_config(c.model, num_items)), state.params
+
+
+def bench_eval(shape, overrides, repeats):
+  from bert4rec_jax import evaluate, parallel, preprocess
+  s = SHAPES[shape]
+  c = shape_config(shape, overrides)
+  seqs = synthetic_sequences(s["users"], s["items"], s["mean_len"], max(3, s["min_len"]))
+  _, _, test = preprocess.leave_one_out(seqs)
+  vocab = preprocess.ItemVocab(ids=np.arange(1, s["items"] + 1),
+                               counts=np.bincount(seqs.items, minlength=s["items"] + 1)[1:].astype(np.int64))
+  ev = evaluate.Evaluator(test, vocab, eval_config=c.eval, max_seq_length=s["L"],
+                          devices=parallel.local_devices(c.train.num_devices), seed=0)
+  scorer, params = _model_and_params(c, s["items"])
+  t0 = time.perf_counter()
+  ev._ensure_negatives()
+  negatives_s = time.perf_counter() - t0
+  t0 = time.perf_counter()
+  ev.ranks(scorer, params)
+  first_s = time.perf_counter() - t0
+  times = []
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    ev.ranks(scorer, params)
+    times.append(time.perf_counter() - t0)
+  sec = statistics.median(times)
+  return {"users": s["users"], "num_items": s["items"], "seconds": round(sec, 2),
+          "users_per_second": round(s["users"] / sec), "first_call_seconds_incl_compile": round(first_s, 2),
+          "sampled_negatives_seconds": round(negatives_s, 2), "protocols": "full + sampled (100 negatives)",
+          "repeats": repeats}
+
+
+def bench_predict(shape, overrides, repeats):
+  from bert4rec_jax import parallel, predict, preprocess
+  s = SHAPES[shape]
+  c = shape_config(shape, overrides)
+  seqs = synthetic_sequences(s["users"], s["items"], s["mean_len"], s["min_len"])
+  vocab = preprocess.ItemVocab(ids=np.arange(1, s["items"] + 1), counts=np.ones(s["items"], np.int64))
+  scorer, params = _model_and_params(c, s["items"])
+  users = np.arange(s["users"])
+  times = []
+  with tempfile.TemporaryDirectory() as tmp:
+    for r in range(repeats + 1):  # the first run includes compilation
+      t0 = time.perf_counter()
+      predict.predict(scorer, params, seqs, users, vocab, predict_config=c.predict, max_seq_length=s["L"],
+                      devices=parallel.local_devices(c.train.num_devices), path=os.path.join(tmp, "p.parquet"))
+      if r:
+        times.append(time.perf_counter() - t0)
+  sec = statistics.median(times)
+  return {"users": s["users"], "num_items": s["items"], "top_k": c.predict.top_k, "seconds": round(sec, 2),
+          "users_per_second": round(s["users"] / sec), "repeats": repeats}
+
+
+def prepare_child(n: int) -> dict:
+  """In a fresh process: synthetic interactions -> prepare -> save; time and peak RSS."""
+  import pandas as pd
+  from bert4rec_jax import dataset, preprocess
+  users, items = max(1, n // 20), max(2, min(n // 40, 500_000))
+  rng = np.random.default_rng(0)
+  df = pd.DataFrame({"user": rng.integers(0, users, n) * 7 + 1,  # interleaved, like a time-ordered log
+                     "item": (np.floor(items * rng.random(n) ** 3) * 13 + 5).astype(np.int64)})
+  rss_before = peak_rss_mb()
+  t0 = time.perf_counter()
+  prepared = preprocess.prepare(df, drop_duplicates=True, min_seq_length=1)
+  with tempfile.TemporaryDirectory() as tmp:
+    dataset.save(prepared, os.path.join(tmp, "ds"), {"stats": prepared.stats})
+  return {"interactions": n, "users": int(prepared.stats["users"]), "items": int(prepared.stats["items"]),
+          "seconds": time.perf_counter() - t0, "peak_rss_mb": peak_rss_mb(),
+          "rss_before_prepare_mb": rss_before}
+
+
+def large_child(overrides, repeats, steps) -> dict:
+  out = {"train": bench_train("large_1m_items", overrides, repeats, steps),
+         "eval": bench_eval("large_1m_items", overrides, 1)}
+  out["peak_rss_mb"] = round(peak_rss_mb())
+  return out
+
+
+def in_child(kind: str, arg, extra=()):
+  cmd = [sys.executable, os.path.abspath(__file__), f"--_child={kind}", f"--_arg={arg}", *extra]
+  out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+  if out.returncode:
+    raise RuntimeError(f"benchmark child {kind} failed:\n{out.stderr[-3000:]}")
+  return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main():
+  ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  ap.add_argument("--only", default="prepare,train,eval,predict,large")
+  ap.add_argument("--prepare_sizes", default="1000000,20000000")
+  ap.add_argument("--repeats", type=int, default=3)
+  ap.add_argument("--train_steps", type=int, default=10, help="timed steps per repeat")
+  ap.add_argument("--set", action="append", default=[], help="config override section.field=value (repeatable)")
+  ap.add_argument("--out", default="", help="also write the JSON here")
+  ap.add_argument("--_child", default="", help=argparse.SUPPRESS)
+  ap.add_argument("--_arg", default="", help=argparse.SUPPRESS)
+  args = ap.parse_args()
+
+  if args._child == "prepare":
+    print(json.dumps(prepare_child(int(args._arg))))
+    return
+  if args._child == "large":
+    print(json.dumps(large_child(args.set, args.repeats, args.train_steps)))
+    return
+
+  import jax
+  suites = set(args.only.split(","))
+  d = jax.devices()
+  result = {"devices": {"platform": d[0].platform, "kind": d[0].device_kind, "count": len(d),
+                        "local_count": jax.local_device_count()},
+            "jax": jax.__version__, "cpu_count": os.cpu_count(), "overrides": args.set, "repeats": args.repeats,
+            "command": "python experiments/benchmark.py " + " ".join(sys.argv[1:])}
+  if "prepare" in suites:
+    rows = []
+    for n in (int(x) for x in args.prepare_sizes.split(",")):
+      runs = [in_child("prepare", n) for _ in range(args.repeats)]
+      rows.append({k: (round(statistics.median(r[k] for r in runs), 2) if isinstance(runs[0][k], float)
+                       else runs[0][k]) for k in runs[0]})
+    result["prepare"] = rows
+  for suite, fn in (("train", lambda sh: bench_train(sh, args.set, args.repeats, args.train_steps)),
+                    ("eval", lambda sh: bench_eval(sh, args.set, args.repeats)),
+                    ("predict", lambda sh: bench_predict(sh, args.set, args.repeats))):
+    if suite in suites:
+      result[suite] = {sh: fn(sh) for sh in ("ml1m_like", "beauty_like")}
+  if "large" in suites:
+    extra = [f"--set={x}" for x in args.set] + [f"--repeats={args.repeats}", f"--train_steps={args.train_steps}"]
+    result["large_1m_items"] = in_child("large", "", extra)
+  text = json.dumps(result, indent=2)
+  print(text)
+  if args.out:
+    with open(args.out, "w") as f:
+      f.write(text + "\n")
+
+
+if __name__ == "__main__":
+  main()
