@@ -96,10 +96,25 @@ def bench_train(shape, overrides, repeats, steps):
     jax.block_until_ready(m)
     rates.append(steps * c.train.batch_size / (time.perf_counter() - t0))
   seq_s = statistics.median(rates)
+  flops = train_flops_per_sequence(c, s, seqs)
   return {"sequences_per_second": round(seq_s, 1), "tokens_per_second": round(seq_s * s["L"]),
+          "model_tflops_per_second": round(seq_s * flops / 1e12, 3),
           "compile_seconds": round(compile_s, 2), "batch_size": c.train.batch_size, "max_seq_length": s["L"],
           "max_predictions_per_seq": s["P"], "num_items": s["items"], "loss": c.train.loss,
           "steps_per_repeat": steps, "repeats": repeats}
+
+
+def train_flops_per_sequence(c, s, seqs) -> float:
+  """Model FLOPs of one training sequence (forward + backward = 3 x forward), counting the
+  matmuls: per token and layer 8H^2 (attention projections) + 4HI (feed-forward) + 4LH
+  (scores and mixing); per used target 2H^2 (head) + 2H x (N or sampled candidates + 1).
+  Unused target slots are not counted, whatever the implementation computes for them."""
+  H, I, L, layers = c.model.hidden_size, c.model.intermediate_size, s["L"], c.model.num_hidden_layers
+  n = np.minimum(seqs.lengths, L)
+  targets = np.minimum(np.minimum(s["P"], n), np.maximum(1, np.round(n * s["p"]))).mean()
+  outputs = (c.train.num_negatives + 1) if c.train.loss == "sampled" else s["items"]
+  forward = L * layers * (8 * H * H + 4 * H * I + 4 * L * H) + targets * (2 * H * H + 2 * H * outputs)
+  return 3.0 * forward
 
 
 def _with_log_q(batch_and_targets, log_q):
@@ -199,6 +214,7 @@ def in_child(kind: str, arg, extra=()):
 def main():
   ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   ap.add_argument("--only", default="prepare,train,eval,predict,large")
+  ap.add_argument("--shapes", default="ml1m_like,beauty_like", help="shapes for train/eval/predict")
   ap.add_argument("--prepare_sizes", default="1000000,20000000")
   ap.add_argument("--repeats", type=int, default=3)
   ap.add_argument("--train_steps", type=int, default=10, help="timed steps per repeat")
@@ -222,21 +238,30 @@ def main():
                         "local_count": jax.local_device_count()},
             "jax": jax.__version__, "cpu_count": os.cpu_count(), "overrides": args.set, "repeats": args.repeats,
             "command": "python experiments/benchmark.py " + " ".join(sys.argv[1:])}
-  if "prepare" in suites:
+  def prepare_rows():
     rows = []
     for n in (int(x) for x in args.prepare_sizes.split(",")):
       runs = [in_child("prepare", n) for _ in range(args.repeats)]
       rows.append({k: (round(statistics.median(r[k] for r in runs), 2) if isinstance(runs[0][k], float)
                        else runs[0][k]) for k in runs[0]})
-    result["prepare"] = rows
-  for suite, fn in (("train", lambda sh: bench_train(sh, args.set, args.repeats, args.train_steps)),
-                    ("eval", lambda sh: bench_eval(sh, args.set, args.repeats)),
-                    ("predict", lambda sh: bench_predict(sh, args.set, args.repeats))):
+    return rows
+
+  extra = [f"--set={x}" for x in args.set] + [f"--repeats={args.repeats}", f"--train_steps={args.train_steps}"]
+  shapes = args.shapes.split(",")
+  jobs = {
+      "prepare": prepare_rows,
+      "train": lambda: {sh: bench_train(sh, args.set, args.repeats, args.train_steps) for sh in shapes},
+      "eval": lambda: {sh: bench_eval(sh, args.set, args.repeats) for sh in shapes},
+      "predict": lambda: {sh: bench_predict(sh, args.set, args.repeats) for sh in shapes},
+      "large": lambda: in_child("large", "", extra),
+  }
+  for suite, job in jobs.items():
     if suite in suites:
-      result[suite] = {sh: fn(sh) for sh in ("ml1m_like", "beauty_like")}
-  if "large" in suites:
-    extra = [f"--set={x}" for x in args.set] + [f"--repeats={args.repeats}", f"--train_steps={args.train_steps}"]
-    result["large_1m_items"] = in_child("large", "", extra)
+      key = "large_1m_items" if suite == "large" else suite
+      try:
+        result[key] = job()
+      except Exception as e:  # one failing suite must not lose the others' figures
+        result[key] = {"error": f"{type(e).__name__}: {str(e)[-2000:]}"}
   text = json.dumps(result, indent=2)
   print(text)
   if args.out:

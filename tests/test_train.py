@@ -162,3 +162,19 @@ def test_target_bucket_bounds_the_used_slots():
   used = np.asarray(mb.weights).reshape(4, -1).sum(1).max()
   bound = train.target_bucket(ids, mc, 4)
   assert used <= bound <= 16 * 5
+
+
+def test_sampled_negatives_follow_the_sampler(tiny_config):
+  """q is popularity (training counts + 1), and the step's draws follow it."""
+  from bert4rec_jax import preprocess
+  from tests.test_preprocess import random_interactions
+  p = preprocess.prepare(random_interactions(16, num_items=40), drop_duplicates=False, min_seq_length=3)
+  c = tiny_config
+  c.train.loss, c.train.num_negatives = "sampled", 4096
+  log_q = train.negative_log_q(c.train, p.sequences, p.vocab.num_items)
+  q = np.exp(log_q)
+  assert q.sum() == pytest.approx(1.0, rel=1e-5)
+  counts = np.bincount(p.sequences.items, minlength=p.vocab.num_items + 1)[1:] + 1.0
+  np.testing.assert_allclose(q, counts / counts.sum(), rtol=1e-5)
+  draws = np.asarray(train.draw_negatives(jax.random.PRNGKey(0), jnp.asarray(log_q), 200_000))
+  np.testing.assert_allclose(np.bincount(draws, minlength=len(q)) / len(draws), q, atol=0.004)
