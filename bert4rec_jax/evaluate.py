@@ -26,9 +26,7 @@ Scorer = Callable  # (params, item_ids [b, L]) -> (scores [b, N], hidden [b, H] 
 def model_scorer(model) -> Scorer:
   """Scores at the last position (the [MASK] slot) of right-aligned inputs."""
   def score(params, item_ids):
-    positions = jnp.full((item_ids.shape[0], 1), item_ids.shape[1] - 1, jnp.int32)  # [b, 1]
-    logits, hidden = model.apply({"params": params}, item_ids, positions)  # [b, 1, N], [b, 1, H]
-    return logits[:, 0], hidden[:, 0]
+    return model.apply({"params": params}, item_ids, method=model.score_last)  # [b, N], [b, H]
   return score
 
 

@@ -34,12 +34,17 @@ class TransformerBlock(nn.Module):
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
-  def __call__(self, x, attention_mask, train: bool):
+  def __call__(self, x, attention_mask, train: bool, last_only: bool = False):
+    """x [B, L, H] -> [B, L, H]; with last_only, only the last position's output [B, 1, H]
+    (it still attends to every position): all that scoring the [MASK] slot needs."""
     init = nn.initializers.truncated_normal(self.init_std)
+    keys = x
+    if last_only:
+      x, attention_mask = x[:, -1:], attention_mask[:, :, -1:]  # queries: the last position only
     h = nn.MultiHeadDotProductAttention(
         num_heads=self.num_heads, qkv_features=self.hidden_size, out_features=self.hidden_size,
         dropout_rate=self.attention_dropout, kernel_init=init, dtype=self.dtype,
-        deterministic=not train, name="attention")(x, x, mask=attention_mask)  # [B, L, H]
+        deterministic=not train, name="attention")(x, keys, mask=attention_mask)  # [B, Lq, H]
     x = nn.LayerNorm(epsilon=1e-12, dtype=self.dtype, name="attention_ln")(
         x + nn.Dropout(self.dropout, deterministic=not train)(h))
     h = nn.Dense(self.intermediate_size, kernel_init=init, dtype=self.dtype, name="ffn_in")(x)  # [B, L, I]
@@ -81,8 +86,9 @@ class BERT4Rec(nn.Module):
     self.head_ln = nn.LayerNorm(epsilon=1e-12, dtype=self.dtype)
     self.output_bias = self.param("output_bias", nn.initializers.zeros, (self.num_items,))
 
-  def encode(self, item_ids, valid: Optional[jax.Array] = None, train: bool = False):
-    """item_ids [B, L] int32 -> final hidden states [B, L, H].
+  def encode(self, item_ids, valid: Optional[jax.Array] = None, train: bool = False, last_only: bool = False):
+    """item_ids [B, L] int32 -> final hidden states [B, L, H] ([B, 1, H] with last_only: the
+    last block then computes the last position only, the same numbers for less work).
 
     `valid` [B, L] bool marks real positions (default: item_ids != PAD). Attention never
     reads a non-valid key, so whatever sits in padded slots cannot change any output.
@@ -92,9 +98,9 @@ class BERT4Rec(nn.Module):
     x = self.item_embedding(item_ids) + self.position_embedding[None, :item_ids.shape[1]]  # [B, L, H]
     x = self.embedding_dropout(self.embedding_ln(x.astype(self.dtype)), deterministic=not train)
     attention_mask = nn.make_attention_mask(jnp.ones_like(valid), valid)  # [B, 1, Lq, Lk]
-    for block in self.blocks:
-      x = block(x, attention_mask, train)
-    return x
+    for i, block in enumerate(self.blocks):
+      x = block(x, attention_mask, train, last_only=last_only and i == len(self.blocks) - 1)
+    return x[:, -1:] if last_only and not self.blocks else x
 
   def head(self, hidden):
     """The masked-item head's transform: dense + activation + LayerNorm, [..., H] -> [..., H]."""
@@ -121,6 +127,12 @@ class BERT4Rec(nn.Module):
     """Logits and hidden states at `positions` only: ([..., N], [..., H]); see `gather`."""
     picked = gather(self.encode(item_ids, valid, train), positions)  # [B, P, H] or [T, H]
     return self.item_logits(picked), picked
+
+  def score_last(self, item_ids, valid=None):
+    """Logits and hidden state at the last position (the [MASK] slot at evaluation and
+    inference): ([B, N], [B, H]), computing the last block for that position only."""
+    hidden = self.encode(item_ids, valid, last_only=True)[:, 0]  # [B, H]
+    return self.item_logits(hidden), hidden
 
 
 def gather(hidden, positions):

@@ -28,6 +28,15 @@ def test_output_shapes(model_and_params):
   assert params["output_bias"].shape == (N,)  # PAD and MASK are never scored
 
 
+def test_scoring_the_last_position_only_is_exact(model_and_params):
+  m, params = model_and_params
+  ids = jax.random.randint(jax.random.PRNGKey(7), (4, L), 0, N + 2).at[:, -1].set(N + 1)
+  logits, hidden = m.apply({"params": params}, ids, jnp.full((4, 1), L - 1))
+  fast_logits, fast_hidden = m.apply({"params": params}, ids, method=m.score_last)
+  np.testing.assert_allclose(fast_hidden, hidden[:, 0], atol=1e-5)
+  np.testing.assert_allclose(fast_logits, logits[:, 0], atol=1e-5)
+
+
 def test_padded_positions_cannot_change_outputs(model_and_params):
   m, params = model_and_params
   real = 5
