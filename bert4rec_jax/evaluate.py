@@ -1,8 +1,8 @@
 """Leave-one-out evaluation of any scorer: full ranking and sampled ranking, on device.
 
-A *scorer* is a pure function `(params, item_ids [b, L]) -> (scores [b, N], hidden [b, H] | None)`
-giving a score to every real item for the [MASK] slot at position L - 1. The model and the
-popularity baseline are both scorers, so both are ranked by exactly the same code.
+A `Scorer` gives every real item a score for the [MASK] slot at position L - 1, in factored
+form (query x table), so the catalogue is scanned in chunks (`eval.item_chunk_size`) and a
+1M-item catalogue never needs a [batch, N] score matrix.
 
 Sampled protocol (the BERT4Rec paper's): per user, `num_negatives` items drawn without
 replacement, by popularity (or uniformly), from items outside the user's history and target;
@@ -11,7 +11,7 @@ negatives.
 """
 import functools
 import logging
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -20,30 +20,51 @@ import numpy as np
 from bert4rec_jax import input_pipeline, metrics, parallel
 from bert4rec_jax.preprocess import EvalSplit, ItemVocab, Sequences
 
-Scorer = Callable  # (params, item_ids [b, L]) -> (scores [b, N], hidden [b, H] or None)
+class Scorer(NamedTuple):
+  """Scores of every real item for the [MASK] slot at position L - 1, in factored form:
+  scores = query(params, item_ids)[0] @ table(params).T, i.e. [b, D] x [N, D] -> [b, N] (a
+  bias rides in a constant column). Factored, the catalogue can be scanned in chunks, so a
+  [b, N] score matrix never has to exist. The model, the popularity baseline and the
+  cold-start fallback are all scorers, ranked by exactly the same code.
+  """
+  query: Callable  # (params, item_ids [b, L]) -> (query [b, D], hidden [b, H] or None)
+  table: Callable  # params -> [N, D]
 
 
 def model_scorer(model) -> Scorer:
-  """Scores at the last position (the [MASK] slot) of right-aligned inputs."""
-  def score(params, item_ids):
-    return model.apply({"params": params}, item_ids, method=model.score_last)  # [b, N], [b, H]
-  return score
+  def query(params, item_ids):
+    h, hidden = model.apply({"params": params}, item_ids, method=model.query_last)  # [b, H], [b, H]
+    return jnp.concatenate([h, jnp.ones_like(h[:, :1])], axis=1), hidden  # [b, H + 1]
+
+  def table(params):
+    return model.apply({"params": params}, method=model.output_table)  # [N, H + 1]
+  return Scorer(query, table)
 
 
-def popularity_scorer(params, item_ids):
-  """Most-popular baseline: params is the [N] training count of every item."""
-  return jnp.broadcast_to(params.astype(jnp.float32), (item_ids.shape[0], params.shape[0])), None
+def _popularity_query(params, item_ids):
+  return jnp.ones((item_ids.shape[0], 1), jnp.float32), None
 
 
-def with_popularity_fallback(score_fn: Scorer) -> Scorer:
+def _popularity_table(params):
+  return params.astype(jnp.float32)[:, None]
+
+
+# Most-popular baseline: params is the [N] training count of every item.
+popularity_scorer = Scorer(_popularity_query, _popularity_table)
+
+
+def with_popularity_fallback(scorer: Scorer) -> Scorer:
   """A scorer over params (inner_params, popularity [N]) that scores a user with an empty
-  history (nothing but PAD before the [MASK] slot) by popularity instead of the model."""
-  def score(params, item_ids):
-    inner, popularity = params
-    scores, hidden = score_fn(inner, item_ids)
-    empty = jnp.all(item_ids[:, :-1] == 0, axis=1)  # [b]
-    return jnp.where(empty[:, None], popularity[None, :].astype(scores.dtype), scores), hidden
-  return score
+  history (nothing but PAD before the [MASK] slot) by popularity instead of `scorer`:
+  query [q * (1 - e), e] against table [T, popularity], e = 1 for an empty history."""
+  def query(params, item_ids):
+    q, hidden = scorer.query(params[0], item_ids)
+    empty = jnp.all(item_ids[:, :-1] == 0, axis=1, keepdims=True).astype(q.dtype)  # [b, 1]
+    return jnp.concatenate([q * (1.0 - empty), empty], axis=1), hidden
+
+  def table(params):
+    return jnp.concatenate([scorer.table(params[0]), params[1].astype(jnp.float32)[:, None]], axis=1)
+  return Scorer(query, table)
 
 
 def popularity_params(train: Sequences, num_items: int) -> np.ndarray:
@@ -51,20 +72,87 @@ def popularity_params(train: Sequences, num_items: int) -> np.ndarray:
   return np.bincount(train.items, minlength=num_items + 2)[1:num_items + 1].astype(np.float32)
 
 
-def _eval_step(params, batch, *, score_fn, num_items: int, exclude_history: bool, top_k: int):
-  scores, _ = score_fn(params, batch["item_ids"])  # [b, N]
-  targets = batch["targets"] - 1  # token -> column
-  if exclude_history:
-    # History items are not ranked, except the target itself (a repeat purchase still counts).
-    excluded = metrics.history_mask(batch["history"], num_items)  # [b, N]
-    excluded &= jnp.arange(num_items)[None, :] != targets[:, None]
+def scan_catalogue(query, table, *, chunk: int, targets=None, history=None, negatives=None, negative_valid=None,
+                   top_k: int = 0):
+  """Ranks / top-K over the catalogue from factored scores, `chunk` items at a time.
+
+  query [b, D], table [N, D]; targets [b] columns (None at inference); history [b, W] item
+  tokens excluded from ranking and from the top-K (0 = PAD; the target is never excluded);
+  negatives [b, K] columns with negative_valid [b, K]. Returns {'full': [b] rank of the target
+  (competitors scoring >= it, ties against the target), 'sampled': [b], 'top_items': [b, k]
+  tokens, 'top_scores': [b, k]} as applicable. With more than one chunk, a first pass reads
+  the target's (and negatives') scores from the very same chunk products the second pass
+  compares against, so chunking changes no rank.
+  """
+  n, b = table.shape[0], query.shape[0]
+  num_chunks = -(-n // chunk)
+  chunk = min(chunk, n)
+  table = jnp.pad(table, ((0, num_chunks * chunk - n), (0, 0)))
+  rows = jnp.arange(b)[:, None]
+
+  def scores_of(c):
+    return query @ jax.lax.dynamic_slice_in_dim(table, c * chunk, chunk, axis=0).T  # [b, C]
+
+  def pick(s, start, cols, old):  # the scores of columns `cols` [b, K] that fall in this chunk
+    inside = (cols >= start) & (cols < start + chunk)
+    return jnp.where(inside, jnp.take_along_axis(s, jnp.clip(cols - start, 0, chunk - 1), axis=1), old)
+
+  def first(c, carry, s=None):
+    s = scores_of(c) if s is None else s
+    t, neg = carry
+    t = pick(s, c * chunk, targets[:, None], t)
+    if negatives is not None:
+      neg = pick(s, c * chunk, negatives, neg)
+    return t, neg
+
+  def second(c, carry, t, s=None):
+    s = scores_of(c) if s is None else s
+    count, top_v, top_i = carry
+    start = c * chunk
+    cols = start + jnp.arange(chunk)[None, :]  # [1, C]
+    shown = cols < n
+    if history is not None:
+      h = history - 1  # tokens -> columns; PAD -> -1 (outside every chunk)
+      local = jnp.where((h >= start) & (h < start + chunk), h - start, chunk)
+      in_history = jnp.zeros((b, chunk + 1), jnp.bool_).at[rows, local].set(True)[:, :chunk]
+      shown &= ~in_history
+    if targets is not None:
+      is_target = cols == targets[:, None]
+      count = count + jnp.sum((s >= t) & shown & ~is_target, axis=1, dtype=jnp.int32)
+      shown |= is_target
+    if top_k:
+      v, i = jax.lax.top_k(jnp.where(shown, s, -jnp.inf), min(top_k, chunk))
+      merged_v, merged_i = jnp.concatenate([top_v, v], axis=1), jnp.concatenate([top_i, i + start], axis=1)
+      top_v, sel = jax.lax.top_k(merged_v, top_k)
+      top_i = jnp.take_along_axis(merged_i, sel, axis=1)
+    return count, top_v, top_i
+
+  k = negatives.shape[1] if negatives is not None else 0
+  carry1 = (jnp.zeros((b, 1), jnp.float32), jnp.zeros((b, k), jnp.float32))
+  carry2 = (jnp.zeros((b,), jnp.int32), jnp.full((b, top_k), -jnp.inf), jnp.zeros((b, top_k), jnp.int32))
+  if num_chunks == 1:  # one product serves both passes
+    s = scores_of(0)
+    t, neg = first(0, carry1, s) if targets is not None else carry1
+    count, top_v, top_i = second(0, carry2, t, s)
   else:
-    excluded = jnp.zeros(scores.shape, jnp.bool_)
-  out = {"full": metrics.target_ranks(scores, targets, excluded)}
-  if "negatives" in batch:
-    out["sampled"] = metrics.sampled_ranks(scores, targets, batch["negatives"], batch["negative_valid"])
-  if top_k:  # what the user was shown, for per-user prediction files
-    out["top_items"] = jax.lax.top_k(jnp.where(excluded, -jnp.inf, scores), top_k)[1] + 1  # [b, K] tokens
+    t, neg = jax.lax.fori_loop(0, num_chunks, first, carry1) if targets is not None else carry1
+    count, top_v, top_i = jax.lax.fori_loop(0, num_chunks, lambda c, cr: second(c, cr, t), carry2)
+  out = {}
+  if targets is not None:
+    out["full"] = count
+  if negatives is not None:
+    out["sampled"] = jnp.sum((neg >= t) & negative_valid, axis=1, dtype=jnp.int32)
+  if top_k:
+    out["top_items"], out["top_scores"] = top_i + 1, top_v
+  return out
+
+
+def _eval_step(params, batch, *, scorer: Scorer, exclude_history: bool, top_k: int, chunk: int):
+  query, _ = scorer.query(params, batch["item_ids"])
+  out = scan_catalogue(query, scorer.table(params), chunk=chunk, targets=batch["targets"] - 1,
+                       history=batch["history"] if exclude_history else None,
+                       negatives=batch.get("negatives"), negative_valid=batch.get("negative_valid"), top_k=top_k)
+  out.pop("top_scores", None)
   return out
 
 
@@ -128,16 +216,16 @@ class Evaluator:
                                                 seed=self.seed)
     self._negatives = (negatives[self.index], valid[self.index])
 
-  def ranks(self, score_fn: Scorer, params, replicated: bool = False, top_k: int = 0) -> Dict[str, np.ndarray]:
+  def ranks(self, scorer: Scorer, params, replicated: bool = False, top_k: int = 0) -> Dict[str, np.ndarray]:
     """Per-user ranks {'full': [U], 'sampled': [U]} (sampled only when num_negatives > 0), and
     with top_k > 0 also 'top_items' [U, K] (tokens, best first, history excluded as ranked)."""
     self._ensure_negatives()
     top_k = min(top_k, self.vocab.num_items)
-    key = (id(score_fn), top_k)
+    key = (id(scorer), top_k)
     if key not in self._steps:
       self._steps[key] = parallel.pmap(functools.partial(
-          _eval_step, score_fn=score_fn, num_items=self.vocab.num_items,
-          exclude_history=self.config.exclude_history, top_k=top_k), self.devices)
+          _eval_step, scorer=scorer, exclude_history=self.config.exclude_history, top_k=top_k,
+          chunk=self.config.item_chunk_size), self.devices)
     step = self._steps[key]
     p_params = params if replicated else parallel.replicate(params, self.devices)
     with_negatives = self._negatives is not None
@@ -151,8 +239,8 @@ class Evaluator:
       result[name] = np.concatenate([parallel.unshard(o[name])[:r] for o, r in zip(outs, reals)])
     return result
 
-  def metrics(self, score_fn: Scorer, params, replicated: bool = False) -> Dict[str, float]:
-    ranks = self.ranks(score_fn, params, replicated)
+  def metrics(self, scorer: Scorer, params, replicated: bool = False) -> Dict[str, float]:
+    ranks = self.ranks(scorer, params, replicated)
     return summarize_ranks(ranks, self.config.ks)
 
   @property

@@ -1,39 +1,13 @@
-"""Ranking metrics from the rank of the held-out item.
+"""Ranking metrics from the rank of the held-out item, and the sampled protocol's negatives.
 
 rank = #{ranked items scoring >= the target, other than the target}: 0 is the best rank, and
 ties count against the target, so a model that scores everything the same gets the worst rank,
-never the best. Ranks are computed on device by counting (no sort); the metrics are then
-exact means over users on the host.
+never the best. Ranks are counted on device (`evaluate.scan_catalogue`, no sort); the metrics
+here are exact means over users on the host.
 """
 from typing import Dict, Sequence
 
-import jax
-import jax.numpy as jnp
 import numpy as np
-
-
-def history_mask(history, num_items: int):
-  """history [B, H] item tokens (0 = PAD) -> [B, N] bool, True where item j + 1 is in the history."""
-  b = history.shape[0]
-  hit = jnp.zeros((b, num_items + 2), jnp.bool_).at[jnp.arange(b)[:, None], history].set(True)
-  return hit[:, 1:num_items + 1]
-
-
-def target_ranks(scores, targets, excluded):
-  """Full ranking. scores [B, N] f32, targets [B] column index (token - 1), excluded [B, N] bool.
-
-  The target itself is never excluded, even if it also occurs in the history.
-  """
-  target_score = jnp.take_along_axis(scores, targets[:, None], axis=1)  # [B, 1]
-  competitors = ~excluded & (jnp.arange(scores.shape[1])[None, :] != targets[:, None])  # [B, N]
-  return jnp.sum((scores >= target_score) & competitors, axis=1, dtype=jnp.int32)
-
-
-def sampled_ranks(scores, targets, negatives, negative_valid):
-  """Sampled ranking against negatives [B, K] (column indices) where negative_valid [B, K]."""
-  target_score = jnp.take_along_axis(scores, targets[:, None], axis=1)  # [B, 1]
-  negative_scores = jnp.take_along_axis(scores, negatives, axis=1)  # [B, K]
-  return jnp.sum((negative_scores >= target_score) & negative_valid, axis=1, dtype=jnp.int32)
 
 
 def _uniform(seed: int, keys: np.ndarray, count: int) -> np.ndarray:

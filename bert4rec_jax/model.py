@@ -128,11 +128,18 @@ class BERT4Rec(nn.Module):
     picked = gather(self.encode(item_ids, valid, train), positions)  # [B, P, H] or [T, H]
     return self.item_logits(picked), picked
 
-  def score_last(self, item_ids, valid=None):
-    """Logits and hidden state at the last position (the [MASK] slot at evaluation and
-    inference): ([B, N], [B, H]), computing the last block for that position only."""
+  def query_last(self, item_ids, valid=None):
+    """At the last position (the [MASK] slot at evaluation and inference): the head output
+    that meets the item table, and the final hidden state: ([B, H], [B, H]). The last block
+    computes that position only."""
     hidden = self.encode(item_ids, valid, last_only=True)[:, 0]  # [B, H]
-    return self.item_logits(hidden), hidden
+    return self.head(hidden), hidden
+
+  def output_table(self):
+    """[N, H + 1]: tied item embeddings with the output bias as a last column, so that
+    logits = [head(h), 1] @ table.T."""
+    items = self.item_embedding.embedding[1:self.num_items + 1]
+    return jnp.concatenate([items, self.output_bias[:, None]], axis=1).astype(jnp.float32)
 
 
 def gather(hidden, positions):

@@ -14,33 +14,34 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from bert4rec_jax import input_pipeline, io_utils, metrics, parallel
+from bert4rec_jax import evaluate, input_pipeline, io_utils, parallel
 from bert4rec_jax.preprocess import ItemVocab, Sequences
 
 
-def _predict_step(params, batch, *, score_fn, num_items: int, top_k: int, exclude_history: bool):
-  scores, hidden = score_fn(params, batch["item_ids"])  # [b, N], [b, H]
-  if exclude_history:
-    scores = jnp.where(metrics.history_mask(batch["history"], num_items), -jnp.inf, scores)
-  top_scores, top_columns = jax.lax.top_k(scores, top_k)  # [b, K], descending
-  return top_columns + 1, top_scores, hidden
+def _predict_step(params, batch, *, scorer, top_k: int, exclude_history: bool, chunk: int):
+  query, hidden = scorer.query(params, batch["item_ids"])  # [b, D], [b, H]
+  out = evaluate.scan_catalogue(query, scorer.table(params), chunk=chunk, top_k=top_k,
+                                history=batch["history"] if exclude_history else None)
+  return out["top_items"], out["top_scores"], hidden
 
 
-def predict(score_fn, params, history: Sequences, users: np.ndarray, vocab: ItemVocab, *, predict_config,
+def predict(scorer, params, history: Sequences, users: np.ndarray, vocab: ItemVocab, *, predict_config,
             max_seq_length: int, devices, path: str) -> int:
   """Writes `path` (Parquet): user, items (list, best first), scores (list)[, embedding (list)],
   and `popularity_fallback` (True for users with no known item, ranked by popularity) when
   any user has an empty history.
 
-  `score_fn(params, item_ids) -> (scores [b, N], hidden [b, H])` is a scorer from `evaluate`.
+  `scorer` is an `evaluate.Scorer`; the catalogue is scanned predict_config.item_chunk_size
+  items at a time.
   Returns the number of users written. Memory stays flat: one batch is in flight at a time.
   """
   top_k = min(predict_config.top_k, vocab.num_items)
   d = len(devices)
   batch_size = -(-predict_config.batch_size // d) * d
   width = input_pipeline.bucket(int(history.lengths.max()))
-  step = parallel.pmap(functools.partial(_predict_step, score_fn=score_fn, num_items=vocab.num_items, top_k=top_k,
-                                         exclude_history=predict_config.exclude_history), devices)
+  step = parallel.pmap(functools.partial(_predict_step, scorer=scorer, top_k=top_k,
+                                         exclude_history=predict_config.exclude_history,
+                                         chunk=predict_config.item_chunk_size), devices)
   p_params = parallel.replicate(params, devices)
   rows = np.arange(len(history))
   empty = history.lengths == 0

@@ -278,6 +278,7 @@ def train(config, model_dir: str, train_seqs, valid_evaluator: Optional[evaluate
   batches = batch_iterator(config, stream, start, devices)
 
   schedule = learning_rate_schedule(tc)
+  valid_scorer = evaluate.model_scorer(model)  # one object: the evaluator compiles its step once
   bar = tqdm(total=end, initial=start, desc="train", unit="step", dynamic_ncols=True, mininterval=1.0)
   window_metrics, window_steps = None, 0  # metric sums since the last log, kept on device
   timed_start, timed_steps = time.perf_counter(), 0  # throughput window (excludes compilation)
@@ -313,7 +314,7 @@ def train(config, model_dir: str, train_seqs, valid_evaluator: Optional[evaluate
         window_metrics, window_steps = None, 0
         timed_start, timed_steps = time.perf_counter(), 0
       if valid_evaluator is not None and tc.eval_every_steps and done % tc.eval_every_steps == 0 and not last:
-        scores = valid_evaluator.metrics(evaluate.model_scorer(model), p_state.params, replicated=True)
+        scores = valid_evaluator.metrics(valid_scorer, p_state.params, replicated=True)
         bar.write(f"step {done}: valid ndcg@10 {scores['ndcg@10']:.4f} hr@10 {scores['hr@10']:.4f}")
         tracker.log({f"valid/{k}": v for k, v in scores.items()}, step=done)
       if done % tc.checkpoint_every_steps == 0 or last:

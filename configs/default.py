@@ -96,12 +96,14 @@ def get_config():
   c.eval.exclude_history = True  # Items in the user's history (other than the target) are not ranked.
   c.eval.max_valid_users = 2000  # Users in periodic validation during training (0 = all); final metrics use all.
   c.eval.popularity_baseline = True  # Also evaluate most-popular with the same code and print it beside the model.
+  c.eval.item_chunk_size = 65536  # Items scored at a time: memory is batch x chunk, never batch x catalogue.
   c.eval.per_user_top_k = 0  # > 0: also write <split>_per_user.parquet (user, target, rank, top-K items).
 
   c.predict = ml_collections.ConfigDict()
   c.predict.top_k = 10  # Items per user in predictions.parquet.
   c.predict.batch_size = 512  # Users per inference batch (also the Parquet row-group size).
   c.predict.exclude_history = True  # Never recommend an item already in the user's history.
+  c.predict.item_chunk_size = 65536  # Items scored at a time when taking the top-K.
   c.predict.with_embeddings = False  # Also write the user embedding (hidden state at the [MASK] slot).
 
   c.wandb = ml_collections.ConfigDict()

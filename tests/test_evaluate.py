@@ -8,11 +8,22 @@ from tests.test_metrics import brute_force_rank
 from tests.test_preprocess import random_interactions
 
 
-def random_scorer(params, item_ids):
-  """Scores that depend on the input, so batching or sharding mistakes change ranks."""
-  n = params.shape[0]
+def _random_query(params, item_ids):
+  """A one-hot of a hash of the input: batching or sharding mistakes change ranks."""
   h = jnp.sum(item_ids * jnp.arange(1, item_ids.shape[1] + 1), axis=1) % 7  # [b]
-  return jnp.round(jnp.sin(h[:, None] * params[None, :]) * 3), None  # coarse: many ties
+  return jax.nn.one_hot(h, 7), None
+
+
+def _random_table(params):
+  return jnp.round(jnp.sin(jnp.arange(7)[None, :] * params[:, None]) * 3)  # [N, 7], coarse: many ties
+
+
+random_scorer = evaluate.Scorer(_random_query, _random_table)
+
+
+def reference_scores(params, window):
+  q, _ = _random_query(params, jnp.asarray([window]))
+  return np.asarray(q @ _random_table(jnp.asarray(params)).T)[0]
 
 
 def test_evaluator_matches_reference(tiny_config):
@@ -21,6 +32,7 @@ def test_evaluator_matches_reference(tiny_config):
   _, _, test = preprocess.leave_one_out(p.sequences)
   cfg = tiny_config.eval
   cfg.batch_size, cfg.num_negatives = 24, 15  # 150 users -> a padded last batch
+  cfg.item_chunk_size = 32  # 90 items -> three chunks, the last one ragged
   devices = parallel.local_devices(4)
   params = np.linspace(0.1, 5.0, p.vocab.num_items).astype(np.float32)
   L = 8
@@ -32,7 +44,7 @@ def test_evaluator_matches_reference(tiny_config):
     for u in range(len(test.rows)):
       hist = test.history[u]
       window = ([0] * L + list(hist[-(L - 1):]))[-(L - 1):] + [p.vocab.mask_id]
-      scores = np.asarray(random_scorer(params, jnp.asarray([window]))[0][0])
+      scores = reference_scores(params, window)
       target = test.targets[u] - 1
       excluded = np.zeros(p.vocab.num_items, bool)
       if exclude:

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bert4rec_jax import metrics
+from bert4rec_jax import evaluate, metrics
 
 
 def brute_force_rank(scores, target, excluded):
@@ -26,36 +26,49 @@ def brute_force_summary(ranks, ks):
   return out
 
 
-def test_target_ranks_match_brute_force_with_ties_and_exclusion():
+def scan(scores, chunk, top_k=0, **arrays):
+  """scan_catalogue on an explicit score matrix: query = scores, table = identity."""
+  scores = jnp.asarray(scores, jnp.float32)
+  return {k: np.asarray(v) for k, v in evaluate.scan_catalogue(
+      scores, jnp.eye(scores.shape[1]), chunk=chunk, top_k=top_k,
+      **{k: jnp.asarray(v) for k, v in arrays.items()}).items()}
+
+
+@pytest.mark.parametrize("chunk", [150, 40, 7])  # one chunk, a few, many with a ragged last one
+def test_ranks_match_brute_force_with_ties_exclusion_and_chunks(chunk):
   rng = np.random.default_rng(0)
-  b, n = 64, 150
+  b, n, k = 48, 150, 9
   scores = rng.integers(0, 6, size=(b, n)).astype(np.float32)  # many ties on purpose
   targets = rng.integers(0, n, size=b)
   history = rng.integers(0, n + 1, size=(b, 12))  # tokens, 0 = PAD
   history[:8, 0] = targets[:8] + 1  # the target also in the history: still ranked
-  excluded = np.asarray(metrics.history_mask(jnp.asarray(history), n))
+  negatives = rng.integers(0, n, size=(b, k))
+  valid = rng.random((b, k)) < 0.8
+  out = scan(scores, chunk, targets=targets, history=history, negatives=negatives, negative_valid=valid, top_k=5)
+  plain = scan(scores, chunk, targets=targets, top_k=3)  # no exclusion
   for r in range(b):
-    hist_cols = {t - 1 for t in history[r] if t > 0}
-    assert set(np.flatnonzero(excluded[r])) == hist_cols
-  got = np.asarray(metrics.target_ranks(jnp.asarray(scores), jnp.asarray(targets), jnp.asarray(excluded)))
-  want = [brute_force_rank(scores[r], targets[r], excluded[r] & (np.arange(n) != targets[r])) for r in range(b)]
-  np.testing.assert_array_equal(got, want)
+    hist_cols = {t - 1 for t in history[r] if t > 0} - {targets[r]}
+    excluded = np.isin(np.arange(n), list(hist_cols))
+    assert out["full"][r] == brute_force_rank(scores[r], targets[r], excluded)
+    assert plain["full"][r] == brute_force_rank(scores[r], targets[r], np.zeros(n, bool))
+    want = sum(1 for j in range(k) if valid[r, j] and scores[r, negatives[r, j]] >= scores[r, targets[r]])
+    assert out["sampled"][r] == want
+    shown = [j for j in range(n) if j not in hist_cols]
+    best = sorted(shown, key=lambda j: -scores[r, j])[:5]
+    np.testing.assert_array_equal(out["top_scores"][r], scores[r, best])  # the right scores, best first
+    assert not set(out["top_items"][r] - 1) & hist_cols  # history never shown
 
 
 def test_first_place_gives_hit_at_1_and_ties_rank_last():
-  scores = jnp.array([[0.1, 0.9, 0.3], [0.5, 0.5, 0.5], [0.2, 0.1, 0.0]])
-  targets = jnp.array([1, 0, 2])
-  ranks = np.asarray(metrics.target_ranks(scores, targets, jnp.zeros((3, 3), bool)))
-  np.testing.assert_array_equal(ranks, [0, 2, 2])  # constant scores -> worst rank, not best
-  s = metrics.summarize(ranks[:1], [1])
+  out = scan([[0.1, 0.9, 0.3], [0.5, 0.5, 0.5], [0.2, 0.1, 0.0]], 3, targets=np.array([1, 0, 2]))
+  np.testing.assert_array_equal(out["full"], [0, 2, 2])  # constant scores -> worst rank, not best
+  s = metrics.summarize(out["full"][:1], [1])
   assert s["hr@1"] == 1.0 and s["ndcg@1"] == 1.0 and s["mrr"] == 1.0
 
 
 def test_exclusion_can_lift_the_target():
-  scores = jnp.array([[0.9, 0.8, 0.1]])
-  excluded = jnp.array([[True, False, False]])
-  assert int(metrics.target_ranks(scores, jnp.array([1]), excluded)[0]) == 0
-  assert int(metrics.target_ranks(scores, jnp.array([1]), ~excluded & False)[0]) == 1
+  assert scan([[0.9, 0.8, 0.1]], 3, targets=np.array([1]), history=np.array([[1, 0]]))["full"][0] == 0
+  assert scan([[0.9, 0.8, 0.1]], 3, targets=np.array([1]))["full"][0] == 1
 
 
 def test_summary_matches_brute_force():
@@ -65,20 +78,6 @@ def test_summary_matches_brute_force():
   for k, v in want.items():
     assert got[k] == pytest.approx(v, rel=1e-12), k
   assert got["num_users"] == 500
-
-
-def test_sampled_ranks_match_brute_force():
-  rng = np.random.default_rng(2)
-  b, n, k = 32, 80, 10
-  scores = rng.integers(0, 4, size=(b, n)).astype(np.float32)
-  targets = rng.integers(0, n, size=b)
-  negatives = rng.integers(0, n, size=(b, k))
-  valid = rng.random((b, k)) < 0.8
-  got = np.asarray(metrics.sampled_ranks(jnp.asarray(scores), jnp.asarray(targets), jnp.asarray(negatives),
-                                         jnp.asarray(valid)))
-  want = [sum(1 for j in range(k) if valid[r, j] and scores[r, negatives[r, j]] >= scores[r, targets[r]])
-          for r in range(b)]
-  np.testing.assert_array_equal(got, want)
 
 
 def csr(lists):

@@ -32,7 +32,9 @@ def test_scoring_the_last_position_only_is_exact(model_and_params):
   m, params = model_and_params
   ids = jax.random.randint(jax.random.PRNGKey(7), (4, L), 0, N + 2).at[:, -1].set(N + 1)
   logits, hidden = m.apply({"params": params}, ids, jnp.full((4, 1), L - 1))
-  fast_logits, fast_hidden = m.apply({"params": params}, ids, method=m.score_last)
+  query, fast_hidden = m.apply({"params": params}, ids, method=m.query_last)
+  table = m.apply({"params": params}, method=m.output_table)  # [N, H + 1]
+  fast_logits = jnp.concatenate([query, jnp.ones((4, 1))], axis=1) @ table.T
   np.testing.assert_allclose(fast_hidden, hidden[:, 0], atol=1e-5)
   np.testing.assert_allclose(fast_logits, logits[:, 0], atol=1e-5)
 

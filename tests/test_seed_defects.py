@@ -21,7 +21,7 @@ import sys
 import jax.numpy as jnp
 import numpy as np
 
-from bert4rec_jax import input_pipeline, metrics, preprocess
+from bert4rec_jax import input_pipeline, metrics, preprocess  # noqa: F401
 from tests.test_preprocess import random_interactions
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -34,15 +34,18 @@ def test_rank100_counts_the_100th_item():
   assert s["rank100"] == 3 and s["hr@100"] == 0.6 and s["rank100_percent"] == 60.0
 
 
-def test_special_tokens_are_never_ranked():
-  """PAD and MASK were ranked as items. Scores exist for the N real items only, so even a
-  scorer that loves them cannot put them in a ranking."""
-  n = 5
-  scores = jnp.array([[0.0, 0.0, 0.0, 0.0, 1.0]])  # column j = item token j + 1; no PAD/MASK column
-  assert int(metrics.target_ranks(scores, jnp.array([4]), jnp.zeros((1, n), bool))[0]) == 0
-  # A history mask built from padded tokens marks only real items.
-  excluded = metrics.history_mask(jnp.array([[0, 0, 6, 2]]), n)  # 6 = MASK for N = 5
-  assert excluded.shape == (1, n) and np.asarray(excluded[0]).tolist() == [False, True, False, False, False]
+def test_special_tokens_are_never_ranked(tiny_config):
+  """PAD and MASK were ranked as items. The output table has rows for the N real items only,
+  and history PAD tokens exclude nothing."""
+  from bert4rec_jax import evaluate, model as model_lib, train
+  n = 20
+  m = model_lib.from_config(tiny_config.model, n)
+  params = train.create_state(tiny_config, n).params
+  assert m.apply({"params": params}, method=m.output_table).shape[0] == n
+  scores = jnp.array([[0.0, 0.0, 0.0, 0.0, 1.0]])
+  out = evaluate.scan_catalogue(scores, jnp.eye(5), chunk=5, targets=jnp.array([4]),
+                                history=jnp.array([[0, 0, 0]]), top_k=5)
+  assert int(out["full"][0]) == 0 and sorted(np.asarray(out["top_items"][0]).tolist()) == [1, 2, 3, 4, 5]
 
 
 def test_validation_never_runs_on_training_data():
