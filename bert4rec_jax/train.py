@@ -259,9 +259,10 @@ def train(config, model_dir: str, train_seqs, valid_evaluator: Optional[evaluate
     logging.info("Resuming from checkpoint at step %d in %s", int(state.step), manager.directory)
   start = int(state.step)
   end = tc.num_train_steps if stop_at is None else min(stop_at, tc.num_train_steps)
-  if start >= tc.num_train_steps:
-    logging.info("Model already trained to step %d (num_train_steps=%d): nothing to train", start,
-                 tc.num_train_steps)
+  if start >= end:
+    if start >= tc.num_train_steps:
+      logging.info("Model already trained to step %d (num_train_steps=%d): nothing to train", start,
+                   tc.num_train_steps)
     manager.close()
     return start
   n_params = sum(x.size for x in jax.tree.leaves(state.params))
@@ -299,7 +300,9 @@ def train(config, model_dir: str, train_seqs, valid_evaluator: Optional[evaluate
         logging.info("First step (including compilation) took %.1fs", compile_seconds)
       out_of_time = tc.training_time_limit_seconds and time.perf_counter() - t0 > tc.training_time_limit_seconds
       last = done == end or out_of_time
-      if window_steps and (done % tc.log_every_steps == 0 or last):
+      save = done % tc.checkpoint_every_steps == 0 or last
+      # Also check the loss before every save, so a checkpoint never holds a diverged model.
+      if window_steps and (done % tc.log_every_steps == 0 or save):
         wm = jax.device_get(jax.tree.map(lambda x: x[0], window_metrics))  # the only sync in the loop
         loss = float(wm["loss_sum"] / max(wm["count"], 1.0))
         if not math.isfinite(loss):
@@ -317,7 +320,7 @@ def train(config, model_dir: str, train_seqs, valid_evaluator: Optional[evaluate
         scores = valid_evaluator.metrics(valid_scorer, p_state.params, replicated=True)
         bar.write(f"step {done}: valid ndcg@10 {scores['ndcg@10']:.4f} hr@10 {scores['hr@10']:.4f}")
         tracker.log({f"valid/{k}": v for k, v in scores.items()}, step=done)
-      if done % tc.checkpoint_every_steps == 0 or last:
+      if save:
         manager.save(done, args=ocp.args.StandardSave(parallel.unreplicate(p_state)), force=True)
       if out_of_time:
         logging.info("Stopping at step %d: training_time_limit_seconds=%s reached", done,

@@ -63,7 +63,8 @@ def main(paths):
          "docstring of `experiments/benchmark.py` for what each suite measures.", ""]
   for doc in docs:
     d = doc["devices"]
-    title = f"{d['kind']} x {d['count']}" + (f" ({' '.join(doc['overrides'])})" if doc["overrides"] else "")
+    title = (f"CPU, {doc['cpu_count']} cores" if d["platform"] == "cpu" else f"{d['kind']} x {d['count']}")
+    title += f" ({' '.join(doc['overrides'])})" if doc["overrides"] else ""
     out.append(section(doc, title))
   print("\n".join(out))
 

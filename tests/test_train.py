@@ -178,3 +178,15 @@ def test_sampled_negatives_follow_the_sampler(tiny_config):
   np.testing.assert_allclose(q, counts / counts.sum(), rtol=1e-5)
   draws = np.asarray(train.draw_negatives(jax.random.PRNGKey(0), jnp.asarray(log_q), 200_000))
   np.testing.assert_allclose(np.bincount(draws, minlength=len(q)) / len(draws), q, atol=0.004)
+
+
+def test_diverging_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(tiny_config, tmp_path):
+  c = tiny_config
+  c.train.num_train_steps, c.train.checkpoint_every_steps, c.train.eval_every_steps = 30, 10, 0
+  trained_params(c, tmp_path, stop_at=10)  # a good checkpoint at step 10
+  c.train.learning_rate = 1e30  # the schedule (and so the model name) changes: point at the same folder
+  c.model_name = os.listdir(tmp_path / "models")[0]
+  with pytest.raises(FloatingPointError, match="non-finite training loss .* last good checkpoint \\(step 10\\)"):
+    pipeline.run(c, str(tmp_path), mode="train")
+  ckpts = sorted(int(d) for d in os.listdir(tmp_path / "models" / c.model_name / "checkpoints") if d.isdigit())
+  assert ckpts == [10]
