@@ -10,7 +10,6 @@ the draw is keyed by the user's row and the seed, so every model is ranked again
 negatives.
 """
 import functools
-import logging
 from typing import Callable, Dict, NamedTuple, Optional
 
 import jax
@@ -182,20 +181,15 @@ class Evaluator:
       real = len(idx)
       idx = np.concatenate([idx, np.full(self.batch_size - real, idx[0])])
       batch = {
-          "rows": split.rows[idx].astype(np.int32),
           "item_ids": input_pipeline.right_aligned(split.history, idx, self.max_seq_length,
                                                    append=self.vocab.mask_id),  # [B, L]
           "history": input_pipeline.right_aligned(split.history, idx, self.history_width),  # [B, Hw]
           "targets": split.targets[idx].astype(np.int32),  # [B]
       }
-      if with_negatives:
-        negatives, valid = self._negatives
-        batch["negatives"] = negatives[start:start + self.batch_size]
-        batch["negative_valid"] = valid[start:start + self.batch_size]
-        if real < self.batch_size:
-          pad = self.batch_size - real
-          batch["negatives"] = np.concatenate([batch["negatives"], np.zeros((pad,) + negatives.shape[1:], np.int32)])
-          batch["negative_valid"] = np.concatenate([batch["negative_valid"], np.zeros((pad,) + valid.shape[1:], bool)])
+      if with_negatives:  # padding rows get no valid negative
+        for key, values in zip(("negatives", "negative_valid"), self._negatives):
+          chunk = values[start:start + self.batch_size]
+          batch[key] = np.concatenate([chunk, np.zeros((self.batch_size - real,) + chunk.shape[1:], chunk.dtype)])
       yield real, batch
 
   def _ensure_negatives(self) -> None:
@@ -274,9 +268,3 @@ def format_table(rows: Dict[str, Dict[str, float]], keys) -> str:
       cells.append(("-" if v is None else (f"{v:d}" if isinstance(v, int) else f"{v:.4f}")).rjust(width + 2))
     lines.append(k.ljust(22) + "".join(cells))
   return "\n".join(lines)
-
-
-def log_table(title: str, rows, keys) -> str:
-  table = format_table(rows, keys)
-  logging.info("%s\n%s", title, table)
-  return table
