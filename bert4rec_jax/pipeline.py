@@ -103,7 +103,8 @@ def _run_training_task(config, workdir, mode, devices, stop_at):
     train_seqs, splits = seqs.drop_last(1), {"valid": preprocess.last_item_split(seqs)}
   name = config.model_name or model_name(config, os.path.basename(data_dir))
   model_dir, results_dir = _model_dir(workdir, name), os.path.join(workdir, "results", name)
-  _write_model_folder(config, model_dir, name, data_dir)
+  if mode in ("train", "all"):  # evaluate/predict only read the model folder
+    _write_model_folder(config, model_dir, name, data_dir)
   result.update(model_dir=model_dir, results_dir=results_dir, model_name=name)
   num_items = prepared.vocab.num_items
 
