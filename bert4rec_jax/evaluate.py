@@ -177,15 +177,11 @@ class Evaluator:
   def _host_batches(self, with_negatives: bool):
     split, n = self.split, len(self.index)
     for start in range(0, n, self.batch_size):
-      idx = self.index[start:start + self.batch_size]
-      real = len(idx)
-      idx = np.concatenate([idx, np.full(self.batch_size - real, idx[0])])
-      batch = {
-          "item_ids": input_pipeline.right_aligned(split.history, idx, self.max_seq_length,
-                                                   append=self.vocab.mask_id),  # [B, L]
-          "history": input_pipeline.right_aligned(split.history, idx, self.history_width),  # [B, Hw]
-          "targets": split.targets[idx].astype(np.int32),  # [B]
-      }
+      real = min(self.batch_size, n - start)
+      idx, batch = input_pipeline.scoring_batch(split.history, self.index[start:start + self.batch_size],
+                                                self.batch_size, self.max_seq_length, self.vocab.mask_id,
+                                                self.history_width)
+      batch["targets"] = split.targets[idx].astype(np.int32)  # [B]
       if with_negatives:  # padding rows get no valid negative
         for key, values in zip(("negatives", "negative_valid"), self._negatives):
           chunk = values[start:start + self.batch_size]

@@ -37,6 +37,19 @@ def right_aligned(seqs: Sequences, rows: np.ndarray, length: int, append: Option
   return window
 
 
+def scoring_batch(history: Sequences, rows: np.ndarray, batch_size: int, max_seq_length: int, mask_id: int,
+                  history_width: int):
+  """A fixed-size batch for scoring the [MASK] slot of users `rows` (len <= batch_size).
+
+  Returns (the padded rows [B], batch): item_ids [B, L] = last L - 1 history items + [MASK];
+  history [B, history_width] = the history itself, for exclusion. Padding repeats the first
+  row; callers keep only the first len(rows) results.
+  """
+  rows = np.concatenate([rows, np.full(batch_size - len(rows), rows[0], dtype=np.asarray(rows).dtype)])
+  return rows, {"item_ids": right_aligned(history, rows, max_seq_length, append=mask_id),
+                "history": right_aligned(history, rows, history_width)}
+
+
 def sliding_windows(seqs: Sequences, length: int, prop_sliding_window: float):
   """Training windows as (rows [W], ends [W]) with `ends` absolute positions into seqs.items.
 

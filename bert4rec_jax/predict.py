@@ -49,11 +49,9 @@ def predict(scorer, params, history: Sequences, users: np.ndarray, vocab: ItemVo
   with io_utils.atomic_path(path) as tmp:
     try:
       for start in tqdm(range(0, len(rows), batch_size), desc="predict", unit="batch", mininterval=1.0):
-        idx = rows[start:start + batch_size]
-        real = len(idx)
-        idx = np.concatenate([idx, np.full(batch_size - real, idx[0])])
-        batch = {"item_ids": input_pipeline.right_aligned(history, idx, max_seq_length, append=vocab.mask_id),
-                 "history": input_pipeline.right_aligned(history, idx, width)}
+        real = min(batch_size, len(rows) - start)
+        idx, batch = input_pipeline.scoring_batch(history, rows[start:start + batch_size], batch_size,
+                                                  max_seq_length, vocab.mask_id, width)
         tokens, scores, hidden = step(p_params, parallel.put_sharded(batch, devices))
         tokens = parallel.unshard(tokens)[:real]
         columns = {
