@@ -7,8 +7,6 @@ embedding is the final hidden state at that [MASK] slot.
 import functools
 import logging
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq

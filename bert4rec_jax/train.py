@@ -15,7 +15,7 @@ import orbax.checkpoint as ocp
 from flax.training import train_state
 from tqdm import tqdm
 
-from bert4rec_jax import evaluate, input_pipeline, masking, model as model_lib, parallel
+from bert4rec_jax import evaluate, input_pipeline, io_utils, masking, model as model_lib, parallel
 from bert4rec_jax.errors import ConfigError
 
 NO_DECAY = ("bias", "scale", "output_bias")  # biases and LayerNorm parameters
@@ -205,6 +205,28 @@ def restore_latest(manager: ocp.CheckpointManager, state: TrainState) -> Optiona
   return manager.restore(step, args=ocp.args.StandardRestore(state))
 
 
+TRAIN_TIME_FILE = "train_time.json"
+
+
+def training_seconds(model_dir: str, step: int) -> float:
+  """Wall-clock training seconds that produced the checkpoint at `step`, summed over every
+  invocation that contributed to it (0 when unknown)."""
+  path = os.path.join(model_dir, TRAIN_TIME_FILE)
+  if not os.path.exists(path):
+    return 0.0
+  record = io_utils.read_json(path)
+  known = [int(s) for s in record if int(s) <= step]
+  return float(record[str(max(known))]) if known else 0.0
+
+
+def _record_training_seconds(model_dir: str, step: int, seconds: float) -> None:
+  path = os.path.join(model_dir, TRAIN_TIME_FILE)
+  record = io_utils.read_json(path) if os.path.exists(path) else {}
+  record = {s: v for s, v in record.items() if int(s) < step}  # a re-run from an older checkpoint replaces later ones
+  record[str(step)] = round(seconds, 2)
+  io_utils.write_json(path, record)
+
+
 def validate(config, num_devices: int) -> None:
   """Config combinations that cannot work, reported before anything runs."""
   m, t, k = config.model, config.train, config.masking
@@ -258,6 +280,7 @@ def train(config, model_dir: str, train_seqs, valid_evaluator: Optional[evaluate
     state = restored
     logging.info("Resuming from checkpoint at step %d in %s", int(state.step), manager.directory)
   start = int(state.step)
+  seconds_before = training_seconds(model_dir, start)
   end = tc.num_train_steps if stop_at is None else min(stop_at, tc.num_train_steps)
   if start >= end:
     if start >= tc.num_train_steps:
@@ -322,6 +345,7 @@ def train(config, model_dir: str, train_seqs, valid_evaluator: Optional[evaluate
         tracker.log({f"valid/{k}": v for k, v in scores.items()}, step=done)
       if save:
         manager.save(done, args=ocp.args.StandardSave(parallel.unreplicate(p_state)), force=True)
+        _record_training_seconds(model_dir, done, seconds_before + time.perf_counter() - t0)
       if out_of_time:
         logging.info("Stopping at step %d: training_time_limit_seconds=%s reached", done,
                      tc.training_time_limit_seconds)

@@ -66,12 +66,29 @@ def shape_config(shape, overrides):
   if shape == "large_1m_items":
     c.train.loss = "sampled"
     c.eval.batch_size = 128
+  return apply_overrides(c, overrides)
+
+
+def apply_overrides(config, overrides):
+  """`a.b.c=value` strings onto a ConfigDict, each value parsed as the type of the field it replaces."""
   for item in overrides:
     key, value = item.split("=", 1)
-    section, field = key.split(".")
-    old = c[section][field]
-    c[section][field] = type(old)(value) if not isinstance(old, bool) else value.lower() in ("1", "true", "yes")
-  return c
+    *path, field = key.split(".")
+    node = config
+    for name in path:
+      node = node[name]
+    old = node[field]
+    node[field] = (value.lower() in ("1", "true", "yes")) if isinstance(old, bool) else type(old)(value)
+  return config
+
+
+def emit_json(result: dict, out: str = "") -> None:
+  """Prints the document, and writes it to `out` too when given."""
+  text = json.dumps(result, indent=2)
+  print(text)
+  if out:
+    with open(out, "w") as f:
+      f.write(text + "\n")
 
 
 def bench_train(shape, overrides, repeats, steps):
@@ -262,11 +279,7 @@ def main():
         result[key] = job()
       except Exception as e:  # one failing suite must not lose the others' figures
         result[key] = {"error": f"{type(e).__name__}: {str(e)[-2000:]}"}
-  text = json.dumps(result, indent=2)
-  print(text)
-  if args.out:
-    with open(args.out, "w") as f:
-      f.write(text + "\n")
+  emit_json(result, args.out)
 
 
 if __name__ == "__main__":

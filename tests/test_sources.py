@@ -2,7 +2,6 @@
 import gzip
 import os
 
-import ml_collections
 import numpy as np
 import pandas as pd
 import pytest

@@ -42,9 +42,13 @@ def test_resume_equals_uninterrupted(tiny_config, tmp_path):
   _, straight = trained_params(c, tmp_path / "straight")
   out, _ = trained_params(c, tmp_path / "resumed", stop_at=10)
   assert out["step"] == 10
+  first = train.training_seconds(out["model_dir"], 10)
+  assert first > 0
   out, resumed = trained_params(c, tmp_path / "resumed")
   assert out["step"] == 20
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6), straight, resumed)
+  # Training time adds up over the invocations that made the model.
+  assert train.training_seconds(out["model_dir"], 20) > first == train.training_seconds(out["model_dir"], 15)
 
 
 def test_training_reduces_loss(tiny_config, tmp_path):

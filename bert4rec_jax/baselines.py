@@ -1,0 +1,69 @@
+"""A first-order Markov chain baseline, exact, in NumPy.
+
+Scores item j for a user whose last history item is i by the number of times j directly
+followed i in the training sequences. Its scores are mostly 0, so ties matter: as everywhere
+in this package, every competitor scoring >= the target counts against it (a target never seen
+after i ranks below every shown item). Ranks are those of `evaluate.scan_catalogue`: columns
+are item tokens - 1, history items other than the target are not ranked when excluded.
+"""
+from typing import Dict, Optional
+
+import numpy as np
+
+from bert4rec_jax.preprocess import EvalSplit, Sequences
+
+
+class MarkovChain:
+  """Item-to-item transition counts from training sequences, stored as CSR rows by source."""
+
+  def __init__(self, train: Sequences, num_items: int):
+    items = train.items.astype(np.int64)
+    follows = np.ones(max(len(items) - 1, 0), bool)  # pair (k, k+1) lies inside one user
+    ends = train.offsets[1:-1] - 1
+    follows[ends[(ends >= 0) & (ends < len(follows))]] = False
+    src, dst = items[:-1][follows], items[1:][follows]
+    keys, counts = np.unique(src * (num_items + 2) + dst, return_counts=True)
+    self.num_items = num_items
+    self.dst = (keys % (num_items + 2)).astype(np.int64)  # sorted within each source row
+    self.counts = counts.astype(np.int64)
+    self.row_ptr = np.searchsorted(keys // (num_items + 2), np.arange(num_items + 3))
+
+  def row(self, item: int):
+    a, b = self.row_ptr[item], self.row_ptr[item + 1]
+    return self.dst[a:b], self.counts[a:b]
+
+  def score(self, last: int, tokens: np.ndarray) -> np.ndarray:
+    """Transition counts last -> each of `tokens` (0 where never observed)."""
+    dst, cnt = self.row(last)
+    out = np.zeros(len(tokens), np.int64)
+    if len(dst):
+      pos = np.minimum(np.searchsorted(dst, tokens), len(dst) - 1)
+      hit = dst[pos] == tokens
+      out[hit] = cnt[pos[hit]]
+    return out
+
+  def ranks(self, split: EvalSplit, exclude_history: bool = True, negatives: Optional[np.ndarray] = None,
+            negative_valid: Optional[np.ndarray] = None) -> Dict[str, np.ndarray]:
+    """{'full': [U]} and with negatives ([U, K] columns) also {'sampled': [U]}."""
+    n = len(split.rows)
+    full = np.zeros(n, np.int64)
+    sampled = np.zeros(n, np.int64) if negatives is not None else None
+    for u in range(n):
+      hist = split.history[u]
+      target = int(split.targets[u])
+      last = int(hist[-1]) if len(hist) else 0
+      t_score = int(self.score(last, np.array([target]))[0])
+      excluded = np.setdiff1d(hist, [target]) if exclude_history else np.zeros(0, np.int64)
+      if t_score > 0:
+        dst, cnt = self.row(last)
+        competitors = dst[(cnt >= t_score) & (dst != target)]
+        full[u] = len(np.setdiff1d(competitors, excluded))
+      else:  # every other shown item scores >= 0
+        full[u] = self.num_items - 1 - len(excluded)
+      if sampled is not None:
+        negs = negatives[u][negative_valid[u]] + 1
+        sampled[u] = int(np.sum(self.score(last, negs) >= t_score))
+    out = {"full": full}
+    if sampled is not None:
+      out["sampled"] = sampled
+    return out
