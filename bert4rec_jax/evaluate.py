@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bert4rec_jax import input_pipeline, metrics, parallel
+from bert4rec_jax.errors import ConfigError
 from bert4rec_jax.preprocess import EvalSplit, ItemVocab, Sequences
 
 class Scorer(NamedTuple):
@@ -146,11 +147,46 @@ def scan_catalogue(query, table, *, chunk: int, targets=None, history=None, nega
   return out
 
 
-def _eval_step(params, batch, *, scorer: Scorer, exclude_history: bool, top_k: int, chunk: int):
+def sort_ranks(query, table, targets, history=None):
+  """The textbook full ranking, kept only to measure what counting saves (eval.rank_method=sort):
+  score the whole catalogue at once, sort every row, find the target. Same ranks as
+  `scan_catalogue` (ties against the target, history excluded), but O(N log N) per user and a
+  [b, N] matrix in memory."""
+  s = query @ table.T  # [b, N]
+  b, n = s.shape
+  rows = jnp.arange(b)
+  t = s[rows, targets]
+  if history is not None:  # excluded items sort last; PAD (-1) lands in a spare column
+    h = jnp.where(history > 0, history - 1, n)
+    s = jnp.pad(s, ((0, 0), (0, 1))).at[rows[:, None], h].set(-jnp.inf)[:, :n]
+  s = s.at[rows, targets].set(t)
+  return _position_of_target(s, jnp.arange(n)[None, :] == targets[:, None])
+
+
+def _position_of_target(s, is_target):
+  """Position of the target in each row sorted by descending score; ties sort before the target."""
+  is_target = jnp.broadcast_to(is_target, s.shape)
+  order = jnp.lexsort((is_target, -s), axis=1)  # primary key last: score, then the target after its ties
+  return jnp.argmax(jnp.take_along_axis(is_target, order, axis=1), axis=1).astype(jnp.int32)
+
+
+def _eval_step(params, batch, *, scorer: Scorer, exclude_history: bool, top_k: int, chunk: int,
+               rank_method: str = "count"):
   query, _ = scorer.query(params, batch["item_ids"])
-  out = scan_catalogue(query, scorer.table(params), chunk=chunk, targets=batch["targets"] - 1,
-                       history=batch["history"] if exclude_history else None,
-                       negatives=batch.get("negatives"), negative_valid=batch.get("negative_valid"), top_k=top_k)
+  table = scorer.table(params)
+  history = batch["history"] if exclude_history else None
+  by_sort = rank_method == "sort"
+  out = scan_catalogue(query, table, chunk=chunk, targets=None if by_sort else batch["targets"] - 1,
+                       history=history, negatives=None if by_sort else batch.get("negatives"),
+                       negative_valid=batch.get("negative_valid"), top_k=top_k)
+  if by_sort:
+    out["full"] = sort_ranks(query, table, batch["targets"] - 1, history)
+    if "negatives" in batch:  # the sampled protocol sorts its 101 candidates the same way
+      cols = jnp.concatenate([batch["targets"][:, None] - 1, batch["negatives"]], axis=1)
+      s = jnp.einsum("bd,bkd->bk", query, table[cols])
+      s = jnp.where(jnp.concatenate([jnp.ones_like(batch["targets"][:, None], bool), batch["negative_valid"]], 1),
+                    s, -jnp.inf)
+      out["sampled"] = _position_of_target(s, jnp.arange(s.shape[1])[None, :] == 0)
   out.pop("top_scores", None)
   return out
 
@@ -162,6 +198,8 @@ class Evaluator:
                devices, seed: int, max_users: int = 0):
     self.split, self.vocab, self.config = split, vocab, eval_config
     self.devices, self.seed, self.max_seq_length = devices, seed, max_seq_length
+    if eval_config.get("rank_method", "count") not in ("count", "sort"):
+      raise ConfigError(f"config.eval.rank_method={eval_config.rank_method!r}: use count|sort")
     n = len(split.rows)
     if max_users and n > max_users:  # a fixed random subset of users, for periodic validation
       self.index = np.sort(np.random.default_rng([seed, 7]).choice(n, max_users, replace=False))
@@ -215,7 +253,8 @@ class Evaluator:
     if key not in self._steps:
       self._steps[key] = parallel.pmap(functools.partial(
           _eval_step, scorer=scorer, exclude_history=self.config.exclude_history, top_k=top_k,
-          chunk=self.config.item_chunk_size), self.devices)
+          chunk=self.config.item_chunk_size, rank_method=self.config.get("rank_method", "count")),
+          self.devices)
     step = self._steps[key]
     p_params = params if replicated else parallel.replicate(params, self.devices)
     with_negatives = self._negatives is not None

@@ -97,6 +97,9 @@ def get_config():
   c.eval.max_valid_users = 2000  # Users in periodic validation during training (0 = all); final metrics use all.
   c.eval.popularity_baseline = True  # Also evaluate most-popular with the same code and print it beside the model.
   c.eval.item_chunk_size = 65536  # Items scored at a time: memory is batch x chunk, never batch x catalogue.
+  # count: rank = number of items scoring >= the target, chunk by chunk (no sort, O(N) per user).
+  # sort: argsort the whole catalogue per user, the textbook way; kept to benchmark the difference.
+  c.eval.rank_method = "count"
   c.eval.per_user_top_k = 0  # > 0: also write <split>_per_user.parquet (user, target, rank, top-K items).
 
   c.predict = ml_collections.ConfigDict()

@@ -2,7 +2,8 @@
 
   python experiments/benchmark_table.py results/cpu.json [more.json ...] > docs/benchmarks.md
 
-Each document becomes one section headed by its device and the exact command that produced it.
+Each document becomes one section headed by its device and the exact command that produced it;
+documents of experiments/compare_recbole.py become a side-by-side section.
 """
 import datetime
 import json
@@ -54,6 +55,44 @@ def section(doc: dict, title: str) -> str:
   return "\n".join(lines)
 
 
+def recbole_section(doc: dict) -> str:
+  """A document of experiments/compare_recbole.py."""
+  d, t, m, rb, ours = doc["data"], doc["throughput_identical_shapes"], doc["peak_rss_mb"], doc["recbole"], doc["ours"]
+  sh = doc["shape"]
+  lines = [f"## Side by side with RecBole {rb['recbole_version']} (torch {rb['torch']}), {doc['cpu_count']} CPU cores",
+           "", f"Command: `{doc['command']}` ({doc['date']})", "",
+           f"Data: {d['file']}, {d['users']:,} users, {d['items']:,} items, {d['interactions']:,} interactions,"
+           " leave-one-out. Both models: hidden 64, inner 256, 2 layers, 2 heads,"
+           f" length {sh['max_seq_length']}, batch {sh['batch_size']}, mask ratio 0.2 ({sh['mask_slots']} mask slots).", "",
+           "| figure | RecBole | ours | ratio |", "|---|---:|---:|---:|",
+           f"| sequences/s, identical shapes | {t['recbole_sequences_per_second']:,.1f} |"
+           f" {t['ours_sequences_per_second']:,.1f} | {t['ratio']:.2f}x |",
+           f"| tokens/s, identical shapes | {t['recbole_tokens_per_second']:,} | {t['ours_tokens_per_second']:,} |"
+           f" {t['ours_tokens_per_second'] / t['recbole_tokens_per_second']:.2f}x |",
+           f"| peak RSS of the whole run (MB) | {m['recbole']:,} | {m['ours']:,} | {m['ratio']:.2f}x |",
+           f"| data preparation (s) | {rb['prepare_seconds']} | {ours['prepare_seconds']} | |",
+           f"| training examples per epoch | {rb['training_examples_per_epoch']:,} (every prefix) |"
+           f" {ours['training_examples_per_epoch']:,} (one window per user) | |", "",
+           "Time to quality (training clock; evaluation and preparation excluded; test split, full ranking"
+           " without history exclusion, RecBole's protocol for sequential models):", "",
+           "| RecBole trained for (s) | its test NDCG@10 | ours reaches it after (s) | speed-up |",
+           "|---:|---:|---:|---:|"]
+  for r in doc["time_to_quality"]:
+    ours_s = f"{r['ours_train_seconds']:.0f}" if r["ours_train_seconds"] is not None else "not reached"
+    speed = f"{r['speedup']:.1f}x" if r["speedup"] else "–"
+    lines.append(f"| {r['recbole_train_seconds']:.0f} | {r['recbole_ndcg@10']:.4f} | {ours_s} | {speed} |")
+  final = doc["time_to_quality"][-1]
+  lines += ["", "Against the project's targets: tokens/s on identical shapes "
+            f"{t['ours_tokens_per_second'] / t['recbole_tokens_per_second']:.2f}x (target >= 1.5x), peak RSS "
+            f"{m['ratio']:.2f}x (target <= 0.5x), time to RecBole's {final['recbole_train_seconds'] / 60:.0f}-minute"
+            f" quality {final['speedup'] or 0:.1f}x faster (target >= 10x)."]
+  best = max(ours["curve"], key=lambda r: r["ndcg@10"])
+  lines += ["", f"Ours at the end of its run: step {ours['curve'][-1]['steps']}, {ours['curve'][-1]['train_seconds']:.0f} s,"
+            f" test NDCG@10 {ours['curve'][-1]['ndcg@10']:.4f} (history excluded:"
+            f" {ours['curve'][-1]['ndcg@10_history_excluded']:.4f}); best {best['ndcg@10']:.4f}.", ""]
+  return "\n".join(lines)
+
+
 def main(paths):
   docs = [json.load(open(p)) for p in paths]
   out = ["# Benchmarks", "",
@@ -62,6 +101,9 @@ def main(paths):
          "Synthetic data with the real sets' shapes (users, items, length distribution); see the",
          "docstring of `experiments/benchmark.py` for what each suite measures.", ""]
   for doc in docs:
+    if "throughput_identical_shapes" in doc:
+      out.append(recbole_section(doc))
+      continue
     d = doc["devices"]
     title = (f"CPU, {doc['cpu_count']} cores" if d["platform"] == "cpu" else f"{d['kind']} x {d['count']}")
     title += f" ({' '.join(doc['overrides'])})" if doc["overrides"] else ""

@@ -36,8 +36,8 @@ def test_evaluator_matches_reference(tiny_config):
   devices = parallel.local_devices(4)
   params = np.linspace(0.1, 5.0, p.vocab.num_items).astype(np.float32)
   L = 8
-  for exclude in (True, False):
-    cfg.exclude_history = exclude
+  for exclude, method in ((True, "count"), (False, "count"), (True, "sort"), (False, "sort")):
+    cfg.exclude_history, cfg.rank_method = exclude, method  # sort: the textbook path, same ranks
     ev = evaluate.Evaluator(test, p.vocab, eval_config=cfg, max_seq_length=L, devices=devices, seed=0)
     ranks = ev.ranks(random_scorer, params)
     negatives, valid = ev._negatives

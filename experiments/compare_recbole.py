@@ -1,0 +1,297 @@
+"""BERT4Rec side by side with RecBole's, in one invocation: same data, same model size.
+
+  python experiments/compare_recbole.py                          # ML-1M, RecBole trains 20 min
+  python experiments/compare_recbole.py --users=300 --recbole_minutes=2 --eval_at=1,2   # a quick look
+
+What it does, in order:
+1. Reads the data (the SASRec/BERT4Rec `user item` text format; default ml-1m.txt.gz from
+   BERT4REC_DATA_DIR), optionally keeps the first --users users, and writes it as RecBole's
+   atomic `.inter` file (timestamp = position in the user's sequence, so both see the same order).
+2. Creates RecBole's own throwaway virtual environment (--venv; reused when complete) with the
+   known working pins for recbole 1.2.1 and the CPU build of torch 2.13.0. RecBole is never a
+   dependency of this project.
+3. Runs RecBole's BERT4Rec (experiments/recbole_runner.py, in that environment) for
+   --recbole_minutes of training-clock time, evaluating the test split (full ranking) at
+   --eval_at minutes. Its own data loader, masking, model, Adam and evaluator are used.
+4. Runs ours in a fresh process on the same users: leave-one-out split (the same split as
+   RecBole's `LS: valid_and_test`), the same model size (hidden 64, inner 256, 2 layers, 2
+   heads, length --max_seq_length, batch 256, mask ratio 0.2), evaluating the test split every
+   few steps until it reaches every NDCG@10 RecBole reported (or --ours_max_minutes). Our
+   training settings are the defaults of configs/default.py (--set changes them).
+5. Measures both on identical shapes: RecBole's batches are always [256, L] with
+   int(0.2 L) mask slots over the whole catalogue; ours is timed on [256, L] windows that are
+   full (every row exactly int(0.2 L) targets), so neither gets shorter rows.
+Prints one JSON document (also to --out).
+
+How the epochs differ: RecBole's sequential data pipeline turns every user into one training
+example per prefix (a user with n training items gives n - 1 examples, each padded to L), and
+one RecBole "epoch" is a pass over all of them (about 990k examples on ML-1M). Ours trains on
+each user's most recent L training items per epoch (6,040 examples on ML-1M) with fresh random
+masks every step, so one of our epochs is ~160x shorter. Epoch counts are therefore not
+comparable; sequences/s on identical shapes and wall-clock time to a test NDCG@10 are.
+
+Evaluation protocol: RecBole's full ranking of sequential models does not exclude the user's
+history (its FullSortEvalDataLoader passes no history for sequential models), so for the
+time-to-quality comparison ours is evaluated the same way (eval.exclude_history=False); our
+default (history excluded) is reported beside it. Evaluation time is never on either training
+clock; preparation time is reported separately.
+"""
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+sys.path.insert(0, REPO)
+sys.path.insert(0, HERE)
+import benchmark  # noqa: E402  (a sibling script)
+
+# RecBole 1.2.1's working set here: it breaks on numpy 2; ray, hyperopt, thop and plotly are
+# only needed by its quick_start, hence --no-deps for recbole itself and its real imports listed.
+RECBOLE_PINS = ["torch==2.13.0", "numpy==1.26.4", "pandas==2.2.3", "scipy==1.13.1", "scikit-learn==1.5.2",
+                "colorlog==4.7.2", "colorama==0.4.4", "tensorboard", "pyyaml", "tqdm", "texttable", "tabulate"]
+RECBOLE = "recbole==1.2.1"
+
+
+def log(msg: str) -> None:
+  print(f"[compare_recbole {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def peak_rss_mb() -> float:
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def ensure_venv(venv: str) -> str:
+  """RecBole's throwaway environment; a marker file says the install finished."""
+  python = os.path.join(venv, "bin", "python")
+  marker = os.path.join(venv, ".recbole-complete")
+  if os.path.exists(marker):
+    return python
+  log(f"creating RecBole's environment in {venv} (about 2 minutes)")
+  if not os.path.exists(python):
+    subprocess.run([sys.executable, "-m", "venv", venv], check=True)
+  pip = [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+  subprocess.run(pip + RECBOLE_PINS, check=True)
+  subprocess.run(pip + ["--no-deps", RECBOLE], check=True)
+  subprocess.run([python, "-c", "import recbole.config, recbole.data, recbole.trainer, recbole.utils, "
+                  "recbole.model.sequential_recommender"], check=True,
+                 env=dict(os.environ, TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD="1"))
+  with open(marker, "w") as f:
+    f.write("\n".join(RECBOLE_PINS + [RECBOLE]) + "\n")
+  return python
+
+
+def load_users(path: str, num_users: int):
+  """The first `num_users` users (0 = all) of a `user item` file, each user's items in order."""
+  from bert4rec_jax import sources
+  df = sources.read_text(path)
+  if num_users:
+    keep = df["user"].drop_duplicates().iloc[:num_users]
+    df = df[df["user"].isin(keep)]
+  return df.reset_index(drop=True)
+
+
+def write_atomic_inter(df, folder: str, name: str) -> None:
+  os.makedirs(os.path.join(folder, name), exist_ok=True)
+  position = df.groupby("user", sort=False).cumcount()
+  path = os.path.join(folder, name, f"{name}.inter")
+  with open(path + ".tmp", "w") as f:
+    f.write("user_id:token\titem_id:token\ttimestamp:float\n")
+    for u, i, t in zip(df["user"].to_numpy(), df["item"].to_numpy(), position.to_numpy()):
+      f.write(f"{u}\t{i}\t{t}\n")
+  os.replace(path + ".tmp", path)
+
+
+def run_recbole(python: str, args, data_folder: str, name: str) -> dict:
+  cmd = [python, os.path.join(HERE, "recbole_runner.py"), f"--data_path={data_folder}", f"--dataset={name}",
+         f"--minutes={args.recbole_minutes}", f"--eval_at={args.eval_at}", f"--max_seq_length={args.max_seq_length}",
+         f"--batch_size={args.batch_size}", f"--checkpoint_dir={os.path.join(args.workdir, 'recbole_saved')}"]
+  log(f"RecBole: training for {args.recbole_minutes} min of training clock")
+  proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=args.workdir,
+                          env=dict(os.environ, TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD="1"))
+  result = None
+  for line in proc.stdout:
+    if line.startswith("{"):
+      doc = json.loads(line)
+      if "recbole_progress" in doc:
+        p = doc["recbole_progress"]
+        log(f"RecBole at {p['train_seconds']:.0f} s: test NDCG@10 {p['ndcg@10']:.4f} HR@10 {p['hr@10']:.4f}")
+      result = doc.get("recbole", result)
+  if proc.wait() or result is None:
+    raise SystemExit(f"RecBole's run failed (exit {proc.returncode}); its log is above")
+  return result
+
+
+def ours_child(spec: dict) -> dict:
+  """Our side, in a fresh process (its peak RSS is its own)."""
+  import jax
+  from bert4rec_jax import evaluate, model as model_lib, parallel, preprocess, train
+  from configs import default
+
+  t0 = time.perf_counter()
+  df = load_users(spec["data"], spec["users"])
+  prepared = preprocess.prepare(df, drop_duplicates=False, min_seq_length=3)
+  train_seqs, _, test = preprocess.leave_one_out(prepared.sequences)
+  prepare_s = time.perf_counter() - t0
+  num_items = prepared.vocab.num_items
+
+  c = default.get_config()
+  c.model.max_seq_length = spec["max_seq_length"]
+  c.model.hidden_size, c.model.intermediate_size = 64, 256
+  c.masking.masked_lm_prob = 0.2
+  c.masking.max_predictions_per_seq = int(0.2 * spec["max_seq_length"])
+  c.train.batch_size = spec["batch_size"]
+  c.train.num_train_steps = spec["decay_steps"]
+  c.eval.num_negatives, c.eval.ks = 0, (10,)
+  benchmark.apply_overrides(c, spec.get("set", []))  # our training settings; the model size is fixed above
+  devices = parallel.local_devices(0)
+  step, log_q = train.make_step(c, num_items, devices, train_seqs)
+  p_state = parallel.replicate(train.create_state(c, num_items), devices)
+  batches = train.batch_iterator(c, train.make_stream(c, train_seqs), 0, devices)
+  scorer = evaluate.model_scorer(model_lib.from_config(c.model, num_items))
+  evaluators = {}
+  for exclude in (False, True):
+    ec = c.eval.copy_and_resolve_references()
+    ec.exclude_history = exclude
+    evaluators[exclude] = evaluate.Evaluator(test, prepared.vocab, eval_config=ec,
+                                             max_seq_length=c.model.max_seq_length, devices=devices, seed=c.seed)
+
+  targets = sorted(spec["targets"])
+  curve, reached, clock, steps = [], {}, 0.0, 0
+  compile_s = None
+  budget = spec["max_minutes"] * 60
+  while True:
+    every = 10 if steps < 200 else 50
+    start = time.perf_counter()
+    for _ in range(every):
+      batch, num_targets = next(batches)
+      p_state, m = step(p_state, batch, log_q, num_targets)
+      if compile_s is None:
+        jax.block_until_ready(m)
+        compile_s = time.perf_counter() - start
+    jax.block_until_ready(m)
+    clock += time.perf_counter() - start
+    steps += every
+    ranks = {ex: ev.ranks(scorer, p_state.params, replicated=True)["full"] for ex, ev in evaluators.items()}
+    row = {"train_seconds": round(clock, 1), "steps": steps, "sequences": steps * c.train.batch_size,
+           "epochs": round(steps * c.train.batch_size / len(train_seqs), 2)}
+    for ex, r in ranks.items():
+      s = evaluate.summarize_ranks({"full": r}, (10,))
+      suffix = "_history_excluded" if ex else ""
+      row[f"ndcg@10{suffix}"], row[f"hr@10{suffix}"] = round(s["ndcg@10"], 5), round(s["hr@10"], 5)
+    curve.append(row)
+    print(json.dumps({"ours_progress": row}), flush=True)
+    for t in targets:
+      if t not in reached and row["ndcg@10"] >= t:
+        reached[t] = row["train_seconds"]
+    if len(reached) == len(targets) or clock >= budget:
+      break
+  rss_training = peak_rss_mb()
+
+  # Identical shapes to RecBole's batches: [B, L] windows, every row with int(0.2 L) targets.
+  L = spec["max_seq_length"]
+  benchmark.SHAPES["recbole_identical"] = dict(users=4096, items=num_items, mean_len=2.0 * L, min_len=L, L=L,
+                                               P=int(0.2 * L), p=0.2)
+  shaped = benchmark.bench_train("recbole_identical", [f"train.batch_size={spec['batch_size']}",
+                                                       "model.intermediate_size=256"], repeats=3, steps=10)
+  return {"jax": jax.__version__, "devices": f"{len(devices)} x {devices[0].device_kind}",
+          "prepare_seconds": round(prepare_s, 1), "compile_seconds": round(compile_s, 1),
+          "training_examples_per_epoch": len(train_seqs), "num_items": num_items,
+          "settings": {"learning_rate": c.train.learning_rate, "warmup_steps": c.train.num_warmup_steps,
+                       "decay_steps": c.train.num_train_steps, "dropout": c.model.hidden_dropout_prob,
+                       "mask_last_prob": c.masking.mask_last_prob, "overrides": spec.get("set", [])},
+          "curve": curve, "reached": {str(k): v for k, v in reached.items()},
+          "peak_rss_mb_training": round(rss_training),
+          "identical_shapes": shaped, "peak_rss_mb": round(peak_rss_mb())}
+
+
+def run_ours(args, targets) -> dict:
+  spec = {"data": args.data, "users": args.users, "max_seq_length": args.max_seq_length, "batch_size": args.batch_size,
+          "decay_steps": args.decay_steps, "targets": targets, "set": args.set, "max_minutes": args.ours_max_minutes or args.recbole_minutes}
+  log("ours: training until RecBole's test NDCG@10 is reached")
+  proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--_ours=" + json.dumps(spec)],
+                          stdout=subprocess.PIPE, text=True, cwd=REPO)
+  result = None
+  for line in proc.stdout:
+    doc = json.loads(line)
+    if "ours_progress" in doc:
+      p = doc["ours_progress"]
+      log(f"ours at {p['train_seconds']:.0f} s (step {p['steps']}): test NDCG@10 {p['ndcg@10']:.4f} "
+          f"(history excluded {p['ndcg@10_history_excluded']:.4f})")
+    result = doc.get("ours", result)
+  if proc.wait() or result is None:
+    raise SystemExit(f"our run failed (exit {proc.returncode})")
+  return result
+
+
+def main():
+  from configs import default
+  ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  ap.add_argument("--data", default=os.path.join(default.DATA_DIR, "ml-1m.txt.gz"), help="`user item` text file")
+  ap.add_argument("--users", type=int, default=0, help="keep the first N users (0 = all)")
+  ap.add_argument("--recbole_minutes", type=float, default=20.0, help="RecBole's training-clock budget")
+  ap.add_argument("--eval_at", default="2.5,5,10,20", help="RecBole's test evaluations (training-clock minutes)")
+  ap.add_argument("--ours_max_minutes", type=float, default=0.0, help="give up after this much (0 = RecBole's budget)")
+  ap.add_argument("--max_seq_length", type=int, default=200)
+  ap.add_argument("--batch_size", type=int, default=256)
+  ap.add_argument("--decay_steps", type=int, default=2000, help="our learning-rate schedule's horizon")
+  ap.add_argument("--set", action="append", default=[],
+                  help="our training setting section.field=value (repeatable), e.g. train.learning_rate=2e-3")
+  ap.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "bert4rec_jax_compare_recbole"))
+  ap.add_argument("--venv", default="", help="RecBole's environment (default: <workdir>/recbole-venv)")
+  ap.add_argument("--out", default="", help="also write the JSON here")
+  ap.add_argument("--_ours", default="", help=argparse.SUPPRESS)
+  args = ap.parse_args()
+  if args._ours:
+    print(json.dumps({"ours": ours_child(json.loads(args._ours))}), flush=True)
+    return
+  if not os.path.exists(args.data):
+    raise SystemExit(f"{args.data} not found: set BERT4REC_DATA_DIR or pass --data")
+  os.makedirs(args.workdir, exist_ok=True)
+  python = ensure_venv(args.venv or os.path.join(args.workdir, "recbole-venv"))
+
+  df = load_users(args.data, args.users)
+  name = f"data_{args.users or 'all'}"
+  data_folder = os.path.join(args.workdir, "data")
+  write_atomic_inter(df, data_folder, name)
+  log(f"{df['user'].nunique():,} users, {df['item'].nunique():,} items, {len(df):,} interactions")
+
+  recbole = run_recbole(python, args, data_folder, name)
+  targets = [p["ndcg@10"] for p in recbole["curve"]]
+  ours = run_ours(args, targets)
+
+  shaped = ours["identical_shapes"]
+  ttq = []
+  for p in recbole["curve"]:
+    t = ours["reached"].get(str(p["ndcg@10"]))
+    ttq.append({"recbole_train_seconds": p["train_seconds"], "recbole_ndcg@10": p["ndcg@10"],
+                "ours_train_seconds": t, "speedup": round(p["train_seconds"] / t, 1) if t else None})
+  result = {
+      "command": "python experiments/compare_recbole.py " + " ".join(sys.argv[1:]),
+      "date": time.strftime("%Y-%m-%d"), "cpu_count": os.cpu_count(),
+      "data": {"file": os.path.basename(args.data), "users": int(df["user"].nunique()),
+               "items": int(df["item"].nunique()), "interactions": len(df)},
+      "shape": {"max_seq_length": args.max_seq_length, "batch_size": args.batch_size, "hidden_size": 64,
+                "inner_size": 256, "layers": 2, "heads": 2, "mask_slots": int(0.2 * args.max_seq_length)},
+      "throughput_identical_shapes": {
+          "recbole_sequences_per_second": recbole["sequences_per_second"],
+          "ours_sequences_per_second": shaped["sequences_per_second"],
+          "recbole_tokens_per_second": recbole["tokens_per_second"],
+          "ours_tokens_per_second": shaped["tokens_per_second"],
+          "ratio": round(shaped["sequences_per_second"] / recbole["sequences_per_second"], 2)},
+      "peak_rss_mb": {"recbole": recbole["peak_rss_mb"], "ours": ours["peak_rss_mb"],
+                      "ratio": round(ours["peak_rss_mb"] / recbole["peak_rss_mb"], 3)},
+      "time_to_quality": ttq,
+      "time_to_quality_final": ttq[-1],
+      "recbole": recbole, "ours": ours,
+  }
+  benchmark.emit_json(result, args.out)
+
+
+if __name__ == "__main__":
+  main()
