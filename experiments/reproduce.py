@@ -16,6 +16,7 @@ evaluated by the same code, training wall-clock time, steps, epochs, device and 
 import argparse
 import datetime
 import importlib
+import json
 import os
 import sys
 import time
@@ -118,14 +119,14 @@ def fmt(cell) -> str:
   return f"{cell:.4f}"
 
 
-def section(dataset, info, ours, base, command) -> str:
+def section(dataset, info, ours, base) -> str:
   paper, kv, targets = PAPER.get(dataset, {}), KV2023.get(dataset, {}), TARGETS.get(dataset, {})
   lines = [f"## {info['title']}", "",
            f"Model `{info['model_name']}`: step {info['step']:,} of {info['num_train_steps']:,}"
            f" ({info['epochs']:.0f} epochs of {info['examples_per_epoch']:,} training examples),"
-           f" {info['train_hours']:.2f} h of training wall-clock (validation included) on {info['device']}."
+           f" {info['train_minutes']:.1f} minutes of training wall-clock (validation included) on {info['device']}."
            + ("" if info["finished"] else " **Training not finished: interim numbers.**"), "",
-           f"Config: `{info['config']}`; command: `{command}`", "",
+           f"Config: `{info['config']}`.", "",
            "| metric | published BERT4Rec | ours [95% CI] | target | met | most popular | Markov chain |",
            "|---|---:|---:|---:|:---:|---:|---:|"]
   for name in METRICS:
@@ -141,6 +142,11 @@ def section(dataset, info, ours, base, command) -> str:
     lines[-1] += (f" SASRec with cross-entropy (Klenitskiy & Vasilev 2023) reaches HR@10 {kv['sasrec_ce']['hr@10']:.4f},"
                   f" NDCG@10 {kv['sasrec_ce']['ndcg@10']:.4f} on this set.")
   lines += ["", f"Users evaluated: {ours['users']:,}.", ""]
+  if info["curve"]:
+    lines += ["Validation during training (full ranking, NDCG@10 on a fixed subset of users, the second-to-last"
+              " item):", "", "| step | " + " | ".join(f"{s:,}" for s, _ in info["curve"]) + " |",
+              "|---|" + "---:|" * len(info["curve"]),
+              "| NDCG@10 | " + " | ".join(f"{v:.4f}" for _, v in info["curve"]) + " |", ""]
   return "\n".join(lines)
 
 
@@ -184,13 +190,18 @@ def main():
     manager.close()
     train_seqs = preprocess.leave_one_out(prepared.sequences)[0]
     examples = train.make_stream(c, train_seqs).num_examples
-    info = {"title": {"ml1m": "MovieLens-1M", "beauty": "Amazon Beauty"}.get(dataset, dataset),
+    curve = []
+    if os.path.exists(os.path.join(model_dir, "metrics.jsonl")):
+      with open(os.path.join(model_dir, "metrics.jsonl")) as f:
+        records = [json.loads(line) for line in f]
+      curve = sorted({r["step"]: r["valid/ndcg@10"] for r in records if "valid/ndcg@10" in r and "step" in r}.items())
+    info = {"curve": curve, "title": {"ml1m": "MovieLens-1M", "beauty": "Amazon Beauty"}.get(dataset, dataset),
             "model_name": out["model_name"], "step": step, "num_train_steps": c.train.num_train_steps,
             "finished": step >= c.train.num_train_steps, "epochs": step * c.train.batch_size / examples,
-            "examples_per_epoch": examples, "train_hours": train.training_seconds(model_dir, step) / 3600,
+            "examples_per_epoch": examples, "train_minutes": train.training_seconds(model_dir, step) / 60,
             "device": f"{jax.device_count()} x {jax.devices()[0].device_kind} ({os.cpu_count()} CPU cores)",
             "config": f"configs/{dataset}.py" + "".join(f" --config.{s}" for s in args.set)}
-    sections.append(section(dataset, info, ours, base, command))
+    sections.append(section(dataset, info, ours, base))
 
   header = ["# Reproduction of BERT4Rec's published results", "",
             f"Written by `{command}` on {datetime.date.today().isoformat()} from real runs; re-running the same",
