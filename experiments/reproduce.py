@@ -205,7 +205,9 @@ def main():
 
   header = ["# Reproduction of BERT4Rec's published results", "",
             f"Written by `{command}` on {datetime.date.today().isoformat()} from real runs; re-running the same",
-            "command re-evaluates the same models and must agree within the intervals.", "",
+            "command re-evaluates the same models and must agree within the intervals."
+            + (" The models were trained by the same command without `--evaluate_only` (it resumes from"
+               " checkpoints)." if args.evaluate_only else ""), "",
             "Sampled protocol: the target and 100 negatives drawn by popularity (never the user's history), as in",
             "the paper (Sun et al., CIKM 2019, Table 2). Full ranking: every item, the user's history excluded, ties",
             "counted against the target. 95% intervals: percentile bootstrap over users"
