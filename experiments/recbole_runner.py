@@ -63,7 +63,7 @@ def main():
 
   eval_at = sorted(float(m) * 60 for m in args.eval_at.split(",") if m) or [args.minutes * 60]
   budget = args.minutes * 60
-  curve, clock, sequences, batches, epochs = [], 0.0, 0, 0, 0
+  curve, clock, sequences, batches = [], 0.0, 0, 0
   rate_seqs, rate_real, rate_time = 0, 0, 0.0
   done = False
 
@@ -77,7 +77,6 @@ def main():
 
   model.train()
   while not done:
-    epochs += 1
     batches_of_epoch = iter(train_data)
     while True:
       start = time.perf_counter()  # the clock includes RecBole's data loader (its masking runs there)

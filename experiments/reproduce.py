@@ -82,16 +82,14 @@ def load_config(dataset: str, overrides):
   return c
 
 
-def baselines_for(config, prepared):
+def baselines_for(config, prepared, train_seqs, test):
   """Most-popular and Markov-chain test ranks, by the same evaluator and negatives as the model."""
-  from bert4rec_jax import baselines, evaluate, parallel, preprocess
-  train_seqs, _, test = preprocess.leave_one_out(prepared.sequences)
+  from bert4rec_jax import baselines, evaluate, parallel
   ev = evaluate.Evaluator(test, prepared.vocab, eval_config=config.eval, max_seq_length=config.model.max_seq_length,
                           devices=parallel.local_devices(0), seed=config.seed)
   out = {"most_popular": ev.ranks(evaluate.popularity_scorer,
                                   evaluate.popularity_params(train_seqs, prepared.vocab.num_items))}
-  ev._ensure_negatives()
-  negatives, valid = ev._negatives
+  negatives, valid = ev._negatives or (None, None)  # drawn by the ranks() call above (none: no sampled protocol)
   chain = baselines.MarkovChain(train_seqs, prepared.vocab.num_items)
   out["markov_chain"] = chain.ranks(test, exclude_history=config.eval.exclude_history, negatives=negatives,
                                     negative_valid=valid)
@@ -183,12 +181,12 @@ def main():
       ranks["sampled"] = per_user["sampled_rank"].to_numpy()
     ours = summarize(ranks, args.bootstrap)
     prepared, _ = dataset_lib.load_or_prepare(c.data, workdir, pipeline.min_seq_length(c))
-    base = {k: summarize(v, 0) for k, v in baselines_for(c, prepared).items()}
+    train_seqs, _, test = preprocess.leave_one_out(prepared.sequences)
+    base = {k: summarize(v, 0) for k, v in baselines_for(c, prepared, train_seqs, test).items()}
     model_dir = out["model_dir"]
     manager = train.checkpoint_manager(model_dir, c.train)
     step = int(manager.latest_step())
     manager.close()
-    train_seqs = preprocess.leave_one_out(prepared.sequences)[0]
     examples = train.make_stream(c, train_seqs).num_examples
     curve = []
     if os.path.exists(os.path.join(model_dir, "metrics.jsonl")):
