@@ -1,4 +1,6 @@
-"""A first-order Markov chain baseline, exact, in NumPy.
+"""Non-neural baselines run by the same pipeline and metrics as the models (config.model.kind):
+most_popular (training counts; ranked by `evaluate.popularity_scorer`) and markov, a
+first-order Markov chain, exact, in NumPy.
 
 Scores item j for a user whose last history item is i by the number of times j directly
 followed i in the training sequences. Its scores are mostly 0, so ties matter: as everywhere
@@ -11,6 +13,9 @@ from typing import Dict, Optional
 import numpy as np
 
 from bert4rec_jax.preprocess import EvalSplit, Sequences
+
+
+KINDS = ("most_popular", "markov")
 
 
 class MarkovChain:
@@ -66,4 +71,25 @@ class MarkovChain:
     out = {"full": full}
     if sampled is not None:
       out["sampled"] = sampled
+    return out
+
+  def top_items(self, history: Sequences, k: int, popularity: np.ndarray, exclude_history: bool = True) -> np.ndarray:
+    """[U, k] recommended tokens per user: the items that followed the user's last item most
+    often, ties and the rest of the list filled by training popularity ([N] counts)."""
+    by_popularity = np.argsort(-popularity, kind="stable") + 1  # tokens, most popular first
+    out = np.zeros((len(history), k), np.int64)
+    for u in range(len(history)):
+      hist = history[u]
+      dst, cnt = self.row(int(hist[-1])) if len(hist) else (np.zeros(0, np.int64), np.zeros(0, np.int64))
+      order = np.lexsort((-popularity[dst - 1], -cnt)) if len(dst) else np.zeros(0, np.int64)
+      seen = set(hist.tolist()) if exclude_history else set()
+      picked = [t for t in dst[order].tolist() if t not in seen][:k]
+      if len(picked) < k:
+        chosen = set(picked)
+        for t in by_popularity.tolist():
+          if t not in seen and t not in chosen:
+            picked.append(t)
+            if len(picked) == k:
+              break
+      out[u, :len(picked)] = picked
     return out

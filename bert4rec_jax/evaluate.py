@@ -244,6 +244,12 @@ class Evaluator:
                                                 seed=self.seed)
     self._negatives = (negatives[self.index], valid[self.index])
 
+  def negatives(self):
+    """The sampled protocol's (negatives [U, K] item columns, valid [U, K]) in the order of
+    `ranks`, or None when the protocol is off: for scoring the same users another way."""
+    self._ensure_negatives()
+    return self._negatives
+
   def ranks(self, scorer: Scorer, params, replicated: bool = False, top_k: int = 0) -> Dict[str, np.ndarray]:
     """Per-user ranks {'full': [U], 'sampled': [U]} (sampled only when num_negatives > 0), and
     with top_k > 0 also 'top_items' [U, K] (tokens, best first, history excluded as ranked)."""

@@ -7,6 +7,13 @@ plus a bias. Logit j is item token j + 1: PAD (0) and MASK (N + 1) can never be 
 
 Padding is on the left (sequences are right-aligned), so the newest item is always at
 position L - 1, and that is where [MASK] goes at evaluation and inference time.
+
+kind="sasrec" is SASRec (Kang & McAuley, ICDM 2018) trained with cross-entropy as in
+Klenitskiy & Vasilev (RecSys 2023): the same blocks with causal attention over the inputs
+shifted right by one, so the output at position i is computed from the items strictly before
+i and is trained on item i at every position (next-item targets). Because of the shift, both
+kinds share one interface: "predict the item at these positions". At evaluation the [MASK]
+slot's output reads the history only, and the slot's own token is never seen.
 """
 import functools
 from typing import Optional, Tuple
@@ -54,10 +61,15 @@ class TransformerBlock(nn.Module):
         x + nn.Dropout(self.dropout, deterministic=not train)(h))
 
 
+KINDS = ("bert4rec", "sasrec")
+
+
 class BERT4Rec(nn.Module):
-  """Bidirectional transformer over item sequences with a tied masked-item head."""
+  """Bidirectional (kind="bert4rec") or causal, shifted (kind="sasrec") transformer over item
+  sequences with a tied item head."""
   num_items: int  # N real items; the embedding table has N + 2 rows (PAD, items, MASK)
   max_seq_length: int
+  kind: str = "bert4rec"
   hidden_size: int = 64
   num_hidden_layers: int = 2
   num_attention_heads: int = 2
@@ -95,9 +107,14 @@ class BERT4Rec(nn.Module):
     """
     if valid is None:
       valid = item_ids != 0
+    if self.kind == "sasrec":  # position i sees items < i: shift right by one, attend causally
+      item_ids = jnp.pad(item_ids[:, :-1], ((0, 0), (1, 0)))
+      valid = jnp.pad(valid[:, :-1], ((0, 0), (1, 0)))
     x = self.item_embedding(item_ids) + self.position_embedding[None, :item_ids.shape[1]]  # [B, L, H]
     x = self.embedding_dropout(self.embedding_ln(x.astype(self.dtype)), deterministic=not train)
     attention_mask = nn.make_attention_mask(jnp.ones_like(valid), valid)  # [B, 1, Lq, Lk]
+    if self.kind == "sasrec":
+      attention_mask = nn.combine_masks(attention_mask, nn.make_causal_mask(valid))
     for i, block in enumerate(self.blocks):
       x = block(x, attention_mask, train, last_only=last_only and i == len(self.blocks) - 1)
     return x[:, -1:] if last_only and not self.blocks else x

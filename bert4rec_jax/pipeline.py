@@ -24,7 +24,8 @@ import ml_collections
 import numpy as np
 import pandas as pd
 
-from bert4rec_jax import dataset, evaluate, io_utils, model as model_lib, parallel, predict, preprocess, train
+from bert4rec_jax import (baselines, dataset, evaluate, io_utils, model as model_lib, parallel, predict, preprocess,
+                          train)
 from bert4rec_jax.errors import ConfigError
 from bert4rec_jax.tracking import Tracker
 
@@ -41,6 +42,10 @@ _NOT_IN_MODEL_HASH = {
     "train.keep_checkpoints", "train.training_time_limit_seconds", "train.prefetch", "train.num_devices",
 }
 
+# Fields added after models were first trained: hashed only when set away from this value, so
+# that adding a field never renames (and so never orphans) an existing model.
+_HASHED_ONLY_IF_CHANGED = {"model.kind": "bert4rec"}
+
 
 def model_name(config, data_hash: str = "") -> str:
   """The seed's scheme `hs64_msl50_mpps10_nts2000_lr0.001` plus a hash of every other setting
@@ -50,7 +55,7 @@ def model_name(config, data_hash: str = "") -> str:
   def walk(d, prefix=""):
     for k, v in d.items():
       key = prefix + k
-      if key in _NOT_IN_MODEL_HASH:
+      if key in _NOT_IN_MODEL_HASH or (key in _HASHED_ONLY_IF_CHANGED and v == _HASHED_ONLY_IF_CHANGED[key]):
         continue
       if isinstance(v, dict):
         walk(v, key + ".")
@@ -60,6 +65,8 @@ def model_name(config, data_hash: str = "") -> str:
   walk(config.to_dict())
   digest = hashlib.sha256(json.dumps(flat, sort_keys=True, default=list).encode()).hexdigest()[:8]
   m, t = config.model, config.train
+  if m.kind in baselines.KINDS:
+    return f"{m.kind}_{digest}"
   return (f"hs{m.hidden_size}_msl{m.max_seq_length}_mpps{config.masking.max_predictions_per_seq}"
           f"_nts{t.num_train_steps}_lr{t.learning_rate:g}_{digest}")
 
@@ -113,6 +120,9 @@ def _run_training_task(config, workdir, mode, devices, stop_at):
                               max_seq_length=config.model.max_seq_length, devices=devices,
                               seed=config.seed, max_users=max_users)
 
+  if config.model.kind in baselines.KINDS:
+    return _run_baseline(config, mode, result, prepared, train_seqs, splits, evaluator, devices)
+
   # Training curves live with the model; an evaluate/predict-only run logs beside its results,
   # so re-evaluating never changes the model folder (a DVC stage output).
   tracker = Tracker(config, model_dir if mode in ("train", "all") else results_dir, name, job_type=mode)
@@ -134,7 +144,8 @@ def _run_training_task(config, workdir, mode, devices, stop_at):
         result[f"{split_name}_metrics"] = _evaluate_split(
             config, evaluator(split), scorer, params, popularity, prepared, split_name, name,
             os.path.join(results_dir, f"{split_name}_metrics.json"),
-            os.path.join(results_dir, f"{split_name}_per_user.parquet"), tracker, stats=prepared.stats)
+            os.path.join(results_dir, f"{split_name}_per_user.parquet"), tracker, stats=prepared.stats,
+            kind=config.model.kind)
     if mode in ("predict", "all"):
       path = os.path.join(results_dir, "predictions.parquet")
       predict.predict(scorer, params, seqs, prepared.users, prepared.vocab, predict_config=config.predict,
@@ -146,6 +157,50 @@ def _run_training_task(config, workdir, mode, devices, stop_at):
       tracker.artifact(f"results-{name}", "results", [results_dir])
     if mode in ("train", "all"):
       tracker.artifact(f"model-{name}", "model", [model_dir])
+  finally:
+    tracker.close()
+  return result
+
+
+def _run_baseline(config, mode, result, prepared, train_seqs, splits, evaluator, devices):
+  """most_popular / markov: fitted from the training split when used (counting is instant),
+  evaluated with the same evaluator, negatives and metrics as a model."""
+  name, results_dir = result["model_name"], result["results_dir"]
+  num_items = prepared.vocab.num_items
+  popularity = evaluate.popularity_params(train_seqs, num_items)
+  chain = baselines.MarkovChain(train_seqs, num_items) if config.model.kind == "markov" else None
+  if mode in ("train", "all"):
+    result["step"] = config.train.num_train_steps  # nothing to train: counts are taken when used
+    logging.info("%s: a baseline, fitted from the %d training sequences when evaluated", config.model.kind,
+                 len(train_seqs))
+  tracker = Tracker(config, results_dir, name, job_type=mode)
+  try:
+    if mode in ("evaluate", "all"):
+      for split_name, split in splits.items():
+        ev = evaluator(split)
+        if chain is None:
+          ranks = ev.ranks(evaluate.popularity_scorer, popularity)
+        else:
+          negatives, valid = ev.negatives() or (None, None)
+          ranks = chain.ranks(split, exclude_history=config.eval.exclude_history, negatives=negatives,
+                              negative_valid=valid)
+        result[f"{split_name}_metrics"] = _write_split_results(
+            config, ranks, {}, prepared, ev, split_name, name, os.path.join(results_dir, f"{split_name}_metrics.json"),
+            os.path.join(results_dir, f"{split_name}_per_user.parquet"), tracker, prepared.stats, config.model.kind)
+    if mode in ("predict", "all"):
+      path = os.path.join(results_dir, "predictions.parquet")
+      seqs, k = prepared.sequences, min(config.predict.top_k, num_items)
+      if chain is None:
+        predict.predict(evaluate.popularity_scorer, popularity, seqs, prepared.users, prepared.vocab,
+                        predict_config=config.predict, max_seq_length=config.model.max_seq_length,
+                        devices=devices, path=path)
+      else:
+        tokens = chain.top_items(seqs, k, popularity, exclude_history=config.predict.exclude_history)
+        with io_utils.atomic_path(path) as tmp:
+          pd.DataFrame({"user": prepared.users, "items": list(prepared.vocab.decode(tokens))}).to_parquet(
+              tmp, index=False)
+      print(f"\npredictions -> {path}", flush=True)
+      result["predictions"] = path
   finally:
     tracker.close()
   return result
@@ -163,6 +218,9 @@ def _run_trained_model_task(config, workdir, mode, devices):
   saved = io_utils.read_json(os.path.join(model_dir, "config.json"))
   trained = ml_collections.ConfigDict(saved["config"])
   name = saved["model_name"]
+  if trained.model.get("kind", "bert4rec") in baselines.KINDS:
+    raise ConfigError(f"{model_dir} is the {trained.model.kind} baseline: it has no trained parameters; "
+                      "evaluate it with task train_val_test or train_val on the data instead")
   vocab_dir = os.path.join(model_dir, "vocab")
   vocab = dataset.load_vocab(vocab_dir)
   prepared, data_dir = dataset.load_or_prepare(config.data, workdir, min_seq_length(config), vocab=vocab,
@@ -197,7 +255,8 @@ def _run_trained_model_task(config, workdir, mode, devices):
       result["test_metrics"] = _evaluate_split(
           config, ev, scorer, (params, popularity), popularity, prepared, "test", name,
           os.path.join(results_dir, f"test_{stem}_metrics.json"),
-          os.path.join(results_dir, f"test_{stem}_per_user.parquet"), tracker, stats=stats)
+          os.path.join(results_dir, f"test_{stem}_per_user.parquet"), tracker, stats=stats,
+          kind=trained.model.get("kind", "bert4rec"))
     else:
       path = os.path.join(results_dir, f"predictions_{stem}.parquet")
       predict.predict(scorer, (params, popularity), prepared.sequences, prepared.users, vocab,
@@ -214,25 +273,34 @@ def _run_trained_model_task(config, workdir, mode, devices):
 
 
 def _evaluate_split(config, ev, scorer, params, popularity, prepared, split_name, name, path, per_user_path,
-                    tracker, stats):
-  """Ranks one split for the model (and the popularity baseline), writes JSON (+ per-user file)."""
-  top_k = config.eval.per_user_top_k
-  ranks = ev.ranks(scorer, params, top_k=top_k)
-  rows = {"bert4rec": evaluate.summarize_ranks(ranks, config.eval.ks)}
-  if config.eval.popularity_baseline:
-    rows["popularity"] = ev.metrics(evaluate.popularity_scorer, popularity)
+                    tracker, stats, kind="bert4rec"):
+  """Ranks one split for the model (and the popularity baseline), writes JSON (+ per-user file).
+  The model's row is named by its kind (bert4rec | sasrec)."""
+  ranks = ev.ranks(scorer, params, top_k=config.eval.per_user_top_k)
+  extra = {"popularity": ev.metrics(evaluate.popularity_scorer, popularity)} if config.eval.popularity_baseline else {}
+  return _write_split_results(config, ranks, extra, prepared, ev, split_name, name, path, per_user_path, tracker,
+                              stats, kind)
+
+
+def _write_split_results(config, ranks, extra_rows, prepared, ev, split_name, name, path, per_user_path, tracker,
+                         stats, kind):
+  """`<split>_metrics.json` ({kind: metrics, **extra_rows}), the per-user file when
+  config.eval.per_user_top_k > 0 (user, target, rank[, sampled_rank][, top_items]), the printed
+  table and the tracker's record."""
+  rows = {kind: evaluate.summarize_ranks(ranks, config.eval.ks), **extra_rows}
   io_utils.write_json(path, {"model_name": name, "split": split_name, "metrics": rows, "data_stats": stats})
-  if top_k:
+  if config.eval.per_user_top_k:
     table = {"user": prepared.users[ev.rows], "target": prepared.vocab.decode(ev.targets), "rank": ranks["full"]}
     if "sampled" in ranks:
       table["sampled_rank"] = ranks["sampled"]
-    table["top_items"] = list(prepared.vocab.decode(ranks["top_items"]))
+    if "top_items" in ranks:
+      table["top_items"] = list(prepared.vocab.decode(ranks["top_items"]))
     with io_utils.atomic_path(per_user_path) as tmp:
       pd.DataFrame(table).to_parquet(tmp, index=False)
-  print(f"\n{split_name} metrics ({rows['bert4rec']['num_users']} users) -> {path}\n"
-        + evaluate.format_table(rows, list(rows["bert4rec"])), flush=True)
-  tracker.log({f"{split_name}/{k}": v for k, v in rows["bert4rec"].items()})
-  tracker.summary({f"{split_name}/{k}": v for k, v in rows["bert4rec"].items()})
+  print(f"\n{split_name} metrics ({rows[kind]['num_users']} users) -> {path}\n"
+        + evaluate.format_table(rows, list(rows[kind])), flush=True)
+  tracker.log({f"{split_name}/{k}": v for k, v in rows[kind].items()})
+  tracker.summary({f"{split_name}/{k}": v for k, v in rows[kind].items()})
   return rows
 
 

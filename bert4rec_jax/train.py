@@ -15,7 +15,7 @@ import orbax.checkpoint as ocp
 from flax.training import train_state
 from tqdm import tqdm
 
-from bert4rec_jax import evaluate, input_pipeline, io_utils, masking, model as model_lib, parallel
+from bert4rec_jax import baselines, evaluate, input_pipeline, io_utils, masking, model as model_lib, parallel
 from bert4rec_jax.errors import ConfigError
 
 NO_DECAY = ("bias", "scale", "output_bias")  # biases and LayerNorm parameters
@@ -58,7 +58,8 @@ def create_state(config, num_items: int) -> TrainState:
 
 
 def train_step(state: TrainState, batch, log_q=None, num_targets: int = 0, *, model, mask_kwargs: dict, seed: int,
-               static_masking: bool, loss: str = "full", num_negatives: int = 0, loss_positions: str = "masked"):
+               static_masking: bool, loss: str = "full", num_negatives: int = 0, loss_positions: str = "masked",
+               kind: str = "bert4rec"):
   """One step on this device's shard; gradients are exact global means over all devices.
 
   batch: item_ids [b, L] int32 right-aligned windows; example_ids [b] int32, the key of each
@@ -71,13 +72,17 @@ def train_step(state: TrainState, batch, log_q=None, num_targets: int = 0, *, mo
   at all L positions (slower; kept to measure what gathering saves).
   num_targets > 0 (static): compact the used target slots of this shard, at most num_targets
   of them (the host bounds it, see `target_bucket`), so the output layer skips unused slots.
+  kind="sasrec": no masking; every position with an earlier item is a target (`next_item_targets`).
   Returns (new state, {'loss_sum', 'count'}) with the sums over all devices.
   """
   base = jax.random.PRNGKey(seed)
   step_key = jax.random.fold_in(base, state.step)
-  mask_key = jax.random.fold_in(base, -1) if static_masking else jax.random.fold_in(step_key, 0)
-  masked = masking.mask_batch(mask_key, batch["item_ids"], batch["example_ids"], batch["only_last"],
-                              **mask_kwargs)
+  if kind == "sasrec":
+    masked = next_item_targets(batch["item_ids"])
+  else:
+    mask_key = jax.random.fold_in(base, -1) if static_masking else jax.random.fold_in(step_key, 0)
+    masked = masking.mask_batch(mask_key, batch["item_ids"], batch["example_ids"], batch["only_last"],
+                                **mask_kwargs)
   dropout_key = jax.random.fold_in(jax.random.fold_in(step_key, 1), parallel.axis_index())
   count = parallel.psum(masked.weights.sum())  # global number of targets
 
@@ -88,7 +93,7 @@ def train_step(state: TrainState, batch, log_q=None, num_targets: int = 0, *, mo
     row = slot // positions.shape[1]
     positions = row * batch["item_ids"].shape[1] + positions.reshape(-1)[slot]  # [T] flat row * L + pos
     targets, weights = targets.reshape(-1)[slot], weights.reshape(-1)[slot]
-  if loss_positions == "all":  # every position carries a (possibly zero-weight) target
+  if loss_positions == "all" and kind != "sasrec":  # every position carries a (possibly zero-weight) target
     rows = jnp.arange(positions.shape[0])[:, None]
     seq_len = batch["item_ids"].shape[1]
     targets = jnp.zeros((positions.shape[0], seq_len), targets.dtype).at[rows, positions].max(targets)
@@ -113,6 +118,17 @@ def train_step(state: TrainState, batch, log_q=None, num_targets: int = 0, *, mo
   grads = parallel.psum(grads)  # sum of per-device shares of the global mean = the global mean
   new_state = state.apply_gradients(grads=grads)
   return new_state, {"loss_sum": parallel.psum(loss_sum), "count": count}
+
+
+def next_item_targets(item_ids) -> masking.MaskedBatch:
+  """SASRec's targets for right-aligned windows [b, L]: the item at every position that has an
+  earlier item in the window (the model reads only items before a position, see model.py);
+  the inputs are the window itself, unmasked."""
+  seq_len = item_ids.shape[1]
+  has_previous = jnp.pad(item_ids[:, :-1] != 0, ((0, 0), (1, 0)))  # [b, L]
+  weights = ((item_ids != 0) & has_previous).astype(jnp.float32)
+  positions = jnp.broadcast_to(jnp.arange(seq_len, dtype=jnp.int32), item_ids.shape)
+  return masking.MaskedBatch(item_ids, positions, jnp.where(weights > 0, item_ids, 0), weights)
 
 
 def draw_negatives(key, log_q, num: int):
@@ -157,7 +173,7 @@ def make_step(config, num_items: int, devices, train_seqs):
   step = parallel.pmap(functools.partial(
       train_step, model=model, mask_kwargs=masking.masking_kwargs(config.masking, num_items), seed=config.seed,
       static_masking=config.masking.mode == "static", loss=tc.loss, num_negatives=tc.num_negatives,
-      loss_positions=tc.loss_positions), devices, donate_argnums=(0,) if tc.donate_buffers else (),
+      loss_positions=tc.loss_positions, kind=config.model.kind), devices, donate_argnums=(0,) if tc.donate_buffers else (),
       static_broadcasted_argnums=(3,))
   log_q = negative_log_q(tc, train_seqs, num_items)
   return step, (parallel.replicate(log_q, devices) if log_q is not None else None)
@@ -167,16 +183,21 @@ def make_stream(config, train_seqs) -> input_pipeline.TrainStream:
   return input_pipeline.TrainStream(
       train_seqs, config.train.batch_size, config.model.max_seq_length, config.seed,
       prop_sliding_window=config.train.prop_sliding_window,
-      static_copies=config.masking.dupe_factor if config.masking.mode == "static" else 0)
+      static_copies=config.masking.dupe_factor if config.masking.mode == "static" and config.model.kind == "bert4rec" else 0)
 
 
-def target_bucket(item_ids: np.ndarray, masking_config, num_devices: int) -> int:
+def target_bucket(item_ids: np.ndarray, masking_config, num_devices: int, kind: str = "bert4rec") -> int:
   """A static upper bound on the used target slots of any device's shard, rounded up to a power
   of two so that only a few step shapes are ever compiled. A window of n items uses at most
-  min(P, n, max(1, ceil(n * masked_lm_prob))) slots (the device rounds; ceil bounds it)."""
-  p_max = masking_config.max_predictions_per_seq
+  min(P, n, max(1, ceil(n * masked_lm_prob))) slots (the device rounds; ceil bounds it); with
+  kind="sasrec", P = L slots of which n - 1 are used."""
   n = (item_ids != 0).sum(axis=1)
-  used = np.minimum(np.minimum(p_max, n), np.maximum(1, np.ceil(n * masking_config.masked_lm_prob)))
+  if kind == "sasrec":
+    p_max = item_ids.shape[1]
+    used = np.maximum(n - 1, 0)
+  else:
+    p_max = masking_config.max_predictions_per_seq
+    used = np.minimum(np.minimum(p_max, n), np.maximum(1, np.ceil(n * masking_config.masked_lm_prob)))
   per_device = int(used.reshape(num_devices, -1).sum(axis=1).max())
   return min(item_ids.shape[0] // num_devices * p_max, input_pipeline.bucket(per_device, floor=32))
 
@@ -186,7 +207,8 @@ def batch_iterator(config, stream, start: int, devices):
   synchronously when used). num_targets = 0 when target compaction is off."""
   def host():
     for b in stream.batches(start):
-      yield b, (target_bucket(b["item_ids"], config.masking, len(devices)) if config.train.compact_targets else 0)
+      yield b, (target_bucket(b["item_ids"], config.masking, len(devices), config.model.kind)
+                if config.train.compact_targets else 0)
 
   if config.train.prefetch > 0:
     return parallel.prefetch_to_device(host(), devices, config.train.prefetch)
@@ -230,6 +252,11 @@ def _record_training_seconds(model_dir: str, step: int, seconds: float) -> None:
 def validate(config, num_devices: int) -> None:
   """Config combinations that cannot work, reported before anything runs."""
   m, t, k = config.model, config.train, config.masking
+  kinds = model_lib.KINDS + baselines.KINDS
+  if m.kind not in kinds:
+    raise ConfigError(f"config.model.kind={m.kind!r}: use one of {', '.join(kinds)}")
+  if m.kind == "sasrec" and k.mode != "dynamic":
+    raise ConfigError("config.masking.mode=static does not apply to config.model.kind=sasrec (it has no masking)")
   if m.hidden_size % m.num_attention_heads:
     raise ConfigError(f"config.model.hidden_size={m.hidden_size} is not divisible by "
                       f"config.model.num_attention_heads={m.num_attention_heads}")

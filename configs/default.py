@@ -44,6 +44,9 @@ def get_config():
   c.data.synthetic.noise = 0.15  # Probability that a step is a popularity-drawn random item instead.
 
   c.model = ml_collections.ConfigDict()
+  # bert4rec (bidirectional, masked items) | sasrec (causal, next-item targets at every position) |
+  # most_popular | markov (baselines: nothing to train, evaluated by the same code and metrics).
+  c.model.kind = "bert4rec"
   c.model.hidden_size = 64  # Width of embeddings and transformer blocks.
   c.model.num_hidden_layers = 2  # Number of post-LN transformer blocks.
   c.model.num_attention_heads = 2  # Attention heads; must divide hidden_size.

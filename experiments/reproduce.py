@@ -21,12 +21,12 @@ import os
 import sys
 import time
 
-import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchmark  # noqa: E402  (a sibling script)
+from bert4rec_jax.significance import bootstrap_ci, per_user_metrics  # noqa: E402
 
 # Published anchors. Sampled protocol: Sun et al., "BERT4Rec", CIKM 2019, Table 2 (100
 # popularity-sampled negatives, leave-one-out). Full ranking (all items, history excluded):
@@ -50,29 +50,6 @@ METRICS = ["sampled_hr@1", "sampled_hr@5", "sampled_hr@10", "sampled_ndcg@5", "s
            "hr@1", "hr@5", "hr@10", "hr@20", "ndcg@5", "ndcg@10", "ndcg@20", "mrr"]
 
 
-def per_user_metrics(ranks: np.ndarray, name: str) -> np.ndarray:
-  """[U] values of one metric from 0-based ranks (the same formulas as metrics.summarize)."""
-  r = np.asarray(ranks, np.float64)
-  base = name.replace("sampled_", "")
-  if base == "mrr":
-    return 1.0 / (r + 1.0)
-  kind, k = base.split("@")
-  hit = r < int(k)
-  return hit.astype(np.float64) if kind == "hr" else np.where(hit, 1.0 / np.log2(r + 2.0), 0.0)
-
-
-def bootstrap_ci(values: np.ndarray, resamples: int, seed: int = 0, level: float = 0.95):
-  """Percentile bootstrap of the mean over users."""
-  rng = np.random.default_rng(seed)
-  n = len(values)
-  means = np.empty(resamples)
-  for i in range(0, resamples, 100):  # blocks keep the index matrix small
-    idx = rng.integers(0, n, size=(min(100, resamples - i), n))
-    means[i:i + len(idx)] = values[idx].mean(axis=1)
-  lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
-  return float(lo), float(hi)
-
-
 def load_config(dataset: str, overrides):
   module = importlib.import_module(f"configs.{dataset}")
   c = module.get_config()
@@ -89,7 +66,7 @@ def baselines_for(config, prepared, train_seqs, test):
                           devices=parallel.local_devices(0), seed=config.seed)
   out = {"most_popular": ev.ranks(evaluate.popularity_scorer,
                                   evaluate.popularity_params(train_seqs, prepared.vocab.num_items))}
-  negatives, valid = ev._negatives or (None, None)  # drawn by the ranks() call above (none: no sampled protocol)
+  negatives, valid = ev.negatives() or (None, None)  # the same draw as the ranks() call above
   chain = baselines.MarkovChain(train_seqs, prepared.vocab.num_items)
   out["markov_chain"] = chain.ranks(test, exclude_history=config.eval.exclude_history, negatives=negatives,
                                     negative_valid=valid)

@@ -127,3 +127,25 @@ def test_mask_last_only():
   np.testing.assert_array_equal(np.asarray(mb.positions)[:, 0], L - 1)
   np.testing.assert_array_equal(np.asarray(mb.inputs)[:, -1], N + 1)
   np.testing.assert_array_equal(np.asarray(mb.inputs)[:, :-1], np.asarray(ids)[:, :-1])
+
+
+def test_sasrec_reads_only_earlier_items():
+  """kind=sasrec: the output at position i is a function of the items before i only, and
+  scoring the last ([MASK]) slot is the same computation as the full forward pass."""
+  m = BERT4Rec(num_items=N, max_seq_length=L, hidden_size=16, num_attention_heads=2, intermediate_size=32,
+               kind="sasrec")
+  params = m.init(jax.random.PRNGKey(0), jnp.ones((1, L), jnp.int32), jnp.zeros((1, 1), jnp.int32))["params"]
+  ids = jnp.concatenate([jnp.zeros((2, 3), jnp.int32), jax.random.randint(jax.random.PRNGKey(3), (2, L - 3), 1, N + 1)], 1)
+  h = np.asarray(m.apply({"params": params}, ids, method=m.encode))
+  for i in range(4, L):
+    changed = ids.at[:, i:].set(jax.random.randint(jax.random.PRNGKey(i), (2, L - i), 1, N + 2))
+    h2 = np.asarray(m.apply({"params": params}, changed, method=m.encode))
+    # Position i does not see item i. (Positions 0-3 have no earlier item: their outputs are never
+    # used, and with no key to attend to they average over all of them.)
+    np.testing.assert_allclose(h2[:, 4:i + 1], h[:, 4:i + 1], atol=1e-5)
+    changed_before = ids.at[:, i - 1].set(ids[:, i - 1] % N + 1)
+    h3 = np.asarray(m.apply({"params": params}, changed_before, method=m.encode))
+    assert not np.allclose(h3[:, i], h[:, i], atol=1e-4)  # ... but does see item i - 1
+  with_mask = ids.at[:, -1].set(N + 1)
+  query, hidden = m.apply({"params": params}, with_mask, method=m.query_last)
+  np.testing.assert_allclose(hidden, h[:, -1], atol=1e-5)  # the [MASK] token itself is never read

@@ -1,0 +1,204 @@
+"""Compare trained models on the same split: every metric under both protocols, paired
+significance tests against a reference model, and per-segment breakdowns.
+
+  python experiments/compare_models.py --workdir=projects/beauty \\
+      --models=<bert4rec model>,<sasrec model> --baselines --out=docs/beauty_comparison.md
+
+Models are names of folders in <workdir>/models (or paths to them); all must be trained on
+the same data. Each model's per-user ranks come from <workdir>/results/<model>/<split>_per_user.parquet;
+--evaluate (re)creates them first (needed when a model was evaluated without
+eval.per_user_top_k). --baselines adds most-popular and the first-order Markov chain, run by
+the pipeline on the reference model's data and evaluation settings (model.kind).
+
+For each model and metric: the mean; against the reference (default: the first model) the
+mean paired difference, its 95% bootstrap interval over users, and a two-sided paired t-test.
+Segments: users grouped by history length and by the training popularity of their target
+(quintiles), NDCG@10 per group. Users are matched by user id and must have the same targets.
+"""
+import argparse
+import os
+import sys
+
+import numpy as np
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+TABLE_METRICS = ("hr@1", "hr@5", "hr@10", "hr@20", "ndcg@5", "ndcg@10", "ndcg@20", "mrr",
+                 "sampled_hr@1", "sampled_hr@5", "sampled_hr@10", "sampled_ndcg@5", "sampled_ndcg@10", "sampled_mrr")
+HISTORY_EDGES = (1, 5, 10, 20, 50, 100, 200)
+
+
+def model_folder(workdir: str, name: str) -> str:
+  return name if os.path.isdir(os.path.join(name, "checkpoints")) or os.path.isfile(os.path.join(name, "config.json")) \
+      else os.path.join(workdir, "models", name)
+
+
+def saved_config(folder: str):
+  import ml_collections
+  from bert4rec_jax import io_utils
+  path = os.path.join(folder, "config.json")
+  if not os.path.isfile(path):
+    raise SystemExit(f"{folder}: no trained model there (no config.json)")
+  saved = io_utils.read_json(path)
+  return ml_collections.ConfigDict(saved["config"]), saved["model_name"]
+
+
+def evaluate_model(config, workdir: str) -> str:
+  """Runs the pipeline's evaluation with per-user files; returns the model name."""
+  from bert4rec_jax import pipeline
+  config.eval.per_user_top_k = max(config.eval.per_user_top_k, 10)
+  config.wandb.mode = "disabled"
+  return pipeline.run(config, workdir, mode="evaluate")["model_name"]
+
+
+def load_ranks(workdir: str, name: str, split: str):
+  import pandas as pd
+  path = os.path.join(workdir, "results", name, f"{split}_per_user.parquet")
+  if not os.path.isfile(path):
+    raise SystemExit(f"{path} is missing: evaluate the model with per-user files (add --evaluate)")
+  return pd.read_parquet(path, columns=None).drop(columns=["top_items"], errors="ignore")
+
+
+def segments(config, workdir: str, split: str):
+  """Per user id: history length and training count of the target, for the split's users."""
+  import pandas as pd
+  from bert4rec_jax import dataset, pipeline, preprocess
+  prepared, _ = dataset.load_or_prepare(config.data, workdir, pipeline.min_seq_length(config))
+  if config.task == "train_val_test":
+    train_seqs, valid, test = preprocess.leave_one_out(prepared.sequences)
+    held = {"valid": valid, "test": test}[split]
+  else:
+    train_seqs, held = prepared.sequences.drop_last(1), preprocess.last_item_split(prepared.sequences)
+  counts = np.bincount(train_seqs.items, minlength=prepared.vocab.num_items + 2)
+  return pd.DataFrame({"user": prepared.users[held.rows], "history_length": held.history.lengths,
+                       "target_count": counts[held.targets]})
+
+
+def bucket_labels(values: np.ndarray, edges) -> np.ndarray:
+  edges = list(edges) + [np.inf]
+  labels = np.empty(len(values), object)
+  for lo, hi in zip(edges[:-1], edges[1:]):
+    labels[(values >= lo) & (values < hi)] = f"{lo}-{hi - 1}" if np.isfinite(hi) else f"{lo}+"
+  return labels
+
+
+def popularity_labels(counts: np.ndarray, quantiles: int = 5) -> np.ndarray:
+  """Quintiles of users by their target's training count (ties kept together)."""
+  edges = np.unique(np.quantile(counts, np.linspace(0, 1, quantiles + 1)[1:-1]))
+  group = np.searchsorted(edges, counts, side="right")
+  bounds = [counts[group == g] for g in range(len(edges) + 1)]
+  names = [f"Q{g + 1}: {int(b.min())}-{int(b.max())}" if len(b) else "" for g, b in enumerate(bounds)]
+  return np.array([names[g] for g in group], object)
+
+
+def main():
+  ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  ap.add_argument("--workdir", required=True, help="the project folder holding models/ and results/")
+  ap.add_argument("--models", required=True, help="comma-separated model names (folders in <workdir>/models)")
+  ap.add_argument("--reference", default="", help="the model others are tested against (default: the first)")
+  ap.add_argument("--baselines", action="store_true", help="add most-popular and the Markov chain")
+  ap.add_argument("--evaluate", action="store_true", help="(re)evaluate every model first, writing per-user files")
+  ap.add_argument("--split", default="test", choices=("test", "valid"))
+  ap.add_argument("--metrics", default="ndcg@10,hr@10,sampled_ndcg@10,sampled_hr@10",
+                  help="metrics tested for significance")
+  ap.add_argument("--segment_metric", default="ndcg@10")
+  ap.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples over users")
+  ap.add_argument("--out", default="", help="also write the Markdown report here")
+  args = ap.parse_args()
+
+  import pandas as pd
+  from bert4rec_jax import significance
+
+  configs = {}  # model name -> its config
+  for m in (m for m in args.models.split(",") if m):
+    config, name = saved_config(model_folder(args.workdir, m))
+    configs[name] = config
+  names = list(configs)
+  reference = args.reference or names[0]
+  if reference not in configs:
+    raise SystemExit(f"--reference={reference!r} is not among --models")
+  ref_config = configs[reference]
+  if args.evaluate:
+    for config in configs.values():
+      evaluate_model(config, args.workdir)
+  if args.baselines:
+    for kind in ("most_popular", "markov"):
+      c = ref_config.copy_and_resolve_references()
+      c.model.kind = kind
+      name = evaluate_model(c, args.workdir)
+      configs[name] = c
+      names.append(name)
+
+  frames = {}
+  for name in names:
+    frame = load_ranks(args.workdir, name, args.split).set_index("user")
+    frames[name] = frame
+  base = frames[reference]
+  for name, frame in frames.items():
+    if len(frame) != len(base) or not frame.index.isin(base.index).all():
+      raise SystemExit(f"{name} was evaluated on other users than {reference}: compare models of one dataset")
+    frame = frame.loc[base.index]
+    if not (frame["target"].to_numpy() == base["target"].to_numpy()).all():
+      raise SystemExit(f"{name} has other targets than {reference} for the same users (another split or data)")
+    frames[name] = frame
+
+  def values(name, metric):
+    column = "sampled_rank" if metric.startswith("sampled_") else "rank"
+    if column not in frames[name]:
+      return None
+    return significance.per_user_metrics(frames[name][column].to_numpy(), metric)
+
+  short = {n: f"M{i}" for i, n in enumerate(names)}
+  lines = [f"# Model comparison ({args.split} split, {len(base):,} users)", "",
+           "Made by `python experiments/compare_models.py " + " ".join(sys.argv[1:]) + "`", "",
+           "| id | model | kind |", "|---|---|---|"]
+  for n in names:
+    kind = configs[n].model.get("kind", "bert4rec")
+    lines.append(f"| {short[n]} | `{n}` | {kind}{' (reference)' if n == reference else ''} |")
+  lines += ["", "## All metrics (means over users)", "",
+            "| metric | " + " | ".join(short[n] for n in names) + " |", "|---|" + "---:|" * len(names)]
+  for metric in TABLE_METRICS:
+    cells = [values(n, metric) for n in names]
+    if all(c is None for c in cells):
+      continue
+    lines.append(f"| {metric} | " + " | ".join("–" if c is None else f"{c.mean():.4f}" for c in cells) + " |")
+  lines += ["", f"## Paired tests against {short[reference]} (same users)", "",
+            "Difference = model − reference, mean over users; 95% percentile bootstrap interval "
+            f"({args.bootstrap} resamples of users); two-sided paired t-test.", "",
+            "| model | metric | model | reference | difference [95% CI] | t | p | |", "|---|---|---:|---:|---:|---:|---:|:---:|"]
+  for n in names:
+    if n == reference:
+      continue
+    for metric in args.metrics.split(","):
+      a, b = values(n, metric), values(reference, metric)
+      if a is None or b is None:
+        continue
+      test = significance.paired_t_test(a, b)
+      lo, hi = significance.bootstrap_ci(a - b, args.bootstrap) if args.bootstrap else (float("nan"),) * 2
+      verdict = "better" if lo > 0 and test["p"] < 0.05 else ("worse" if hi < 0 and test["p"] < 0.05 else "n.s.")
+      lines.append(f"| {short[n]} | {metric} | {a.mean():.4f} | {b.mean():.4f} | {test['diff']:+.4f} "
+                   f"[{lo:+.4f}, {hi:+.4f}] | {test['t']:.2f} | {test['p']:.2g} | {verdict} |")
+
+  seg = segments(ref_config, args.workdir, args.split).set_index("user").loc[base.index]
+  groupings = {"history length (items before the target)": bucket_labels(seg["history_length"].to_numpy(),
+                                                                         HISTORY_EDGES),
+               "target popularity (training count quintile)": popularity_labels(seg["target_count"].to_numpy())}
+  for title, labels in groupings.items():
+    lines += ["", f"## {args.segment_metric} by {title}", "",
+              "| segment | users | " + " | ".join(short[n] for n in names) + " |", "|---|---:|" + "---:|" * len(names)]
+    table = pd.DataFrame({n: values(n, args.segment_metric) for n in names})
+    table["segment"] = labels
+    order = sorted(set(labels), key=lambda s: (len(s.split(":")[0]), s) if s.startswith("Q") else int(s.split("-")[0].rstrip("+")))
+    for label in order:
+      sub = table[table["segment"] == label]
+      lines.append(f"| {label} | {len(sub):,} | " + " | ".join(f"{sub[n].mean():.4f}" for n in names) + " |")
+  text = "\n".join(lines) + "\n"
+  print(text)
+  if args.out:
+    with open(args.out, "w") as f:
+      f.write(text)
+
+
+if __name__ == "__main__":
+  main()
