@@ -1,6 +1,8 @@
-"""Amazon Beauty: the BERT4Rec paper's model (Sun et al., CIKM 2019, Sec. 4 and the authors'
-run script: hidden 64, 2 layers, 2 heads, length 50, mask rate 0.6, at most 30 predictions per
-sequence, batch 256) on a schedule that fits two hours of a 2-core CPU:
+"""Amazon Beauty: the BERT4Rec paper's model (Sun et al., CIKM 2019, Sec. 4, and the authors'
+run_beauty.sh and bert_config_beauty_64.json: hidden 64, 2 layers, 2 heads, length 50, dropout
+0.5 on hidden states and 0.2 on attention, mask rate 0.6, at most 30 predictions per sequence,
+extra windows every 5 items over longer sequences, batch 256) on a schedule that fits two
+hours of a 2-core CPU:
 
   python -m bert4rec_jax.main --config=configs/beauty.py
   python experiments/reproduce.py --datasets=beauty     # the same, plus docs/reproduction.md
@@ -28,6 +30,8 @@ def get_config():
   c.model.max_seq_length = 50
   c.model.hidden_size = 64
   c.model.intermediate_size = 256
+  c.model.hidden_dropout_prob = 0.5
+  c.model.attention_probs_dropout_prob = 0.2
   c.masking.masked_lm_prob = 0.6
   c.masking.max_predictions_per_seq = 30
   c.masking.mask_prob = 1.0
@@ -35,6 +39,7 @@ def get_config():
   c.train.learning_rate = 1e-3
   c.train.num_train_steps = 16_000
   c.train.num_warmup_steps = 100
+  c.train.prop_sliding_window = 0.1
   c.train.loss = "sampled"
   c.train.num_negatives = 8192
   c.train.negative_sampler = "popularity"

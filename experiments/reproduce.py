@@ -94,9 +94,37 @@ def fmt(cell) -> str:
   return f"{cell:.4f}"
 
 
-def section(dataset, info, ours, base) -> str:
+MARKER = "<!-- reproduce.py section: {} -->"
+
+
+def merge_sections(old_text: str, new_sections: dict, order) -> list:
+  """The report's dataset sections: the new ones, plus those of an existing report for datasets
+  not re-run this time (each section carries the command that made it)."""
+  kept = {}
+  if old_text:
+    parts = old_text.split("<!-- reproduce.py section: ")
+    for part in parts[1:]:
+      name, _, body = part.partition(" -->")
+      kept[name] = MARKER.format(name) + body.rstrip() + "\n"
+  kept.update({k: MARKER.format(k) + "\n" + v for k, v in new_sections.items()})
+  return [kept[k] for k in list(order) + sorted(set(kept) - set(order)) if k in kept]
+
+
+def choices_table(sweep_dir: str, dataset: str) -> list:
+  """The `<dataset>_choices` ablation sweep's table, when it has been run."""
+  path = os.path.join(sweep_dir, f"{dataset}_choices", "results.md")
+  command = f"python experiments/sweep.py experiments/sweeps/{dataset}_choices.py"
+  if not os.path.exists(path):
+    return ["Choices, measured: not run yet (`" + command + "`).", ""]
+  with open(path) as f:
+    table = [line for line in f.read().splitlines() if line.startswith("|") or line.startswith("Made by")]
+  return ["Choices, measured (each against its alternative at one short, equal budget of steps; the first row"
+          " is the committed config):", ""] + table + [""]
+
+
+def section(dataset, info, ours, base, command="", choices=()) -> str:
   paper, kv, targets = PAPER.get(dataset, {}), KV2023.get(dataset, {}), TARGETS.get(dataset, {})
-  lines = [f"## {info['title']}", "",
+  lines = [f"## {info['title']}", "", f"Made by `{command}`.", "",
            f"Model `{info['model_name']}`: step {info['step']:,} of {info['num_train_steps']:,}"
            f" ({info['epochs']:.0f} epochs of {info['examples_per_epoch']:,} training examples),"
            f" {info['train_minutes']:.1f} minutes of training wall-clock (validation included) on {info['device']}."
@@ -122,6 +150,7 @@ def section(dataset, info, ours, base) -> str:
               " item):", "", "| step | " + " | ".join(f"{s:,}" for s, _ in info["curve"]) + " |",
               "|---|" + "---:|" * len(info["curve"]),
               "| NDCG@10 | " + " | ".join(f"{v:.4f}" for _, v in info["curve"]) + " |", ""]
+  lines += list(choices)
   return "\n".join(lines)
 
 
@@ -134,6 +163,7 @@ def main():
   ap.add_argument("--time_limit_minutes", type=float, default=0, help="train at most this long per dataset, then report")
   ap.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples over users (0 = no intervals)")
   ap.add_argument("--out", default=os.path.join(REPO, "docs", "reproduction.md"))
+  ap.add_argument("--sweeps", default="sweeps", help="where experiments/sweep.py wrote the <dataset>_choices sweeps")
   args = ap.parse_args()
 
   import jax
@@ -141,7 +171,7 @@ def main():
   from bert4rec_jax import dataset as dataset_lib, io_utils, pipeline, preprocess, train
 
   command = "python experiments/reproduce.py " + " ".join(sys.argv[1:])
-  sections = []
+  sections = {}
   for dataset in args.datasets.split(","):
     c = load_config(dataset, args.set)
     if args.time_limit_minutes:
@@ -176,20 +206,25 @@ def main():
             "examples_per_epoch": examples, "train_minutes": train.training_seconds(model_dir, step) / 60,
             "device": f"{jax.device_count()} x {jax.devices()[0].device_kind} ({os.cpu_count()} CPU cores)",
             "config": f"configs/{dataset}.py" + "".join(f" --config.{s}" for s in args.set)}
-    sections.append(section(dataset, info, ours, base))
+    sections[dataset] = section(dataset, info, ours, base, command, choices_table(args.sweeps, dataset))
 
   header = ["# Reproduction of BERT4Rec's published results", "",
-            f"Written by `{command}` on {datetime.date.today().isoformat()} from real runs; re-running the same",
-            "command re-evaluates the same models and must agree within the intervals."
-            + (" The models were trained by the same command without `--evaluate_only` (it resumes from"
-               " checkpoints)." if args.evaluate_only else ""), "",
+            f"Written by `experiments/reproduce.py` (last on {datetime.date.today().isoformat()}) from real runs; each"
+            " section names the command that made it, and re-running that command re-evaluates the same models"
+            " and must agree within the intervals. `--evaluate_only` reports trained models; without it the"
+            " same command trains them first (resuming from checkpoints).", "",
             "Sampled protocol: the target and 100 negatives drawn by popularity (never the user's history), as in",
             "the paper (Sun et al., CIKM 2019, Table 2). Full ranking: every item, the user's history excluded, ties",
             "counted against the target. 95% intervals: percentile bootstrap over users"
             f" ({args.bootstrap} resamples). Baselines use the training sequences only.", ""]
+  old_text = ""
+  if os.path.exists(args.out):
+    with open(args.out) as f:
+      old_text = f.read()
+  merged = merge_sections(old_text, sections, ["ml1m", "beauty"])
   with io_utils.atomic_path(args.out) as tmp:
     with open(tmp, "w") as f:
-      f.write("\n".join(header + sections))
+      f.write("\n".join(header) + "\n" + "\n".join(merged))
   print(f"report -> {args.out}")
 
 

@@ -35,6 +35,7 @@ import itertools
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -150,6 +151,25 @@ def prepare_and_group(runs, workdir):
   return list(groups.values())
 
 
+def _die_with_parent():
+  """In the child, before exec: ask Linux to SIGKILL it when the sweep process dies, however
+  that happens, so a killed sweep never leaves runs training behind (elsewhere: a no-op)."""
+  try:
+    import ctypes
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+  except (OSError, AttributeError):
+    pass
+
+
+_CHILDREN = set()
+
+
+def _terminate_children(signum, frame):
+  for proc in list(_CHILDREN):
+    proc.kill()
+  raise SystemExit(128 + signum)
+
+
 def run_group(group, workdir, logs_dir) -> list:
   """Runs one group's runs in order in child processes; returns the failures."""
   failures = []
@@ -158,8 +178,14 @@ def run_group(group, workdir, logs_dir) -> list:
             "seed": r["seed"], "record": r["record"]}
     log = os.path.join(logs_dir, r["run"] + ".log")
     with open(log, "a") as f:
-      proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--_run=" + json.dumps(spec, default=list)],
-                            stdout=f, stderr=subprocess.STDOUT, cwd=REPO)
+      proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--_run=" + json.dumps(spec, default=list)],
+                              stdout=f, stderr=subprocess.STDOUT, cwd=REPO,
+                              preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
+      _CHILDREN.add(proc)
+      try:
+        proc.wait()
+      finally:
+        _CHILDREN.discard(proc)
     if proc.returncode != 0:
       failures.append(f"{r['run']} (exit {proc.returncode}, see {log})")
   return failures
@@ -310,6 +336,7 @@ def main():
         f"{len(runs) - len(todo)} finished, {len(todo)} to run, {args.parallel} at a time -> {workdir}", flush=True)
 
   failures = []
+  signal.signal(signal.SIGTERM, _terminate_children)  # `kill <sweep pid>` stops its runs too
   if todo and not args.report_only:
     from tqdm import tqdm
     groups = prepare_and_group(todo, workdir)

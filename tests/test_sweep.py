@@ -3,6 +3,7 @@ import itertools
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pandas as pd
@@ -26,10 +27,15 @@ def sweep(add):
 '''
 
 
+def sweep_command(path, workdir, *extra):
+  return [sys.executable, os.path.join(REPO, "experiments", "sweep.py"), str(path), f"--workdir={workdir}", *extra]
+
+
+ENV = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
+
+
 def run_sweep(path, workdir, *extra):
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
-  return subprocess.run([sys.executable, os.path.join(REPO, "experiments", "sweep.py"), str(path),
-                         f"--workdir={workdir}", *extra], capture_output=True, text=True, cwd=REPO, env=env,
+  return subprocess.run(sweep_command(path, workdir, *extra), capture_output=True, text=True, cwd=REPO, env=ENV,
                         timeout=900)
 
 
@@ -37,9 +43,24 @@ def test_sweep_runs_resumes_and_reports(tmp_path):
   path = tmp_path / "masks.py"
   path.write_text(SWEEP)
   work = tmp_path / "out"
+  # Killed (SIGKILL, no chance to clean up) once its first run has finished ...
+  proc = subprocess.Popen(sweep_command(path, work), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO,
+                          env=ENV)
+  deadline = time.time() + 600
+  while time.time() < deadline and proc.poll() is None and not list((work / "runs").glob("*.json")):
+    time.sleep(0.2)
+  assert proc.poll() is None, "the sweep ended before it could be killed"
+  proc.kill()
+  proc.wait()
+  time.sleep(2)
+  children = subprocess.run(["pgrep", "-f", str(work)], capture_output=True, text=True).stdout.split()
+  assert not children, "a killed sweep left runs behind"
+  done = len(list((work / "runs").glob("*.json")))
+  assert 1 <= done < 6
+  # ... and run again: only the missing runs execute.
   first = run_sweep(path, work)
   assert first.returncode == 0, first.stderr[-3000:]
-  assert "3 points x 2 seeds = 6 runs; 0 finished, 6 to run" in first.stdout
+  assert f"3 points x 2 seeds = 6 runs; {done} finished, {6 - done} to run" in first.stdout
   frame = pd.read_csv(work / "results.csv")
   assert len(frame) == 6 and set(frame["seed"]) == {0, 1}
   # eval.exclude_history does not change the model: those runs reuse the trained one.
