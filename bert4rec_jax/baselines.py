@@ -2,18 +2,19 @@
 most_popular (training counts; ranked by `evaluate.popularity_scorer`) and markov, a
 first-order Markov chain, exact, in NumPy.
 
-Scores item j for a user whose last history item is i by the number of times j directly
-followed i in the training sequences. Its scores are mostly 0, so ties matter: as everywhere
-in this package, every competitor scoring >= the target counts against it (a target never seen
-after i ranks below every shown item). Ranks are those of `evaluate.scan_catalogue`: columns
-are item tokens - 1, history items other than the target are not ranked when excluded.
+The Markov chain scores item j for a user whose last history item is i by the number of times
+j directly followed i in the training sequences, and orders items with equal counts by their
+training popularity (most users' last item was followed by few distinct items, so without it
+most of the catalogue would tie at 0). Items equal in both still tie, and as everywhere in this
+package every competitor scoring >= the target counts against it. Ranks are those of
+`evaluate.scan_catalogue`: columns are item tokens - 1, history items other than the target
+are not ranked when excluded.
 """
 from typing import Dict, Optional
 
 import numpy as np
 
 from bert4rec_jax.preprocess import EvalSplit, Sequences
-
 
 KINDS = ("most_popular", "markov")
 
@@ -32,6 +33,9 @@ class MarkovChain:
     self.dst = (keys % (num_items + 2)).astype(np.int64)  # sorted within each source row
     self.counts = counts.astype(np.int64)
     self.row_ptr = np.searchsorted(keys // (num_items + 2), np.arange(num_items + 3))
+    self.popularity = np.bincount(items, minlength=num_items + 2).astype(np.int64)  # by token
+    self.popularity[0] = self.popularity[num_items + 1] = -1  # PAD / MASK are never items
+    self._sorted_popularity = np.sort(self.popularity[1:num_items + 1])
 
   def row(self, item: int):
     a, b = self.row_ptr[item], self.row_ptr[item + 1]
@@ -47,6 +51,11 @@ class MarkovChain:
       out[hit] = cnt[pos[hit]]
     return out
 
+  def _at_least(self, counts, tokens, t_count: int, t_pop: int) -> np.ndarray:
+    """Which (count, popularity) pairs order at or above the target's."""
+    pop = self.popularity[tokens]
+    return (counts > t_count) | ((counts == t_count) & (pop >= t_pop))
+
   def ranks(self, split: EvalSplit, exclude_history: bool = True, negatives: Optional[np.ndarray] = None,
             negative_valid: Optional[np.ndarray] = None) -> Dict[str, np.ndarray]:
     """{'full': [U]} and with negatives ([U, K] columns) also {'sampled': [U]}."""
@@ -57,25 +66,29 @@ class MarkovChain:
       hist = split.history[u]
       target = int(split.targets[u])
       last = int(hist[-1]) if len(hist) else 0
-      t_score = int(self.score(last, np.array([target]))[0])
+      t_count, t_pop = int(self.score(last, np.array([target]))[0]), int(self.popularity[target])
       excluded = np.setdiff1d(hist, [target]) if exclude_history else np.zeros(0, np.int64)
-      if t_score > 0:
-        dst, cnt = self.row(last)
-        competitors = dst[(cnt >= t_score) & (dst != target)]
-        full[u] = len(np.setdiff1d(competitors, excluded))
-      else:  # every other shown item scores >= 0
-        full[u] = self.num_items - 1 - len(excluded)
+      dst, cnt = self.row(last)
+      keep = (dst != target) & ~np.isin(dst, excluded)
+      rank = int(self._at_least(cnt[keep], dst[keep], t_count, t_pop).sum())
+      if t_count == 0:  # items never seen after `last` tie on count: the more popular ones beat the target
+        pop_ge = len(self._sorted_popularity) - np.searchsorted(self._sorted_popularity, t_pop)
+        off_row = np.setdiff1d(excluded, dst)
+        rank += int(pop_ge - (self.popularity[dst] >= t_pop).sum() - 1  # minus row items and the target
+                    - (self.popularity[off_row] >= t_pop).sum())  # minus excluded items off the row
+      full[u] = rank
       if sampled is not None:
         negs = negatives[u][negative_valid[u]] + 1
-        sampled[u] = int(np.sum(self.score(last, negs) >= t_score))
+        sampled[u] = int(self._at_least(self.score(last, negs), negs, t_count, t_pop).sum())
     out = {"full": full}
     if sampled is not None:
       out["sampled"] = sampled
     return out
 
-  def top_items(self, history: Sequences, k: int, popularity: np.ndarray, exclude_history: bool = True) -> np.ndarray:
+  def top_items(self, history: Sequences, k: int, exclude_history: bool = True) -> np.ndarray:
     """[U, k] recommended tokens per user: the items that followed the user's last item most
-    often, ties and the rest of the list filled by training popularity ([N] counts)."""
+    often, ties and the rest of the list by training popularity, then by token."""
+    popularity = self.popularity[1:self.num_items + 1]
     by_popularity = np.argsort(-popularity, kind="stable") + 1  # tokens, most popular first
     out = np.zeros((len(history), k), np.int64)
     for u in range(len(history)):

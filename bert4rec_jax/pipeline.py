@@ -3,6 +3,8 @@
 Tasks (config.task), with the TF2 pipeline's semantics:
   train_val_test  test = last item, validation = second to last, training on the rest
   train_val       validation = last item, training on the rest (the final model)
+  train_test      test = last item, training on the rest, no validation split (the BERT4Rec
+                  paper's protocol: a fixed number of steps, nothing selected on held-out data)
   test            evaluate a trained model on the last item of each sequence of a file
   inference       whole history as input: top-K next items (and embeddings) per user
 
@@ -29,9 +31,10 @@ from bert4rec_jax import (baselines, dataset, evaluate, io_utils, model as model
 from bert4rec_jax.errors import ConfigError
 from bert4rec_jax.tracking import Tracker
 
-TASKS = ("train_val_test", "train_val", "test", "inference")
+TASKS = ("train_val_test", "train_val", "train_test", "test", "inference")
+TRAINING_TASKS = ("train_val_test", "train_val", "train_test")
 MODES = ("prepare", "train", "evaluate", "predict", "all")
-_TASK_MODES = {"train_val_test": MODES, "train_val": MODES, "test": ("prepare", "evaluate", "all"),
+_TASK_MODES = {"train_val_test": MODES, "train_val": MODES, "train_test": MODES, "test": ("prepare", "evaluate", "all"),
                "inference": ("prepare", "predict", "all")}
 
 # Fields that do not change the trained model, left out of its name hash so that, e.g., a
@@ -71,6 +74,17 @@ def model_name(config, data_hash: str = "") -> str:
           f"_nts{t.num_train_steps}_lr{t.learning_rate:g}_{digest}")
 
 
+def task_splits(task: str, seqs):
+  """(training sequences, {split name: EvalSplit}) of a training task: train_val_test holds out
+  the last item (test) and the one before (valid); train_val and train_test the last item."""
+  if task == "train_val_test":
+    train_seqs, valid, test = preprocess.leave_one_out(seqs)
+    return train_seqs, {"valid": valid, "test": test}
+  if task not in ("train_val", "train_test"):
+    raise ConfigError(f"task {task!r} has no training split")
+  return seqs.drop_last(1), {"test" if task == "train_test" else "valid": preprocess.last_item_split(seqs)}
+
+
 def min_seq_length(config) -> int:
   need = preprocess.TASK_MIN_LENGTH[config.task]
   value = config.data.min_seq_length
@@ -90,7 +104,7 @@ def run(config, workdir: str, mode: str = "all", stop_at: Optional[int] = None) 
                       f"{', '.join(_TASK_MODES[config.task])}")
   devices = parallel.local_devices(config.train.num_devices)
   logging.info("JAX %s on %d %s device(s)", jax.__version__, len(devices), devices[0].platform)
-  if config.task in ("train_val_test", "train_val"):
+  if config.task in TRAINING_TASKS:
     return _run_training_task(config, workdir, mode, devices, stop_at)
   return _run_trained_model_task(config, workdir, mode, devices)
 
@@ -103,11 +117,7 @@ def _run_training_task(config, workdir, mode, devices, stop_at):
     return result
 
   seqs = prepared.sequences
-  if config.task == "train_val_test":
-    train_seqs, valid, test = preprocess.leave_one_out(seqs)
-    splits = {"valid": valid, "test": test}
-  else:
-    train_seqs, splits = seqs.drop_last(1), {"valid": preprocess.last_item_split(seqs)}
+  train_seqs, splits = task_splits(config.task, seqs)
   name = config.model_name or model_name(config, os.path.basename(data_dir))
   model_dir, results_dir = _model_dir(workdir, name), os.path.join(workdir, "results", name)
   if mode in ("train", "all"):  # evaluate/predict only read the model folder
@@ -129,7 +139,8 @@ def _run_training_task(config, workdir, mode, devices, stop_at):
   try:
     if mode in ("train", "all"):
       result["step"] = train.train(config, model_dir, train_seqs,
-                                   evaluator(splits["valid"], config.eval.max_valid_users),
+                                   evaluator(splits["valid"], config.eval.max_valid_users) if "valid" in splits
+                                   else None,
                                    num_items, tracker, devices, stop_at=stop_at)
       if result["step"] < config.train.num_train_steps:
         logging.info("Training stopped at step %d of %d: run the same command again to continue",
@@ -195,7 +206,7 @@ def _run_baseline(config, mode, result, prepared, train_seqs, splits, evaluator,
                         predict_config=config.predict, max_seq_length=config.model.max_seq_length,
                         devices=devices, path=path)
       else:
-        tokens = chain.top_items(seqs, k, popularity, exclude_history=config.predict.exclude_history)
+        tokens = chain.top_items(seqs, k, exclude_history=config.predict.exclude_history)
         with io_utils.atomic_path(path) as tmp:
           pd.DataFrame({"user": prepared.users, "items": list(prepared.vocab.decode(tokens))}).to_parquet(
               tmp, index=False)
@@ -214,13 +225,13 @@ def _run_trained_model_task(config, workdir, mode, devices):
   model_dir = config.model_name if os.path.isdir(config.model_name) else _model_dir(workdir, config.model_name)
   if not os.path.isfile(os.path.join(model_dir, "config.json")):
     raise FileNotFoundError(f"{model_dir}: no trained model there (no config.json); train one with task "
-                            "train_val_test or train_val first")
+                            "train_val_test, train_val or train_test first")
   saved = io_utils.read_json(os.path.join(model_dir, "config.json"))
   trained = ml_collections.ConfigDict(saved["config"])
   name = saved["model_name"]
   if trained.model.get("kind", "bert4rec") in baselines.KINDS:
     raise ConfigError(f"{model_dir} is the {trained.model.kind} baseline: it has no trained parameters; "
-                      "evaluate it with task train_val_test or train_val on the data instead")
+                      "evaluate it with a training task (train_val_test, train_val, train_test) instead")
   vocab_dir = os.path.join(model_dir, "vocab")
   vocab = dataset.load_vocab(vocab_dir)
   prepared, data_dir = dataset.load_or_prepare(config.data, workdir, min_seq_length(config), vocab=vocab,

@@ -200,4 +200,4 @@ def last_item_split(seqs: Sequences, rows: Optional[np.ndarray] = None) -> EvalS
 
 
 # Minimum raw sequence length each task needs (train+valid+test, train+valid, history+target, history).
-TASK_MIN_LENGTH = {"train_val_test": 3, "train_val": 2, "test": 2, "inference": 1}
+TASK_MIN_LENGTH = {"train_val_test": 3, "train_val": 2, "train_test": 2, "test": 2, "inference": 1}

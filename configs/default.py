@@ -20,7 +20,7 @@ DATA_DIR = os.environ.get(
 def get_config():
   c = ml_collections.ConfigDict()
   c.project = "default"  # projects/<project>/ holds data, models and results unless --workdir is given.
-  c.task = "train_val_test"  # train_val_test | train_val | test | inference (see README, "Tasks").
+  c.task = "train_val_test"  # train_val_test | train_val | train_test | test | inference (see README, "Tasks").
   c.model_name = ""  # Training: "" = automatic hs{H}_msl{L}_mpps{P}_nts{S}_lr{LR}_{hash}. test/inference: the trained model (name or path).
   c.seed = 0  # Seeds parameter init, data order, masking, dropout and evaluation negatives.
 

@@ -21,6 +21,7 @@ from configs import default
 def get_config():
   c = default.get_config()
   c.project = "ml1m"
+  c.task = "train_test"  # the paper's protocol: the last item is the test, everything before it trains
   c.data.format = "text"
   c.data.path = os.path.join(default.DATA_DIR, "ml-1m.txt.gz")
   c.model.max_seq_length = 200

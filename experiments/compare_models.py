@@ -63,13 +63,12 @@ def load_ranks(workdir: str, name: str, split: str):
 def segments(config, workdir: str, split: str):
   """Per user id: history length and training count of the target, for the split's users."""
   import pandas as pd
-  from bert4rec_jax import dataset, pipeline, preprocess
+  from bert4rec_jax import dataset, pipeline
   prepared, _ = dataset.load_or_prepare(config.data, workdir, pipeline.min_seq_length(config))
-  if config.task == "train_val_test":
-    train_seqs, valid, test = preprocess.leave_one_out(prepared.sequences)
-    held = {"valid": valid, "test": test}[split]
-  else:
-    train_seqs, held = prepared.sequences.drop_last(1), preprocess.last_item_split(prepared.sequences)
+  train_seqs, splits = pipeline.task_splits(config.task, prepared.sequences)
+  if split not in splits:
+    raise SystemExit(f"task {config.task!r} has no {split} split (it has: {', '.join(splits)})")
+  held = splits[split]
   counts = np.bincount(train_seqs.items, minlength=prepared.vocab.num_items + 2)
   return pd.DataFrame({"user": prepared.users[held.rows], "history_length": held.history.lengths,
                        "target_count": counts[held.targets]})

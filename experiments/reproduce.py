@@ -168,7 +168,7 @@ def main():
 
   import jax
   import pandas as pd
-  from bert4rec_jax import dataset as dataset_lib, io_utils, pipeline, preprocess, train
+  from bert4rec_jax import dataset as dataset_lib, io_utils, pipeline, train
 
   command = "python experiments/reproduce.py " + " ".join(sys.argv[1:])
   sections = {}
@@ -188,7 +188,8 @@ def main():
       ranks["sampled"] = per_user["sampled_rank"].to_numpy()
     ours = summarize(ranks, args.bootstrap)
     prepared, _ = dataset_lib.load_or_prepare(c.data, workdir, pipeline.min_seq_length(c))
-    train_seqs, _, test = preprocess.leave_one_out(prepared.sequences)
+    train_seqs, splits = pipeline.task_splits(c.task, prepared.sequences)
+    test = splits["test"]
     base = {k: summarize(v, 0) for k, v in baselines_for(c, prepared, train_seqs, test).items()}
     model_dir = out["model_dir"]
     manager = train.checkpoint_manager(model_dir, c.train)
@@ -216,7 +217,10 @@ def main():
             "Sampled protocol: the target and 100 negatives drawn by popularity (never the user's history), as in",
             "the paper (Sun et al., CIKM 2019, Table 2). Full ranking: every item, the user's history excluded, ties",
             "counted against the target. 95% intervals: percentile bootstrap over users"
-            f" ({args.bootstrap} resamples). Baselines use the training sequences only.", ""]
+            f" ({args.bootstrap} resamples). The test item is each user's last; models and baselines learn from",
+            "everything before it (`task=train_test`, the paper's protocol: a fixed number of steps, no model",
+            "selection on held-out data). The Markov chain scores items by transition counts from the user's last",
+            "item and orders equal counts by training popularity.", ""]
   old_text = ""
   if os.path.exists(args.out):
     with open(args.out) as f:

@@ -133,7 +133,7 @@ def child(spec_json: str) -> None:
             "model_dir": out["model_dir"], "results_dir": out["results_dir"],
             "train_seconds": train.training_seconds(out["model_dir"], config.train.num_train_steps),
             "wall_seconds": time.time() - t0,
-            "valid": out["valid_metrics"][kind], "test": out["test_metrics"][kind],
+            "valid": out.get("valid_metrics", {}).get(kind, {}), "test": out.get("test_metrics", {}).get(kind, {}),
             "test_popularity": out["test_metrics"].get("popularity", {})}
   io_utils.write_json(spec["record"], record)
 

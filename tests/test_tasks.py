@@ -111,6 +111,24 @@ def test_train_val_task_validates_on_the_last_item(tmp_path, tiny_config):
   assert out["valid_metrics"]["bert4rec"]["num_users"] == 600
 
 
+def test_train_test_task_trains_on_all_but_the_last_item_without_validation(tmp_path, tiny_config):
+  c = tiny_config
+  c.task, c.train.num_train_steps, c.eval.per_user_top_k = "train_test", 30, 2
+  out = pipeline.run(c, str(tmp_path), mode="all")
+  assert sorted(os.listdir(out["results_dir"])) == ["predictions.parquet", "test_metrics.json", "test_per_user.parquet"]
+  assert "valid_metrics" not in out and out["test_metrics"]["bert4rec"]["num_users"] == 600
+  with open(os.path.join(out["model_dir"], "metrics.jsonl")) as f:
+    assert not any(k.startswith("valid/") for line in f for k in json.loads(line))  # nothing held out but the test
+  prepared, _ = dataset.load_or_prepare(c.data, str(tmp_path), pipeline.min_seq_length(c))
+  train_seqs, splits = pipeline.task_splits("train_test", prepared.sequences)
+  per_user = pd.read_parquet(os.path.join(out["results_dir"], "test_per_user.parquet"))
+  for u in range(len(prepared.sequences)):
+    seq = prepared.sequences[u]
+    np.testing.assert_array_equal(train_seqs[u], seq[:-1])
+    assert splits["test"].targets[u] == seq[-1]
+  assert (prepared.vocab.decode(splits["test"].targets) == per_user["target"].to_numpy()).all()
+
+
 def test_tasks_reject_modes_and_missing_models(tiny_config, tmp_path):
   tiny_config.task = "inference"
   with pytest.raises(ConfigError, match="does not apply to task 'inference'"):
