@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from bert4rec_jax import io_utils, preprocess, sources
+from bert4rec_jax.errors import DataError
 
 FORMAT_VERSION = 1  # bump when the artifact or preprocessing semantics change
 
@@ -59,8 +60,11 @@ def load_or_prepare(data_config, workdir: str, min_seq_length: int, vocab: "prep
     return load(folder), folder
   logging.info("Preparing dataset from %s", data_config.path or data_config.format)
   df = sources.read_interactions(data_config)
-  prepared = preprocess.prepare(df, drop_duplicates=data_config.drop_duplicates, min_seq_length=min_seq_length,
-                                vocab=vocab)
+  try:
+    prepared = preprocess.prepare(df, drop_duplicates=data_config.drop_duplicates, min_seq_length=min_seq_length,
+                                  vocab=vocab)
+  except DataError as e:  # name the input, as the readers do
+    raise DataError(f"{data_config.path or data_config.format}: {e}") from e
   meta = {"format_version": FORMAT_VERSION, "source": data_config.path or "synthetic",
           "data_config": data_config.to_dict(), "min_seq_length": min_seq_length,
           "vocab": vocab_fingerprint or "built from this data", "stats": prepared.stats}

@@ -67,6 +67,7 @@ def read_table(path: str, user_col: str, item_col: str, time_col: str = "") -> p
     df = pd.read_parquet(path, columns=wanted)
   else:
     df = _read_csv(path)
+    _check_header(path)
     _check_columns(path, list(df.columns), wanted)
     df = df[wanted]
   df = df.rename(columns={user_col: "user", item_col: "item", time_col: "time"} if time_col else {user_col: "user", item_col: "item"})
@@ -78,6 +79,11 @@ def read_table(path: str, user_col: str, item_col: str, time_col: str = "") -> p
   if time_col:
     if df["time"].isna().any():
       raise DataError(f"{path}: column {time_col!r} has missing timestamps")
+    if not (pd.api.types.is_numeric_dtype(df["time"]) or pd.api.types.is_datetime64_any_dtype(df["time"])):
+      try:  # text timestamps must be dates, never compared as strings
+        df["time"] = pd.to_datetime(df["time"], format="mixed")
+      except (ValueError, TypeError) as e:
+        raise DataError(f"{path}: column {time_col!r} holds neither numbers nor dates ({e})") from e
     order = np.argsort(df["time"].to_numpy(), kind="stable")
     df = df.iloc[order].reset_index(drop=True)  # Global stable time order; users are grouped later.
   return df.reset_index(drop=True)
@@ -135,6 +141,19 @@ def _read_csv(path, **kwargs) -> pd.DataFrame:
     raise DataError(f"{path}: cannot parse ({type(e).__name__}: {e})") from e
 
 
+def _check_header(path):
+  """Duplicated column names are an error (pandas would silently rename the second `x` to
+  `x.1` and the first would be used); a one-column header holding ';', tab or '|' means
+  another separator."""
+  header = _read_csv(path, header=None, nrows=1, dtype=str).iloc[0].tolist()
+  seen = [h for i, h in enumerate(header) if h in header[:i]]
+  if seen:
+    raise DataError(f"{path}: duplicated column name(s) {sorted(set(seen))} in the header")
+  if len(header) == 1 and any(sep in str(header[0]) for sep in (";", "\t", "|")):
+    raise DataError(f"{path}: one column named {header[0]!r}: the file looks separated by something other than "
+                    "commas; CSV input must be comma-separated")
+
+
 def _check_columns(path, names, wanted):
   missing = [c for c in wanted if c not in names]
   if missing:
@@ -145,21 +164,37 @@ def _check_columns(path, names, wanted):
 def _as_int(col: pd.Series, path: str, name: str, line_offset: int) -> pd.Series:
   """Parses a string column as int64, naming the first bad line."""
   values = pd.to_numeric(col, errors="coerce")
-  bad = values.isna().to_numpy() | (values.to_numpy() != np.round(values.to_numpy()))
+  v = values.to_numpy().astype(np.float64)
+  bad = values.isna().to_numpy() | (v != np.round(v))
   if bad.any():
     i = int(np.flatnonzero(bad)[0])
     raise DataError(f"{path}: line {i + line_offset}: {name} id {col.iloc[i]!r} is not an integer")
+  _check_int64(v, col, path, name, line_offset)
   return values.astype(np.int64)
+
+
+_INT64_LIMIT = 2.0 ** 63  # float comparison: ids at or beyond it would wrap around in int64
+
+
+def _check_int64(v: np.ndarray, original, path: str, name: str, line_offset: int) -> None:
+  big = np.abs(v) >= _INT64_LIMIT
+  if big.any():
+    i = int(np.flatnonzero(big)[0])
+    raise DataError(f"{path}: line {i + line_offset}: {name} id {original.iloc[i]!r} does not fit in a "
+                    "64-bit integer")
 
 
 def _normalise_ids(col: pd.Series, path: str, name: str) -> pd.Series:
   """Integer-valued ids become int64; anything else becomes str. Floats with fractions are errors."""
+  if pd.api.types.is_unsigned_integer_dtype(col) and len(col) and col.max() >= 2 ** 63:
+    return col.astype(str)  # beyond int64: kept exactly, as text labels
   if pd.api.types.is_integer_dtype(col):
     return col.astype(np.int64)
   if pd.api.types.is_float_dtype(col):
     v = col.to_numpy()
     if not np.all(v == np.round(v)):
       raise DataError(f"{path}: column {name!r} has non-integer numeric ids (e.g. {v[v != np.round(v)][0]})")
+    _check_int64(v, col, path, name, line_offset=1)
     return col.astype(np.int64)
   if pd.api.types.is_bool_dtype(col):
     raise DataError(f"{path}: column {name!r} holds booleans, not ids")

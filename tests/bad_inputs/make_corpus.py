@@ -1,0 +1,84 @@
+"""Writes the malformed-input corpus beside this file (deterministic; the files are committed).
+
+  python tests/bad_inputs/make_corpus.py
+
+Each file's expected outcome (a clear error, or the documented handling) is listed in
+tests/test_bad_inputs.py.
+"""
+import gzip
+import os
+import pickle
+
+import numpy as np
+import pandas as pd
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+TEXT = {  # name -> bytes
+    "empty.txt": b"",
+    "whitespace_only.txt": b"  \n\n\t\n",
+    "header_only.csv": b"user,item\n",
+    "bom.csv": b"\xef\xbb\xbfuser,item\n1,10\n1,11\n1,12\n",
+    "crlf.txt": b"1 10\r\n1 11\r\n1 12\r\n",
+    "crlf.csv": b"user,item\r\n1,10\r\n1,11\r\n1,12\r\n",
+    "semicolon.csv": b"user;item\n1;10\n1;11\n",
+    "tab.csv": b"user\titem\n1\t10\n1\t11\n",
+    "three_fields.txt": b"1 10 5\n1 11 4\n",
+    "one_field.txt": b"1\n2\n",
+    "negative_ids.txt": b"-1 10\n-1 -11\n-1 12\n",
+    "zero_ids.txt": b"0 0\n0 1\n0 2\n",
+    "huge_ids.txt": b"1 10\n1 1180591620717411303424\n",
+    "huge_ids.csv": b"user,item\n1,10\n1,99999999999999999999999\n1,11\n",
+    "uint64_ids.csv": b"user,item\n1,18446744073709551615\n1,18446744073709551614\n1,10\n",
+    "float_ids.txt": b"1 10\n1 10.5\n",
+    "integral_float_ids.txt": b"1 10.0\n1 11.0\n1 12\n",
+    "nan_ids.csv": b"user,item\n1,10\n1,NaN\n",
+    "missing_id.csv": b"user,item\n1,10\n,11\n",
+    "string_ids.txt": b"1 10\n1 abc\n",
+    "string_ids.csv": b"user,item\nalice,sku-1\nalice,sku-2\nalice,sku-3\n",
+    "mixed_ids.csv": b"user,item\n1,10\n1,a\n1,11\n",
+    "bool_ids.csv": b"user,item\nTrue,10\nFalse,11\n",
+    "duplicated_columns.csv": b"user,item,item\n1,10,20\n1,11,21\n",
+    "missing_column.csv": b"uid,item\n1,10\n",
+    "extra_columns.csv": b"user,item,price,user_name\n1,10,3.5,a\n1,11,2.0,a\n1,12,1.0,a\n",
+    "one_interaction_users.txt": b"1 10\n2 11\n3 12\n3 13\n3 14\n4 10\n",
+    "blank_lines.txt": b"1 10\n\n1 11\n\n\n1 12\n",
+    "trailing_spaces.txt": b"1 10 \n1 11  \n1 12\t\n",
+    "non_utf8.csv": b"user,item\n1,caf\xe9\n1,10\n",
+    "time_nan.csv": b"user,item,time\n1,10,1\n1,11,\n",
+    "time_strings.csv": b"user,item,time\n1,10,soon\n1,11,later\n",
+    "time_dates.csv": b"user,item,time\n1,12,2020-01-03\n1,10,2020-01-01\n1,11,2020-01-02\n",
+    "movielens_short.dat": b"1::10::5\n",
+    "movielens_bad_id.dat": b"1::10::5::100\n1::abc::4::101\n",
+    "not_gzip.txt.gz": b"1 10\n1 11\n",
+    "not_parquet.parquet": b"PAR1 this is not parquet",
+    "garbage.pkl": b"\x80\x04 not a pickle at all",
+}
+
+
+def main():
+  for name, content in TEXT.items():
+    with open(os.path.join(HERE, name), "wb") as f:
+      f.write(content)
+  # A gzip file cut in the middle of its stream.
+  whole = gzip.compress(b"".join(f"{u} {i}\n".encode() for u in range(1, 50) for i in range(20)), mtime=0)
+  with open(os.path.join(HERE, "truncated.txt.gz"), "wb") as f:
+    f.write(whole[:len(whole) // 2])
+  # One user with 100,000 interactions (and two ordinary users).
+  lines = [f"1 {i % 1000}\n" for i in range(100_000)] + ["2 1\n", "2 2\n", "2 3\n", "3 3\n", "3 2\n", "3 1\n"]
+  with open(os.path.join(HERE, "long_sequence.txt.gz"), "wb") as f:
+    f.write(gzip.compress("".join(lines).encode(), mtime=0))
+  # Parquet without the user column.
+  pd.DataFrame({"customer": [1, 1], "item": [10, 11]}).to_parquet(os.path.join(HERE, "missing_column.parquet"),
+                                                                   index=False)
+  # Pickles: a Series instead of a DataFrame; a DataFrame whose list column holds scalars.
+  with open(os.path.join(HERE, "series.pkl"), "wb") as f:
+    pickle.dump(pd.Series([1, 2, 3]), f, protocol=4)
+  with open(os.path.join(HERE, "scalar_lists.pkl"), "wb") as f:
+    pickle.dump(pd.DataFrame({"uid": [1, 2], "sid_add_to_cart": [[10, 11, 12], 13]}), f, protocol=4)
+  with open(os.path.join(HERE, "empty_lists.pkl"), "wb") as f:
+    pickle.dump(pd.DataFrame({"uid": [1, 2], "sid_add_to_cart": [[], np.array([], dtype=np.int64)]}), f, protocol=4)
+
+
+if __name__ == "__main__":
+  main()
