@@ -9,7 +9,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from bert4rec_jax.errors import ConfigError, DataError
+from bert4rec_jax.errors import ConfigError, DataError, Interrupted
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/synthetic.py.",
                                           lock_config=True)
@@ -45,6 +45,10 @@ def main(argv):
   except (ConfigError, DataError, FileNotFoundError) as e:  # user errors: a message, not a traceback
     logging.error("%s", e)
     sys.exit(f"error: {e}")
+  except Interrupted as e:  # SIGTERM / SIGINT: checkpoint saved, the conventional 128 + signal status
+    logging.warning("%s", e)
+    print(f"\n{e}", file=sys.stderr, flush=True)
+    sys.exit(128 + e.signum)
 
 
 def run_cli():

@@ -3,6 +3,8 @@ import functools
 import logging
 import math
 import os
+import signal
+import threading
 import time
 from typing import Optional
 
@@ -16,7 +18,7 @@ from flax.training import train_state
 from tqdm import tqdm
 
 from bert4rec_jax import baselines, evaluate, input_pipeline, io_utils, masking, model as model_lib, parallel
-from bert4rec_jax.errors import ConfigError
+from bert4rec_jax.errors import ConfigError, Interrupted
 
 NO_DECAY = ("bias", "scale", "output_bias")  # biases and LayerNorm parameters
 
@@ -221,10 +223,54 @@ def checkpoint_manager(model_dir: str, train_config) -> ocp.CheckpointManager:
 
 
 def restore_latest(manager: ocp.CheckpointManager, state: TrainState) -> Optional[TrainState]:
-  step = manager.latest_step()
-  if step is None:
-    return None
-  return manager.restore(step, args=ocp.args.StandardRestore(state))
+  """The newest checkpoint that restores; a truncated or corrupted one is skipped with a
+  warning and the one before it used (None when there is none)."""
+  restored, damaged = None, []
+  for step in sorted(manager.all_steps(), reverse=True):
+    try:
+      restored = manager.restore(step, args=ocp.args.StandardRestore(state))
+      break
+    except Exception as e:  # Orbax / TensorStore raise many types for damaged files
+      logging.warning("Checkpoint at step %d in %s cannot be restored (%s: %s); trying the previous one",
+                      step, manager.directory, type(e).__name__, str(e)[:300])
+      damaged.append(step)
+  if damaged:  # moved aside (kept for inspection), so training can write those steps again
+    aside = os.path.join(os.path.dirname(str(manager.directory)), "damaged_checkpoints")
+    os.makedirs(aside, exist_ok=True)
+    for step in damaged:
+      target = os.path.join(aside, f"{step}-{int(time.time())}")
+      os.replace(os.path.join(str(manager.directory), str(step)), target)
+      logging.warning("Moved the damaged checkpoint of step %d to %s", step, target)
+    manager.reload()
+    if restored is None:
+      logging.warning("No checkpoint in %s could be restored: starting from scratch", manager.directory)
+  return restored
+
+
+class StopSignals:
+  """While active (main thread only), SIGTERM and SIGINT only set `.received`; the training loop
+  then checkpoints and stops at the end of the current step instead of dying mid-write."""
+
+  def __init__(self):
+    self.received = None
+    self._previous = {}
+
+  def __enter__(self):
+    if threading.current_thread() is threading.main_thread():
+      for sig in (signal.SIGTERM, signal.SIGINT):
+        self._previous[sig] = signal.signal(sig, self._handle)
+    return self
+
+  def _handle(self, signum, frame):
+    if self.received is not None:  # a second signal: stop waiting
+      signal.default_int_handler(signum, frame) if signum == signal.SIGINT else os._exit(128 + signum)
+    self.received = signal.Signals(signum).name
+    logging.warning("%s received: saving a checkpoint after this step, then stopping", self.received)
+
+  def __exit__(self, *exc):
+    for sig, handler in self._previous.items():
+      signal.signal(sig, handler)
+    return False
 
 
 TRAIN_TIME_FILE = "train_time.json"
@@ -334,7 +380,9 @@ def train(config, model_dir: str, train_seqs, valid_evaluator: Optional[evaluate
   window_metrics, window_steps = None, 0  # metric sums since the last log, kept on device
   timed_start, timed_steps = time.perf_counter(), 0  # throughput window (excludes compilation)
   t0, step, compile_seconds = time.perf_counter(), start, None
+  stop = StopSignals()
   try:
+    stop.__enter__()
     for step in range(start, end):
       batch, num_targets = next(batches)
       p_state, m = p_step(p_state, batch, p_log_q, num_targets)
@@ -349,7 +397,8 @@ def train(config, model_dir: str, train_seqs, valid_evaluator: Optional[evaluate
         timed_start, timed_steps = time.perf_counter(), 0
         logging.info("First step (including compilation) took %.1fs", compile_seconds)
       out_of_time = tc.training_time_limit_seconds and time.perf_counter() - t0 > tc.training_time_limit_seconds
-      last = done == end or out_of_time
+      stopping = stop.received is not None  # read once: a signal may land anywhere in this iteration
+      last = done == end or out_of_time or stopping
       save = done % tc.checkpoint_every_steps == 0 or last
       # Also check the loss before every save, so a checkpoint never holds a diverged model.
       if window_steps and (done % tc.log_every_steps == 0 or save):
@@ -377,8 +426,13 @@ def train(config, model_dir: str, train_seqs, valid_evaluator: Optional[evaluate
         logging.info("Stopping at step %d: training_time_limit_seconds=%s reached", done,
                      tc.training_time_limit_seconds)
         break
+      if stopping:
+        break
   finally:
+    stop.__exit__(None, None, None)
     bar.close()
     manager.wait_until_finished()
     manager.close()
+  if stop.received is not None and step + 1 < end:
+    raise Interrupted(stop.received, step + 1, int(getattr(signal, stop.received)))
   return step + 1
