@@ -21,6 +21,7 @@ import os
 import sys
 import time
 
+import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
@@ -150,6 +151,11 @@ def section(dataset, info, ours, base, command="", choices=()) -> str:
               " item):", "", "| step | " + " | ".join(f"{s:,}" for s, _ in info["curve"]) + " |",
               "|---|" + "---:|" * len(info["curve"]),
               "| NDCG@10 | " + " | ".join(f"{v:.4f}" for _, v in info["curve"]) + " |", ""]
+  if info.get("loss_curve"):
+    lines += ["Training loss (masked-item cross-entropy, mean over the logging window):", "",
+              "| step | " + " | ".join(f"{s:,}" for s, _ in info["loss_curve"]) + " |",
+              "|---|" + "---:|" * len(info["loss_curve"]),
+              "| loss | " + " | ".join(f"{v:.3f}" for _, v in info["loss_curve"]) + " |", ""]
   lines += list(choices)
   return "\n".join(lines)
 
@@ -196,12 +202,15 @@ def main():
     step = int(manager.latest_step())
     manager.close()
     examples = train.make_stream(c, train_seqs).num_examples
-    curve = []
+    curve, loss_curve = [], []
     if os.path.exists(os.path.join(model_dir, "metrics.jsonl")):
       with open(os.path.join(model_dir, "metrics.jsonl")) as f:
         records = [json.loads(line) for line in f]
       curve = sorted({r["step"]: r["valid/ndcg@10"] for r in records if "valid/ndcg@10" in r and "step" in r}.items())
-    info = {"curve": curve, "title": {"ml1m": "MovieLens-1M", "beauty": "Amazon Beauty"}.get(dataset, dataset),
+      losses = sorted({r["step"]: r["train/loss"] for r in records if "train/loss" in r and "step" in r}.items())
+      loss_curve = [losses[i] for i in np.unique(np.linspace(0, len(losses) - 1, min(len(losses), 10)).round().astype(int))] \
+          if losses else []
+    info = {"curve": curve, "loss_curve": loss_curve, "title": {"ml1m": "MovieLens-1M", "beauty": "Amazon Beauty"}.get(dataset, dataset),
             "model_name": out["model_name"], "step": step, "num_train_steps": c.train.num_train_steps,
             "finished": step >= c.train.num_train_steps, "epochs": step * c.train.batch_size / examples,
             "examples_per_epoch": examples, "train_minutes": train.training_seconds(model_dir, step) / 60,
