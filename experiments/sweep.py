@@ -119,6 +119,7 @@ def build_config(sweep: dict, point: dict, seed: int, base_override: str, sets, 
 def child(spec_json: str) -> None:
   """One run, in its own process: train (resuming), evaluate, write the record atomically."""
   spec = json.loads(spec_json)
+  _die_with_parent(spec["parent_pid"])
   import ml_collections
   from bert4rec_jax import io_utils, pipeline, train
   config = ml_collections.ConfigDict(spec["config"])
@@ -151,14 +152,19 @@ def prepare_and_group(runs, workdir):
   return list(groups.values())
 
 
-def _die_with_parent():
-  """In the child, before exec: ask Linux to SIGKILL it when the sweep process dies, however
-  that happens, so a killed sweep never leaves runs training behind (elsewhere: a no-op)."""
+def _die_with_parent(parent_pid: int) -> None:
+  """First thing in a run's process: ask Linux to SIGKILL it when the sweep process dies,
+  however that happens, so a killed sweep never leaves runs behind (elsewhere: a no-op). Done in
+  the child itself, not in a pre-exec hook, which is unsafe in the multithreaded sweep process."""
+  if not sys.platform.startswith("linux"):
+    return
   try:
     import ctypes
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
   except (OSError, AttributeError):
-    pass
+    return
+  if os.getppid() != parent_pid:  # the sweep died before the request took effect
+    os._exit(1)
 
 
 _CHILDREN = set()
@@ -175,12 +181,12 @@ def run_group(group, workdir, logs_dir) -> list:
   failures = []
   for r in group:
     spec = {"config": r["config"].to_dict(), "workdir": workdir, "run": r["run"], "point": r["point"],
-            "seed": r["seed"], "record": r["record"]}
+            "seed": r["seed"], "record": r["record"],
+            "parent_pid": os.getpid()}
     log = os.path.join(logs_dir, r["run"] + ".log")
     with open(log, "a") as f:
       proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--_run=" + json.dumps(spec, default=list)],
-                              stdout=f, stderr=subprocess.STDOUT, cwd=REPO,
-                              preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
+                              stdout=f, stderr=subprocess.STDOUT, cwd=REPO)
       _CHILDREN.add(proc)
       try:
         proc.wait()
