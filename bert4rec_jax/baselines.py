@@ -14,6 +14,7 @@ from typing import Dict, Optional
 
 import numpy as np
 
+from bert4rec_jax import evaluate
 from bert4rec_jax.preprocess import EvalSplit, Sequences
 
 KINDS = ("most_popular", "markov")
@@ -106,3 +107,14 @@ class MarkovChain:
               break
       out[u, :len(picked)] = picked
     return out
+
+
+def split_ranks(kind: str, ev: "evaluate.Evaluator", train: Sequences, num_items: int, exclude_history: bool,
+                chain: Optional[MarkovChain] = None) -> Dict[str, np.ndarray]:
+  """A baseline's ranks for the evaluator's users, with the evaluator's own negatives: the one
+  place both the pipeline and the reproduction report score baselines."""
+  if kind == "most_popular":
+    return ev.ranks(evaluate.popularity_scorer, evaluate.popularity_params(train, num_items))
+  chain = chain or MarkovChain(train, num_items)
+  negatives, valid = ev.negatives() or (None, None)
+  return chain.ranks(ev.split, exclude_history=exclude_history, negatives=negatives, negative_valid=valid)

@@ -189,12 +189,8 @@ def _run_baseline(config, mode, result, prepared, train_seqs, splits, evaluator,
     if mode in ("evaluate", "all"):
       for split_name, split in splits.items():
         ev = evaluator(split)
-        if chain is None:
-          ranks = ev.ranks(evaluate.popularity_scorer, popularity)
-        else:
-          negatives, valid = ev.negatives() or (None, None)
-          ranks = chain.ranks(split, exclude_history=config.eval.exclude_history, negatives=negatives,
-                              negative_valid=valid)
+        ranks = baselines.split_ranks(config.model.kind, ev, train_seqs, num_items, config.eval.exclude_history,
+                                      chain)
         result[f"{split_name}_metrics"] = _write_split_results(
             config, ranks, {}, prepared, ev, split_name, name, os.path.join(results_dir, f"{split_name}_metrics.json"),
             os.path.join(results_dir, f"{split_name}_per_user.parquet"), tracker, prepared.stats, config.model.kind)

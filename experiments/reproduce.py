@@ -65,13 +65,8 @@ def baselines_for(config, prepared, train_seqs, test):
   from bert4rec_jax import baselines, evaluate, parallel
   ev = evaluate.Evaluator(test, prepared.vocab, eval_config=config.eval, max_seq_length=config.model.max_seq_length,
                           devices=parallel.local_devices(0), seed=config.seed)
-  out = {"most_popular": ev.ranks(evaluate.popularity_scorer,
-                                  evaluate.popularity_params(train_seqs, prepared.vocab.num_items))}
-  negatives, valid = ev.negatives() or (None, None)  # the same draw as the ranks() call above
-  chain = baselines.MarkovChain(train_seqs, prepared.vocab.num_items)
-  out["markov_chain"] = chain.ranks(test, exclude_history=config.eval.exclude_history, negatives=negatives,
-                                    negative_valid=valid)
-  return out
+  return {name: baselines.split_ranks(kind, ev, train_seqs, prepared.vocab.num_items, config.eval.exclude_history)
+          for name, kind in (("most_popular", "most_popular"), ("markov_chain", "markov"))}
 
 
 def summarize(ranks: dict, resamples: int) -> dict:
