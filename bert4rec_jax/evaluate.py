@@ -205,6 +205,7 @@ class Evaluator:
       self.index = np.sort(np.random.default_rng([seed, 7]).choice(n, max_users, replace=False))
     else:
       self.index = np.arange(n)
+    self.block = parallel.process_block(len(self.index))  # this process's users (all, with one process)
     d = len(devices)
     self.batch_size = -(-eval_config.batch_size // d) * d  # round up to a multiple of the devices
     # One static history width for the whole split: one compilation.
@@ -213,16 +214,18 @@ class Evaluator:
     self._negatives: Optional[np.ndarray] = None
 
   def _host_batches(self, with_negatives: bool):
-    split, n = self.split, len(self.index)
-    for start in range(0, n, self.batch_size):
-      real = min(self.batch_size, n - start)
-      idx, batch = input_pipeline.scoring_batch(split.history, self.index[start:start + self.batch_size],
-                                                self.batch_size, self.max_seq_length, self.vocab.mask_id,
-                                                self.history_width)
+    """(real rows, batch) over this process's block of users; an empty block still gives one
+    batch (of padding), so that every process has outputs of the same shape to gather."""
+    split, index = self.split, self.index[self.block]
+    for start in range(0, max(len(index), 1), self.batch_size):
+      real = min(self.batch_size, len(index) - start)
+      rows = index[start:start + self.batch_size] if real else self.index[:1]
+      idx, batch = input_pipeline.scoring_batch(split.history, rows, self.batch_size, self.max_seq_length,
+                                                self.vocab.mask_id, self.history_width)
       batch["targets"] = split.targets[idx].astype(np.int32)  # [B]
       if with_negatives:  # padding rows get no valid negative
         for key, values in zip(("negatives", "negative_valid"), self._negatives):
-          chunk = values[start:start + self.batch_size]
+          chunk = values[self.block][start:start + real]
           batch[key] = np.concatenate([chunk, np.zeros((self.batch_size - real,) + chunk.shape[1:], chunk.dtype)])
       yield real, batch
 
@@ -262,6 +265,8 @@ class Evaluator:
           chunk=self.config.item_chunk_size, rank_method=self.config.get("rank_method", "count")),
           self.devices)
     step = self._steps[key]
+    if replicated and parallel.process_count() > 1:  # the train step's copies span every process's devices
+      params, replicated = parallel.unreplicate(params), False
     p_params = params if replicated else parallel.replicate(params, self.devices)
     with_negatives = self._negatives is not None
     reals, outs = [], []
@@ -270,8 +275,9 @@ class Evaluator:
       reals.append(real)
       outs.append(step(p_params, parallel.put_sharded(batch, self.devices)))
     result = {}
-    for name in outs[0]:
-      result[name] = np.concatenate([parallel.unshard(o[name])[:r] for o, r in zip(outs, reals)])
+    for name in outs[0]:  # this process's users, then every process's, in order
+      local = np.concatenate([parallel.unshard(o[name])[:r] for o, r in zip(outs, reals)])
+      result[name] = parallel.gather_blocks(local, len(self.index))
     return result
 
   def metrics(self, scorer: Scorer, params, replicated: bool = False) -> Dict[str, float]:

@@ -117,8 +117,17 @@ class TrainStream:
       out[sel] = self._permutation(int(e))[within[sel]]
     return out
 
-  def batch(self, step: int) -> dict:
-    examples = self.example_ids(step)
+  def lengths(self, step: int) -> np.ndarray:
+    """[B] items in each window of batch `step` (from the offsets alone: no item is read)."""
+    windows = self.example_ids(step) // self.copies
+    rows = self.window_rows[windows]
+    return np.minimum(self.window_ends[windows] - self.seqs.offsets[rows], self.max_seq_length)
+
+  def batch(self, step: int, block: slice = slice(None)) -> dict:
+    """Batch `step`, or only its rows `block` (a process's share of the global batch: the
+    other rows are never read)."""
+    positions = step * self.batch_size + np.arange(self.batch_size, dtype=np.int64)
+    examples, positions = self.example_ids(step)[block], positions[block]
     windows, copy = np.divmod(examples, self.copies)
     if self.static_copies:
       # Static: an example's mask is a function of the example alone, the same every epoch.
@@ -126,8 +135,8 @@ class TrainStream:
       only_last = copy == self.static_copies
     else:
       # Dynamic: keyed by stream position, so a window's copies in different epochs differ.
-      mask_key = step * self.batch_size + np.arange(self.batch_size, dtype=np.int64)
-      only_last = np.zeros(self.batch_size, bool)
+      mask_key = positions
+      only_last = np.zeros(len(examples), bool)
     return {
         "item_ids": right_aligned(self.seqs, self.window_rows[windows], self.max_seq_length,
                                   ends=self.window_ends[windows]),  # [B, L]
@@ -135,8 +144,9 @@ class TrainStream:
         "only_last": only_last,  # [B] bool
     }
 
-  def batches(self, start_step: int) -> Iterator[dict]:
+  def batches(self, start_step: int, block: slice = slice(None)) -> Iterator[tuple]:
+    """(step, batch rows `block`) from `start_step` on, endlessly."""
     step = start_step
     while True:
-      yield self.batch(step)
+      yield step, self.batch(step, block)
       step += 1

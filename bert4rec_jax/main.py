@@ -34,13 +34,14 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   logging.get_absl_handler().addFilter(_LibraryChatter())
-  from bert4rec_jax import pipeline  # imported after flag parsing, so --help stays fast
+  from bert4rec_jax import parallel, pipeline  # imported after flag parsing, so --help stays fast
 
   config = _CONFIG.value
   workdir = _WORKDIR.value or os.path.join("projects", config.project)
   logging.info("Workdir %s, mode %s", os.path.abspath(workdir), _MODE.value)
   logging.vlog(1, "Config:\n%s", config)
   try:
+    parallel.initialize(config.distributed)  # before any other JAX call; nothing with one process
     pipeline.run(config, workdir, _MODE.value)
   except (ConfigError, DataError, FileNotFoundError) as e:  # user errors: a message, not a traceback
     logging.error("%s", e)

@@ -1,14 +1,23 @@
-"""The data-parallel layer: the one file that knows about pmap and device placement.
+"""The data-parallel layer: the one file that knows about pmap, device placement and processes.
 
-Global batches [B, ...] are split as [D, B / D, ...] over D local devices; parameters and
-optimizer state are replicated. Moving to `jax.shard_map` later touches only this file.
+Global batches [B, ...] are split as [D, B / D, ...] over D devices; parameters and optimizer
+state are replicated. Moving to `jax.shard_map` later touches only this file.
+
+Several processes (hosts): `initialize` joins JAX's multi-process runtime. The training step is
+then pmapped over every device of every process (its psums reduce across processes); each
+process feeds only its own block of each global batch to its local devices. Evaluation and
+inference need no cross-process traffic while they run: each process takes a contiguous block
+of the users (`process_block`) on its local devices, and `gather_blocks` reassembles the
+blocks, in order, on every process.
 """
 import collections
 import itertools
+import logging
 from typing import Callable, Iterable, Iterator, Sequence
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from bert4rec_jax.errors import ConfigError
@@ -16,12 +25,105 @@ from bert4rec_jax.errors import ConfigError
 AXIS = "batch"
 
 
+def initialize(dist_config) -> None:
+  """Joins a multi-process run before any other JAX call (config.distributed).
+
+  coordinator_address set: explicit (num_processes and process_id are required); auto: JAX's
+  cluster detection (SLURM, Open MPI, Cloud TPU, ...); otherwise one process, nothing to do.
+  """
+  if dist_config.coordinator_address:
+    if dist_config.num_processes < 1 or not 0 <= dist_config.process_id < dist_config.num_processes:
+      raise ConfigError(
+          f"config.distributed.coordinator_address={dist_config.coordinator_address!r} needs "
+          f"num_processes >= 1 and 0 <= process_id < num_processes (got {dist_config.num_processes}, "
+          f"{dist_config.process_id})")
+    kwargs = dict(coordinator_address=dist_config.coordinator_address, num_processes=dist_config.num_processes,
+                  process_id=dist_config.process_id)
+    if dist_config.coordinator_bind_address:
+      kwargs["coordinator_bind_address"] = dist_config.coordinator_bind_address
+    if dist_config.local_device_ids:
+      kwargs["local_device_ids"] = [int(i) for i in str(dist_config.local_device_ids).split(",")]
+    jax.distributed.initialize(**kwargs)
+  elif dist_config.auto:
+    jax.distributed.initialize()  # cluster auto-detection
+  else:
+    return
+  logging.info("Process %d of %d: %d local device(s), %d in all", jax.process_index(), jax.process_count(),
+               jax.local_device_count(), jax.device_count())
+
+
+def process_count() -> int:
+  return jax.process_count()
+
+
+def is_primary() -> bool:
+  """The process that writes shared files (results, W&B, the model folder)."""
+  return jax.process_index() == 0
+
+
+def barrier(name: str) -> None:
+  """Every process waits here until all have arrived (no-op with one process)."""
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices(name)
+
+
+def any_process(flag: bool) -> bool:
+  """True on every process when `flag` is true on any (one small host all-gather)."""
+  if jax.process_count() == 1:
+    return bool(flag)
+  return bool(np.asarray(multihost_utils.process_allgather(np.asarray(bool(flag)))).any())
+
+
+def _block_bounds(n: int, count: int) -> np.ndarray:
+  return np.array([i * n // count for i in range(count + 1)])
+
+
+def process_block(n: int) -> slice:
+  """This process's contiguous block of range(n) (blocks differ in size by at most one)."""
+  bounds = _block_bounds(n, jax.process_count())
+  return slice(int(bounds[jax.process_index()]), int(bounds[jax.process_index() + 1]))
+
+
+def gather_blocks(local: np.ndarray, n: int) -> np.ndarray:
+  """The blocks of all processes (each its `process_block(n)` rows of `local`), concatenated in
+  process order: [n, ...] on every process."""
+  count = jax.process_count()
+  if count == 1:
+    return local
+  bounds = _block_bounds(n, count)
+  width = int(np.diff(bounds).max())
+  padded = np.zeros((width,) + local.shape[1:], local.dtype)
+  padded[:len(local)] = local
+  everything = np.asarray(multihost_utils.process_allgather(padded))  # [P, width, ...]
+  return np.concatenate([everything[i, :bounds[i + 1] - bounds[i]] for i in range(count)])
+
+
 def local_devices(num_devices: int = 0) -> list:
-  """The first `num_devices` local devices (0 = all)."""
+  """The first `num_devices` local devices (0 = all; with several processes, all are used)."""
   devices = jax.local_devices()
   if num_devices < 0 or num_devices > len(devices):
     raise ConfigError(f"config.train.num_devices={num_devices}, but {len(devices)} local device(s) exist")
+  if num_devices and num_devices != len(devices) and jax.process_count() > 1:
+    raise ConfigError(f"config.train.num_devices={num_devices}: with {jax.process_count()} processes every "
+                      "local device is used (leave it at 0)")
   return devices[:num_devices] if num_devices else devices
+
+
+def step_devices(devices: Sequence) -> list:
+  """What the training step is pmapped over: `devices`, or every process's devices when there
+  are several processes (its collectives then span them all)."""
+  return jax.devices() if jax.process_count() > 1 else list(devices)
+
+
+def global_device_count(devices: Sequence) -> int:
+  """Devices sharing one global training batch."""
+  return len(step_devices(devices))
+
+
+def batch_block(batch_size: int) -> slice:
+  """This process's rows of a global training batch: the rows of its local devices."""
+  per_process = batch_size // jax.process_count()
+  return slice(jax.process_index() * per_process, (jax.process_index() + 1) * per_process)
 
 
 def check_divisible(batch_size: int, num_devices: int, field: str) -> None:
@@ -55,8 +157,9 @@ def put_sharded(tree, devices: Sequence):
 
 
 def unreplicate(tree):
-  """The copy on the first device, fetched to host."""
-  return jax.device_get(jax.tree.map(lambda x: x[0], tree))
+  """The copy on this process's first device, fetched to host (read from that device's buffer:
+  no computation, so with several processes no collective is started by one process alone)."""
+  return jax.tree.map(lambda x: np.asarray(x.addressable_shards[0].data).reshape(x.shape[1:]), tree)
 
 
 def shard(tree, num_devices: int):

@@ -40,7 +40,7 @@ _TASK_MODES = {"train_val_test": MODES, "train_val": MODES, "train_test": MODES,
 # Fields that do not change the trained model, left out of its name hash so that, e.g., a
 # different log period or device count resumes the same model.
 _NOT_IN_MODEL_HASH = {
-    "project", "wandb", "eval", "predict", "model_name", "data.path",
+    "project", "wandb", "eval", "predict", "model_name", "data.path", "distributed",
     "train.log_every_steps", "train.eval_every_steps", "train.checkpoint_every_steps",
     "train.keep_checkpoints", "train.training_time_limit_seconds", "train.prefetch", "train.num_devices",
 }
@@ -110,8 +110,8 @@ def run(config, workdir: str, mode: str = "all", stop_at: Optional[int] = None) 
 
 
 def _run_training_task(config, workdir, mode, devices, stop_at):
-  train.validate(config, len(devices))
-  prepared, data_dir = dataset.load_or_prepare(config.data, workdir, min_seq_length(config))
+  train.validate(config, parallel.global_device_count(devices))
+  prepared, data_dir = _load_or_prepare(config.data, workdir, min_seq_length(config))
   result = {"data_dir": data_dir}
   if mode == "prepare":
     return result
@@ -121,7 +121,9 @@ def _run_training_task(config, workdir, mode, devices, stop_at):
   name = config.model_name or model_name(config, os.path.basename(data_dir))
   model_dir, results_dir = _model_dir(workdir, name), os.path.join(workdir, "results", name)
   if mode in ("train", "all"):  # evaluate/predict only read the model folder
-    _write_model_folder(config, model_dir, name, data_dir)
+    if parallel.is_primary():
+      _write_model_folder(config, model_dir, name, data_dir)
+    parallel.barrier("model folder written")
   result.update(model_dir=model_dir, results_dir=results_dir, model_name=name)
   num_items = prepared.vocab.num_items
 
@@ -161,7 +163,8 @@ def _run_training_task(config, workdir, mode, devices, stop_at):
       path = os.path.join(results_dir, "predictions.parquet")
       predict.predict(scorer, params, seqs, prepared.users, prepared.vocab, predict_config=config.predict,
                       max_seq_length=config.model.max_seq_length, devices=devices, path=path)
-      print(f"\npredictions -> {path}", flush=True)
+      if parallel.is_primary():
+        print(f"\npredictions -> {path}", flush=True)
       result["predictions"] = path
       tracker.artifact(f"predictions-{name}", "predictions", [path])
     if mode in ("evaluate", "all"):
@@ -201,12 +204,13 @@ def _run_baseline(config, mode, result, prepared, train_seqs, splits, evaluator,
         predict.predict(evaluate.popularity_scorer, popularity, seqs, prepared.users, prepared.vocab,
                         predict_config=config.predict, max_seq_length=config.model.max_seq_length,
                         devices=devices, path=path)
-      else:
+      elif parallel.is_primary():  # counting on the host: one file, written by the first process
         tokens = chain.top_items(seqs, k, exclude_history=config.predict.exclude_history)
         with io_utils.atomic_path(path) as tmp:
           pd.DataFrame({"user": prepared.users, "items": list(prepared.vocab.decode(tokens))}).to_parquet(
               tmp, index=False)
-      print(f"\npredictions -> {path}", flush=True)
+      if parallel.is_primary():
+        print(f"\npredictions -> {path}", flush=True)
       result["predictions"] = path
   finally:
     tracker.close()
@@ -230,7 +234,7 @@ def _run_trained_model_task(config, workdir, mode, devices):
                       "evaluate it with a training task (train_val_test, train_val, train_test) instead")
   vocab_dir = os.path.join(model_dir, "vocab")
   vocab = dataset.load_vocab(vocab_dir)
-  prepared, data_dir = dataset.load_or_prepare(config.data, workdir, min_seq_length(config), vocab=vocab,
+  prepared, data_dir = _load_or_prepare(config.data, workdir, min_seq_length(config), vocab=vocab,
                                                vocab_fingerprint=dataset.file_sha256(
                                                    os.path.join(vocab_dir, "items.parquet")))
   stats = dict(prepared.stats)
@@ -268,8 +272,9 @@ def _run_trained_model_task(config, workdir, mode, devices):
       path = os.path.join(results_dir, f"predictions_{stem}.parquet")
       predict.predict(scorer, (params, popularity), prepared.sequences, prepared.users, vocab,
                       predict_config=config.predict, max_seq_length=L, devices=devices, path=path)
-      io_utils.write_json(os.path.join(results_dir, f"predictions_{stem}_meta.json"),
-                          {"model_name": name, "input": config.data.path, "data_stats": stats})
+      if parallel.is_primary():
+        io_utils.write_json(os.path.join(results_dir, f"predictions_{stem}_meta.json"),
+                            {"model_name": name, "input": config.data.path, "data_stats": stats})
       print(f"\npredictions -> {path}\n{json.dumps(stats, indent=1)}", flush=True)
       result["predictions"] = path
       tracker.artifact(f"predictions-{name}-{stem}", "predictions", [path])
@@ -295,6 +300,8 @@ def _write_split_results(config, ranks, extra_rows, prepared, ev, split_name, na
   config.eval.per_user_top_k > 0 (user, target, rank[, sampled_rank][, top_items]), the printed
   table and the tracker's record."""
   rows = {kind: evaluate.summarize_ranks(ranks, config.eval.ks), **extra_rows}
+  if not parallel.is_primary():  # every process has every user's ranks; the first one writes
+    return rows
   io_utils.write_json(path, {"model_name": name, "split": split_name, "metrics": rows, "data_stats": stats})
   if config.eval.per_user_top_k:
     table = {"user": prepared.users[ev.rows], "target": prepared.vocab.decode(ev.targets), "rank": ranks["full"]}
@@ -309,6 +316,17 @@ def _write_split_results(config, ranks, extra_rows, prepared, ev, split_name, na
   tracker.log({f"{split_name}/{k}": v for k, v in rows[kind].items()})
   tracker.summary({f"{split_name}/{k}": v for k, v in rows[kind].items()})
   return rows
+
+
+def _load_or_prepare(data_config, workdir: str, min_length: int, **kwargs):
+  """dataset.load_or_prepare; with several processes the first one prepares (or finds) the
+  dataset while the others wait, then they load what it wrote (a filesystem all can read)."""
+  if not parallel.is_primary():
+    parallel.barrier("dataset prepared")
+    return dataset.load_or_prepare(data_config, workdir, min_length, **kwargs)
+  out = dataset.load_or_prepare(data_config, workdir, min_length, **kwargs)
+  parallel.barrier("dataset prepared")
+  return out
 
 
 def _model_dir(workdir: str, name: str) -> str:

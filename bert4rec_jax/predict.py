@@ -6,7 +6,9 @@ embedding is the final hidden state at that [MASK] slot.
 """
 import functools
 import logging
+import os
 
+import jax
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -32,6 +34,10 @@ def predict(scorer, params, history: Sequences, users: np.ndarray, vocab: ItemVo
   `scorer` is an `evaluate.Scorer`; the catalogue is scanned predict_config.item_chunk_size
   items at a time.
   Returns the number of users written. Memory stays flat: one batch is in flight at a time.
+
+  With several processes, each predicts its contiguous block of the users on its own devices
+  and `path` is a folder of Parquet parts, `part-<process>.parquet` (pandas and pyarrow read the
+  folder as one table, in user order).
   """
   top_k = min(predict_config.top_k, vocab.num_items)
   d = len(devices)
@@ -41,12 +47,16 @@ def predict(scorer, params, history: Sequences, users: np.ndarray, vocab: ItemVo
                                          exclude_history=predict_config.exclude_history,
                                          chunk=predict_config.item_chunk_size), devices)
   p_params = parallel.replicate(params, devices)
-  rows = np.arange(len(history))
+  rows = np.arange(len(history))[parallel.process_block(len(history))]
   empty = history.lengths == 0
+  if parallel.process_count() > 1:
+    os.makedirs(path, exist_ok=True)
+    path = os.path.join(path, f"part-{jax.process_index():05d}.parquet")
   writer = None
   with io_utils.atomic_path(path) as tmp:
     try:
-      for start in tqdm(range(0, len(rows), batch_size), desc="predict", unit="batch", mininterval=1.0):
+      for start in tqdm(range(0, len(rows), batch_size), desc="predict", unit="batch", mininterval=1.0,
+                        disable=not parallel.is_primary()):
         real = min(batch_size, len(rows) - start)
         idx, batch = input_pipeline.scoring_batch(history, rows[start:start + batch_size], batch_size,
                                                   max_seq_length, vocab.mask_id, width)

@@ -10,6 +10,8 @@ import subprocess
 import time
 from typing import Dict, Optional
 
+import jax
+
 
 def git_commit() -> str:
   """The commit of the code being run, or '' outside a git checkout."""
@@ -22,15 +24,18 @@ def git_commit() -> str:
 
 
 class Tracker:
-  """Appends every logged record to metrics.jsonl and mirrors it to W&B."""
+  """Appends every logged record to metrics.jsonl and mirrors it to W&B. With several processes
+  only the first one records (the others' calls do nothing)."""
 
   def __init__(self, config, model_dir: str, model_name: str, job_type: str = "train"):
     self.path = os.path.join(model_dir, "metrics.jsonl")
-    os.makedirs(model_dir, exist_ok=True)
+    self._active = jax.process_index() == 0
+    if self._active:
+      os.makedirs(model_dir, exist_ok=True)
     self._run = None
     wb = config.wandb
     self._mode = wb.mode
-    if wb.mode != "disabled":
+    if wb.mode != "disabled" and self._active:
       import wandb  # imported lazily: slow to import and not needed when disabled
       os.environ.setdefault("WANDB_SILENT", "true")
       self._run = wandb.init(
@@ -41,6 +46,8 @@ class Tracker:
       self._run.config.update({"git_commit": git_commit(), "model_name": model_name}, allow_val_change=True)
 
   def log(self, record: Dict, step: Optional[int] = None) -> None:
+    if not self._active:
+      return
     record = dict(record, time=time.time(), **({"step": int(step)} if step is not None else {}))
     with open(self.path, "a") as f:
       f.write(json.dumps(record, default=float) + "\n")

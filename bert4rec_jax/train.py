@@ -175,7 +175,8 @@ def make_step(config, num_items: int, devices, train_seqs):
   step = parallel.pmap(functools.partial(
       train_step, model=model, mask_kwargs=masking.masking_kwargs(config.masking, num_items), seed=config.seed,
       static_masking=config.masking.mode == "static", loss=tc.loss, num_negatives=tc.num_negatives,
-      loss_positions=tc.loss_positions, kind=config.model.kind), devices, donate_argnums=(0,) if tc.donate_buffers else (),
+      loss_positions=tc.loss_positions, kind=config.model.kind), parallel.step_devices(devices),
+      donate_argnums=(0,) if tc.donate_buffers else (),
       static_broadcasted_argnums=(3,))
   log_q = negative_log_q(tc, train_seqs, num_items)
   return step, (parallel.replicate(log_q, devices) if log_q is not None else None)
@@ -188,29 +189,35 @@ def make_stream(config, train_seqs) -> input_pipeline.TrainStream:
       static_copies=config.masking.dupe_factor if config.masking.mode == "static" and config.model.kind == "bert4rec" else 0)
 
 
-def target_bucket(item_ids: np.ndarray, masking_config, num_devices: int, kind: str = "bert4rec") -> int:
-  """A static upper bound on the used target slots of any device's shard, rounded up to a power
-  of two so that only a few step shapes are ever compiled. A window of n items uses at most
-  min(P, n, max(1, ceil(n * masked_lm_prob))) slots (the device rounds; ceil bounds it); with
-  kind="sasrec", P = L slots of which n - 1 are used."""
-  n = (item_ids != 0).sum(axis=1)
+def target_bucket(lengths: np.ndarray, max_seq_length: int, masking_config, num_devices: int,
+                  kind: str = "bert4rec") -> int:
+  """A static upper bound on the used target slots of any device's shard of a global batch whose
+  windows hold `lengths` [B] items, rounded up to a power of two so that only a few step shapes
+  are ever compiled. A window of n items uses at most min(P, n, max(1, ceil(n * masked_lm_prob)))
+  slots (the device rounds; ceil bounds it); with kind="sasrec", P = L slots of which n - 1 are
+  used. Lengths need no item reads, so every process computes the same bound."""
+  n = np.asarray(lengths)
   if kind == "sasrec":
-    p_max = item_ids.shape[1]
+    p_max = max_seq_length
     used = np.maximum(n - 1, 0)
   else:
     p_max = masking_config.max_predictions_per_seq
     used = np.minimum(np.minimum(p_max, n), np.maximum(1, np.ceil(n * masking_config.masked_lm_prob)))
   per_device = int(used.reshape(num_devices, -1).sum(axis=1).max())
-  return min(item_ids.shape[0] // num_devices * p_max, input_pipeline.bucket(per_device, floor=32))
+  return min(len(n) // num_devices * p_max, input_pipeline.bucket(per_device, floor=32))
 
 
 def batch_iterator(config, stream, start: int, devices):
   """(device batch, num_targets) pairs, staged on device `train.prefetch` ahead (0: each put
-  synchronously when used). num_targets = 0 when target compaction is off."""
+  synchronously when used). num_targets = 0 when target compaction is off. With several
+  processes each builds only its block of every global batch."""
+  block = parallel.batch_block(config.train.batch_size)
+  num_global = parallel.global_device_count(devices)
+
   def host():
-    for b in stream.batches(start):
-      yield b, (target_bucket(b["item_ids"], config.masking, len(devices), config.model.kind)
-                if config.train.compact_targets else 0)
+    for step, b in stream.batches(start, block):
+      yield b, (target_bucket(stream.lengths(step), config.model.max_seq_length, config.masking, num_global,
+                              config.model.kind) if config.train.compact_targets else 0)
 
   if config.train.prefetch > 0:
     return parallel.prefetch_to_device(host(), devices, config.train.prefetch)
@@ -235,12 +242,14 @@ def restore_latest(manager: ocp.CheckpointManager, state: TrainState) -> Optiona
                       step, manager.directory, type(e).__name__, str(e)[:300])
       damaged.append(step)
   if damaged:  # moved aside (kept for inspection), so training can write those steps again
-    aside = os.path.join(os.path.dirname(str(manager.directory)), "damaged_checkpoints")
-    os.makedirs(aside, exist_ok=True)
-    for step in damaged:
-      target = os.path.join(aside, f"{step}-{int(time.time())}")
-      os.replace(os.path.join(str(manager.directory), str(step)), target)
-      logging.warning("Moved the damaged checkpoint of step %d to %s", step, target)
+    if parallel.is_primary():  # every process found the same ones; one moves them
+      aside = os.path.join(os.path.dirname(str(manager.directory)), "damaged_checkpoints")
+      os.makedirs(aside, exist_ok=True)
+      for step in damaged:
+        target = os.path.join(aside, f"{step}-{int(time.time())}")
+        os.replace(os.path.join(str(manager.directory), str(step)), target)
+        logging.warning("Moved the damaged checkpoint of step %d to %s", step, target)
+    parallel.barrier("damaged checkpoints moved")
     manager.reload()
     if restored is None:
       logging.warning("No checkpoint in %s could be restored: starting from scratch", manager.directory)
@@ -344,7 +353,8 @@ def train(config, model_dir: str, train_seqs, valid_evaluator: Optional[evaluate
   run would. Returns the step reached.
   """
   tc = config.train
-  validate(config, len(devices))
+  validate(config, parallel.global_device_count(devices))
+  several = parallel.process_count() > 1
   model = model_lib.from_config(config.model, num_items)
   state = create_state(config, num_items)
   manager = checkpoint_manager(model_dir, tc)
@@ -362,8 +372,9 @@ def train(config, model_dir: str, train_seqs, valid_evaluator: Optional[evaluate
     manager.close()
     return start
   n_params = sum(x.size for x in jax.tree.leaves(state.params))
-  logging.info("Training %s parameters on %d %s device(s), global batch %d, steps %d -> %d",
-               f"{n_params:,}", len(devices), devices[0].platform, tc.batch_size, start, end)
+  logging.info("Training %s parameters on %d %s device(s)%s, global batch %d, steps %d -> %d",
+               f"{n_params:,}", parallel.global_device_count(devices), devices[0].platform,
+               f" in {parallel.process_count()} processes" if several else "", tc.batch_size, start, end)
 
   p_step, p_log_q = make_step(config, num_items, devices, train_seqs)
   p_state = parallel.replicate(state, devices)
@@ -376,11 +387,12 @@ def train(config, model_dir: str, train_seqs, valid_evaluator: Optional[evaluate
 
   schedule = learning_rate_schedule(tc)
   valid_scorer = evaluate.model_scorer(model)  # one object: the evaluator compiles its step once
-  bar = tqdm(total=end, initial=start, desc="train", unit="step", dynamic_ncols=True, mininterval=1.0)
+  bar = tqdm(total=end, initial=start, desc="train", unit="step", dynamic_ncols=True, mininterval=1.0,
+             disable=not parallel.is_primary())
   window_metrics, window_steps = None, 0  # metric sums since the last log, kept on device
   timed_start, timed_steps = time.perf_counter(), 0  # throughput window (excludes compilation)
   t0, step, compile_seconds = time.perf_counter(), start, None
-  stop = StopSignals()
+  stop, interrupted = StopSignals(), False
   try:
     stop.__enter__()
     for step in range(start, end):
@@ -396,13 +408,18 @@ def train(config, model_dir: str, train_seqs, valid_evaluator: Optional[evaluate
         compile_seconds = time.perf_counter() - t0
         timed_start, timed_steps = time.perf_counter(), 0
         logging.info("First step (including compilation) took %.1fs", compile_seconds)
-      out_of_time = tc.training_time_limit_seconds and time.perf_counter() - t0 > tc.training_time_limit_seconds
+      out_of_time = bool(tc.training_time_limit_seconds) and time.perf_counter() - t0 > tc.training_time_limit_seconds
       stopping = stop.received is not None  # read once: a signal may land anywhere in this iteration
+      if several:  # every process must stop (and save) at the same step: agreed at log boundaries
+        agree = done % tc.log_every_steps == 0 or done == end
+        out_of_time = agree and parallel.any_process(out_of_time)
+        stopping = agree and parallel.any_process(stopping)
+      interrupted = interrupted or stopping
       last = done == end or out_of_time or stopping
       save = done % tc.checkpoint_every_steps == 0 or last
       # Also check the loss before every save, so a checkpoint never holds a diverged model.
       if window_steps and (done % tc.log_every_steps == 0 or save):
-        wm = jax.device_get(jax.tree.map(lambda x: x[0], window_metrics))  # the only sync in the loop
+        wm = parallel.unreplicate(window_metrics)  # the only sync in the loop (psum'd: every copy is equal)
         loss = float(wm["loss_sum"] / max(wm["count"], 1.0))
         if not math.isfinite(loss):
           raise FloatingPointError(
@@ -417,11 +434,13 @@ def train(config, model_dir: str, train_seqs, valid_evaluator: Optional[evaluate
         timed_start, timed_steps = time.perf_counter(), 0
       if valid_evaluator is not None and tc.eval_every_steps and done % tc.eval_every_steps == 0 and not last:
         scores = valid_evaluator.metrics(valid_scorer, p_state.params, replicated=True)
-        bar.write(f"step {done}: valid ndcg@10 {scores['ndcg@10']:.4f} hr@10 {scores['hr@10']:.4f}")
+        if parallel.is_primary():
+          bar.write(f"step {done}: valid ndcg@10 {scores['ndcg@10']:.4f} hr@10 {scores['hr@10']:.4f}")
         tracker.log({f"valid/{k}": v for k, v in scores.items()}, step=done)
       if save:
         manager.save(done, args=ocp.args.StandardSave(parallel.unreplicate(p_state)), force=True)
-        _record_training_seconds(model_dir, done, seconds_before + time.perf_counter() - t0)
+        if parallel.is_primary():
+          _record_training_seconds(model_dir, done, seconds_before + time.perf_counter() - t0)
       if out_of_time:
         logging.info("Stopping at step %d: training_time_limit_seconds=%s reached", done,
                      tc.training_time_limit_seconds)
@@ -433,6 +452,7 @@ def train(config, model_dir: str, train_seqs, valid_evaluator: Optional[evaluate
     bar.close()
     manager.wait_until_finished()
     manager.close()
-  if stop.received is not None and step + 1 < end:
-    raise Interrupted(stop.received, step + 1, int(getattr(signal, stop.received)))
+  if interrupted and step + 1 < end:
+    name = stop.received or "SIGTERM"  # another process received it
+    raise Interrupted(name, step + 1, int(getattr(signal, name)))
   return step + 1

@@ -112,6 +112,15 @@ def get_config():
   c.predict.item_chunk_size = 65536  # Items scored at a time when taking the top-K.
   c.predict.with_embeddings = False  # Also write the user embedding (hidden state at the [MASK] slot).
 
+  # Several processes (hosts) in one run, through jax.distributed (README, "Multi-host").
+  c.distributed = ml_collections.ConfigDict()
+  c.distributed.coordinator_address = ""  # "host:port" of process 0; set = explicit multi-process run.
+  c.distributed.num_processes = 0  # With coordinator_address: how many processes take part.
+  c.distributed.process_id = -1  # With coordinator_address: this process, 0 .. num_processes - 1.
+  c.distributed.coordinator_bind_address = ""  # Where process 0 listens ("" = JAX's default, all interfaces).
+  c.distributed.local_device_ids = ""  # Comma-separated local devices this process uses ("" = all).
+  c.distributed.auto = False  # True: jax.distributed.initialize() detects the cluster (SLURM, Open MPI, TPU pod).
+
   c.wandb = ml_collections.ConfigDict()
   c.wandb.mode = "offline"  # offline (no account needed) | online | disabled.
   c.wandb.project = "bert4rec_jax"  # W&B project.

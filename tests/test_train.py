@@ -164,7 +164,7 @@ def test_target_bucket_bounds_the_used_slots():
   mb = masking.mask_batch(jax.random.PRNGKey(0), jnp.asarray(ids), jnp.arange(64),
                           **masking.masking_kwargs(mc, num_items=5))
   used = np.asarray(mb.weights).reshape(4, -1).sum(1).max()
-  bound = train.target_bucket(ids, mc, 4)
+  bound = train.target_bucket((ids != 0).sum(1), 20, mc, 4)
   assert used <= bound <= 16 * 5
 
 
@@ -208,7 +208,7 @@ def test_next_item_targets_match_reference():
       assert got.weights[r, i] == float(want)
       assert got.targets[r, i] == (ids[r, i] if want else 0) and got.positions[r, i] == i
   np.testing.assert_array_equal(got.inputs, ids)
-  assert train.target_bucket(ids, None, 1, kind="sasrec") == 32  # 0 + 0 + 1 + 4 + 6 used, bucketed
+  assert train.target_bucket((ids != 0).sum(1), 7, None, 1, kind="sasrec") == 32  # 0 + 0 + 1 + 4 + 6 used, bucketed
 
 
 def test_sasrec_trains_and_beats_popularity(tiny_config, tmp_path):
