@@ -18,10 +18,11 @@ import tempfile
 import numpy as np
 import pandas as pd
 
-from bert4rec_jax import io_utils, preprocess, sources
+from bert4rec_jax import bucketed, io_utils, preprocess, sources
 from bert4rec_jax.errors import DataError
 
 FORMAT_VERSION = 1  # bump when the artifact or preprocessing semantics change
+READING_FIELDS = ("chunk_rows", "num_buckets")  # config.data fields that only choose how the input is read
 
 
 def file_sha256(path: str) -> str:
@@ -37,7 +38,8 @@ def dataset_hash(data_config, min_seq_length: int, vocab_fingerprint: str = "") 
   if data_config.format != "synthetic" and not os.path.isfile(data_config.path):
     sources.read_interactions(data_config)  # raises the clear "no such file" error
   cfg = data_config.to_dict()
-  cfg.pop("path")
+  for how_read in ("path",) + READING_FIELDS:  # where and how it is read never changes the result
+    cfg.pop(how_read, None)
   cfg["min_seq_length"] = min_seq_length
   if cfg["format"] != "synthetic":
     cfg.pop("synthetic")
@@ -59,18 +61,31 @@ def load_or_prepare(data_config, workdir: str, min_seq_length: int, vocab: "prep
     logging.info("Reusing prepared dataset %s (inputs and data config unchanged)", folder)
     return load(folder), folder
   logging.info("Preparing dataset from %s", data_config.path or data_config.format)
-  df = sources.read_interactions(data_config)
   try:
-    prepared = preprocess.prepare(df, drop_duplicates=data_config.drop_duplicates, min_seq_length=min_seq_length,
-                                  vocab=vocab)
+    if data_config.get("chunk_rows", 0) > 0:  # larger than memory: chunks, bucketed by user on disk
+      prepared = bucketed.prepare_bucketed(
+          sources.read_chunks(data_config, data_config.chunk_rows), drop_duplicates=data_config.drop_duplicates,
+          min_seq_length=min_seq_length, vocab=vocab, num_buckets=data_config.num_buckets,
+          tmp_parent=_made(os.path.join(workdir, "data")), source=data_config.path)
+    else:
+      prepared = preprocess.prepare(sources.read_interactions(data_config), drop_duplicates=data_config.drop_duplicates,
+                                    min_seq_length=min_seq_length, vocab=vocab)
   except DataError as e:  # name the input, as the readers do
-    raise DataError(f"{data_config.path or data_config.format}: {e}") from e
+    source = data_config.path or data_config.format
+    if str(e).startswith(f"{source}:"):
+      raise
+    raise DataError(f"{source}: {e}") from e
   meta = {"format_version": FORMAT_VERSION, "source": data_config.path or "synthetic",
           "data_config": data_config.to_dict(), "min_seq_length": min_seq_length,
           "vocab": vocab_fingerprint or "built from this data", "stats": prepared.stats}
   save(prepared, folder, meta)
   logging.info("Prepared %s", json.dumps(prepared.stats))
   return prepared, folder
+
+
+def _made(folder: str) -> str:
+  os.makedirs(folder, exist_ok=True)
+  return folder
 
 
 def save(prepared: "preprocess.Prepared", folder: str, meta: dict) -> None:

@@ -40,7 +40,7 @@ _TASK_MODES = {"train_val_test": MODES, "train_val": MODES, "train_test": MODES,
 # Fields that do not change the trained model, left out of its name hash so that, e.g., a
 # different log period or device count resumes the same model.
 _NOT_IN_MODEL_HASH = {
-    "project", "wandb", "eval", "predict", "model_name", "data.path", "distributed",
+    "project", "wandb", "eval", "predict", "model_name", "data.path", "data.chunk_rows", "data.num_buckets", "distributed",
     "train.log_every_steps", "train.eval_every_steps", "train.checkpoint_every_steps",
     "train.keep_checkpoints", "train.training_time_limit_seconds", "train.prefetch", "train.num_devices",
 }

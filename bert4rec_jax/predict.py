@@ -7,6 +7,7 @@ embedding is the final hidden state at that [MASK] slot.
 import functools
 import logging
 import os
+import shutil
 
 import jax
 import numpy as np
@@ -33,11 +34,13 @@ def predict(scorer, params, history: Sequences, users: np.ndarray, vocab: ItemVo
 
   `scorer` is an `evaluate.Scorer`; the catalogue is scanned predict_config.item_chunk_size
   items at a time.
-  Returns the number of users written. Memory stays flat: one batch is in flight at a time.
+  Returns the number of users this process wrote. Memory stays flat: one batch is in flight
+  at a time, written as one Parquet row group.
 
-  With several processes, each predicts its contiguous block of the users on its own devices
-  and `path` is a folder of Parquet parts, `part-<process>.parquet` (pandas and pyarrow read the
-  folder as one table, in user order).
+  `path` is a folder of Parquet parts when predict_config.users_per_part > 0 (parts of at most
+  that many users, `part-<process>-<k>.parquet`) or when there are several processes (each
+  predicts its contiguous block of the users on its own devices, `part-<process>.parquet`).
+  pandas and pyarrow read the folder as one table, users in order.
   """
   top_k = min(predict_config.top_k, vocab.num_items)
   d = len(devices)
@@ -49,34 +52,45 @@ def predict(scorer, params, history: Sequences, users: np.ndarray, vocab: ItemVo
   p_params = parallel.replicate(params, devices)
   rows = np.arange(len(history))[parallel.process_block(len(history))]
   empty = history.lengths == 0
-  if parallel.process_count() > 1:
-    os.makedirs(path, exist_ok=True)
-    path = os.path.join(path, f"part-{jax.process_index():05d}.parquet")
-  writer = None
-  with io_utils.atomic_path(path) as tmp:
-    try:
-      for start in tqdm(range(0, len(rows), batch_size), desc="predict", unit="batch", mininterval=1.0,
-                        disable=not parallel.is_primary()):
-        real = min(batch_size, len(rows) - start)
-        idx, batch = input_pipeline.scoring_batch(history, rows[start:start + batch_size], batch_size,
-                                                  max_seq_length, vocab.mask_id, width)
-        tokens, scores, hidden = step(p_params, parallel.put_sharded(batch, devices))
-        tokens = parallel.unshard(tokens)[:real]
-        columns = {
-            "user": pa.array(users[idx[:real]]),
-            "items": pa.array(list(vocab.decode(tokens))),
-            "scores": pa.array(list(parallel.unshard(scores)[:real].astype(np.float32))),
-        }
-        if predict_config.with_embeddings:
-          columns["embedding"] = pa.array(list(parallel.unshard(hidden)[:real].astype(np.float32)))
-        if empty.any():
-          columns["popularity_fallback"] = pa.array(empty[idx[:real]])
-        table = pa.table(columns)
-        if writer is None:
-          writer = pq.ParquetWriter(tmp, table.schema)
-        writer.write_table(table)
-    finally:
-      if writer is not None:
-        writer.close()
+  per_part = predict_config.get("users_per_part", 0)
+  in_parts = per_part > 0 or parallel.process_count() > 1
+  if parallel.is_primary() and (os.path.isdir(path) or (in_parts and os.path.exists(path))):
+    shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)  # never mix with an earlier run's parts
+  parallel.barrier("predictions folder cleared")
+  pieces = [rows[i:i + per_part] for i in range(0, len(rows), per_part)] if per_part > 0 else [rows]
+  bar = tqdm(total=-(-len(rows) // batch_size), desc="predict", unit="batch", mininterval=1.0,
+             disable=not parallel.is_primary())
+  for k, piece in enumerate(pieces):
+    if not len(piece):
+      continue
+    target = path
+    if in_parts:
+      target = os.path.join(path, f"part-{jax.process_index():05d}" + (f"-{k:05d}" if per_part > 0 else "") + ".parquet")
+    with io_utils.atomic_path(target) as tmp:
+      writer = None
+      try:
+        for start in range(0, len(piece), batch_size):
+          real = min(batch_size, len(piece) - start)
+          idx, batch = input_pipeline.scoring_batch(history, piece[start:start + batch_size], batch_size,
+                                                    max_seq_length, vocab.mask_id, width)
+          tokens, scores, hidden = step(p_params, parallel.put_sharded(batch, devices))
+          columns = {
+              "user": pa.array(users[idx[:real]]),
+              "items": pa.array(list(vocab.decode(parallel.unshard(tokens)[:real]))),
+              "scores": pa.array(list(parallel.unshard(scores)[:real].astype(np.float32))),
+          }
+          if predict_config.with_embeddings:
+            columns["embedding"] = pa.array(list(parallel.unshard(hidden)[:real].astype(np.float32)))
+          if empty.any():
+            columns["popularity_fallback"] = pa.array(empty[idx[:real]])
+          table = pa.table(columns)
+          if writer is None:
+            writer = pq.ParquetWriter(tmp, table.schema)
+          writer.write_table(table)
+          bar.update(1)
+      finally:
+        if writer is not None:
+          writer.close()
+  bar.close()
   logging.info("Wrote predictions for %d users to %s", len(rows), path)
   return len(rows)

@@ -120,11 +120,27 @@ def prepare(df: pd.DataFrame, *, drop_duplicates: bool, min_seq_length: int,
   """
   if len(df) == 0:
     raise DataError("no interactions to prepare")
-  stats = {"interactions_read": int(len(df))}
-  user_ids, user_codes = np.unique(df["user"].to_numpy(), return_inverse=True)
+  return finish([group_users(df["user"].to_numpy(), df["item"].to_numpy(), drop_duplicates=drop_duplicates,
+                             min_seq_length=min_seq_length)], min_seq_length, vocab)
+
+
+@dataclasses.dataclass
+class UserGroups:
+  """Cleaned, not yet encoded sequences of a set of users (all of the data, or one bucket of it)."""
+  users: np.ndarray  # [U] original ids, ascending
+  lengths: np.ndarray  # [U] int64
+  items: np.ndarray  # [T] original item ids, grouped by user, time order kept
+  stats: Dict[str, int]
+
+
+def group_users(users: np.ndarray, items: np.ndarray, *, drop_duplicates: bool, min_seq_length: int) -> UserGroups:
+  """Groups rows by user (stable: row order kept within a user), drops consecutive repeats
+  (optional) and users with fewer than `min_seq_length` items."""
+  stats = {"interactions_read": int(len(items))}
+  user_ids, user_codes = np.unique(users, return_inverse=True)
   order = np.argsort(user_codes, kind="stable")  # group users, keep time order inside a user
   user_codes = user_codes[order]
-  items = df["item"].to_numpy()[order]
+  items = items[order]
 
   if drop_duplicates:  # consecutive repeats of the same item by the same user
     same = np.zeros(len(items), dtype=bool)
@@ -137,39 +153,75 @@ def prepare(df: pd.DataFrame, *, drop_duplicates: bool, min_seq_length: int,
   stats["users_too_short_dropped"] = int(short.sum())
   stats["interactions_of_short_users_dropped"] = int(lengths[short].sum())
   if short.any():
-    keep_rows = ~short[user_codes]
-    items, user_codes = items[keep_rows], user_codes[keep_rows]
-    remap = np.cumsum(~short) - 1
-    user_codes, user_ids, lengths = remap[user_codes], user_ids[~short], lengths[~short]
-  if len(user_ids) == 0:
-    raise DataError(f"no user has at least min_seq_length={min_seq_length} interactions")
+    items = items[~short[user_codes]]
+    user_ids, lengths = user_ids[~short], lengths[~short]
+  return UserGroups(user_ids, lengths.astype(np.int64), items, stats)
 
-  if vocab is None:
-    vocab = build_vocab(items)
-    tokens = vocab.encode(items)
-    last_known = np.ones(len(user_ids), dtype=bool)
-  else:
-    tokens = vocab.encode(items)
-    known = tokens != PAD
-    ends = np.cumsum(lengths) - 1
-    last_known = known[ends]
-    stats["unknown_item_interactions_dropped"] = int((~known).sum())
-    stats["unknown_items"] = int(len(np.unique(items[~known]))) if (~known).any() else 0
-    tokens, user_codes = tokens[known], user_codes[known]
-    lengths = np.bincount(user_codes, minlength=len(user_ids))
+
+def item_counts(groups) -> Tuple[np.ndarray, np.ndarray]:
+  """(ids ascending, counts) of the items of several UserGroups together."""
+  per = [np.unique(g.items, return_counts=True) for g in groups]
+  if len(per) == 1:
+    return per[0]
+  ids, inverse = np.unique(np.concatenate([i for i, _ in per]), return_inverse=True)
+  return ids, np.bincount(inverse, weights=np.concatenate([c for _, c in per]), minlength=len(ids)).astype(np.int64)
+
+
+def finish(groups, min_seq_length: int, vocab: Optional[ItemVocab] = None, counts=None) -> Prepared:
+  """Encodes UserGroups of disjoint sets of users (all of the data, or the buckets of a large
+  input) into one Prepared, exactly as if all interactions had been grouped at once: users in
+  ascending id order, a vocab built from all of them (unless given), the same stats.
+
+  `groups` is a sequence of UserGroups or of loaders (callables returning one), so that
+  buckets are held in memory one at a time; `counts` = item_counts of them all when known
+  (otherwise every group is loaded once more to count).
+  """
+  load = lambda g: g() if callable(g) else g  # noqa: E731
+  given = vocab is not None
+  if not given:
+    vocab = build_vocab_from_counts(*(counts if counts is not None else item_counts([load(g) for g in groups])))
+  stats: Dict[str, int] = {}
+  users, lengths, tokens, last_known, unknown, dropped = [], [], [], [], [], 0
+  for g in groups:
+    g = load(g)
+    for k, v in g.stats.items():
+      stats[k] = stats.get(k, 0) + v
+    if not len(g.users):
+      continue
+    t = vocab.encode(g.items)
+    known = t != PAD
+    dropped += int((~known).sum())
+    last_known.append(known[np.cumsum(g.lengths) - 1])
+    unknown.append(np.unique(g.items[~known]))
+    lengths.append(np.bincount(np.repeat(np.arange(len(g.users)), g.lengths)[known], minlength=len(g.users)))
+    tokens.append(t[known])
+    users.append(g.users)
+  if not users:
+    raise DataError(f"no user has at least min_seq_length={min_seq_length} interactions")
+  users, lengths = np.concatenate(users), np.concatenate(lengths).astype(np.int64)
+  tokens, last_known = np.concatenate(tokens).astype(np.int32), np.concatenate(last_known)
+  if given:
+    stats["unknown_item_interactions_dropped"] = dropped
+    stats["unknown_items"] = int(len(np.unique(np.concatenate(unknown)))) if sum(map(len, unknown)) else 0
     stats["users_without_known_items"] = int((lengths == 0).sum())
     stats["users_whose_last_item_is_unknown"] = int((~last_known).sum())
-  offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-  stats.update(users=int(len(user_ids)), items=vocab.num_items, interactions=int(len(tokens)))
-  return Prepared(vocab=vocab, users=user_ids, sequences=Sequences(offsets, tokens.astype(np.int32)), stats=stats,
-                  last_item_known=last_known)
+  seqs = Sequences(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64), tokens)
+  if len(groups) > 1:  # buckets hold users in any order: ascending ids overall, as one group would
+    order = np.argsort(users, kind="stable")
+    users, seqs, last_known = users[order], seqs.select(order), last_known[order]
+  stats.update(users=int(len(users)), items=vocab.num_items, interactions=int(len(seqs.items)))
+  return Prepared(vocab=vocab, users=users, sequences=seqs, stats=stats, last_item_known=last_known)
+
+
+def build_vocab_from_counts(ids: np.ndarray, counts: np.ndarray) -> ItemVocab:
+  """Vocab in descending frequency; ties by ascending original id (`ids` ascending)."""
+  order = np.lexsort((np.arange(len(ids)), -counts))
+  return ItemVocab(ids=ids[order], counts=np.asarray(counts)[order].astype(np.int64))
 
 
 def build_vocab(items: np.ndarray) -> ItemVocab:
   """Vocab in descending frequency; ties by ascending original id (deterministic)."""
-  ids, counts = np.unique(items, return_counts=True)  # ids ascending
-  order = np.lexsort((np.arange(len(ids)), -counts))
-  return ItemVocab(ids=ids[order], counts=counts[order].astype(np.int64))
+  return build_vocab_from_counts(*np.unique(items, return_counts=True))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -8,6 +8,7 @@ dense integers happens in `preprocess`.
 Every problem with an input file raises `DataError` naming the file and the field or line.
 """
 import os
+from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -26,10 +27,7 @@ def read_interactions(data_config) -> pd.DataFrame:
   if fmt == "synthetic":
     return synthetic.generate(seed=0, **data_config.synthetic.to_dict())
   path = data_config.path
-  if not path:
-    raise DataError(f"config.data.path is empty; format {fmt!r} reads from a file")
-  if not os.path.isfile(path):
-    raise DataError(f"{path}: no such file (config.data.path)")
+  _check_path(data_config)
   readers = {
       "text": lambda: read_text(path),
       "csv": lambda: read_table(path, data_config.user_col, data_config.item_col, data_config.time_col),
@@ -57,24 +55,87 @@ def read_text(path: str) -> pd.DataFrame:
 def read_table(path: str, user_col: str, item_col: str, time_col: str = "") -> pd.DataFrame:
   """CSV or Parquet rows `user, item[, timestamp]` with configurable column names."""
   wanted = [user_col, item_col] + ([time_col] if time_col else [])
-  if path.endswith(".parquet") or path.endswith(".pq"):
-    try:
-      import pyarrow.parquet as pq
-      names = pq.read_schema(path).names
-    except Exception as e:  # pyarrow raises several types for non-Parquet bytes
-      raise DataError(f"{path}: not a readable Parquet file ({e})") from e
-    _check_columns(path, names, wanted)
+  if _is_parquet(path):
+    _check_columns(path, _parquet_schema(path).names, wanted)
     df = pd.read_parquet(path, columns=wanted)
   else:
     df = _read_csv(path)
     _check_header(path)
     _check_columns(path, list(df.columns), wanted)
     df = df[wanted]
+  df = _table_columns(df, path, user_col, item_col, time_col)
+  if time_col:
+    order = np.argsort(df["time"].to_numpy(), kind="stable")
+    df = df.iloc[order].reset_index(drop=True)  # Global stable time order; users are grouped later.
+  return df.reset_index(drop=True)
+
+
+CHUNKED_FORMATS = ("text", "csv", "parquet")
+
+
+def read_chunks(data_config, chunk_rows: int) -> Iterator[pd.DataFrame]:
+  """The input of config.data, `chunk_rows` rows at a time, in file order, each chunk parsed and
+  checked as the in-memory readers do (errors name the file and the global row or line). Rows
+  are not sorted by time here: with a time column, each user's rows are sorted when grouped."""
+  fmt, path = data_config.format, data_config.path
+  if fmt not in CHUNKED_FORMATS:
+    raise DataError(f"config.data.chunk_rows: format {fmt!r} is read whole; chunked reading supports "
+                    f"{', '.join(CHUNKED_FORMATS)}")
+  _check_path(data_config)
+  seen = 0
+  if fmt == "text":
+    for df in _csv_chunks(path, chunk_rows, sep=r"\s+", header=None, dtype=str):
+      if df.shape[1] != 2:
+        raise DataError(f"{path}: expected 2 whitespace-separated fields per line (user item), found {df.shape[1]}")
+      df.columns = ["user", "item"]
+      df = df.reset_index(drop=True)
+      for col in ("user", "item"):
+        df[col] = _as_int(df[col], path, col, line_offset=1 + seen)
+      seen += len(df)
+      yield df
+    return
+  user_col, item_col, time_col = data_config.user_col, data_config.item_col, data_config.time_col
+  wanted = [user_col, item_col] + ([time_col] if time_col else [])
+  if _is_parquet(path):
+    import pyarrow.parquet as pq
+    _check_columns(path, _parquet_schema(path).names, wanted)
+    batches = (b.to_pandas() for b in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows, columns=wanted))
+  else:
+    _check_header(path)
+    _check_columns(path, list(_read_csv(path, nrows=0).columns), wanted)
+    batches = (df[wanted] for df in _csv_chunks(path, chunk_rows))
+  for df in batches:
+    yield _table_columns(df.reset_index(drop=True), path, user_col, item_col, time_col, row_offset=seen)
+    seen += len(df)
+
+
+def _check_path(data_config) -> None:
+  if not data_config.path:
+    raise DataError(f"config.data.path is empty; format {data_config.format!r} reads from a file")
+  if not os.path.isfile(data_config.path):
+    raise DataError(f"{data_config.path}: no such file (config.data.path)")
+
+
+def _is_parquet(path: str) -> bool:
+  return path.endswith(".parquet") or path.endswith(".pq")
+
+
+def _parquet_schema(path: str):
+  try:
+    import pyarrow.parquet as pq
+    return pq.read_schema(path)
+  except Exception as e:  # pyarrow raises several types for non-Parquet bytes
+    raise DataError(f"{path}: not a readable Parquet file ({e})") from e
+
+
+def _table_columns(df: pd.DataFrame, path: str, user_col: str, item_col: str, time_col: str,
+                   row_offset: int = 0) -> pd.DataFrame:
+  """Renamed to user/item[/time] and checked: ids normalised, no missing values, times numbers or dates."""
   df = df.rename(columns={user_col: "user", item_col: "item", time_col: "time"} if time_col else {user_col: "user", item_col: "item"})
   for col, name in (("user", user_col), ("item", item_col)):
     if df[col].isna().any():
       row = int(np.flatnonzero(df[col].isna().to_numpy())[0])
-      raise DataError(f"{path}: column {name!r} has a missing value (data row {row + 1})")
+      raise DataError(f"{path}: column {name!r} has a missing value (data row {row + 1 + row_offset})")
     df[col] = _normalise_ids(df[col], path, name)
   if time_col:
     if df["time"].isna().any():
@@ -84,9 +145,7 @@ def read_table(path: str, user_col: str, item_col: str, time_col: str = "") -> p
         df["time"] = pd.to_datetime(df["time"], format="mixed")
       except (ValueError, TypeError) as e:
         raise DataError(f"{path}: column {time_col!r} holds neither numbers nor dates ({e})") from e
-    order = np.argsort(df["time"].to_numpy(), kind="stable")
-    df = df.iloc[order].reset_index(drop=True)  # Global stable time order; users are grouped later.
-  return df.reset_index(drop=True)
+  return df
 
 
 def read_seed_pickle(path: str, user_col: str, list_col: str) -> pd.DataFrame:
@@ -135,6 +194,17 @@ def read_movielens(path: str, min_rating: float = 0.0) -> pd.DataFrame:
 def _read_csv(path, **kwargs) -> pd.DataFrame:
   try:
     return pd.read_csv(path, compression="infer", **kwargs)
+  except pd.errors.EmptyDataError as e:
+    raise DataError(f"{path}: the file is empty") from e
+  except (pd.errors.ParserError, UnicodeDecodeError, EOFError, OSError) as e:
+    raise DataError(f"{path}: cannot parse ({type(e).__name__}: {e})") from e
+
+
+def _csv_chunks(path, chunk_rows: int, **kwargs) -> Iterator[pd.DataFrame]:
+  """_read_csv, `chunk_rows` rows at a time (the same parser, the same errors)."""
+  try:
+    with pd.read_csv(path, compression="infer", chunksize=chunk_rows, **kwargs) as reader:
+      yield from reader
   except pd.errors.EmptyDataError as e:
     raise DataError(f"{path}: the file is empty") from e
   except (pd.errors.ParserError, UnicodeDecodeError, EOFError, OSError) as e:

@@ -33,6 +33,8 @@ def get_config():
   c.data.list_col = "sid_add_to_cart"  # pickle: column holding each user's time-ordered list of items.
   c.data.min_rating = 0.0  # movielens: keep ratings >= this (0 keeps all).
   c.data.drop_duplicates = False  # Collapse consecutive repeats of the same item in a sequence.
+  c.data.chunk_rows = 0  # text/csv/parquet larger than memory: read this many rows at a time, bucketed by user on disk (0 = whole file).
+  c.data.num_buckets = 64  # chunk_rows > 0: user buckets (each is grouped in memory on its own).
   c.data.min_seq_length = -1  # Users with fewer raw items are dropped (counted); -1 = the task's minimum (3/2/2/1).
   # Deterministic synthetic data with planted sequential structure (data.format == "synthetic").
   c.data.synthetic = ml_collections.ConfigDict()
@@ -110,6 +112,7 @@ def get_config():
   c.predict.batch_size = 512  # Users per inference batch (also the Parquet row-group size).
   c.predict.exclude_history = True  # Never recommend an item already in the user's history.
   c.predict.item_chunk_size = 65536  # Items scored at a time when taking the top-K.
+  c.predict.users_per_part = 0  # > 0: predictions.parquet is a folder of parts of at most this many users (0 = one file).
   c.predict.with_embeddings = False  # Also write the user embedding (hidden state at the [MASK] slot).
 
   # Several processes (hosts) in one run, through jax.distributed (README, "Multi-host").

@@ -16,6 +16,11 @@ Suites:
   predict  top-10 inference to Parquet for every user of the two shapes.
   large    a 1M-item catalogue in a fresh process: sampled-softmax training steps and a full
            evaluation, with peak RSS.
+  bucketed (not in the default run: minutes) inputs larger than memory: 100M interactions in a
+           Parquet file prepared by the chunked, bucketed-by-user path; time and peak RSS.
+  stream_predict  (not in the default run: minutes) top-10 inference for 10M synthetic users
+           (small model, 2,000 items, histories of ~8), written as Parquet parts of 1M users;
+           users/s and peak RSS before and after predicting.
 Synthetic data has the shapes of the real sets (users, items, length distribution); speed
 depends on shapes, not on what the items are.
 """
@@ -39,6 +44,8 @@ SHAPES = {
     "ml1m_like": dict(users=6040, items=3416, mean_len=165.0, min_len=20, L=200, P=40, p=0.2),
     "beauty_like": dict(users=40226, items=54542, mean_len=8.8, min_len=5, L=50, P=30, p=0.6),
     "large_1m_items": dict(users=20000, items=1_000_000, mean_len=12.0, min_len=5, L=50, P=30, p=0.6),
+    # Inference for millions of users (users set by --stream_users): a small model, short histories.
+    "stream_users": dict(users=0, items=2000, mean_len=8.0, min_len=1, L=16, P=4, p=0.2),
 }
 
 
@@ -213,6 +220,72 @@ def prepare_child(n: int) -> dict:
           "rss_before_prepare_mb": rss_before}
 
 
+def bucketed_child(n: int, chunk_rows: int) -> dict:
+  """In a fresh process: n synthetic interactions written to Parquet chunk by chunk (not timed),
+  then prepared by the pipeline's larger-than-memory path (data.chunk_rows: read in chunks,
+  bucketed by user on disk) including saving the artifact; time and peak RSS."""
+  import pyarrow as pa
+  import pyarrow.parquet as pq
+  from bert4rec_jax import dataset
+  from configs import default
+  users, items = max(1, n // 20), max(2, min(n // 40, 500_000))
+  rng = np.random.default_rng(0)
+  with tempfile.TemporaryDirectory() as tmp:
+    path = os.path.join(tmp, "interactions.parquet")
+    t0 = time.perf_counter()
+    with pq.ParquetWriter(path, pa.schema([("user", pa.int64()), ("item", pa.int64())])) as w:
+      for start in range(0, n, chunk_rows):
+        m = min(chunk_rows, n - start)
+        w.write_table(pa.table({"user": rng.integers(0, users, m) * 7 + 1,  # interleaved, like a time-ordered log
+                                "item": (np.floor(items * rng.random(m) ** 3) * 13 + 5).astype(np.int64)}))
+    write_s, file_mb = time.perf_counter() - t0, os.path.getsize(path) / 2 ** 20
+    rss_before = peak_rss_mb()
+    cfg = default.get_config().data
+    cfg.format, cfg.path, cfg.chunk_rows, cfg.drop_duplicates = "parquet", path, chunk_rows, True
+    t0 = time.perf_counter()
+    prepared, _ = dataset.load_or_prepare(cfg, os.path.join(tmp, "work"), 1)
+    seconds = time.perf_counter() - t0
+  return {"interactions": n, "users": int(prepared.stats["users"]), "items": int(prepared.stats["items"]),
+          "chunk_rows": chunk_rows, "num_buckets": cfg.num_buckets, "input_parquet_mb": round(file_mb),
+          "seconds": round(seconds, 1), "peak_rss_mb": round(peak_rss_mb()), "rss_before_prepare_mb": round(rss_before),
+          "writing_the_input_seconds": round(write_s, 1)}
+
+
+def stream_predict_child(num_users: int, overrides) -> dict:
+  """In a fresh process: top-10 predictions for `num_users` synthetic users, written as Parquet
+  parts; throughput, and peak RSS before and after predicting (flat memory: the difference is
+  what the predictions cost)."""
+  import pyarrow.parquet as pq
+  from bert4rec_jax import parallel, predict, preprocess
+  s = dict(SHAPES["stream_users"], users=num_users)
+  c = shape_config("stream_users", ["model.hidden_size=32", "model.intermediate_size=128", "predict.batch_size=4096",
+                                    "predict.users_per_part=1000000"] + list(overrides))
+  seqs = synthetic_sequences(s["users"], s["items"], s["mean_len"], s["min_len"])
+  vocab = preprocess.ItemVocab(ids=np.arange(1, s["items"] + 1), counts=np.ones(s["items"], np.int64))
+  scorer, params = _model_and_params(c, s["items"])
+  users = np.arange(s["users"])
+  devices = parallel.local_devices(c.train.num_devices)
+  with tempfile.TemporaryDirectory() as tmp:
+    # Compile (and warm up) on a small slice, so the timed run is the steady state.
+    warm = preprocess.Sequences(seqs.offsets[:c.predict.batch_size + 1], seqs.items)
+    predict.predict(scorer, params, warm, users[:c.predict.batch_size], vocab, predict_config=c.predict,
+                    max_seq_length=s["L"], devices=devices, path=os.path.join(tmp, "warm"))
+    rss_before = peak_rss_mb()
+    t0 = time.perf_counter()
+    path = os.path.join(tmp, "predictions.parquet")
+    n = predict.predict(scorer, params, seqs, users, vocab, predict_config=c.predict, max_seq_length=s["L"],
+                        devices=devices, path=path)
+    seconds = time.perf_counter() - t0
+    parts = sorted(os.listdir(path))
+    rows = sum(pq.ParquetFile(os.path.join(path, f)).metadata.num_rows for f in parts)
+    out_mb = sum(os.path.getsize(os.path.join(path, f)) for f in parts) / 2 ** 20
+  return {"users": n, "rows_written": rows, "parquet_parts": len(parts), "output_mb": round(out_mb),
+          "num_items": s["items"], "max_seq_length": s["L"], "hidden_size": c.model.hidden_size,
+          "mean_history": float(seqs.lengths.mean()), "top_k": c.predict.top_k, "seconds": round(seconds, 1),
+          "users_per_second": round(n / seconds), "peak_rss_mb_before_predicting": round(rss_before),
+          "peak_rss_mb": round(peak_rss_mb())}
+
+
 def large_child(overrides, repeats, steps) -> dict:
   out = {"train": bench_train("large_1m_items", overrides, repeats, steps),
          "eval": bench_eval("large_1m_items", overrides, 1)}
@@ -233,6 +306,9 @@ def main():
   ap.add_argument("--only", default="prepare,train,eval,predict,large")
   ap.add_argument("--shapes", default="ml1m_like,beauty_like", help="shapes for train/eval/predict")
   ap.add_argument("--prepare_sizes", default="1000000,20000000")
+  ap.add_argument("--bucketed_sizes", default="100000000", help="interactions for the larger-than-memory path")
+  ap.add_argument("--chunk_rows", type=int, default=5_000_000, help="bucketed suite: rows read at a time")
+  ap.add_argument("--stream_users", type=int, default=10_000_000, help="users for the stream_predict suite")
   ap.add_argument("--repeats", type=int, default=3)
   ap.add_argument("--train_steps", type=int, default=10, help="timed steps per repeat")
   ap.add_argument("--set", action="append", default=[], help="config override section.field=value (repeatable)")
@@ -243,6 +319,13 @@ def main():
 
   if args._child == "prepare":
     print(json.dumps(prepare_child(int(args._arg))))
+    return
+  if args._child == "bucketed":
+    n, chunk = (int(x) for x in args._arg.split(":"))
+    print(json.dumps(bucketed_child(n, chunk)))
+    return
+  if args._child == "stream_predict":
+    print(json.dumps(stream_predict_child(int(args._arg), args.set)))
     return
   if args._child == "large":
     print(json.dumps(large_child(args.set, args.repeats, args.train_steps)))
@@ -271,6 +354,10 @@ def main():
       "eval": lambda: {sh: bench_eval(sh, args.set, args.repeats) for sh in shapes},
       "predict": lambda: {sh: bench_predict(sh, args.set, args.repeats) for sh in shapes},
       "large": lambda: in_child("large", "", extra),
+      # One run each (minutes long): a fresh process, so its peak RSS is its own.
+      "bucketed": lambda: [in_child("bucketed", f"{n}:{args.chunk_rows}")
+                           for n in (int(x) for x in args.bucketed_sizes.split(","))],
+      "stream_predict": lambda: in_child("stream_predict", args.stream_users, [f"--set={x}" for x in args.set]),
   }
   for suite, job in jobs.items():
     if suite in suites:

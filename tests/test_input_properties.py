@@ -88,3 +88,29 @@ def test_arbitrary_bytes_never_crash_the_readers(content, fmt, gz):
     assert path in str(e)
   finally:
     os.unlink(path)
+
+
+@SETTINGS
+@given(rows=pairs, drop_duplicates=st.booleans(), min_len=st.integers(1, 4), chunk=st.integers(1, 30),
+       buckets=st.integers(1, 9))
+def test_chunked_bucketed_preparation_equals_in_memory(rows, drop_duplicates, min_len, chunk, buckets):
+  from bert4rec_jax import bucketed
+  path = write(("user,item\n" + "".join(f"{u},{i}\n" for u, i in rows)).encode(), ".csv")
+  scratch = tempfile.mkdtemp()
+  try:
+    cfg = data_config("csv", path)
+    outcomes = []
+    for run in (lambda: preprocess.prepare(sources.read_interactions(cfg), drop_duplicates=drop_duplicates,
+                                           min_seq_length=min_len),
+                lambda: bucketed.prepare_bucketed(sources.read_chunks(cfg, chunk), drop_duplicates=drop_duplicates,
+                                                  min_seq_length=min_len, num_buckets=buckets, tmp_parent=scratch)):
+      try:
+        p = run()
+        outcomes.append((p.users.tolist(), p.vocab.ids.tolist(), p.sequences.offsets.tolist(),
+                         p.sequences.items.tolist(), p.stats))
+      except DataError as e:
+        outcomes.append(str(e))
+  finally:
+    os.unlink(path)
+    os.rmdir(scratch)  # also proves the buckets were cleaned up
+  assert outcomes[0] == outcomes[1]

@@ -50,3 +50,24 @@ def test_wandb_offline_run_stays_in_the_model_folder(tiny_config, tmp_path, monk
   assert records[0]["train/loss"] == 1.5 and records[0]["step"] == 3
   runs = os.listdir(model_dir / "wandb")
   assert any(r.startswith("offline-run-") for r in runs), runs
+
+
+def test_predictions_in_parts_are_the_single_file_split(tiny_config, tmp_path):
+  p = preprocess.prepare(random_interactions(3, num_rows=800, num_users=70, num_items=50),
+                         drop_duplicates=False, min_seq_length=1)
+  c = tiny_config
+  c.predict.batch_size = 8
+  state = train.create_state(c, p.vocab.num_items)
+  scorer = evaluate.model_scorer(model_lib.from_config(c.model, p.vocab.num_items))
+
+  def run(path):
+    return predict.predict(scorer, state.params, p.sequences, p.users, p.vocab, predict_config=c.predict,
+                           max_seq_length=c.model.max_seq_length, devices=parallel.local_devices(2), path=path)
+  path = str(tmp_path / "preds.parquet")
+  run(path)
+  whole = pd.read_parquet(path)
+  c.predict.users_per_part = 30
+  assert run(path) == len(p.users)  # the earlier single file is replaced by the folder
+  assert sorted(os.listdir(path)) == [f"part-00000-0000{k}.parquet" for k in range(3)]
+  assert [len(pd.read_parquet(os.path.join(path, f))) for f in sorted(os.listdir(path))] == [30, 30, len(p.users) - 60]
+  pd.testing.assert_frame_equal(pd.read_parquet(path), whole)

@@ -1,0 +1,111 @@
+"""Preparation of inputs larger than memory: read in chunks, bucket by user on disk, group each bucket.
+
+Pass 1 streams the input `chunk_rows` rows at a time (`sources.read_chunks`: the same parsing
+and checks as the in-memory readers) and appends every row to one of `num_buckets` Parquet
+files chosen by a hash of its user id, so each user's rows land in one bucket, in file order.
+Pass 2 groups each bucket with the NumPy code of the in-memory path (`preprocess.group_users`;
+with a time column, a stable sort by time first, as the in-memory reader does) and counts its
+items. Pass 3 (`preprocess.finish`) builds the vocabulary from all counts, encodes bucket by
+bucket and orders users by id. The result equals `preprocess.prepare` on the whole input
+(tests/test_bucketed.py); memory holds one chunk or one bucket plus the output arrays.
+
+Ids must be of one kind across the file (all integers or all text): the in-memory reader
+would turn a column mixing both into text, which one chunk cannot know, so mixing is an error.
+"""
+import logging
+import os
+import shutil
+import tempfile
+from typing import Iterable, Optional
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from bert4rec_jax import preprocess
+from bert4rec_jax.errors import DataError
+
+
+def _bucket_of(users: np.ndarray, num_buckets: int) -> np.ndarray:
+  return (pd.util.hash_array(users) % np.uint64(num_buckets)).astype(np.int64)
+
+
+def _kind(values: np.ndarray) -> str:
+  return "int" if np.issubdtype(values.dtype, np.integer) else "text"
+
+
+def prepare_bucketed(chunks: Iterable[pd.DataFrame], *, drop_duplicates: bool, min_seq_length: int,
+                     vocab: Optional[preprocess.ItemVocab] = None, num_buckets: int = 64, tmp_parent: str = "",
+                     source: str = "input") -> preprocess.Prepared:
+  """preprocess.prepare for interactions that arrive in chunks (Interactions frames, file order)."""
+  if num_buckets < 1:
+    raise DataError(f"config.data.num_buckets={num_buckets} must be >= 1")
+  tmp = tempfile.mkdtemp(prefix=".buckets-", dir=tmp_parent or None)
+  try:
+    return _prepare(chunks, drop_duplicates, min_seq_length, vocab, num_buckets, tmp, source)
+  finally:
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _prepare(chunks, drop_duplicates, min_seq_length, vocab, num_buckets, tmp, source):
+  writers, kinds, rows = {}, {}, 0
+  try:
+    for df in tqdm(chunks, desc="read chunks", unit="chunk", mininterval=1.0):
+      if not len(df):
+        continue
+      for col in ("user", "item"):
+        kinds.setdefault(col, set()).add(_kind(df[col].to_numpy()))
+        if len(kinds[col]) > 1:
+          raise DataError(f"{source}: column {col!r} holds integer ids in some rows and text in others "
+                          f"(around data row {rows + 1}); in chunks they cannot be reconciled: make them one kind")
+      bucket = _bucket_of(df["user"].to_numpy(), num_buckets)
+      order = np.argsort(bucket, kind="stable")  # rows of a bucket together, file order kept
+      bounds = np.searchsorted(bucket[order], np.arange(num_buckets + 1))
+      table = pa.Table.from_pandas(df.iloc[order], preserve_index=False)
+      for b in np.flatnonzero(np.diff(bounds)):
+        part = table.slice(bounds[b], bounds[b + 1] - bounds[b])
+        if b not in writers:
+          writers[b] = pq.ParquetWriter(os.path.join(tmp, f"bucket-{b:05d}.parquet"), part.schema)
+        try:
+          writers[b].write_table(part)
+        except ValueError as e:  # another chunk had other column types (e.g. numbers, then dates)
+          raise DataError(f"{source}: the column types change between rows {rows + 1} and earlier ones "
+                          f"({e}); make every column one type") from e
+      rows += len(df)
+  finally:
+    for w in writers.values():
+      w.close()
+  if rows == 0:
+    raise DataError(f"{source}: no interactions in the file")
+  logging.info("Read %d interactions into %d user buckets", rows, len(writers))
+
+  # Pass 2: group every bucket; keep its result on disk and its item counts in memory.
+  counts, groups = [], []
+  for b in tqdm(sorted(writers), desc="group buckets", unit="bucket", mininterval=1.0):
+    df = pq.read_table(os.path.join(tmp, f"bucket-{b:05d}.parquet")).to_pandas()
+    if "time" in df:  # the in-memory reader's global stable time sort, restricted to this bucket
+      df = df.iloc[np.argsort(df["time"].to_numpy(), kind="stable")]
+    g = preprocess.group_users(df["user"].to_numpy(), df["item"].to_numpy(), drop_duplicates=drop_duplicates,
+                               min_seq_length=min_seq_length)
+    del df
+    os.remove(os.path.join(tmp, f"bucket-{b:05d}.parquet"))
+    counts.append(np.unique(g.items, return_counts=True))
+    path = os.path.join(tmp, f"groups-{b:05d}")
+    pq.write_table(pa.table({"items": g.items}), path + "-items.parquet")
+    pq.write_table(pa.table({"users": g.users, "lengths": g.lengths}), path + "-users.parquet")
+    groups.append(_loader(path, g.stats))
+  ids, inverse = np.unique(np.concatenate([i for i, _ in counts]), return_inverse=True)
+  total = np.bincount(inverse, weights=np.concatenate([c for _, c in counts]), minlength=len(ids)).astype(np.int64)
+  del counts, inverse
+  return preprocess.finish(groups, min_seq_length, vocab, counts=(ids, total))
+
+
+def _loader(path: str, stats: dict):
+  """A bucket's UserGroups, read back when preprocess.finish needs it."""
+  def load():
+    users = pq.read_table(path + "-users.parquet")
+    return preprocess.UserGroups(users.column("users").to_numpy(), users.column("lengths").to_numpy(),
+                                 pq.read_table(path + "-items.parquet").column("items").to_numpy(), stats)
+  return load

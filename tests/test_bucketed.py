@@ -1,0 +1,102 @@
+"""Inputs larger than memory: chunked reading bucketed by user gives exactly the in-memory result."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from bert4rec_jax import bucketed, dataset, preprocess, sources
+from bert4rec_jax.errors import DataError
+from tests.test_preprocess import random_interactions
+
+
+def assert_same(a: preprocess.Prepared, b: preprocess.Prepared, stats_order=True):
+  np.testing.assert_array_equal(a.users, b.users)
+  np.testing.assert_array_equal(a.vocab.ids, b.vocab.ids)
+  np.testing.assert_array_equal(a.vocab.counts, b.vocab.counts)
+  np.testing.assert_array_equal(a.sequences.offsets, b.sequences.offsets)
+  np.testing.assert_array_equal(a.sequences.items, b.sequences.items)
+  np.testing.assert_array_equal(a.last_item_known, b.last_item_known)
+  assert a.stats == b.stats and (list(a.stats) == list(b.stats) or not stats_order)
+
+
+def data_config(tiny_config, path, fmt, time_col=""):
+  c = tiny_config.data
+  c.format, c.path, c.time_col = fmt, str(path), time_col
+  return c
+
+
+def write(df, tmp_path, fmt):
+  if fmt == "parquet":
+    path = tmp_path / "in.parquet"
+    df.to_parquet(path, index=False)
+  elif fmt == "csv":
+    path = tmp_path / "in.csv"
+    df.to_csv(path, index=False)
+  else:
+    path = tmp_path / "in.txt"
+    df[["user", "item"]].to_csv(path, sep=" ", header=False, index=False)
+  return path
+
+
+@pytest.mark.parametrize("fmt,time,drop,min_len,strings,chunk,buckets", [
+    ("text", False, False, 3, False, 1000, 8), ("csv", True, True, 3, False, 997, 5),
+    ("parquet", True, False, 1, True, 500, 64), ("csv", False, True, 15, True, 7, 3),
+    ("parquet", False, False, 2, False, 100_000, 1), ("text", False, True, 5, False, 1, 2)])
+def test_bucketed_equals_in_memory(tiny_config, tmp_path, fmt, time, drop, min_len, strings, chunk, buckets):
+  df = random_interactions(len(fmt) + chunk, num_rows=2000 if chunk > 1 else 300, string_users=strings)
+  if time:  # many ties: order within a user is by time, then by file order
+    df["time"] = np.random.default_rng(chunk).integers(0, 50, len(df))
+  cfg = data_config(tiny_config, write(df, tmp_path, fmt), fmt, "time" if time else "")
+  whole = preprocess.prepare(sources.read_interactions(cfg), drop_duplicates=drop, min_seq_length=min_len)
+  parts = bucketed.prepare_bucketed(sources.read_chunks(cfg, chunk), drop_duplicates=drop, min_seq_length=min_len,
+                                    num_buckets=buckets, tmp_parent=str(tmp_path))
+  assert_same(whole, parts)
+  assert [p for p in tmp_path.iterdir() if p.name.startswith(".buckets-")] == []  # scratch removed
+
+
+def test_bucketed_with_a_given_vocab_counts_unknown_items_alike(tiny_config, tmp_path):
+  train = preprocess.prepare(random_interactions(1, num_items=30), drop_duplicates=False, min_seq_length=1)
+  df = random_interactions(2, num_items=60)  # half of these items are unknown to the vocab
+  cfg = data_config(tiny_config, write(df, tmp_path, "parquet"), "parquet")
+  whole = preprocess.prepare(sources.read_interactions(cfg), drop_duplicates=False, min_seq_length=1,
+                             vocab=train.vocab)
+  parts = bucketed.prepare_bucketed(sources.read_chunks(cfg, 333), drop_duplicates=False, min_seq_length=1,
+                                    vocab=train.vocab, num_buckets=7, tmp_parent=str(tmp_path))
+  assert whole.stats["unknown_item_interactions_dropped"] > 0
+  assert_same(whole, parts)
+
+
+def test_load_or_prepare_chunked_is_the_same_dataset(tiny_config, tmp_path):
+  df = random_interactions(3)
+  cfg = data_config(tiny_config, write(df, tmp_path, "csv"), "csv")
+  whole, folder = dataset.load_or_prepare(cfg, str(tmp_path / "a"), 3)
+  cfg.chunk_rows, cfg.num_buckets = 250, 4
+  parts, folder_b = dataset.load_or_prepare(cfg, str(tmp_path / "b"), 3)
+  assert_same(whole, parts)
+  assert folder.split("/")[-1] == folder_b.split("/")[-1]  # how the input is read is not part of its hash
+  assert_same(whole, dataset.load(folder_b), stats_order=False)  # meta.json keeps keys sorted
+
+
+def test_chunked_errors_name_the_global_line(tiny_config, tmp_path):
+  path = tmp_path / "bad.txt"
+  path.write_text("".join(f"{u} {u + 1}\n" for u in range(20)) + "7 x\n")
+  cfg = data_config(tiny_config, path, "text")
+  with pytest.raises(DataError, match="line 21: item id 'x' is not an integer"):
+    sources.read_interactions(cfg)
+  with pytest.raises(DataError, match="line 21: item id 'x' is not an integer"):
+    list(sources.read_chunks(cfg, 6))
+
+
+def test_ids_mixing_numbers_and_text_across_chunks_are_refused(tiny_config, tmp_path):
+  df = pd.DataFrame({"user": ["1", "2", "3", "u4"], "item": ["5", "6", "7", "8"]})
+  path = tmp_path / "mixed.csv"
+  df.to_csv(path, index=False)
+  cfg = data_config(tiny_config, path, "csv")
+  with pytest.raises(DataError, match="integer ids in some rows and text in others"):
+    bucketed.prepare_bucketed(sources.read_chunks(cfg, 2), drop_duplicates=False, min_seq_length=1,
+                              tmp_parent=str(tmp_path))
+
+
+def test_formats_read_whole_refuse_chunks(tiny_config, tmp_path):
+  cfg = data_config(tiny_config, write(random_interactions(0), tmp_path, "csv"), "pickle")
+  with pytest.raises(DataError, match="read whole"):
+    next(sources.read_chunks(cfg, 10))
