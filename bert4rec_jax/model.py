@@ -110,7 +110,9 @@ class BERT4Rec(nn.Module):
     if self.kind == "sasrec":  # position i sees items < i: shift right by one, attend causally
       item_ids = jnp.pad(item_ids[:, :-1], ((0, 0), (1, 0)))
       valid = jnp.pad(valid[:, :-1], ((0, 0), (1, 0)))
-    x = self.item_embedding(item_ids) + self.position_embedding[None, :item_ids.shape[1]]  # [B, L, H]
+    # Right-aligned: the newest item always sits at the last position, so a shorter input
+    # (sequence-length warmup) takes the last rows of the position table.
+    x = self.item_embedding(item_ids) + self.position_embedding[None, self.max_seq_length - item_ids.shape[1]:]
     x = self.embedding_dropout(self.embedding_ln(x.astype(self.dtype)), deterministic=not train)
     attention_mask = nn.make_attention_mask(jnp.ones_like(valid), valid)  # [B, 1, Lq, Lk]
     if self.kind == "sasrec":

@@ -182,9 +182,10 @@ def make_step(config, num_items: int, devices, train_seqs):
   return step, (parallel.replicate(log_q, devices) if log_q is not None else None)
 
 
-def make_stream(config, train_seqs) -> input_pipeline.TrainStream:
+def make_stream(config, train_seqs, length: int = 0) -> input_pipeline.TrainStream:
+  """Windows of `length` items (default: model.max_seq_length)."""
   return input_pipeline.TrainStream(
-      train_seqs, config.train.batch_size, config.model.max_seq_length, config.seed,
+      train_seqs, config.train.batch_size, length or config.model.max_seq_length, config.seed,
       prop_sliding_window=config.train.prop_sliding_window,
       static_copies=config.masking.dupe_factor if config.masking.mode == "static" and config.model.kind == "bert4rec" else 0)
 
@@ -207,21 +208,36 @@ def target_bucket(lengths: np.ndarray, max_seq_length: int, masking_config, num_
   return min(len(n) // num_devices * p_max, input_pipeline.bucket(per_device, floor=32))
 
 
-def batch_iterator(config, stream, start: int, devices):
-  """(device batch, num_targets) pairs, staged on device `train.prefetch` ahead (0: each put
-  synchronously when used). num_targets = 0 when target compaction is off. With several
-  processes each builds only its block of every global batch."""
+def batch_iterator(config, stream, start: int, devices, stop: Optional[int] = None):
+  """(device batch, num_targets) pairs from step `start` (up to `stop`), staged on device
+  `train.prefetch` ahead (0: each put synchronously when used). num_targets = 0 when target
+  compaction is off. With several processes each builds only its block of every global batch."""
   block = parallel.batch_block(config.train.batch_size)
   num_global = parallel.global_device_count(devices)
 
   def host():
     for step, b in stream.batches(start, block):
-      yield b, (target_bucket(stream.lengths(step), config.model.max_seq_length, config.masking, num_global,
+      if stop is not None and step >= stop:
+        return
+      yield b, (target_bucket(stream.lengths(step), stream.max_seq_length, config.masking, num_global,
                               config.model.kind) if config.train.compact_targets else 0)
 
   if config.train.prefetch > 0:
     return parallel.prefetch_to_device(host(), devices, config.train.prefetch)
   return ((parallel.put_sharded(b, devices), t) for b, t in host())
+
+
+def training_batches(config, train_seqs, start: int, devices):
+  """The batches of steps start, start + 1, ...: windows of train.warmup_seq_length items for
+  the first train.warmup_seq_steps steps (sequence-length warmup: the same model, cheaper
+  steps while it learns the basics), then of model.max_seq_length items. Each phase is its
+  own pure function of (seed, step), so a resumed run gets the same batches."""
+  tc = config.train
+  if tc.get("warmup_seq_length", 0) and start < tc.warmup_seq_steps:
+    yield from batch_iterator(config, make_stream(config, train_seqs, tc.warmup_seq_length), start, devices,
+                              stop=tc.warmup_seq_steps)
+    start = tc.warmup_seq_steps
+  yield from batch_iterator(config, make_stream(config, train_seqs), start, devices)
 
 
 def checkpoint_manager(model_dir: str, train_config) -> ocp.CheckpointManager:
@@ -332,6 +348,9 @@ def validate(config, num_devices: int) -> None:
     raise ConfigError(f"config.train.negative_sampler={t.negative_sampler!r}: use uniform or popularity")
   if t.loss_positions not in ("masked", "all"):
     raise ConfigError(f"config.train.loss_positions={t.loss_positions!r}: use masked or all")
+  if t.get("warmup_seq_length", 0) and not 2 <= t.warmup_seq_length < m.max_seq_length:
+    raise ConfigError(f"config.train.warmup_seq_length={t.warmup_seq_length} must be between 2 and "
+                      f"config.model.max_seq_length - 1 = {m.max_seq_length - 1} (0 turns the warmup off)")
   if t.compute_dtype not in ("float32", "bfloat16"):
     raise ConfigError(f"config.train.compute_dtype={t.compute_dtype!r}: use float32 or bfloat16")
   if k.mode not in masking.MODES:
@@ -383,7 +402,7 @@ def train(config, model_dir: str, train_seqs, valid_evaluator: Optional[evaluate
   logging.info("%d training windows x %d cop%s = %d examples per epoch (%.1f steps)", len(stream.window_rows),
                stream.copies, "y" if stream.copies == 1 else "ies", stream.num_examples,
                stream.num_examples / tc.batch_size)
-  batches = batch_iterator(config, stream, start, devices)
+  batches = training_batches(config, train_seqs, start, devices)
 
   schedule = learning_rate_schedule(tc)
   valid_scorer = evaluate.model_scorer(model)  # one object: the evaluator compiles its step once

@@ -78,6 +78,8 @@ def get_config():
   c.train.adam_eps = 1e-6  # Adam epsilon (BERT's value).
   c.train.max_grad_norm = 5.0  # Global-norm gradient clipping (0 disables).
   c.train.prop_sliding_window = -1.0  # Extra windows over sequences longer than L, step = prop * L; -1 = last L only.
+  c.train.warmup_seq_length = 0  # Sequence-length warmup: the first warmup_seq_steps steps train on windows this long (0 = off).
+  c.train.warmup_seq_steps = 0  # Steps of the sequence-length warmup.
   c.train.loss = "full"  # full softmax over all items | sampled (softmax over shared sampled negatives, logQ-corrected).
   c.train.num_negatives = 8192  # sampled loss: negatives drawn per step, shared by the whole batch.
   c.train.negative_sampler = "popularity"  # sampled loss: popularity (training counts + 1) | uniform.

@@ -53,6 +53,19 @@ def test_padded_positions_cannot_change_outputs(model_and_params):
   assert not np.allclose(h1[0, L - 1], h3[0, L - 1], atol=1e-4)
 
 
+def test_a_shorter_window_is_the_right_aligned_part_of_the_full_one(model_and_params):
+  """Sequence-length warmup trains on [B, l] windows: they must mean what the same items mean
+  right-aligned in [B, L] (the newest at position L - 1, PAD before), at every real position."""
+  m, params = model_and_params
+  short = np.array(jax.random.randint(jax.random.PRNGKey(5), (3, 5), 1, N + 1))
+  short[1, :2] = 0  # a window with fewer items than l
+  full = np.concatenate([np.zeros((3, L - 5), np.int32), short], axis=1)
+  h_short = m.apply({"params": params}, jnp.asarray(short), method=m.encode)
+  h_full = m.apply({"params": params}, jnp.asarray(full), method=m.encode)[:, -5:]
+  real = short != 0
+  np.testing.assert_allclose(np.asarray(h_short)[real], np.asarray(h_full)[real], rtol=1e-5, atol=1e-5)
+
+
 def test_head_is_tied_to_item_embeddings(model_and_params):
   m, params = model_and_params
   hidden = jax.random.normal(jax.random.PRNGKey(2), (2, 16))

@@ -1,4 +1,5 @@
 """Training: data parallelism is exact, resume is exact, the optimizer is the one promised."""
+import itertools
 import json
 import os
 
@@ -49,6 +50,30 @@ def test_resume_equals_uninterrupted(tiny_config, tmp_path):
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6), straight, resumed)
   # Training time adds up over the invocations that made the model.
   assert train.training_seconds(out["model_dir"], 20) > first == train.training_seconds(out["model_dir"], 15)
+
+
+def test_sequence_length_warmup_switches_shape_and_resumes_exactly(tiny_config, tmp_path):
+  c = tiny_config
+  c.train.warmup_seq_length, c.train.warmup_seq_steps = 6, 8
+  c.train.prefetch = 0
+  from bert4rec_jax import parallel, preprocess
+  from tests.test_preprocess import random_interactions
+  seqs = preprocess.prepare(random_interactions(9), drop_duplicates=False, min_seq_length=1).sequences
+  devices = parallel.local_devices(4)
+  widths = [b["item_ids"].shape[-1] for b, _ in itertools.islice(train.training_batches(c, seqs, 0, devices), 12)]
+  assert widths == [6] * 8 + [c.model.max_seq_length] * 4
+  again = next(train.training_batches(c, seqs, 7, devices))[0]["item_ids"]  # a resumed run's first batch
+  first = list(itertools.islice(train.training_batches(c, seqs, 0, devices), 8))[-1][0]["item_ids"]
+  np.testing.assert_array_equal(np.asarray(again), np.asarray(first))
+  # Through the pipeline: trains (two step shapes), and resuming inside the warmup is exact.
+  c.train.num_train_steps, c.train.checkpoint_every_steps, c.train.eval_every_steps = 14, 100, 0
+  _, straight = trained_params(c, tmp_path / "straight")
+  trained_params(c, tmp_path / "resumed", stop_at=5)
+  _, resumed = trained_params(c, tmp_path / "resumed")
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6), straight, resumed)
+  c.train.warmup_seq_length = c.model.max_seq_length
+  with pytest.raises(ConfigError, match="warmup_seq_length"):
+    train.validate(c, 4)
 
 
 def test_training_reduces_loss(tiny_config, tmp_path):
