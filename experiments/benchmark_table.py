@@ -10,14 +10,18 @@ import json
 import sys
 
 
+MEDIAN_SUITES = ("prepare", "train", "eval", "predict", "large_1m_items")
+
+
 def section(doc: dict, title: str) -> str:
   d = doc["devices"]
   lines = [f"## {title}", "",
            f"Device: {d['count']} x {d['kind']} ({d['platform']}), {doc['cpu_count']} CPU cores, JAX {doc['jax']}."
-           f" Medians over {doc['repeats']} repeats.", "", f"Command: `{doc['command']}`", ""]
+           + (f" Medians over {doc['repeats']} repeats." if any(k in doc for k in MEDIAN_SUITES)
+              else " One run per row (each minutes long, in a fresh process)."), "", f"Command: `{doc['command']}`", ""]
   if doc["overrides"]:
     lines += [f"Overrides: `{' '.join(doc['overrides'])}`", ""]
-  for key in ("prepare", "train", "eval", "predict", "large_1m_items"):
+  for key in ("prepare", "train", "eval", "predict", "large_1m_items", "bucketed", "stream_predict"):
     if isinstance(doc.get(key), dict) and "error" in doc[key]:
       lines += [f"Suite `{key}` failed: `{doc.pop(key)['error'].splitlines()[-1]}`", ""]
   if "prepare" in doc:
@@ -52,6 +56,23 @@ def section(doc: dict, title: str) -> str:
               f"| full-ranking evaluation of {e['users']:,} users over {e['num_items']:,} items | {e['seconds']:.1f} s "
               f"({e['users_per_second']:,} users/s) |",
               f"| peak RSS (training + evaluation) | {r['peak_rss_mb']:,} MB |", ""]
+  if "bucketed" in doc:
+    lines += ["### Inputs larger than memory (`data.chunk_rows`: read in chunks, bucketed by user on disk; fresh process)",
+              "", "| interactions | users | items | input Parquet (MB) | chunk rows | buckets | seconds | peak RSS (MB) |",
+              "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines += [f"| {r['interactions']:,} | {r['users']:,} | {r['items']:,} | {r['input_parquet_mb']:,} |"
+              f" {r['chunk_rows']:,} | {r['num_buckets']} | {r['seconds']:.1f} | {r['peak_rss_mb']:,} |"
+              for r in doc["bucketed"]]
+    lines.append("")
+  if "stream_predict" in doc:
+    r = doc["stream_predict"]
+    lines += ["### Inference for millions of users, streamed to Parquet parts (fresh process)", "",
+              "| users | items | len | hidden | Parquet parts | output (MB) | seconds | users/s |"
+              " peak RSS before predicting (MB) | peak RSS (MB) |",
+              "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+              f"| {r['users']:,} | {r['num_items']:,} | {r['max_seq_length']} | {r['hidden_size']} | {r['parquet_parts']} |"
+              f" {r['output_mb']:,} | {r['seconds']:,.0f} | {r['users_per_second']:,} |"
+              f" {r['peak_rss_mb_before_predicting']:,} | {r['peak_rss_mb']:,} |", ""]
   return "\n".join(lines)
 
 
@@ -59,7 +80,9 @@ def recbole_section(doc: dict) -> str:
   """A document of experiments/compare_recbole.py."""
   d, t, m, rb, ours = doc["data"], doc["throughput_identical_shapes"], doc["peak_rss_mb"], doc["recbole"], doc["ours"]
   sh = doc["shape"]
-  lines = [f"## Side by side with RecBole {rb['recbole_version']} (torch {rb['torch']}), {doc['cpu_count']} CPU cores",
+  overrides = ours.get("settings", {}).get("overrides") or []
+  lines = [f"## Side by side with RecBole {rb['recbole_version']} (torch {rb['torch']}), {doc['cpu_count']} CPU cores,"
+           f" ours {'with ' + ', '.join(overrides) if overrides else 'with configs/default.py as is'}",
            "", f"Command: `{doc['command']}` ({doc['date']})", "",
            f"Data: {d['file']}, {d['users']:,} users, {d['items']:,} items, {d['interactions']:,} interactions,"
            " leave-one-out. Both models: hidden 64, inner 256, 2 layers, 2 heads,"
