@@ -96,10 +96,7 @@ def _prepare(chunks, drop_duplicates, min_seq_length, vocab, num_buckets, tmp, s
     pq.write_table(pa.table({"items": g.items}), path + "-items.parquet")
     pq.write_table(pa.table({"users": g.users, "lengths": g.lengths}), path + "-users.parquet")
     groups.append(_loader(path, g.stats))
-  ids, inverse = np.unique(np.concatenate([i for i, _ in counts]), return_inverse=True)
-  total = np.bincount(inverse, weights=np.concatenate([c for _, c in counts]), minlength=len(ids)).astype(np.int64)
-  del counts, inverse
-  return preprocess.finish(groups, min_seq_length, vocab, counts=(ids, total))
+  return preprocess.finish(groups, min_seq_length, vocab, counts=preprocess.merge_counts(counts))
 
 
 def _loader(path: str, stats: dict):

@@ -160,7 +160,11 @@ def group_users(users: np.ndarray, items: np.ndarray, *, drop_duplicates: bool, 
 
 def item_counts(groups) -> Tuple[np.ndarray, np.ndarray]:
   """(ids ascending, counts) of the items of several UserGroups together."""
-  per = [np.unique(g.items, return_counts=True) for g in groups]
+  return merge_counts([np.unique(g.items, return_counts=True) for g in groups])
+
+
+def merge_counts(per) -> Tuple[np.ndarray, np.ndarray]:
+  """Several (ids, counts) pairs -> (ids ascending, summed counts)."""
   if len(per) == 1:
     return per[0]
   ids, inverse = np.unique(np.concatenate([i for i, _ in per]), return_inverse=True)

@@ -53,12 +53,20 @@ def model_params(workdir):
 @pytest.mark.slow
 def test_two_processes_match_one_process(tmp_path):
   one = finish(launch(tmp_path / "one", 4))
-  port = free_loopback_port()
-  address = f"127.0.0.1:{port}"
-  procs = [launch(tmp_path / "two", 2, f"--config.distributed.coordinator_address={address}",
-                  f"--config.distributed.coordinator_bind_address={address}",
-                  "--config.distributed.num_processes=2", f"--config.distributed.process_id={i}") for i in range(2)]
-  two = [finish(p) for p in procs]
+
+  def two_processes(*extra):
+    port = free_loopback_port()
+    address = f"127.0.0.1:{port}"
+    procs = [launch(tmp_path / "two", 2, f"--config.distributed.coordinator_address={address}",
+                    f"--config.distributed.coordinator_bind_address={address}", "--config.distributed.num_processes=2",
+                    f"--config.distributed.process_id={i}", *extra) for i in range(2)]
+    return [finish(p) for p in procs]
+  # First stopped early (the time limit passes during compilation; the processes agree to stop at
+  # the first logging step, 10, and checkpoint it together), then resumed from that checkpoint.
+  stopped = two_processes("--config.train.training_time_limit_seconds=1", "--mode=train")
+  assert all("training_time_limit_seconds=1 reached" in out for out in stopped), stopped[1][-3000:]
+  two = two_processes()
+  assert all("Resuming from checkpoint at step 10" in out for out in two), two[1][-3000:]
   assert "on 4 cpu device(s)" in one
   assert "on 4 cpu device(s) in 2 processes" in two[0], two[0][-3000:]
 
@@ -83,7 +91,7 @@ def test_two_processes_match_one_process(tmp_path):
 
   # Metrics logged during training: only process 0 writes them.
   log_two = [json.loads(line) for line in open(tmp_path / "two" / "models" / name_two / "metrics.jsonl")]
-  assert sum("train/loss" in r for r in log_two) == 6
+  assert sum("train/loss" in r for r in log_two) == 6  # steps 10 (first run), 20, ..., 60
   loss_one = [json.loads(line)["train/loss"] for line in open(tmp_path / "one" / "models" / name_one / "metrics.jsonl")
               if "train/loss" in line]
   np.testing.assert_allclose([r["train/loss"] for r in log_two if "train/loss" in r], loss_one, rtol=1e-4)
