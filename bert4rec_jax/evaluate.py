@@ -217,6 +217,7 @@ class Evaluator:
     """(real rows, batch) over this process's block of users; an empty block still gives one
     batch (of padding), so that every process has outputs of the same shape to gather."""
     split, index = self.split, self.index[self.block]
+    negatives = [v[self.block] for v in self._negatives] if with_negatives else []
     for start in range(0, max(len(index), 1), self.batch_size):
       real = min(self.batch_size, len(index) - start)
       rows = index[start:start + self.batch_size] if real else self.index[:1]
@@ -224,8 +225,8 @@ class Evaluator:
                                                 self.vocab.mask_id, self.history_width)
       batch["targets"] = split.targets[idx].astype(np.int32)  # [B]
       if with_negatives:  # padding rows get no valid negative
-        for key, values in zip(("negatives", "negative_valid"), self._negatives):
-          chunk = values[self.block][start:start + real]
+        for key, values in zip(("negatives", "negative_valid"), negatives):
+          chunk = values[start:start + real]
           batch[key] = np.concatenate([chunk, np.zeros((self.batch_size - real,) + chunk.shape[1:], chunk.dtype)])
       yield real, batch
 

@@ -67,11 +67,12 @@ def barrier(name: str) -> None:
     multihost_utils.sync_global_devices(name)
 
 
-def any_process(flag: bool) -> bool:
-  """True on every process when `flag` is true on any (one small host all-gather)."""
-  if jax.process_count() == 1:
-    return bool(flag)
-  return bool(np.asarray(multihost_utils.process_allgather(np.asarray(bool(flag)))).any())
+def any_process(*flags: bool) -> tuple:
+  """Each flag, true on every process when it is true on any (one small host all-gather)."""
+  local = np.asarray(flags, dtype=bool)
+  if jax.process_count() > 1:
+    local = np.asarray(multihost_utils.process_allgather(local)).reshape(-1, len(flags)).any(axis=0)
+  return tuple(bool(x) for x in local)
 
 
 def _block_bounds(n: int, count: int) -> np.ndarray:

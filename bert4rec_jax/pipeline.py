@@ -321,12 +321,9 @@ def _write_split_results(config, ranks, extra_rows, prepared, ev, split_name, na
 def _load_or_prepare(data_config, workdir: str, min_length: int, **kwargs):
   """dataset.load_or_prepare; with several processes the first one prepares (or finds) the
   dataset while the others wait, then they load what it wrote (a filesystem all can read)."""
-  if not parallel.is_primary():
-    parallel.barrier("dataset prepared")
-    return dataset.load_or_prepare(data_config, workdir, min_length, **kwargs)
-  out = dataset.load_or_prepare(data_config, workdir, min_length, **kwargs)
+  out = dataset.load_or_prepare(data_config, workdir, min_length, **kwargs) if parallel.is_primary() else None
   parallel.barrier("dataset prepared")
-  return out
+  return out if out is not None else dataset.load_or_prepare(data_config, workdir, min_length, **kwargs)
 
 
 def _model_dir(workdir: str, name: str) -> str:

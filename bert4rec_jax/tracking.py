@@ -10,7 +10,7 @@ import subprocess
 import time
 from typing import Dict, Optional
 
-import jax
+from bert4rec_jax import parallel
 
 
 def git_commit() -> str:
@@ -29,7 +29,7 @@ class Tracker:
 
   def __init__(self, config, model_dir: str, model_name: str, job_type: str = "train"):
     self.path = os.path.join(model_dir, "metrics.jsonl")
-    self._active = jax.process_index() == 0
+    self._active = parallel.is_primary()
     if self._active:
       os.makedirs(model_dir, exist_ok=True)
     self._run = None

@@ -431,8 +431,7 @@ def train(config, model_dir: str, train_seqs, valid_evaluator: Optional[evaluate
       stopping = stop.received is not None  # read once: a signal may land anywhere in this iteration
       if several:  # every process must stop (and save) at the same step: agreed at log boundaries
         agree = done % tc.log_every_steps == 0 or done == end
-        out_of_time = agree and parallel.any_process(out_of_time)
-        stopping = agree and parallel.any_process(stopping)
+        out_of_time, stopping = parallel.any_process(out_of_time, stopping) if agree else (False, False)
       interrupted = interrupted or stopping
       last = done == end or out_of_time or stopping
       save = done % tc.checkpoint_every_steps == 0 or last
