@@ -38,6 +38,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -133,6 +134,7 @@ def child(spec_json: str) -> None:
   record = {"run": spec["run"], "point": spec["point"], "seed": spec["seed"], "model_name": out["model_name"],
             "model_dir": out["model_dir"], "results_dir": out["results_dir"],
             "train_seconds": train.training_seconds(out["model_dir"], config.train.num_train_steps),
+            "devices": train.training_devices(out["model_dir"], config.train.num_train_steps),
             "wall_seconds": time.time() - t0,
             "valid": out.get("valid_metrics", {}).get(kind, {}), "test": out.get("test_metrics", {}).get(kind, {}),
             "test_popularity": out["test_metrics"].get("popularity", {})}
@@ -168,11 +170,22 @@ def _die_with_parent(parent_pid: int) -> None:
 
 
 _CHILDREN = set()
+_LAUNCH = threading.Lock()  # held while a run starts, so a stop never misses a run being started
+_STOPPING = threading.Event()
 
 
 def _terminate_children(signum, frame):
-  for proc in list(_CHILDREN):
-    proc.kill()
+  """SIGTERM: start no more runs; ask the running ones to stop (each saves a checkpoint after its
+  current step and exits, so the next invocation resumes it) and exit once they have. A second
+  signal, or a SIGKILL, ends everything at once: the runs die with this process."""
+  if _STOPPING.is_set():
+    for proc in list(_CHILDREN):
+      proc.kill()
+    raise SystemExit(128 + signum)
+  with _LAUNCH:
+    _STOPPING.set()
+    for proc in list(_CHILDREN):
+      proc.terminate()
   raise SystemExit(128 + signum)
 
 
@@ -185,9 +198,12 @@ def run_group(group, workdir, logs_dir) -> list:
             "parent_pid": os.getpid()}
     log = os.path.join(logs_dir, r["run"] + ".log")
     with open(log, "a") as f:
-      proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--_run=" + json.dumps(spec, default=list)],
-                              stdout=f, stderr=subprocess.STDOUT, cwd=REPO)
-      _CHILDREN.add(proc)
+      with _LAUNCH:
+        if _STOPPING.is_set():
+          break
+        proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--_run=" + json.dumps(spec, default=list)],
+                                stdout=f, stderr=subprocess.STDOUT, cwd=REPO)
+        _CHILDREN.add(proc)
       try:
         proc.wait()
       finally:
@@ -252,10 +268,11 @@ def summarize(frame, keys):
   return mean, std.fillna(0.0), count
 
 
-def markdown(frame, keys, sweep, command) -> str:
+def markdown(frame, keys, sweep, command, devices=()) -> str:
   mean, std, count = summarize(frame, keys)
   cols = list(mean.columns)
-  lines = ["# Sweep results", "", sweep["description"], "", f"Made by `{command}`", "",
+  lines = ["# Sweep results", "", sweep["description"], "",
+           f"Made by `{command}`" + (f", trained on {' and '.join(devices)}." if devices else "."), "",
            f"Test split, mean ± std over seeds ({', '.join(map(str, sorted(frame['seed'].unique())))}). "
            "Full ranking excludes the history as configured; sampled_* is the sampled protocol.", "",
            "| " + " | ".join(keys + ["seeds"] + [c.split("/", 1)[1] for c in cols]) + " |",
@@ -267,7 +284,10 @@ def markdown(frame, keys, sweep, command) -> str:
     lines.append("| " + " | ".join(cells) + " |")
   if "test/ndcg@10" in mean and "test/sampled_ndcg@10" in mean and len(mean) >= 3:
     tau = kendall_tau(list(mean["test/ndcg@10"]), list(mean["test/sampled_ndcg@10"]))
-    best_full, best_sampled = mean["test/ndcg@10"].idxmax(), mean["test/sampled_ndcg@10"].idxmax()
+    def point(idx):  # "a.b=1, c=x", plain Python values (not numpy reprs)
+      values = idx if isinstance(idx, tuple) else (idx,)
+      return ", ".join(f"{k}={v.item() if hasattr(v, 'item') else v}" for k, v in zip(keys, values))
+    best_full, best_sampled = point(mean["test/ndcg@10"].idxmax()), point(mean["test/sampled_ndcg@10"].idxmax())
     lines += ["", f"Sampled vs full ranking: Kendall's tau between the points' mean NDCG@10 under the two "
               f"protocols = {tau:.3f} over {len(mean)} points; best point by full ranking: {best_full}, "
               f"by sampled metrics: {best_sampled}" + (" (the same)." if best_full == best_sampled else
@@ -361,9 +381,12 @@ def main():
   if records:
     frame = results_frame(records, {r["run"]: {k: get_field(r["config"], k) for k in keys} for r in runs})
     frame.to_csv(os.path.join(workdir, "results.csv"), index=False)
-    command = "python experiments/sweep.py " + " ".join(sys.argv[1:])
+    # The command that makes these results: how many at a time, or a table-only rebuild, does not change them.
+    command = "python experiments/sweep.py " + " ".join(
+        a for a in sys.argv[1:] if not a.startswith(("--report_only", "--parallel")))
+    devices = sorted({d for rec in records for d in rec.get("devices", [])})
     present = [k for k in keys if k in frame]
-    text = markdown(frame, present, sweep, command)
+    text = markdown(frame, present, sweep, command, devices)
     with open(os.path.join(workdir, "results.md"), "w") as f:
       f.write(text)
     plots = plot(frame, present, os.path.join(workdir, "plots"))

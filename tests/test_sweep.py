@@ -81,6 +81,22 @@ def test_sweep_runs_resumes_and_reports(tmp_path):
   assert victim.exists() and pd.read_csv(work / "results.csv").shape[0] == 6
   import json
   assert json.loads(victim.read_text())["test"] == json.loads(before)["test"]  # the trained model was reused
+  # SIGTERM (what `timeout` and schedulers send): no new run starts, the running one stops, the
+  # sweep exits. Three records removed, one run at a time, the signal once the first is back.
+  victims = sorted((work / "runs").glob("*.json"))[:3]
+  for v in victims:
+    v.unlink()
+  proc = subprocess.Popen(sweep_command(path, work, "--parallel=1"), stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL, cwd=REPO, env=ENV)
+  deadline = time.time() + 600
+  while time.time() < deadline and proc.poll() is None and not any(v.exists() for v in victims):
+    time.sleep(0.1)
+  assert proc.poll() is None, "the sweep ended before it could be stopped"
+  proc.terminate()
+  proc.wait(timeout=120)
+  time.sleep(1)
+  assert not subprocess.run(["pgrep", "-f", str(work)], capture_output=True, text=True).stdout.split()
+  assert 1 <= sum(v.exists() for v in victims) <= 2, "runs started after the sweep was told to stop"
 
 
 def test_kendall_tau_matches_pair_counting():
