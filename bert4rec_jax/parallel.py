@@ -11,6 +11,7 @@ of the users (`process_block`) on its local devices, and `gather_blocks` reassem
 blocks, in order, on every process.
 """
 import collections
+import os
 import itertools
 import logging
 from typing import Callable, Iterable, Iterator, Sequence
@@ -59,6 +60,14 @@ def process_count() -> int:
 def is_primary() -> bool:
   """The process that writes shared files (results, W&B, the model folder)."""
   return jax.process_index() == 0
+
+
+def describe_devices() -> str:
+  """The accelerators in use, for reports: e.g. "1 x NVIDIA H100 80GB HBM3 (16 CPU cores)"; with
+  several processes, the global count and the process count."""
+  d = jax.devices()
+  procs = f", {jax.process_count()} processes" if jax.process_count() > 1 else ""
+  return f"{len(d)} x {d[0].device_kind} ({os.cpu_count()} CPU cores{procs})"
 
 
 def barrier(name: str) -> None:

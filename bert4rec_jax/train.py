@@ -164,7 +164,7 @@ def negative_log_q(train_config, train_seqs, num_items: int) -> Optional[np.ndar
     return None
   if train_config.negative_sampler == "uniform":
     return np.full(num_items, -np.log(num_items), np.float32)
-  counts = np.bincount(train_seqs.items, minlength=num_items + 2)[1:num_items + 1] + 1.0  # +1: every item drawable
+  counts = np.bincount(train_seqs.tokens(), minlength=num_items + 2)[1:num_items + 1] + 1.0  # +1: every item drawable
   return np.log(counts / counts.sum()).astype(np.float32)
 
 
@@ -299,6 +299,7 @@ class StopSignals:
 
 
 TRAIN_TIME_FILE = "train_time.json"
+TRAIN_DEVICES_FILE = "train_devices.json"  # {step: the devices of the invocation that saved it}
 
 
 def training_seconds(model_dir: str, step: int) -> float:
@@ -312,12 +313,21 @@ def training_seconds(model_dir: str, step: int) -> float:
   return float(record[str(max(known))]) if known else 0.0
 
 
-def _record_training_seconds(model_dir: str, step: int, seconds: float) -> None:
-  path = os.path.join(model_dir, TRAIN_TIME_FILE)
+def training_devices(model_dir: str, step: int) -> list:
+  """The devices (`parallel.describe_devices()`) of every invocation that trained the checkpoint
+  at `step`, in order; empty when not recorded (models trained before this was kept)."""
+  path = os.path.join(model_dir, TRAIN_DEVICES_FILE)
   record = io_utils.read_json(path) if os.path.exists(path) else {}
-  record = {s: v for s, v in record.items() if int(s) < step}  # a re-run from an older checkpoint replaces later ones
-  record[str(step)] = round(seconds, 2)
-  io_utils.write_json(path, record)
+  return list(dict.fromkeys(v for s, v in sorted(record.items(), key=lambda kv: int(kv[0])) if int(s) <= step))
+
+
+def _record_training_seconds(model_dir: str, step: int, seconds: float) -> None:
+  for name, value in ((TRAIN_TIME_FILE, round(seconds, 2)), (TRAIN_DEVICES_FILE, parallel.describe_devices())):
+    path = os.path.join(model_dir, name)
+    record = io_utils.read_json(path) if os.path.exists(path) else {}
+    record = {s: v for s, v in record.items() if int(s) < step}  # a re-run from an older checkpoint replaces later ones
+    record[str(step)] = value
+    io_utils.write_json(path, record)
 
 
 def validate(config, num_devices: int) -> None:

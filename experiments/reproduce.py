@@ -113,9 +113,11 @@ def choices_table(sweep_dir: str, dataset: str) -> list:
   if not os.path.exists(path):
     return ["Choices, measured: not run yet (`" + command + "`).", ""]
   with open(path) as f:
-    table = [line for line in f.read().splitlines() if line.startswith("|") or line.startswith("Made by")]
+    lines = f.read().splitlines()
+  made_by = [line for line in lines if line.startswith("Made by")]
+  table = [line for line in lines if line.startswith("|")]
   return ["Choices, measured (each against its alternative at one short, equal budget of steps; the first row"
-          " is the committed config):", ""] + table + [""]
+          " is the committed config):", ""] + made_by + [""] + table + [""]
 
 
 def section(dataset, info, ours, base, command="", choices=()) -> str:
@@ -152,7 +154,21 @@ def section(dataset, info, ours, base, command="", choices=()) -> str:
               "|---|" + "---:|" * len(info["loss_curve"]),
               "| loss | " + " | ".join(f"{v:.3f}" for _, v in info["loss_curve"]) + " |", ""]
   lines += list(choices)
+  lines += notes(dataset)
   return "\n".join(lines)
+
+
+NOTES_DIR = os.path.join(REPO, "docs", "reproduction_notes")
+
+
+def notes(dataset: str) -> list:
+  """docs/reproduction_notes/<dataset>.md (written by hand: what was tried, what is next), when present."""
+  path = os.path.join(NOTES_DIR, f"{dataset}.md")
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    return ["### What was tried, and what is next", "", f.read().strip(), "",
+            f"(From `docs/reproduction_notes/{dataset}.md`.)", ""]
 
 
 def main():
@@ -167,9 +183,8 @@ def main():
   ap.add_argument("--sweeps", default="sweeps", help="where experiments/sweep.py wrote the <dataset>_choices sweeps")
   args = ap.parse_args()
 
-  import jax
   import pandas as pd
-  from bert4rec_jax import dataset as dataset_lib, io_utils, pipeline, train
+  from bert4rec_jax import dataset as dataset_lib, io_utils, parallel, pipeline, train
 
   command = "python experiments/reproduce.py " + " ".join(sys.argv[1:])
   sections = {}
@@ -209,7 +224,7 @@ def main():
             "model_name": out["model_name"], "step": step, "num_train_steps": c.train.num_train_steps,
             "finished": step >= c.train.num_train_steps, "epochs": step * c.train.batch_size / examples,
             "examples_per_epoch": examples, "train_minutes": train.training_seconds(model_dir, step) / 60,
-            "device": f"{jax.device_count()} x {jax.devices()[0].device_kind} ({os.cpu_count()} CPU cores)",
+            "device": " then ".join(train.training_devices(model_dir, step)) or parallel.describe_devices(),
             "config": f"configs/{dataset}.py" + "".join(f" --config.{s}" for s in args.set)}
     sections[dataset] = section(dataset, info, ours, base, command, choices_table(args.sweeps, dataset))
 

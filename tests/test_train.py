@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bert4rec_jax import pipeline, train
+from bert4rec_jax import parallel, pipeline, train
 from bert4rec_jax.errors import ConfigError
 
 
@@ -50,6 +50,9 @@ def test_resume_equals_uninterrupted(tiny_config, tmp_path):
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6), straight, resumed)
   # Training time adds up over the invocations that made the model.
   assert train.training_seconds(out["model_dir"], 20) > first == train.training_seconds(out["model_dir"], 15)
+  # The devices of each invocation are recorded beside it (one kind here: listed once).
+  assert train.training_devices(out["model_dir"], 20) == [parallel.describe_devices()]
+  assert train.training_devices(out["model_dir"], 5) == []
 
 
 def test_sequence_length_warmup_switches_shape_and_resumes_exactly(tiny_config, tmp_path):

@@ -1,0 +1,15 @@
+# Sourced by the gpu_*.sh scripts: makes the project importable on a lent GPU machine whose
+# image has jax (CUDA), flax, optax, orbax-checkpoint, numpy, pandas, pyarrow, absl-py and tqdm
+# but not ml-collections. Carry its wheel in .whl/ (README.md, "On a GPU", says how);
+# W&B is not needed: the scripts run with config.wandb.mode=disabled.
+if ! python3 -c "import ml_collections" 2>/dev/null; then
+  if ! ls .whl/*.whl >/dev/null 2>&1; then
+    echo "gpu: ml_collections is not installed and there is no .whl/ folder of wheels" >&2
+    exit 1
+  fi
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+  export PYTHONPATH=/tmp/site:${PYTHONPATH:-}
+fi
+export PYTHONPATH=$PWD:${PYTHONPATH:-}
+export PYTHONUNBUFFERED=1
+python3 -c "import jax; print('devices:', jax.devices())" >&2
