@@ -24,6 +24,7 @@ class MarkovChain:
   """Item-to-item transition counts from training sequences, stored as CSR rows by source."""
 
   def __init__(self, train: Sequences, num_items: int):
+    train = train.compact()  # adjacent tokens of one buffer: views hold tokens outside their sequences
     items = train.items.astype(np.int64)
     follows = np.ones(max(len(items) - 1, 0), bool)  # pair (k, k+1) lies inside one user
     ends = train.offsets[1:-1] - 1

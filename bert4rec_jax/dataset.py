@@ -1,7 +1,10 @@
 """The prepared dataset on disk: content-hashed, reused while inputs and data config are unchanged.
 
 Layout of `<workdir>/data/processed/<hash>/`:
-  sequences.npz   offsets [U+1] int64, items [T] int32 (full sequences, token ids)
+  offsets.npy, items.npy, last_item_known.npy
+                  CSR sequences (offsets [U+1] int64, items [T] int32 token ids, full sequences)
+                  and [U] bool; memory-mapped when loaded (artifacts of the first layout keep a
+                  single sequences.npz, still read)
   items.parquet   original item id and training count, in token order (token = row + 1)
   users.parquet   original user id, in row order
   meta.json       counts of everything read, dropped and kept, the data config, the source hash
@@ -94,9 +97,9 @@ def save(prepared: "preprocess.Prepared", folder: str, meta: dict) -> None:
   os.makedirs(parent, exist_ok=True)
   tmp = tempfile.mkdtemp(dir=parent, prefix=".tmp-")
   try:
-    seqs = prepared.sequences
-    np.savez(os.path.join(tmp, "sequences.npz"), offsets=seqs.offsets, items=seqs.items,
-             last_item_known=prepared.last_item_known)
+    seqs = prepared.sequences.compact()
+    for name, array in (("offsets", seqs.offsets), ("items", seqs.items), ("last_item_known", prepared.last_item_known)):
+      np.save(os.path.join(tmp, f"{name}.npy"), np.asarray(array))
     pd.DataFrame({"item": prepared.vocab.ids, "count": prepared.vocab.counts}).to_parquet(
         os.path.join(tmp, "items.parquet"), index=False)
     pd.DataFrame({"user": prepared.users}).to_parquet(os.path.join(tmp, "users.parquet"), index=False)
@@ -110,9 +113,18 @@ def save(prepared: "preprocess.Prepared", folder: str, meta: dict) -> None:
 
 
 def load(folder: str) -> "preprocess.Prepared":
-  with np.load(os.path.join(folder, "sequences.npz"), allow_pickle=False) as z:
-    seqs = preprocess.Sequences(offsets=z["offsets"], items=z["items"])
-    last_item_known = z["last_item_known"]
+  """The artifact's arrays are memory-mapped, read-only: a process reads from disk only the pages
+  of the rows it touches (with several processes on a host, the page cache holds one copy)."""
+  legacy = os.path.join(folder, "sequences.npz")  # artifacts written before the .npy layout
+  if os.path.exists(legacy):
+    with np.load(legacy, allow_pickle=False) as z:
+      seqs = preprocess.Sequences(offsets=z["offsets"], items=z["items"])
+      last_item_known = z["last_item_known"]
+  else:
+    arrays = {name: np.load(os.path.join(folder, f"{name}.npy"), mmap_mode="r", allow_pickle=False)
+              for name in ("offsets", "items", "last_item_known")}
+    seqs = preprocess.Sequences(offsets=arrays["offsets"], items=arrays["items"])
+    last_item_known = arrays["last_item_known"]
   meta = io_utils.read_json(os.path.join(folder, "meta.json"))
   return preprocess.Prepared(vocab=load_vocab(folder), users=load_users(folder), sequences=seqs,
                              stats=meta["stats"], last_item_known=last_item_known)

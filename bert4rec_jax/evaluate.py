@@ -69,7 +69,7 @@ def with_popularity_fallback(scorer: Scorer) -> Scorer:
 
 def popularity_params(train: Sequences, num_items: int) -> np.ndarray:
   """[N] float32 count of each item in the training sequences (no held-out item leaks in)."""
-  return np.bincount(train.items, minlength=num_items + 2)[1:num_items + 1].astype(np.float32)
+  return np.bincount(train.tokens(), minlength=num_items + 2)[1:num_items + 1].astype(np.float32)
 
 
 def scan_catalogue(query, table, *, chunk: int, targets=None, history=None, negatives=None, negative_valid=None,
@@ -211,13 +211,14 @@ class Evaluator:
     # One static history width for the whole split: one compilation.
     self.history_width = input_pipeline.bucket(int(split.history.lengths[self.index].max()))
     self._steps: Dict[int, Callable] = {}
-    self._negatives: Optional[np.ndarray] = None
+    self._negatives: Optional[tuple] = None  # (negatives, valid) of this process's block
+    self._all_negatives: Optional[tuple] = None  # of every evaluated user, when asked for
 
   def _host_batches(self, with_negatives: bool):
     """(real rows, batch) over this process's block of users; an empty block still gives one
     batch (of padding), so that every process has outputs of the same shape to gather."""
     split, index = self.split, self.index[self.block]
-    negatives = [v[self.block] for v in self._negatives] if with_negatives else []
+    negatives = self._negatives if with_negatives else ()
     for start in range(0, max(len(index), 1), self.batch_size):
       real = min(self.batch_size, len(index) - start)
       rows = index[start:start + self.batch_size] if real else self.index[:1]
@@ -230,29 +231,35 @@ class Evaluator:
           batch[key] = np.concatenate([chunk, np.zeros((self.batch_size - real,) + chunk.shape[1:], chunk.dtype)])
       yield real, batch
 
-  def _ensure_negatives(self) -> None:
-    """Draws the sampled protocol's negatives once per split, for all of its users."""
-    if self._negatives is not None or not self.config.num_negatives:
-      return
+  def _draw_negatives(self, sel: np.ndarray):
+    """The sampled protocol's (negatives, valid) for the split's users `sel` alone: each user's
+    draws come from its own stream (metrics.sample_negatives), so any subset gets the same ones."""
     if self.config.negative_sampling == "popularity":
       weights = self.vocab.counts.astype(np.float64)
     elif self.config.negative_sampling == "uniform":
       weights = np.ones(self.vocab.num_items)
     else:
       raise ValueError(f"config.eval.negative_sampling={self.config.negative_sampling!r}: use popularity|uniform")
-    split = self.split
+    history = self.split.history.select(sel)  # compact, only these users
     # Blocked per user: the whole history and the target.
-    blocked = Sequences(offsets=split.history.offsets + np.arange(len(split.rows) + 1),
-                        items=np.insert(split.history.items, split.history.offsets[1:], split.targets))
-    negatives, valid = metrics.sample_negatives(split.rows, blocked, weights, self.config.num_negatives,
-                                                seed=self.seed)
-    self._negatives = (negatives[self.index], valid[self.index])
+    blocked = Sequences(offsets=history.offsets + np.arange(len(sel) + 1),
+                        items=np.insert(history.items, history.offsets[1:], self.split.targets[sel]))
+    return metrics.sample_negatives(self.split.rows[sel], blocked, weights, self.config.num_negatives, seed=self.seed)
+
+  def _ensure_negatives(self) -> None:
+    """This process's block of users' negatives, drawn once per split."""
+    if self._negatives is None and self.config.num_negatives:
+      self._negatives = self._draw_negatives(self.index[self.block])
 
   def negatives(self):
-    """The sampled protocol's (negatives [U, K] item columns, valid [U, K]) in the order of
-    `ranks`, or None when the protocol is off: for scoring the same users another way."""
-    self._ensure_negatives()
-    return self._negatives
+    """The sampled protocol's (negatives [U, K] item columns, valid [U, K]) for every evaluated
+    user in the order of `ranks`, or None when the protocol is off: for scoring the same users
+    another way."""
+    if not self.config.num_negatives:
+      return None
+    if self._all_negatives is None:
+      self._all_negatives = self._draw_negatives(self.index)
+    return self._all_negatives
 
   def ranks(self, scorer: Scorer, params, replicated: bool = False, top_k: int = 0) -> Dict[str, np.ndarray]:
     """Per-user ranks {'full': [U], 'sampled': [U]} (sampled only when num_negatives > 0), and

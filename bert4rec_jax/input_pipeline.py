@@ -28,9 +28,9 @@ def right_aligned(seqs: Sequences, rows: np.ndarray, length: int, append: Option
   rows = np.asarray(rows, dtype=np.int64)
   n = length - (append is not None)
   starts = seqs.offsets[rows]
-  ends = seqs.offsets[rows + 1] if ends is None else np.asarray(ends, dtype=np.int64)
-  idx = ends[:, None] - n + np.arange(n)[None, :]  # [B, n] positions into seqs.items
-  items = seqs.items if len(seqs.items) else np.zeros(1, np.int32)  # every sequence may be empty
+  ends = seqs.stops[rows] if ends is None else np.asarray(ends, dtype=np.int64)
+  idx = ends[:, None] - n + np.arange(n)[None, :]  # [B, n] positions into seqs.buffer
+  items = seqs.buffer if len(seqs.buffer) else np.zeros(1, np.int32)  # every sequence may be empty
   window = np.where(idx >= starts[:, None], items[np.clip(idx, 0, len(items) - 1)], PAD).astype(np.int32)
   if append is not None:
     window = np.concatenate([window, np.full((len(rows), 1), append, np.int32)], axis=1)
@@ -51,7 +51,7 @@ def scoring_batch(history: Sequences, rows: np.ndarray, batch_size: int, max_seq
 
 
 def sliding_windows(seqs: Sequences, length: int, prop_sliding_window: float):
-  """Training windows as (rows [W], ends [W]) with `ends` absolute positions into seqs.items.
+  """Training windows as (rows [W], ends [W]) with `ends` absolute positions into seqs.buffer.
 
   Every sequence contributes its last `length` items. With prop_sliding_window > 0, a longer
   sequence also contributes windows ending step, 2 * step, ... items earlier
@@ -61,7 +61,7 @@ def sliding_windows(seqs: Sequences, length: int, prop_sliding_window: float):
   lengths = seqs.lengths
   rows = np.arange(len(seqs), dtype=np.int64)
   if prop_sliding_window <= 0:
-    return rows, seqs.offsets[1:].copy()
+    return rows, np.array(seqs.stops, dtype=np.int64)
   step = max(1, int(prop_sliding_window * length))
   # Windows per sequence: starts n-L, n-L-step, ... > 0, then 0 (when n > L).
   extra = np.where(lengths > length, -(-(lengths - length) // step), 0)  # ceil((n - L) / step)

@@ -53,44 +53,73 @@ class ItemVocab:
     return self.ids[tokens - 1]
 
 
-@dataclasses.dataclass(frozen=True)
 class Sequences:
-  """Ragged int32 token sequences in CSR form: sequence u is items[offsets[u]:offsets[u+1]]."""
-  offsets: np.ndarray  # [U + 1] int64
-  items: np.ndarray  # [T] int32
+  """Ragged int32 token sequences over one flat buffer: sequence u is buffer[offsets[u]:stops[u]].
+
+  Without `ends` this is plain CSR (stops = offsets[1:]) and `items` is the buffer. With `ends`
+  it is a view that shares the buffer of the sequences it was made from: drop_last(k), the
+  training split, costs [U] ints and copies no token (prepared arrays may be memory-mapped from
+  disk). A view's buffer also holds tokens outside its sequences, so a view has no `items`:
+  asking for it is an error, not a silent leak of held-out items; use tokens() or compact().
+  """
+  __slots__ = ("offsets", "buffer", "ends")
+
+  def __init__(self, offsets: np.ndarray, items: np.ndarray, ends: Optional[np.ndarray] = None):
+    self.offsets = offsets  # [U + 1] int64: starts (and, for CSR, stops)
+    self.buffer = items  # [T] int32
+    self.ends = ends  # [U] int64 exclusive stops, for a view
+
+  @property
+  def items(self) -> np.ndarray:
+    """[T] every token, in order (CSR only)."""
+    if self.ends is not None:
+      raise ValueError("Sequences.items of a view (drop_last) would include tokens outside its sequences: "
+                       "use tokens() or compact()")
+    return self.buffer
 
   def __len__(self) -> int:
     return len(self.offsets) - 1
 
   @property
+  def stops(self) -> np.ndarray:
+    """[U] exclusive end of every sequence in `items`."""
+    return self.offsets[1:] if self.ends is None else self.ends
+
+  @property
   def lengths(self) -> np.ndarray:
-    return np.diff(self.offsets)
+    return self.stops - self.offsets[:-1]
 
   def __getitem__(self, u: int) -> np.ndarray:
-    return self.items[self.offsets[u]:self.offsets[u + 1]]
+    return self.buffer[self.offsets[u]:self.stops[u]]
 
   def drop_last(self, k: int) -> "Sequences":
-    """Every sequence without its last k items (sequences must have at least k)."""
+    """Every sequence without its last k items (sequences must have at least k): a view."""
     if k == 0:
       return self
     lengths = self.lengths
     if len(lengths) and lengths.min() < k:
       raise ValueError(f"drop_last({k}) needs every sequence to have at least {k} items")
-    pos = np.arange(len(self.items)) - np.repeat(self.offsets[:-1], lengths)  # position within sequence
-    keep = pos < np.repeat(lengths - k, lengths)
-    return Sequences(offsets=self.offsets - k * np.arange(len(self.offsets)), items=self.items[keep])
+    return Sequences(offsets=self.offsets, items=self.buffer, ends=np.asarray(self.stops - k, dtype=np.int64))
 
   def last(self, k: int = 1) -> np.ndarray:
     """[U] the k-th item from the end of every sequence."""
-    return self.items[self.offsets[1:] - k]
+    return self.buffer[self.stops - k]
 
   def select(self, rows: np.ndarray) -> "Sequences":
-    """The sub-collection of sequences `rows` (in that order)."""
+    """The sub-collection of sequences `rows` (in that order), compact (a copy of their tokens)."""
     rows = np.asarray(rows, dtype=np.int64)
     starts, lengths = self.offsets[rows], self.lengths[rows]
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     idx = np.repeat(starts - offsets[:-1], lengths) + np.arange(offsets[-1])
-    return Sequences(offsets=offsets, items=self.items[idx])
+    return Sequences(offsets=offsets, items=np.asarray(self.buffer[idx]))
+
+  def compact(self) -> "Sequences":
+    """Plain CSR holding exactly the sequences' tokens (self when it already is)."""
+    return self if self.ends is None else self.select(np.arange(len(self)))
+
+  def tokens(self) -> np.ndarray:
+    """[sum(lengths)] every token of every sequence, in order."""
+    return self.compact().items
 
 
 @dataclasses.dataclass(frozen=True)
@@ -250,8 +279,11 @@ def leave_one_out(seqs: Sequences) -> Tuple[Sequences, EvalSplit, EvalSplit]:
 
 def last_item_split(seqs: Sequences, rows: Optional[np.ndarray] = None) -> EvalSplit:
   """Evaluate the last item of each sequence (in `rows`, default all) given everything before it."""
-  rows = np.arange(len(seqs), dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64)
-  sub = seqs.select(rows)
+  if rows is None:  # every sequence: a view, no copy
+    rows, sub = np.arange(len(seqs), dtype=np.int64), seqs
+  else:
+    rows = np.asarray(rows, dtype=np.int64)
+    sub = seqs.select(rows)
   return EvalSplit(rows=rows, history=sub.drop_last(1), targets=sub.last(1))
 
 

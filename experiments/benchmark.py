@@ -25,6 +25,7 @@ Synthetic data has the shapes of the real sets (users, items, length distributio
 depends on shapes, not on what the items are.
 """
 import argparse
+import datetime
 import json
 import os
 import resource
@@ -215,9 +216,53 @@ def prepare_child(n: int) -> dict:
   prepared = preprocess.prepare(df, drop_duplicates=True, min_seq_length=1)
   with tempfile.TemporaryDirectory() as tmp:
     dataset.save(prepared, os.path.join(tmp, "ds"), {"stats": prepared.stats})
+    seconds, peak = time.perf_counter() - t0, peak_rss_mb()
+    load = load_rows(os.path.join(tmp, "ds"))
   return {"interactions": n, "users": int(prepared.stats["users"]), "items": int(prepared.stats["items"]),
-          "seconds": time.perf_counter() - t0, "peak_rss_mb": peak_rss_mb(),
-          "rss_before_prepare_mb": rss_before}
+          "seconds": seconds, "peak_rss_mb": peak, "rss_before_prepare_mb": rss_before, **load}
+
+
+def _status_mb(field: str) -> float:
+  """A /proc/self/status memory figure in MB (Linux; 0 elsewhere)."""
+  try:
+    with open("/proc/self/status") as f:
+      for line in f:
+        if line.startswith(field + ":"):
+          return int(line.split()[1]) / 1024.0
+  except OSError:
+    pass
+  return 0.0
+
+
+def load_child(arg: str) -> dict:
+  """In a fresh process: what a training process does with a prepared artifact before training
+  (load it, split off the held-out items, draw one evaluation block's users' windows). The
+  arrays are memory-mapped and the splits are views: private (anonymous) memory grows with the
+  users, not with the tokens. With ":copied", the same with the arrays read into memory and the
+  splits copied (what loading cost before the artifact was memory-mapped), for comparison."""
+  from bert4rec_jax import dataset, input_pipeline, pipeline, preprocess
+  folder, _, mode = arg.partition(":")
+  anon_before = _status_mb("RssAnon")
+  t0 = time.perf_counter()
+  prepared = dataset.load(folder)
+  seqs = prepared.sequences
+  if mode == "copied":
+    seqs = preprocess.Sequences(np.array(seqs.offsets), np.array(seqs.items))
+  train_seqs, splits = pipeline.task_splits("train_val_test", seqs)
+  test = splits["test"]
+  if mode == "copied":
+    train_seqs, test = train_seqs.compact(), preprocess.EvalSplit(test.rows, test.history.compact(), test.targets)
+  rows = np.arange(len(test.rows))[:len(test.rows) // 2]  # one of two processes' blocks
+  for start in range(0, len(rows), 4096):
+    input_pipeline.right_aligned(test.history, rows[start:start + 4096], 50)
+  artifact = sum(os.path.getsize(os.path.join(folder, f)) for f in os.listdir(folder))
+  return {"load_seconds": time.perf_counter() - t0, "artifact_mb": round(artifact / 2**20, 1),
+          "load_private_mb": round(_status_mb("RssAnon") - anon_before, 1)}
+
+
+def load_rows(folder: str) -> dict:
+  mapped, copied = in_child("load", folder), in_child("load", folder + ":copied")
+  return {**mapped, "load_private_mb_copied": copied["load_private_mb"]}
 
 
 def bucketed_child(n: int, chunk_rows: int) -> dict:
@@ -320,6 +365,9 @@ def main():
   if args._child == "prepare":
     print(json.dumps(prepare_child(int(args._arg))))
     return
+  if args._child == "load":
+    print(json.dumps(load_child(args._arg)))
+    return
   if args._child == "bucketed":
     n, chunk = (int(x) for x in args._arg.split(":"))
     print(json.dumps(bucketed_child(n, chunk)))
@@ -337,7 +385,8 @@ def main():
   result = {"devices": {"platform": d[0].platform, "kind": d[0].device_kind, "count": len(d),
                         "local_count": jax.local_device_count()},
             "jax": jax.__version__, "cpu_count": os.cpu_count(), "overrides": args.set, "repeats": args.repeats,
-            "command": "python experiments/benchmark.py " + " ".join(sys.argv[1:])}
+            "command": "python experiments/benchmark.py " + " ".join(sys.argv[1:]),
+            "date": datetime.date.today().isoformat()}
   def prepare_rows():
     rows = []
     for n in (int(x) for x in args.prepare_sizes.split(",")):

@@ -18,17 +18,30 @@ def section(doc: dict, title: str) -> str:
   lines = [f"## {title}", "",
            f"Device: {d['count']} x {d['kind']} ({d['platform']}), {doc['cpu_count']} CPU cores, JAX {doc['jax']}."
            + (f" Medians over {doc['repeats']} repeats." if any(k in doc for k in MEDIAN_SUITES)
-              else " One run per row (each minutes long, in a fresh process)."), "", f"Command: `{doc['command']}`", ""]
+              else " One run per row (each minutes long, in a fresh process)."), "",
+           f"Command: `{doc['command']}`" + (f" ({doc['date']})" if "date" in doc else ""), ""]
   if doc["overrides"]:
     lines += [f"Overrides: `{' '.join(doc['overrides'])}`", ""]
   for key in ("prepare", "train", "eval", "predict", "large_1m_items", "bucketed", "stream_predict"):
     if isinstance(doc.get(key), dict) and "error" in doc[key]:
       lines += [f"Suite `{key}` failed: `{doc.pop(key)['error'].splitlines()[-1]}`", ""]
   if "prepare" in doc:
+    loads = all("load_seconds" in r for r in doc["prepare"])
     lines += ["### Preparation (NumPy, fresh process per run)", "",
-              "| interactions | users | items | seconds | peak RSS (MB) |", "|---:|---:|---:|---:|---:|"]
+              "| interactions | users | items | seconds | peak RSS (MB) |"
+              + (" artifact (MB) | load + splits (s) | private memory of load + splits (MB) | the same, arrays copied (MB) |"
+                 if loads else ""),
+              "|---:|---:|---:|---:|---:|" + ("---:|---:|---:|---:|" if loads else "")]
     lines += [f"| {r['interactions']:,} | {r['users']:,} | {r['items']:,} | {r['seconds']:.2f} | {r['peak_rss_mb']:,.0f} |"
+              + (f" {r['artifact_mb']:,} | {r['load_seconds']:.2f} | {r['load_private_mb']:,} |"
+                 f" {r.get('load_private_mb_copied', '–')} |" if loads else "")
               for r in doc["prepare"]]
+    if loads:
+      lines += ["", "Load + splits: a fresh process loads the artifact (memory-mapped), splits off the held-out"
+                " items (views) and builds one half of the users' evaluation windows; private memory is the"
+                " growth of its anonymous RSS (the mapped file's pages are shared page cache). \"Arrays copied\":"
+                " the same steps with the arrays read into memory and the splits copied, as loading worked"
+                " before the artifact was memory-mapped."]
     lines.append("")
   if "train" in doc:
     lines += ["### Training throughput (batch 256, compile time excluded)", "",

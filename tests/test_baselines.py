@@ -23,7 +23,7 @@ def dense_transitions(train, n):
 def dense_markov_scores(train, n):
   """[n + 1, n] float scores: transition count from row item, plus popularity / (max + 1) so that
   equal counts are ordered by training popularity (columns = tokens - 1)."""
-  pop = np.bincount(train.items, minlength=n + 2)[1:n + 1].astype(float)
+  pop = np.bincount(train.tokens(), minlength=n + 2)[1:n + 1].astype(float)
   return dense_transitions(train, n)[:, 1:] + pop / (pop.max() + 1)
 
 
@@ -48,8 +48,9 @@ def test_markov_chain_matches_dense_reference():
   n = p.vocab.num_items
   dense = dense_markov_scores(train, n)
   chain = baselines.MarkovChain(train, n)
-  blocked = preprocess.Sequences(offsets=test.history.offsets + np.arange(len(test.rows) + 1),
-                                 items=np.insert(test.history.items, test.history.offsets[1:], test.targets))
+  history = test.history.compact()
+  blocked = preprocess.Sequences(offsets=history.offsets + np.arange(len(test.rows) + 1),
+                                 items=np.insert(history.items, history.offsets[1:], test.targets))
   negatives, valid = metrics.sample_negatives(test.rows, blocked, np.ones(n), 10, seed=3)
   for exclude in (True, False):
     out = chain.ranks(test, exclude_history=exclude, negatives=negatives, negative_valid=valid)
@@ -87,7 +88,7 @@ def test_baselines_run_through_the_pipeline(tiny_config, tmp_path, kind):
   if kind == "markov":
     want = dense_markov_ranks(train_seqs, test, n, exclude_history=True)
   else:
-    counts = np.bincount(train_seqs.items, minlength=n + 2)[1:n + 1]
+    counts = np.bincount(train_seqs.tokens(), minlength=n + 2)[1:n + 1]
     want = []
     for u in range(len(test.rows)):
       target, hist = int(test.targets[u]), set(test.history[u].tolist()) - {int(test.targets[u])}
@@ -102,7 +103,7 @@ def test_baselines_run_through_the_pipeline(tiny_config, tmp_path, kind):
     assert not history & set(user_items)  # history excluded
   if kind == "markov":  # reference: unseen items sorted by (transitions from the last item, popularity, id)
     dense = dense_transitions(train_seqs, n)
-    counts = np.bincount(train_seqs.items, minlength=n + 2)
+    counts = np.bincount(train_seqs.tokens(), minlength=n + 2)
     for u in range(50):
       seq = prepared.sequences[u]
       ranked = sorted((t for t in range(1, n + 1) if t not in set(seq.tolist())),

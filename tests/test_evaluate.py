@@ -54,7 +54,9 @@ def test_evaluator_matches_reference(tiny_config):
       negs = negatives[u][valid[u]]
       assert not set(negs) & (set(np.asarray(hist) - 1) | {target})  # protocol: never history or target
       assert ranks["sampled"][u] == sum(scores[j] >= scores[target] for j in negs)
-  # Negatives are fixed per user: a subset evaluator draws the same ones.
+  # Negatives are fixed per user: every user's (for baselines) are this process's block's, and
+  # a subset evaluator draws the same ones.
+  np.testing.assert_array_equal(ev.negatives()[0], negatives)
   sub = evaluate.Evaluator(test, p.vocab, eval_config=cfg, max_seq_length=L, devices=devices, seed=0, max_users=40)
   sub.ranks(random_scorer, params)
   np.testing.assert_array_equal(sub._negatives[0], negatives[sub.index])

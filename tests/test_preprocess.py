@@ -94,6 +94,43 @@ def test_select_and_drop_last():
     p.sequences.drop_last(int(p.sequences.lengths.min()) + 1)
 
 
+def test_drop_last_is_a_view_that_never_leaks_held_out_items():
+  """drop_last shares the buffer (no token copied); everything that reads a view's tokens sees
+  exactly the kept ones (reference: Python lists), and `items`, which would hold the dropped
+  ones too, is refused."""
+  p = preprocess.prepare(random_interactions(8), drop_duplicates=False, min_seq_length=3)
+  seqs = p.sequences
+  ref = [list(seqs[u]) for u in range(len(seqs))]
+  for k in (1, 2):
+    view = seqs.drop_last(k)
+    assert view.buffer is seqs.items and np.shares_memory(view[0], seqs.items)
+    kept = [s[:-k] for s in ref]
+    assert [list(view[u]) for u in range(len(view))] == kept
+    assert view.lengths.tolist() == [len(s) for s in kept]
+    assert view.tokens().tolist() == [t for s in kept for t in s]
+    assert view.last(1).tolist() == [s[-1] for s in kept]
+    assert [list(view.drop_last(1)[u]) for u in range(len(view))] == [s[:-1] for s in kept]
+    compact = view.compact()
+    assert compact.ends is None and compact.items.tolist() == view.tokens().tolist()
+    rows = np.array([4, 1, 1])
+    assert [list(view.select(rows)[j]) for j in range(3)] == [kept[r] for r in rows]
+    with pytest.raises(ValueError, match="tokens"):
+      view.items
+  # What reads all training tokens gives the same from a view as from its compact copy.
+  from bert4rec_jax import baselines, evaluate, train
+  from configs import default
+  view, n = seqs.drop_last(1), p.vocab.num_items
+  np.testing.assert_array_equal(evaluate.popularity_params(view, n), evaluate.popularity_params(view.compact(), n))
+  tc = default.get_config().train
+  tc.loss, tc.negative_sampler = "sampled", "popularity"
+  np.testing.assert_array_equal(train.negative_log_q(tc, view, n), train.negative_log_q(tc, view.compact(), n))
+  a, b = baselines.MarkovChain(view, n), baselines.MarkovChain(view.compact(), n)
+  for field in ("dst", "counts", "row_ptr", "popularity"):
+    np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
+  windows = input_pipeline.right_aligned(view, np.arange(len(view)), 6)
+  np.testing.assert_array_equal(windows, input_pipeline.right_aligned(view.compact(), np.arange(len(view)), 6))
+
+
 def test_right_aligned_windows():
   p = preprocess.prepare(random_interactions(8), drop_duplicates=False, min_seq_length=1)
   rows = np.arange(len(p.sequences))

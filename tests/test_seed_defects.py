@@ -67,7 +67,7 @@ def _prepare_in_subprocess(workdir, hash_seed):
                        cwd=REPO, env=env, capture_output=True, text=True, check=True)
   folder = out.stdout.strip().splitlines()[-1]
   return {f: hashlib.sha256(open(os.path.join(folder, f), "rb").read()).hexdigest()
-          for f in ("items.parquet", "users.parquet", "sequences.npz")}, os.path.basename(folder)
+          for f in ("items.parquet", "users.parquet", "offsets.npy", "items.npy", "last_item_known.npy")}, os.path.basename(folder)
 
 
 def test_vocabulary_and_special_tokens_do_not_depend_on_hash_order(tmp_path):

@@ -131,3 +131,25 @@ def test_prepared_dataset_is_reused_and_rehashed(tmp_path):
     f.write("6 1\n6 2\n6 3\n")
   p3, folder3 = dataset.load_or_prepare(cfg, str(tmp_path), 3)
   assert folder3 != folder1 and len(p3.users) == 6
+
+
+def test_prepared_arrays_are_memory_mapped_and_first_layout_still_reads(tmp_path):
+  text = tmp_path / "seq.txt"
+  text.write_text("".join(f"{u} {i}\n" for u in range(1, 6) for i in range(1, 4 + u)))
+  cfg = data_config("text", text)
+  fresh, folder = dataset.load_or_prepare(cfg, str(tmp_path), 3)
+  p, _ = dataset.load_or_prepare(cfg, str(tmp_path), 3)
+  assert isinstance(p.sequences.items, np.memmap) and isinstance(p.sequences.offsets, np.memmap)
+  assert not p.sequences.items.flags.writeable  # read-only: nothing can change the artifact
+  np.testing.assert_array_equal(p.sequences.items, fresh.sequences.items)
+  # An artifact of the first layout (one sequences.npz) under the same hash loads the same.
+  np.savez(os.path.join(folder, "sequences.npz"), offsets=np.load(os.path.join(folder, "offsets.npy")),
+           items=np.load(os.path.join(folder, "items.npy")),
+           last_item_known=np.load(os.path.join(folder, "last_item_known.npy")))
+  for name in ("offsets", "items", "last_item_known"):
+    os.remove(os.path.join(folder, f"{name}.npy"))
+  old, old_folder = dataset.load_or_prepare(cfg, str(tmp_path), 3)
+  assert old_folder == folder
+  np.testing.assert_array_equal(old.sequences.items, fresh.sequences.items)
+  np.testing.assert_array_equal(old.sequences.offsets, fresh.sequences.offsets)
+  np.testing.assert_array_equal(old.last_item_known, fresh.last_item_known)
