@@ -4,7 +4,9 @@ Layout of `<workdir>/data/processed/<hash>/`:
   offsets.npy, items.npy, last_item_known.npy
                   CSR sequences (offsets [U+1] int64, items [T] int32 token ids, full sequences)
                   and [U] bool; memory-mapped when loaded (artifacts of the first layout keep a
-                  single sequences.npz, still read)
+                  single sequences.npz, still read under the same hash, so no model is renamed;
+                  checkouts from before this layout cannot read the new one: give them their own
+                  workdir)
   items.parquet   original item id and training count, in token order (token = row + 1)
   users.parquet   original user id, in row order
   meta.json       counts of everything read, dropped and kept, the data config, the source hash
@@ -83,7 +85,8 @@ def load_or_prepare(data_config, workdir: str, min_seq_length: int, vocab: "prep
           "vocab": vocab_fingerprint or "built from this data", "stats": prepared.stats}
   save(prepared, folder, meta)
   logging.info("Prepared %s", json.dumps(prepared.stats))
-  return prepared, folder
+  del prepared  # from here on the same (memory-mapped) arrays as every later run and every other process
+  return load(folder), folder
 
 
 def _made(folder: str) -> str:

@@ -69,7 +69,7 @@ def with_popularity_fallback(scorer: Scorer) -> Scorer:
 
 def popularity_params(train: Sequences, num_items: int) -> np.ndarray:
   """[N] float32 count of each item in the training sequences (no held-out item leaks in)."""
-  return np.bincount(train.tokens(), minlength=num_items + 2)[1:num_items + 1].astype(np.float32)
+  return train.token_counts(num_items + 2)[1:num_items + 1].astype(np.float32)
 
 
 def scan_catalogue(query, table, *, chunk: int, targets=None, history=None, negatives=None, negative_valid=None,

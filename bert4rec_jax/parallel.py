@@ -62,10 +62,10 @@ def is_primary() -> bool:
   return jax.process_index() == 0
 
 
-def describe_devices() -> str:
-  """The accelerators in use, for reports: e.g. "1 x NVIDIA H100 80GB HBM3 (16 CPU cores)"; with
-  several processes, the global count and the process count."""
-  d = jax.devices()
+def describe_devices(devices: Sequence = ()) -> str:
+  """The accelerators in use (`devices`, this process's, default all), for reports: e.g.
+  "1 x NVIDIA H100 80GB HBM3 (16 CPU cores)"; with several processes, the global count."""
+  d = step_devices(devices) if len(devices) else jax.devices()
   procs = f", {jax.process_count()} processes" if jax.process_count() > 1 else ""
   return f"{len(d)} x {d[0].device_kind} ({os.cpu_count()} CPU cores{procs})"
 

@@ -82,7 +82,7 @@ class Sequences:
 
   @property
   def stops(self) -> np.ndarray:
-    """[U] exclusive end of every sequence in `items`."""
+    """[U] exclusive end of every sequence in `buffer`."""
     return self.offsets[1:] if self.ends is None else self.ends
 
   @property
@@ -113,13 +113,41 @@ class Sequences:
     idx = np.repeat(starts - offsets[:-1], lengths) + np.arange(offsets[-1])
     return Sequences(offsets=offsets, items=np.asarray(self.buffer[idx]))
 
+  def take(self, rows: np.ndarray) -> "Sequences":
+    """The sequences `rows` (in that order) as a view: no token copied."""
+    rows = np.asarray(rows, dtype=np.int64)
+    starts = np.append(self.offsets[:-1][rows], 0)  # the last entry is never a start
+    return Sequences(offsets=starts, items=self.buffer, ends=np.asarray(self.stops[rows], dtype=np.int64))
+
+  @property
+  def is_compact(self) -> bool:
+    """Plain CSR whose buffer holds exactly the sequences' tokens."""
+    return self.ends is None and self.offsets[0] == 0 and self.offsets[-1] == len(self.buffer)
+
   def compact(self) -> "Sequences":
     """Plain CSR holding exactly the sequences' tokens (self when it already is)."""
-    return self if self.ends is None else self.select(np.arange(len(self)))
+    return self if self.is_compact else self.select(np.arange(len(self)))
 
   def tokens(self) -> np.ndarray:
-    """[sum(lengths)] every token of every sequence, in order."""
+    """[sum(lengths)] every token of every sequence, in order (a copy for a view)."""
     return self.compact().items
+
+  def token_counts(self, minlength: int, chunk_tokens: int = 1 << 22) -> np.ndarray:
+    """np.bincount(self.tokens(), minlength=minlength), reading at most ~chunk_tokens tokens at a
+    time: no copy of the whole (a view's held-out tokens are not counted)."""
+    if self.is_compact:
+      return np.bincount(self.buffer, minlength=minlength)
+    counts = np.zeros(minlength, np.int64)
+    ends = np.cumsum(self.lengths)
+    start = 0
+    while start < len(self):
+      stop = max(int(np.searchsorted(ends, ends[start] - self.lengths[start] + chunk_tokens, side="right")), start + 1)
+      chunk = np.bincount(self.select(np.arange(start, stop)).items, minlength=minlength)
+      if len(chunk) > len(counts):
+        counts = np.concatenate([counts, np.zeros(len(chunk) - len(counts), np.int64)])
+      counts[:len(chunk)] += chunk
+      start = stop
+    return counts
 
 
 @dataclasses.dataclass(frozen=True)
@@ -283,7 +311,7 @@ def last_item_split(seqs: Sequences, rows: Optional[np.ndarray] = None) -> EvalS
     rows, sub = np.arange(len(seqs), dtype=np.int64), seqs
   else:
     rows = np.asarray(rows, dtype=np.int64)
-    sub = seqs.select(rows)
+    sub = seqs.take(rows)
   return EvalSplit(rows=rows, history=sub.drop_last(1), targets=sub.last(1))
 
 

@@ -164,7 +164,7 @@ def negative_log_q(train_config, train_seqs, num_items: int) -> Optional[np.ndar
     return None
   if train_config.negative_sampler == "uniform":
     return np.full(num_items, -np.log(num_items), np.float32)
-  counts = np.bincount(train_seqs.tokens(), minlength=num_items + 2)[1:num_items + 1] + 1.0  # +1: every item drawable
+  counts = train_seqs.token_counts(num_items + 2)[1:num_items + 1] + 1.0  # +1: every item drawable
   return np.log(counts / counts.sum()).astype(np.float32)
 
 
@@ -274,10 +274,15 @@ def restore_latest(manager: ocp.CheckpointManager, state: TrainState) -> Optiona
 
 class StopSignals:
   """While active (main thread only), SIGTERM and SIGINT only set `.received`; the training loop
-  then checkpoints and stops at the end of the current step instead of dying mid-write."""
+  then checkpoints and stops at the end of the current step instead of dying mid-write. A second
+  signal exits at once, unless it comes within REPEAT_SECONDS of the first: one stop request
+  often arrives twice (`timeout` and schedulers signal every process of a job, and a parent such
+  as the sweep runner forwards it too), and that must not cost the checkpoint."""
+  REPEAT_SECONDS = 3.0
 
   def __init__(self):
     self.received = None
+    self._first = 0.0
     self._previous = {}
 
   def __enter__(self):
@@ -287,8 +292,11 @@ class StopSignals:
     return self
 
   def _handle(self, signum, frame):
-    if self.received is not None:  # a second signal: stop waiting
+    if self.received is not None:
+      if time.monotonic() - self._first < self.REPEAT_SECONDS:
+        return  # the same request delivered twice
       signal.default_int_handler(signum, frame) if signum == signal.SIGINT else os._exit(128 + signum)
+    self._first = time.monotonic()
     self.received = signal.Signals(signum).name
     logging.warning("%s received: saving a checkpoint after this step, then stopping", self.received)
 
@@ -314,15 +322,23 @@ def training_seconds(model_dir: str, step: int) -> float:
 
 
 def training_devices(model_dir: str, step: int) -> list:
-  """The devices (`parallel.describe_devices()`) of every invocation that trained the checkpoint
-  at `step`, in order; empty when not recorded (models trained before this was kept)."""
-  path = os.path.join(model_dir, TRAIN_DEVICES_FILE)
-  record = io_utils.read_json(path) if os.path.exists(path) else {}
-  return list(dict.fromkeys(v for s, v in sorted(record.items(), key=lambda kv: int(kv[0])) if int(s) <= step))
+  """The devices (`parallel.describe_devices`) of the invocations that trained the checkpoint at
+  `step`, in order, a repeat of the same devices listed once; "unrecorded devices" stands for
+  invocations from before this was kept (their time is in train_time.json, their devices not)."""
+  def steps(name):
+    path = os.path.join(model_dir, name)
+    record = io_utils.read_json(path) if os.path.exists(path) else {}
+    return sorted(((int(s), v) for s, v in record.items() if int(s) <= step))
+  devices, timed = steps(TRAIN_DEVICES_FILE), steps(TRAIN_TIME_FILE)
+  out = ["unrecorded devices"] if timed and (not devices or timed[0][0] < devices[0][0]) else []
+  for _, d in devices:
+    if not out or out[-1] != d:
+      out.append(d)
+  return out
 
 
-def _record_training_seconds(model_dir: str, step: int, seconds: float) -> None:
-  for name, value in ((TRAIN_TIME_FILE, round(seconds, 2)), (TRAIN_DEVICES_FILE, parallel.describe_devices())):
+def _record_training_seconds(model_dir: str, step: int, seconds: float, devices: str) -> None:
+  for name, value in ((TRAIN_TIME_FILE, round(seconds, 2)), (TRAIN_DEVICES_FILE, devices)):
     path = os.path.join(model_dir, name)
     record = io_utils.read_json(path) if os.path.exists(path) else {}
     record = {s: v for s, v in record.items() if int(s) < step}  # a re-run from an older checkpoint replaces later ones
@@ -468,7 +484,8 @@ def train(config, model_dir: str, train_seqs, valid_evaluator: Optional[evaluate
       if save:
         manager.save(done, args=ocp.args.StandardSave(parallel.unreplicate(p_state)), force=True)
         if parallel.is_primary():
-          _record_training_seconds(model_dir, done, seconds_before + time.perf_counter() - t0)
+          _record_training_seconds(model_dir, done, seconds_before + time.perf_counter() - t0,
+                                   parallel.describe_devices(devices))
       if out_of_time:
         logging.info("Stopping at step %d: training_time_limit_seconds=%s reached", done,
                      tc.training_time_limit_seconds)

@@ -69,7 +69,7 @@ def segments(config, workdir: str, split: str):
   if split not in splits:
     raise SystemExit(f"task {config.task!r} has no {split} split (it has: {', '.join(splits)})")
   held = splits[split]
-  counts = np.bincount(train_seqs.tokens(), minlength=prepared.vocab.num_items + 2)
+  counts = train_seqs.token_counts(prepared.vocab.num_items + 2)
   return pd.DataFrame({"user": prepared.users[held.rows], "history_length": held.history.lengths,
                        "target_count": counts[held.targets]})
 

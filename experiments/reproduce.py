@@ -184,7 +184,7 @@ def main():
   args = ap.parse_args()
 
   import pandas as pd
-  from bert4rec_jax import dataset as dataset_lib, io_utils, parallel, pipeline, train
+  from bert4rec_jax import dataset as dataset_lib, io_utils, pipeline, train
 
   command = "python experiments/reproduce.py " + " ".join(sys.argv[1:])
   sections = {}
@@ -224,7 +224,7 @@ def main():
             "model_name": out["model_name"], "step": step, "num_train_steps": c.train.num_train_steps,
             "finished": step >= c.train.num_train_steps, "epochs": step * c.train.batch_size / examples,
             "examples_per_epoch": examples, "train_minutes": train.training_seconds(model_dir, step) / 60,
-            "device": " then ".join(train.training_devices(model_dir, step)) or parallel.describe_devices(),
+            "device": " then ".join(train.training_devices(model_dir, step)) or "unrecorded devices",
             "config": f"configs/{dataset}.py" + "".join(f" --config.{s}" for s in args.set)}
     sections[dataset] = section(dataset, info, ours, base, command, choices_table(args.sweeps, dataset))
 

@@ -182,10 +182,10 @@ def _terminate_children(signum, frame):
     for proc in list(_CHILDREN):
       proc.kill()
     raise SystemExit(128 + signum)
-  with _LAUNCH:
-    _STOPPING.set()
+  _STOPPING.set()  # before the lock: a nested second signal then takes the branch above, never the lock
+  with _LAUNCH:  # a run being started right now is in _CHILDREN once this is acquired
     for proc in list(_CHILDREN):
-      proc.terminate()
+      proc.send_signal(signal.SIGTERM)
   raise SystemExit(128 + signum)
 
 
@@ -363,6 +363,7 @@ def main():
 
   failures = []
   signal.signal(signal.SIGTERM, _terminate_children)  # `kill <sweep pid>` stops its runs too
+  signal.signal(signal.SIGINT, _terminate_children)  # Ctrl-C: the same (queued runs must not start)
   if todo and not args.report_only:
     from tqdm import tqdm
     groups = prepare_and_group(todo, workdir)
@@ -382,8 +383,9 @@ def main():
     frame = results_frame(records, {r["run"]: {k: get_field(r["config"], k) for k in keys} for r in runs})
     frame.to_csv(os.path.join(workdir, "results.csv"), index=False)
     # The command that makes these results: how many at a time, or a table-only rebuild, does not change them.
-    command = "python experiments/sweep.py " + " ".join(
-        a for a in sys.argv[1:] if not a.startswith(("--report_only", "--parallel")))
+    command = " ".join(["python experiments/sweep.py", args.sweep]
+                       + [f"--config={args.config}"] * bool(args.config) + [f"--set={s}" for s in args.set]
+                       + [f"--seeds={args.seeds}"] * bool(args.seeds) + [f"--workdir={args.workdir}"] * bool(args.workdir))
     devices = sorted({d for rec in records for d in rec.get("devices", [])})
     present = [k for k in keys if k in frame]
     text = markdown(frame, present, sweep, command, devices)

@@ -88,3 +88,28 @@ def test_kill_resume_script_reports_identical(tmp_path):
   import json
   out = json.loads(proc.stdout)
   assert out["identical"] and out["attempts"] == 2 and out["max_param_difference"] <= 1e-5
+
+
+STOP_SIGNALS_PROBE = """
+import os, signal, sys, time
+from bert4rec_jax import train
+train.StopSignals.REPEAT_SECONDS = 0.5
+with train.StopSignals() as stop:
+  os.kill(os.getpid(), signal.SIGTERM)
+  time.sleep(float(sys.argv[1]))
+  os.kill(os.getpid(), signal.SIGTERM)
+  time.sleep(0.1)
+print("still running after", stop.received)
+"""
+
+
+@pytest.mark.parametrize("gap,survives", [(0.0, True), (1.0, False)])
+def test_one_stop_request_delivered_twice_is_one_request(gap, survives):
+  """`timeout`, schedulers and the sweep runner may each deliver the same SIGTERM: a repeat within
+  REPEAT_SECONDS must not skip the checkpoint; a later second signal still exits at once."""
+  out = subprocess.run([sys.executable, "-c", STOP_SIGNALS_PROBE, str(gap)], cwd=REPO, capture_output=True,
+                       text=True, timeout=120)
+  if survives:
+    assert out.returncode == 0 and "still running after SIGTERM" in out.stdout, out.stderr[-2000:]
+  else:
+    assert out.returncode == 128 + signal.SIGTERM, (out.returncode, out.stderr[-2000:])

@@ -116,6 +116,14 @@ def test_drop_last_is_a_view_that_never_leaks_held_out_items():
     assert [list(view.select(rows)[j]) for j in range(3)] == [kept[r] for r in rows]
     with pytest.raises(ValueError, match="tokens"):
       view.items
+    want = np.bincount([t for s in kept for t in s], minlength=70)
+    for chunk in (1, 7, 1 << 22):  # counted a few users at a time, or all at once
+      np.testing.assert_array_equal(view.token_counts(70, chunk_tokens=chunk), want)
+    taken = view.take(rows)  # a view of a view: rows in that order, nothing copied
+    assert taken.buffer is seqs.items and [list(taken[j]) for j in range(3)] == [kept[r] for r in rows]
+    assert [list(taken.drop_last(1)[j]) for j in range(3)] == [kept[r][:-1] for r in rows]
+    np.testing.assert_array_equal(taken.token_counts(70, chunk_tokens=3),
+                                  np.bincount([t for r in rows for t in kept[r]], minlength=70))
   # What reads all training tokens gives the same from a view as from its compact copy.
   from bert4rec_jax import baselines, evaluate, train
   from configs import default

@@ -51,8 +51,11 @@ def test_resume_equals_uninterrupted(tiny_config, tmp_path):
   # Training time adds up over the invocations that made the model.
   assert train.training_seconds(out["model_dir"], 20) > first == train.training_seconds(out["model_dir"], 15)
   # The devices of each invocation are recorded beside it (one kind here: listed once).
-  assert train.training_devices(out["model_dir"], 20) == [parallel.describe_devices()]
+  assert train.training_devices(out["model_dir"], 20) == [parallel.describe_devices(parallel.local_devices(0))]
   assert train.training_devices(out["model_dir"], 5) == []
+  # A model whose first invocation predates the device record says so.
+  os.rename(os.path.join(out["model_dir"], train.TRAIN_DEVICES_FILE), os.path.join(tmp_path, "devices.json"))
+  assert train.training_devices(out["model_dir"], 20) == ["unrecorded devices"]
 
 
 def test_sequence_length_warmup_switches_shape_and_resumes_exactly(tiny_config, tmp_path):
