@@ -257,6 +257,9 @@ class Evaluator:
     another way."""
     if not self.config.num_negatives:
       return None
+    if parallel.process_count() == 1:  # this process's block is every user: drawn once
+      self._ensure_negatives()
+      return self._negatives
     if self._all_negatives is None:
       self._all_negatives = self._draw_negatives(self.index)
     return self._all_negatives
