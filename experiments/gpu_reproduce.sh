@@ -5,21 +5,27 @@
 #
 #   bash experiments/gpu_reproduce.sh [BUDGET [a.b=value ...]]
 #   DATASETS=ml1m,beauty SWEEPS= bash experiments/gpu_reproduce.sh 480 train.num_train_steps=40000
+#   DATASETS= SWEEPS="ml1m_long beauty_long" SWEEP_MODELS=ml1m_long bash experiments/gpu_reproduce.sh 540
 #
-#   1. python experiments/reproduce.py --datasets=$DATASETS (default ml1m) with the overrides:
-#      trains (resuming any checkpoint under projects/<dataset>), evaluates both protocols and
-#      rewrites those sections of docs/reproduction.md, which name the device each model was
-#      trained on. Training gets at most half of the budget left, shared between the datasets.
-#   2. the choice sweeps named in $SWEEPS (default "ml1m beauty";
-#      experiments/sweeps/<name>_choices.py), 3 runs at a time.
+#   1. python experiments/reproduce.py --datasets=$DATASETS (default ml1m; empty: skipped) with
+#      the overrides: trains (resuming any checkpoint under projects/<dataset>), evaluates both
+#      protocols and rewrites those sections of docs/reproduction.md, which name the device each
+#      model was trained on. Training gets at most half of the budget left, shared between the
+#      datasets.
+#   2. the sweeps named in $SWEEPS (experiments/sweeps/<name>.py; default "ml1m_choices
+#      beauty_choices"), all at the same time, each $SWEEP_PARALLEL runs at a time (default 3
+#      with one sweep, else 2). Every run stops (with a checkpoint, resumable) when the budget
+#      runs out; a run stopped short has no record, its sweep's table leaves it out.
 #
 # What it made is packed under $OUT (default /tmp/gpu_out), to unpack at the repository root
-# of a checkout: reproduce.tgz.part-* (each model's latest checkpoint, results and the report)
-# and choices.tgz.part-* (the sweeps' runs, logs, tables and plots; not their models); unpack
-# with `cat reproduce.tgz.part-* | tar -xz`. A stage cut short by the budget keeps what it finished: training
-# saves a checkpoint when its time limit is reached and sweeps resume finished runs. The report
-# is written before the sweeps run: after unpacking both here, `python experiments/reproduce.py
-# --datasets=... --evaluate_only` embeds the sweep tables. Setup: experiments/gpu_env.sh.
+# of a checkout: reproduce.tgz.part-* (each model's latest checkpoint, results and the report),
+# sweeps.tgz.part-* (the sweeps' runs, logs, per-user results, tables and plots; not their
+# models) and sweep_models.tgz.part-* (the latest checkpoint of each model of the sweeps named
+# in $SWEEP_MODELS); unpack each with `cat <name>.tgz.part-* | tar -xz`. At most 8 files of
+# 16 MiB come back from such a machine: a hidden-64 ML-1M model is ~4 MB, a Beauty one ~40 MB.
+# The report is written before the sweeps run: after unpacking both here, `python
+# experiments/reproduce.py --datasets=... --evaluate_only` embeds the sweep tables. Setup:
+# experiments/gpu_env.sh.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 source experiments/gpu_env.sh
@@ -28,46 +34,69 @@ case "$budget" in *[!0-9]*|'') echo "gpu_reproduce: BUDGET (seconds) comes first
 shift $(( $# > 0 ? 1 : 0 ))
 sets=()
 for s in "$@"; do sets+=("--set=$s"); done
-datasets=${DATASETS:-ml1m}
+datasets=${DATASETS-ml1m}
 out=${OUT:-/tmp/gpu_out}
 mkdir -p "$out"
 export XLA_PYTHON_CLIENT_PREALLOCATE=false  # sweep runs share the card
 left() { echo $(( budget - SECONDS )); }
 
 # 1. Train and report; evaluation and the report take about a minute per dataset.
-n=$(echo "$datasets" | tr ',' '\n' | grep -c .)
-minutes=$(python3 -c "print(max(0.5, $(left) / 2 / 60 / $n))")
-if [ $(( $(left) - 30 )) -gt 0 ]; then
-  timeout -k 30 $(( $(left) - 30 )) python3 experiments/reproduce.py --datasets="$datasets" --set=wandb.mode=disabled \
-    ${sets[@]+"${sets[@]}"} --time_limit_minutes="$minutes"
-  echo "gpu_reproduce: stage 1 ended (rc $?) at ${SECONDS}s" >&2
-else
-  echo "gpu_reproduce: no time left for stage 1" >&2
+if [ -n "$datasets" ]; then
+  n=$(echo "$datasets" | tr ',' '\n' | grep -c .)
+  minutes=$(python3 -c "print(max(0.5, $(left) / 2 / 60 / $n))")
+  if [ $(( $(left) - 30 )) -gt 0 ]; then
+    timeout -k 30 $(( $(left) - 30 )) python3 experiments/reproduce.py --datasets="$datasets" --set=wandb.mode=disabled \
+      ${sets[@]+"${sets[@]}"} --time_limit_minutes="$minutes"
+    echo "gpu_reproduce: stage 1 ended (rc $?) at ${SECONDS}s" >&2
+  else
+    echo "gpu_reproduce: no time left for stage 1" >&2
+  fi
 fi
-keep=(docs/reproduction.md)
-for dataset in ${datasets//,/ }; do
-  keep+=("projects/$dataset/results")
-  for m in $(ls -d projects/"$dataset"/models/*/ 2>/dev/null); do
+rm -f "$out"/*.tgz.part-*
+# The latest checkpoint of each model folder under $1 (with its records), as paths to pack.
+latest_models() {
+  for m in $(ls -d "$1"/*/ 2>/dev/null); do
     latest=$(ls "$m/checkpoints" 2>/dev/null | grep -E '^[0-9]+$' | sort -n | tail -1)
-    keep+=("$m"config.json "$m"metrics.jsonl "$m"train_time.json "$m"train_devices.json "$m"vocab)
-    [ -n "$latest" ] && keep+=("$m"checkpoints/"$latest")
+    echo "$m"config.json "$m"metrics.jsonl "$m"train_time.json "$m"train_devices.json "$m"vocab
+    [ -n "$latest" ] && echo "$m"checkpoints/"$latest"
   done
-done
+}
 # Parts of at most 15 MiB: what comes back from such a machine is limited per file.
-rm -f "$out"/reproduce.tgz.part-* "$out"/choices.tgz.part-*
-tar -cz --ignore-failed-read "${keep[@]}" 2>/dev/null | split -b 15m - "$out/reproduce.tgz.part-"
-ls -la "$out" >&2
+pack() {  # pack NAME PATH...
+  local name=$1; shift
+  [ $# -gt 0 ] || return 0
+  tar -cz --ignore-failed-read "$@" 2>/dev/null | split -b 15m - "$out/$name.tgz.part-"
+}
+if [ -n "$datasets" ]; then
+  keep=(docs/reproduction.md)
+  for dataset in ${datasets//,/ }; do
+    keep+=("projects/$dataset/results" $(latest_models "projects/$dataset/models"))
+  done
+  pack reproduce "${keep[@]}"
+  ls -la "$out" >&2
+fi
 
-# 2. The choice sweeps, each cut short (resumably) when the budget runs out.
-for name in ${SWEEPS-ml1m beauty}; do
-  [ "$(left)" -gt 80 ] || break
-  timeout -k 60 $(( $(left) - 20 )) python3 experiments/sweep.py experiments/sweeps/${name}_choices.py \
-    --parallel=3 --set=wandb.mode=disabled
-  echo "gpu_reproduce: ${name}_choices ended (rc $?) at ${SECONDS}s" >&2
-  python3 experiments/sweep.py experiments/sweeps/${name}_choices.py --set=wandb.mode=disabled \
-    --report_only >/dev/null 2>&1
-  rm -f "$out"/choices.tgz.part-*
-  tar -cz --exclude='sweeps/*/models' --exclude='sweeps/*/data' --ignore-failed-read \
-    $(ls -d sweeps/*_choices 2>/dev/null) 2>/dev/null | split -b 15m - "$out/choices.tgz.part-"
-done
+# 2. The sweeps, at the same time, each cut short (resumably) when the budget runs out.
+sweeps=(${SWEEPS-ml1m_choices beauty_choices})
+parallel=${SWEEP_PARALLEL:-$(( ${#sweeps[@]} > 1 ? 2 : 3 ))}
+if [ ${#sweeps[@]} -gt 0 ] && [ "$(left)" -gt 80 ]; then
+  for name in "${sweeps[@]}"; do
+    # Each run's own time limit ends its training (with a checkpoint) before the timeout does.
+    timeout -k 60 $(( $(left) - 20 )) python3 experiments/sweep.py experiments/sweeps/$name.py \
+      --parallel="$parallel" --set=wandb.mode=disabled \
+      --set=train.training_time_limit_seconds=$(( $(left) - 90 > 30 ? $(left) - 90 : 30 )) \
+      > "$out/$name.log" 2>&1 &
+  done
+  wait
+  echo "gpu_reproduce: sweeps ended at ${SECONDS}s" >&2
+  for name in "${sweeps[@]}"; do
+    python3 experiments/sweep.py experiments/sweeps/$name.py --set=wandb.mode=disabled --report_only >/dev/null 2>&1
+    tail -n 5 "$out/$name.log" >&2
+  done
+  pack sweeps --exclude='sweeps/*/models' --exclude='sweeps/*/data' --exclude='sweeps/*/models/*' \
+    $(for name in "${sweeps[@]}"; do ls -d "sweeps/$name" 2>/dev/null; done)
+  models=()
+  for name in ${SWEEP_MODELS-}; do models+=($(latest_models "sweeps/$name/models")); done
+  pack sweep_models ${models[@]+"${models[@]}"}
+fi
 ls -la "$out" >&2

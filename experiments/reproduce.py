@@ -106,18 +106,33 @@ def merge_sections(old_text: str, new_sections: dict, order) -> list:
   return [kept[k] for k in list(order) + sorted(set(kept) - set(order)) if k in kept]
 
 
+# The sweeps embedded in each dataset's section, when they have been run (experiments/sweeps/).
+SWEEPS = (("{}_choices", "Choices, measured (each against the first row at one short, equal budget of steps)"),
+          ("{}_long", "Longer schedules and the SASRec comparison, measured (each row a full run)"),
+          ("{}_levers", "Other levers, measured (each row a full run of the committed schedule with one change)"))
+
+
 def choices_table(sweep_dir: str, dataset: str) -> list:
-  """The `<dataset>_choices` ablation sweep's table, when it has been run."""
-  path = os.path.join(sweep_dir, f"{dataset}_choices", "results.md")
-  command = f"python experiments/sweep.py experiments/sweeps/{dataset}_choices.py"
-  if not os.path.exists(path):
-    return ["Choices, measured: not run yet (`" + command + "`).", ""]
-  with open(path) as f:
-    lines = f.read().splitlines()
-  made_by = [line for line in lines if line.startswith("Made by")]
-  table = [line for line in lines if line.startswith("|")]
-  return ["Choices, measured (each against its alternative at one short, equal budget of steps; the first row"
-          " is the committed config):", ""] + made_by + [""] + table + [""]
+  """The tables of the dataset's sweeps in SWEEPS that have been run (the `_choices` one is
+  named as not run yet when it is missing), each with its description and command."""
+  lines = []
+  for pattern, caption in SWEEPS:
+    name = pattern.format(dataset)
+    path = os.path.join(sweep_dir, name, "results.md")
+    command = f"python experiments/sweep.py experiments/sweeps/{name}.py"
+    if not os.path.exists(path):
+      if name.endswith("_choices"):
+        lines += ["Choices, measured: not run yet (`" + command + "`).", ""]
+      continue
+    with open(path) as f:
+      text = f.read()
+    paragraphs = [p.strip() for p in text.split("\n\n")]
+    # results.md: a title, the sweep file's description (its first paragraph says what it asks)
+    description = next((p for p in paragraphs[1:] if p and not p.startswith(("#", "Made by", "|"))), "")
+    made_by = [line for line in text.splitlines() if line.startswith("Made by")]
+    table = [line for line in text.splitlines() if line.startswith("|")]
+    lines += [f"{caption}, `{name}`: " + " ".join(description.split()), ""] + made_by + [""] + table + [""]
+  return lines
 
 
 def section(dataset, info, ours, base, command="", choices=()) -> str:
@@ -180,7 +195,7 @@ def main():
   ap.add_argument("--time_limit_minutes", type=float, default=0, help="train at most this long per dataset, then report")
   ap.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples over users (0 = no intervals)")
   ap.add_argument("--out", default=os.path.join(REPO, "docs", "reproduction.md"))
-  ap.add_argument("--sweeps", default="sweeps", help="where experiments/sweep.py wrote the <dataset>_choices sweeps")
+  ap.add_argument("--sweeps", default="sweeps", help="where experiments/sweep.py wrote the <dataset>_{choices,long,levers} sweeps")
   args = ap.parse_args()
 
   import pandas as pd

@@ -49,3 +49,23 @@ def test_report_end_to_end_on_synthetic_data(tmp_path, monkeypatch):
   assert lo <= mean <= hi
   # The Markov chain learns the synthetic data's stride walks from transition counts alone.
   assert float(row.split("|")[7]) > 0.3
+
+
+def test_sweep_tables_embedded_in_order_with_their_descriptions(tmp_path):
+  def results(name, description, row):
+    (tmp_path / name).mkdir()
+    (tmp_path / name / "results.md").write_text(
+        f"# Sweep results\n\n{description}\nsecond line.\n\n  python experiments/sweep.py x.py\n\n"
+        f"Made by `cmd {name}`, trained on 1 x gpu.\n\nTest split, mean.\n\n| a | ndcg@10 |\n|---|---|\n{row}\n")
+  assert reproduce.choices_table(str(tmp_path), "d") == [
+      "Choices, measured: not run yet (`python experiments/sweep.py experiments/sweeps/d_choices.py`).", ""]
+  results("d_levers", "Levers asked.", "| 1 | 0.2 |")
+  results("d_long", "Long asked.", "| 2 | 0.3 |")
+  results("d_choices", "Choices asked.", "| 3 | 0.1 |")
+  results("e_long", "Another dataset's.", "| 9 | 0.9 |")
+  text = "\n".join(reproduce.choices_table(str(tmp_path), "d"))
+  assert "not run yet" not in text and "Another dataset" not in text
+  order = [text.index(s) for s in ("`d_choices`: Choices asked. second line.", "Made by `cmd d_choices`", "| 3 | 0.1 |",
+                                   "`d_long`: Long asked.", "| 2 | 0.3 |", "`d_levers`: Levers asked.", "| 1 | 0.2 |")]
+  assert order == sorted(order)
+  assert "python experiments/sweep.py x.py" not in text and "Test split" not in text
