@@ -14,6 +14,11 @@ shifted right by one, so the output at position i is computed from the items str
 i and is trained on item i at every position (next-item targets). Because of the shift, both
 kinds share one interface: "predict the item at these positions". At evaluation the [MASK]
 slot's output reads the history only, and the slot's own token is never seen.
+
+Either kind's encoder can also be run the other way (`encode(causal=...)`): BERT4Rec trained
+with train.next_item_loss_weight > 0 adds SASRec's next-item loss, computed by its own
+weights reading the unmasked window causally, to its masked-item loss; it is still evaluated
+bidirectionally, with [MASK] in the last slot.
 """
 import functools
 from typing import Optional, Tuple
@@ -98,16 +103,21 @@ class BERT4Rec(nn.Module):
     self.head_ln = nn.LayerNorm(epsilon=1e-12, dtype=self.dtype)
     self.output_bias = self.param("output_bias", nn.initializers.zeros, (self.num_items,))
 
-  def encode(self, item_ids, valid: Optional[jax.Array] = None, train: bool = False, last_only: bool = False):
+  def encode(self, item_ids, valid: Optional[jax.Array] = None, train: bool = False, last_only: bool = False,
+             causal: Optional[bool] = None):
     """item_ids [B, L] int32 -> final hidden states [B, L, H] ([B, 1, H] with last_only: the
     last block then computes the last position only, the same numbers for less work).
 
     `valid` [B, L] bool marks real positions (default: item_ids != PAD). Attention never
     reads a non-valid key, so whatever sits in padded slots cannot change any output.
+    `causal` (default: kind == "sasrec") reads the window SASRec's way, shifted and causal,
+    whatever the kind: BERT4Rec's next-item auxiliary loss runs its own encoder so.
     """
     if valid is None:
       valid = item_ids != 0
-    if self.kind == "sasrec":  # position i sees items < i: shift right by one, attend causally
+    if causal is None:
+      causal = self.kind == "sasrec"
+    if causal:  # position i sees items < i: shift right by one, attend causally
       item_ids = jnp.pad(item_ids[:, :-1], ((0, 0), (1, 0)))
       valid = jnp.pad(valid[:, :-1], ((0, 0), (1, 0)))
     # Right-aligned: the newest item always sits at the last position, so a shorter input
@@ -115,7 +125,7 @@ class BERT4Rec(nn.Module):
     x = self.item_embedding(item_ids) + self.position_embedding[None, self.max_seq_length - item_ids.shape[1]:]
     x = self.embedding_dropout(self.embedding_ln(x.astype(self.dtype)), deterministic=not train)
     attention_mask = nn.make_attention_mask(jnp.ones_like(valid), valid)  # [B, 1, Lq, Lk]
-    if self.kind == "sasrec":
+    if causal:
       attention_mask = nn.combine_masks(attention_mask, nn.make_causal_mask(valid))
     for i, block in enumerate(self.blocks):
       x = block(x, attention_mask, train, last_only=last_only and i == len(self.blocks) - 1)
@@ -130,21 +140,23 @@ class BERT4Rec(nn.Module):
     items = self.item_embedding.embedding[1:self.num_items + 1].astype(self.dtype)  # [N, H], tied
     return (self.head(hidden) @ items.T).astype(jnp.float32) + self.output_bias
 
-  def sampled_logits(self, item_ids, positions, targets, candidates, valid=None, train: bool = False):
+  def sampled_logits(self, item_ids, positions, targets, candidates, valid=None, train: bool = False,
+                     causal: Optional[bool] = None):
     """For sampled softmax: at `positions` [B, P] (or flat [T]), the logit of each position's own
     target token (targets, same shape, 0 = unused), and logits of shared candidate columns [C]:
     ([B, P], [B, P, C]).
     Only C + B * P rows of the output matrix are touched, however large the catalogue."""
-    h = self.head(gather(self.encode(item_ids, valid, train), positions))  # [B, P, H]
+    h = self.head(gather(self.encode(item_ids, valid, train, causal=causal), positions))  # [B, P, H]
     table = self.item_embedding.embedding
     own = jnp.sum(h * table[targets].astype(self.dtype), axis=-1).astype(jnp.float32)  # [B, P]
     own = own + self.output_bias[jnp.maximum(targets - 1, 0)]
     shared = (h @ table[candidates + 1].astype(self.dtype).T).astype(jnp.float32) + self.output_bias[candidates]
     return own, shared  # [B, P], [B, P, C]
 
-  def __call__(self, item_ids, positions, valid=None, train: bool = False) -> Tuple[jax.Array, jax.Array]:
+  def __call__(self, item_ids, positions, valid=None, train: bool = False,
+               causal: Optional[bool] = None) -> Tuple[jax.Array, jax.Array]:
     """Logits and hidden states at `positions` only: ([..., N], [..., H]); see `gather`."""
-    picked = gather(self.encode(item_ids, valid, train), positions)  # [B, P, H] or [T, H]
+    picked = gather(self.encode(item_ids, valid, train, causal=causal), positions)  # [B, P, H] or [T, H]
     return self.item_logits(picked), picked
 
   def query_last(self, item_ids, valid=None):

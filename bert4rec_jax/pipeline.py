@@ -47,7 +47,8 @@ _NOT_IN_MODEL_HASH = {
 
 # Fields added after models were first trained: hashed only when set away from this value, so
 # that adding a field never renames (and so never orphans) an existing model.
-_HASHED_ONLY_IF_CHANGED = {"model.kind": "bert4rec", "train.warmup_seq_length": 0, "train.warmup_seq_steps": 0}
+_HASHED_ONLY_IF_CHANGED = {"model.kind": "bert4rec", "train.warmup_seq_length": 0, "train.warmup_seq_steps": 0,
+                           "train.next_item_loss_weight": 0.0}
 
 
 def model_name(config, data_hash: str = "") -> str:

@@ -59,9 +59,9 @@ def create_state(config, num_items: int) -> TrainState:
   return TrainState.create(apply_fn=model.apply, params=params, tx=make_optimizer(config.train))
 
 
-def train_step(state: TrainState, batch, log_q=None, num_targets: int = 0, *, model, mask_kwargs: dict, seed: int,
+def train_step(state: TrainState, batch, log_q=None, num_targets=0, *, model, mask_kwargs: dict, seed: int,
                static_masking: bool, loss: str = "full", num_negatives: int = 0, loss_positions: str = "masked",
-               kind: str = "bert4rec"):
+               kind: str = "bert4rec", next_item_loss_weight: float = 0.0):
   """One step on this device's shard; gradients are exact global means over all devices.
 
   batch: item_ids [b, L] int32 right-aligned windows; example_ids [b] int32, the key of each
@@ -73,9 +73,14 @@ def train_step(state: TrainState, batch, log_q=None, num_targets: int = 0, *, mo
   loss_positions: "masked" computes the output layer only at the P gathered positions; "all"
   at all L positions (slower; kept to measure what gathering saves).
   num_targets > 0 (static): compact the used target slots of this shard, at most num_targets
-  of them (the host bounds it, see `target_bucket`), so the output layer skips unused slots.
+  of them (the host bounds it, see `target_bucket`), so the output layer skips unused slots;
+  with the next-item loss, a pair (masked-item bound, next-item bound).
   kind="sasrec": no masking; every position with an earlier item is a target (`next_item_targets`).
-  Returns (new state, {'loss_sum', 'count'}) with the sums over all devices.
+  next_item_loss_weight > 0 (kind="bert4rec"): the loss is the masked-item mean cross-entropy
+  plus this weight times SASRec's next-item mean cross-entropy, computed by the same weights
+  reading the unmasked windows causally (same candidates, separate dropout draw).
+  Returns (new state, {'loss_sum', 'count'}) with the sums over all devices (the masked-item
+  loss's; with the next-item loss also 'next_loss_sum', 'next_count').
   """
   base = jax.random.PRNGKey(seed)
   step_key = jax.random.fold_in(base, state.step)
@@ -86,40 +91,58 @@ def train_step(state: TrainState, batch, log_q=None, num_targets: int = 0, *, mo
     masked = masking.mask_batch(mask_key, batch["item_ids"], batch["example_ids"], batch["only_last"],
                                 **mask_kwargs)
   dropout_key = jax.random.fold_in(jax.random.fold_in(step_key, 1), parallel.axis_index())
-  count = parallel.psum(masked.weights.sum())  # global number of targets
+  num_masked, num_next = num_targets if isinstance(num_targets, tuple) else (num_targets, 0)
+  seq_len = batch["item_ids"].shape[1]
 
-  positions, targets, weights = masked.positions, masked.targets, masked.weights
-  if num_targets and loss_positions == "masked":
-    # Short sequences fill few of their P slots: keep only used ones (weight 1 first, stable).
-    slot = jnp.argsort(-weights.reshape(-1), stable=True)[:num_targets]  # [T] into [b * P]
-    row = slot // positions.shape[1]
-    positions = row * batch["item_ids"].shape[1] + positions.reshape(-1)[slot]  # [T] flat row * L + pos
-    targets, weights = targets.reshape(-1)[slot], weights.reshape(-1)[slot]
-  if loss_positions == "all" and kind != "sasrec":  # every position carries a (possibly zero-weight) target
-    rows = jnp.arange(positions.shape[0])[:, None]
-    seq_len = batch["item_ids"].shape[1]
-    targets = jnp.zeros((positions.shape[0], seq_len), targets.dtype).at[rows, positions].max(targets)
-    weights = jnp.zeros((positions.shape[0], seq_len), weights.dtype).at[rows, positions].max(weights)
-    positions = jnp.broadcast_to(jnp.arange(seq_len), targets.shape)
+  def target_slots(batch_targets, num, every_position):
+    """(positions, targets, weights) of one loss: compacted to `num` used slots, or spread over
+    every position with loss_positions="all"."""
+    positions, targets, weights = batch_targets.positions, batch_targets.targets, batch_targets.weights
+    if num and loss_positions == "masked":
+      # Short sequences fill few of their P slots: keep only used ones (weight 1 first, stable).
+      slot = jnp.argsort(-weights.reshape(-1), stable=True)[:num]  # [T] into [b * P]
+      row = slot // positions.shape[1]
+      positions = row * seq_len + positions.reshape(-1)[slot]  # [T] flat row * L + pos
+      targets, weights = targets.reshape(-1)[slot], weights.reshape(-1)[slot]
+    if loss_positions == "all" and not every_position:  # every position carries a (possibly zero-weight) target
+      rows = jnp.arange(positions.shape[0])[:, None]
+      targets = jnp.zeros((positions.shape[0], seq_len), targets.dtype).at[rows, positions].max(targets)
+      weights = jnp.zeros((positions.shape[0], seq_len), weights.dtype).at[rows, positions].max(weights)
+      positions = jnp.broadcast_to(jnp.arange(seq_len), targets.shape)
+    return positions, targets, weights
+
+  losses = [(masked.inputs, target_slots(masked, num_masked, kind == "sasrec"), parallel.psum(masked.weights.sum()),
+             None, dropout_key)]  # (inputs, slots, global target count, causal, dropout key)
+  if next_item_loss_weight:
+    following = next_item_targets(batch["item_ids"])
+    losses.append((following.inputs, target_slots(following, num_next, True), parallel.psum(following.weights.sum()),
+                   True, jax.random.fold_in(dropout_key, 1)))
   if loss == "sampled":  # shared negatives: the same draw on every device (keyed by step only)
     candidates = draw_negatives(jax.random.fold_in(step_key, 2), log_q, num_negatives)
 
   def loss_fn(params):
-    variables, rngs = {"params": params}, {"dropout": dropout_key}
-    if loss == "sampled":
-      own, shared = model.apply(variables, masked.inputs, positions, targets, candidates, train=True, rngs=rngs,
-                                method=model.sampled_logits)  # [b, P], [b, P, C]
-      ce = sampled_softmax_ce(own, shared, targets - 1, candidates, log_q)  # [b, P]
-    else:
-      logits, _ = model.apply(variables, masked.inputs, positions, train=True, rngs=rngs)  # [b, P, N]
-      ce = optax.softmax_cross_entropy_with_integer_labels(logits, jnp.maximum(targets - 1, 0))  # [b, P]
-    loss_sum = jnp.sum(ce * weights)
-    return loss_sum / jnp.maximum(count, 1.0), loss_sum
+    total, sums = 0.0, []
+    for i, (inputs, (positions, targets, weights), count, causal, key) in enumerate(losses):
+      variables, rngs = {"params": params}, {"dropout": key}
+      if loss == "sampled":
+        own, shared = model.apply(variables, inputs, positions, targets, candidates, train=True, rngs=rngs,
+                                  causal=causal, method=model.sampled_logits)  # [b, P], [b, P, C]
+        ce = sampled_softmax_ce(own, shared, targets - 1, candidates, log_q)  # [b, P]
+      else:
+        logits, _ = model.apply(variables, inputs, positions, train=True, rngs=rngs, causal=causal)  # [b, P, N]
+        ce = optax.softmax_cross_entropy_with_integer_labels(logits, jnp.maximum(targets - 1, 0))  # [b, P]
+      loss_sum = jnp.sum(ce * weights)
+      total = total + (next_item_loss_weight if i else 1.0) * loss_sum / jnp.maximum(count, 1.0)
+      sums.append(loss_sum)
+    return total, sums
 
-  grads, loss_sum = jax.grad(loss_fn, has_aux=True)(state.params)
+  grads, sums = jax.grad(loss_fn, has_aux=True)(state.params)
   grads = parallel.psum(grads)  # sum of per-device shares of the global mean = the global mean
   new_state = state.apply_gradients(grads=grads)
-  return new_state, {"loss_sum": parallel.psum(loss_sum), "count": count}
+  out = {"loss_sum": parallel.psum(sums[0]), "count": losses[0][2]}
+  if next_item_loss_weight:
+    out.update(next_loss_sum=parallel.psum(sums[1]), next_count=losses[1][2])
+  return new_state, out
 
 
 def next_item_targets(item_ids) -> masking.MaskedBatch:
@@ -175,7 +198,8 @@ def make_step(config, num_items: int, devices, train_seqs):
   step = parallel.pmap(functools.partial(
       train_step, model=model, mask_kwargs=masking.masking_kwargs(config.masking, num_items), seed=config.seed,
       static_masking=config.masking.mode == "static", loss=tc.loss, num_negatives=tc.num_negatives,
-      loss_positions=tc.loss_positions, kind=config.model.kind), parallel.step_devices(devices),
+      loss_positions=tc.loss_positions, kind=config.model.kind,
+      next_item_loss_weight=float(tc.get("next_item_loss_weight", 0.0))), parallel.step_devices(devices),
       donate_argnums=(0,) if tc.donate_buffers else (),
       static_broadcasted_argnums=(3,))
   log_q = negative_log_q(tc, train_seqs, num_items)
@@ -219,8 +243,14 @@ def batch_iterator(config, stream, start: int, devices, stop: Optional[int] = No
     for step, b in stream.batches(start, block):
       if stop is not None and step >= stop:
         return
-      yield b, (target_bucket(stream.lengths(step), stream.max_seq_length, config.masking, num_global,
-                              config.model.kind) if config.train.compact_targets else 0)
+      if not config.train.compact_targets:
+        yield b, 0
+        continue
+      lengths = stream.lengths(step)
+      bound = target_bucket(lengths, stream.max_seq_length, config.masking, num_global, config.model.kind)
+      if config.train.get("next_item_loss_weight", 0.0):  # the next-item loss has its own slots
+        bound = (bound, target_bucket(lengths, stream.max_seq_length, config.masking, num_global, "sasrec"))
+      yield b, bound
 
   if config.train.prefetch > 0:
     return parallel.prefetch_to_device(host(), devices, config.train.prefetch)
@@ -377,6 +407,11 @@ def validate(config, num_devices: int) -> None:
   if t.get("warmup_seq_length", 0) and not 2 <= t.warmup_seq_length < m.max_seq_length:
     raise ConfigError(f"config.train.warmup_seq_length={t.warmup_seq_length} must be between 2 and "
                       f"config.model.max_seq_length - 1 = {m.max_seq_length - 1} (0 turns the warmup off)")
+  if t.get("next_item_loss_weight", 0.0) < 0:
+    raise ConfigError("config.train.next_item_loss_weight must be >= 0 (0 turns the next-item loss off)")
+  if t.get("next_item_loss_weight", 0.0) and m.kind != "bert4rec":
+    raise ConfigError(f"config.train.next_item_loss_weight applies to config.model.kind=bert4rec only "
+                      f"(kind={m.kind!r})")
   if t.compute_dtype not in ("float32", "bfloat16"):
     raise ConfigError(f"config.train.compute_dtype={t.compute_dtype!r}: use float32 or bfloat16")
   if k.mode not in masking.MODES:
@@ -465,6 +500,7 @@ def train(config, model_dir: str, train_seqs, valid_evaluator: Optional[evaluate
       if window_steps and (done % tc.log_every_steps == 0 or save):
         wm = parallel.unreplicate(window_metrics)  # the only sync in the loop (psum'd: every copy is equal)
         loss = float(wm["loss_sum"] / max(wm["count"], 1.0))
+        extra = {"train/next_item_loss": float(wm["next_loss_sum"] / max(wm["next_count"], 1.0))} if "next_count" in wm else {}
         if not math.isfinite(loss):
           raise FloatingPointError(
               f"non-finite training loss {loss} at step {done}; the last good checkpoint "
@@ -473,7 +509,7 @@ def train(config, model_dir: str, train_seqs, valid_evaluator: Optional[evaluate
         seq_per_s = timed_steps * tc.batch_size / max(time.perf_counter() - timed_start, 1e-9)
         bar.set_postfix(loss=f"{loss:.4f}", seq_s=f"{seq_per_s:,.0f}")
         tracker.log({"train/loss": loss, "train/sequences_per_second": seq_per_s,
-                     "train/learning_rate": float(schedule(done - 1))}, step=done)
+                     "train/learning_rate": float(schedule(done - 1)), **extra}, step=done)
         window_metrics, window_steps = None, 0
         timed_start, timed_steps = time.perf_counter(), 0
       if valid_evaluator is not None and tc.eval_every_steps and done % tc.eval_every_steps == 0 and not last:

@@ -84,6 +84,7 @@ def get_config():
   c.train.num_negatives = 8192  # sampled loss: negatives drawn per step, shared by the whole batch.
   c.train.negative_sampler = "popularity"  # sampled loss: popularity (training counts + 1) | uniform.
   c.train.loss_positions = "masked"  # masked: output layer only at the gathered masked positions | all: at every position.
+  c.train.next_item_loss_weight = 0.0  # kind=bert4rec: + this x SASRec's next-item loss, same weights read causally (0 = off).
   c.train.compact_targets = True  # Output layer only over the batch's used target slots (short sequences fill few of P).
   c.train.compute_dtype = "float32"  # float32 | bfloat16 (activations and matmuls; parameters stay float32). For GPU/TPU.
   c.train.donate_buffers = True  # Donate the old train state's buffers to the step (no copy of params/optimizer).

@@ -6,8 +6,8 @@ significance tests against a reference model, and per-segment breakdowns.
 
 Models are names of folders in <workdir>/models (or paths to them); all must be trained on
 the same data. Each model's per-user ranks come from <workdir>/results/<model>/<split>_per_user.parquet;
---evaluate (re)creates them first (needed when a model was evaluated without
-eval.per_user_top_k). --baselines adds most-popular and the first-order Markov chain, run by
+a model without that file (evaluated without eval.per_user_top_k, or not yet) is evaluated
+first, and --evaluate re-evaluates every model. --baselines adds most-popular and the first-order Markov chain, run by
 the pipeline on the reference model's data and evaluation settings (model.kind).
 
 For each model and metric: the mean; against the reference (default: the first model) the
@@ -52,9 +52,13 @@ def evaluate_model(config, workdir: str) -> str:
   return pipeline.run(config, workdir, mode="evaluate")["model_name"]
 
 
+def per_user_path(workdir: str, name: str, split: str) -> str:
+  return os.path.join(workdir, "results", name, f"{split}_per_user.parquet")
+
+
 def load_ranks(workdir: str, name: str, split: str):
   import pandas as pd
-  path = os.path.join(workdir, "results", name, f"{split}_per_user.parquet")
+  path = per_user_path(workdir, name, split)
   if not os.path.isfile(path):
     raise SystemExit(f"{path} is missing: evaluate the model with per-user files (add --evaluate)")
   return pd.read_parquet(path, columns=None).drop(columns=["top_items"], errors="ignore")
@@ -97,7 +101,7 @@ def main():
   ap.add_argument("--models", required=True, help="comma-separated model names (folders in <workdir>/models)")
   ap.add_argument("--reference", default="", help="the model others are tested against (default: the first)")
   ap.add_argument("--baselines", action="store_true", help="add most-popular and the Markov chain")
-  ap.add_argument("--evaluate", action="store_true", help="(re)evaluate every model first, writing per-user files")
+  ap.add_argument("--evaluate", action="store_true", help="re-evaluate every model first (models without per-user files always are)")
   ap.add_argument("--split", default="test", choices=("test", "valid"))
   ap.add_argument("--metrics", default="ndcg@10,hr@10,sampled_ndcg@10,sampled_hr@10",
                   help="metrics tested for significance")
@@ -118,8 +122,10 @@ def main():
   if reference not in configs:
     raise SystemExit(f"--reference={reference!r} is not among --models")
   ref_config = configs[reference]
-  if args.evaluate:
-    for config in configs.values():
+  for name, config in configs.items():
+    if args.evaluate or not os.path.isfile(per_user_path(args.workdir, name, args.split)):
+      if not args.evaluate:
+        print(f"{name}: no per-user {args.split} ranks yet; evaluating it first", flush=True)
       evaluate_model(config, args.workdir)
   if args.baselines:
     for kind in ("most_popular", "markov"):

@@ -162,3 +162,16 @@ def test_sasrec_reads_only_earlier_items():
   with_mask = ids.at[:, -1].set(N + 1)
   query, hidden = m.apply({"params": params}, with_mask, method=m.query_last)
   np.testing.assert_allclose(hidden, h[:, -1], atol=1e-5)  # the [MASK] token itself is never read
+
+
+def test_bert4rec_weights_read_causally_are_sasrec():
+  """encode(causal=True) on a BERT4Rec is SASRec's forward pass with the same weights (what the
+  next-item auxiliary loss trains), and causal=False on a SASRec is BERT4Rec's."""
+  kw = dict(num_items=N, max_seq_length=L, hidden_size=16, num_attention_heads=2, intermediate_size=32)
+  bert, sasrec = BERT4Rec(**kw), BERT4Rec(kind="sasrec", **kw)
+  params = bert.init(jax.random.PRNGKey(0), jnp.ones((1, L), jnp.int32), jnp.zeros((1, 1), jnp.int32))["params"]
+  ids = jnp.concatenate([jnp.zeros((2, 3), jnp.int32), jax.random.randint(jax.random.PRNGKey(3), (2, L - 3), 1, N + 1)], 1)
+  enc = lambda m, **k: np.asarray(m.apply({"params": params}, ids, method=m.encode, **k))
+  np.testing.assert_allclose(enc(bert, causal=True), enc(sasrec), atol=1e-6)
+  np.testing.assert_allclose(enc(sasrec, causal=False), enc(bert), atol=1e-6)
+  assert not np.allclose(enc(bert), enc(sasrec), atol=1e-3)

@@ -253,3 +253,56 @@ def test_sasrec_trains_and_beats_popularity(tiny_config, tmp_path):
   with open(os.path.join(out["results_dir"], "test_metrics.json")) as f:
     rows = json.load(f)["metrics"]
   assert rows["sasrec"]["ndcg@10"] > 2 * rows["popularity"]["ndcg@10"]
+
+
+@pytest.mark.parametrize("loss", ["full", "sampled"])
+def test_next_item_loss_adds_sasrecs_gradient_to_bert4recs(tiny_config, loss):
+  """train.next_item_loss_weight = w: the step's gradient is BERT4Rec's masked-item gradient plus
+  w times the gradient SASRec's step takes from the same weights and windows (checked through
+  SGD with rate 1, where new params = params - gradient), over two devices, with and without
+  target compaction; the logged losses are each objective's own."""
+  import copy
+  import optax
+  from bert4rec_jax.preprocess import Sequences
+  c = tiny_config
+  c.model.hidden_dropout_prob = c.model.attention_probs_dropout_prob = 0.0
+  c.train.loss, c.train.num_negatives, c.train.prefetch, c.train.batch_size = loss, 16, 0, 16
+  n = c.data.synthetic.num_items
+  rng = np.random.default_rng(0)
+  lengths = rng.integers(1, 2 * c.model.max_seq_length, 40)
+  seqs = Sequences(offsets=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+                   items=rng.integers(1, n + 1, lengths.sum()).astype(np.int32))
+  devices = parallel.local_devices(2)
+  start = train.create_state(c, n)
+  sgd = train.TrainState.create(apply_fn=start.apply_fn, params=start.params, tx=optax.sgd(1.0))
+
+  def step(kind, weight, compact=True):
+    cc = copy.deepcopy(c)
+    cc.model.kind, cc.train.next_item_loss_weight, cc.train.compact_targets = kind, weight, compact
+    p_step, log_q = train.make_step(cc, n, devices, seqs)
+    batch, bound = next(train.batch_iterator(cc, train.make_stream(cc, seqs), 3, devices))
+    new, m = p_step(parallel.replicate(sgd, devices), batch, log_q, bound)
+    return bound, parallel.unreplicate(new.params), parallel.unreplicate(m)
+
+  bound, mixed, m = step("bert4rec", 0.5)
+  assert isinstance(bound, tuple) and all(bound)
+  _, masked_only, m_masked = step("bert4rec", 0.0)
+  _, sasrec, m_sasrec = step("sasrec", 0.0)
+  assert m["loss_sum"] == pytest.approx(m_masked["loss_sum"], rel=1e-5) and m["count"] == m_masked["count"]
+  assert m["next_loss_sum"] == pytest.approx(m_sasrec["loss_sum"], rel=1e-5) and m["next_count"] == m_sasrec["count"]
+  assert "next_count" not in m_masked
+  want = jax.tree.map(lambda p0, a, b: p0 - (p0 - a) - 0.5 * (p0 - b), start.params, masked_only, sasrec)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6), mixed, want)
+  assert not np.allclose(mixed["output_bias"], masked_only["output_bias"], atol=1e-6)
+  _, uncompacted, _ = step("bert4rec", 0.5, compact=False)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6), mixed, uncompacted)
+
+
+def test_next_item_loss_config_errors(tiny_config, tmp_path):
+  tiny_config.train.next_item_loss_weight = 0.5
+  tiny_config.model.kind = "sasrec"
+  with pytest.raises(ConfigError, match="applies to config.model.kind=bert4rec only"):
+    pipeline.run(tiny_config, str(tmp_path), mode="train")
+  tiny_config.model.kind, tiny_config.train.next_item_loss_weight = "bert4rec", -1.0
+  with pytest.raises(ConfigError, match="next_item_loss_weight must be >= 0"):
+    pipeline.run(tiny_config, str(tmp_path), mode="train")
