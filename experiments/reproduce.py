@@ -109,19 +109,39 @@ def merge_sections(old_text: str, new_sections: dict, order) -> list:
 # The sweeps embedded in each dataset's section, when they have been run (experiments/sweeps/).
 SWEEPS = (("{}_choices", "Choices, measured (each against the first row at one short, equal budget of steps)"),
           ("{}_long", "Longer schedules and the SASRec comparison, measured (each row a full run)"),
-          ("{}_levers", "Other levers, measured (each row a full run of the committed schedule with one change)"))
+          ("{}_levers", "Other levers, measured (each row a full run of the committed schedule with one change)"),
+          ("{}_next_item", "The next-item auxiliary loss, measured (each against the first row at one short, equal"
+           " budget of steps)"))
 
 
-def choices_table(sweep_dir: str, dataset: str) -> list:
-  """The tables of the dataset's sweeps in SWEEPS that have been run (the `_choices` one is
-  named as not run yet when it is missing), each with its description and command."""
+def embedded_table(previous: str, start: str) -> list:
+  """The block of an earlier report that begins with the line `start` (a sweep's caption): that
+  line through the end of its table, or [] when the report has none."""
+  lines = previous.splitlines()
+  first = next((i for i, line in enumerate(lines) if line.startswith(start)), None)
+  if first is None:
+    return []
+  end, in_table = first + 1, False
+  while end < len(lines) and not (in_table and not lines[end].startswith("|")):
+    in_table = in_table or lines[end].startswith("|")
+    end += 1
+  return lines[first:end] + [""] if in_table else []
+
+
+def choices_table(sweep_dir: str, dataset: str, previous: str = "") -> list:
+  """The tables of the dataset's sweeps in SWEEPS that have been run, each with its description
+  and command. A sweep whose results are not in `sweep_dir` (a fresh clone keeps no runs) keeps
+  its table from `previous`, the dataset's section of the earlier report; a `_choices` sweep
+  in neither is named as not run yet."""
   lines = []
   for pattern, caption in SWEEPS:
     name = pattern.format(dataset)
     path = os.path.join(sweep_dir, name, "results.md")
     command = f"python experiments/sweep.py experiments/sweeps/{name}.py"
     if not os.path.exists(path):
-      if name.endswith("_choices"):
+      kept = embedded_table(previous, f"{caption}, `{name}`:")
+      lines += kept
+      if not kept and name.endswith("_choices"):
         lines += ["Choices, measured: not run yet (`" + command + "`).", ""]
       continue
     with open(path) as f:
@@ -202,6 +222,10 @@ def main():
   from bert4rec_jax import dataset as dataset_lib, io_utils, pipeline, train
 
   command = "python experiments/reproduce.py " + " ".join(sys.argv[1:])
+  old_text = ""
+  if os.path.exists(args.out):
+    with open(args.out) as f:
+      old_text = f.read()
   sections = {}
   for dataset in args.datasets.split(","):
     c = load_config(dataset, args.set)
@@ -241,7 +265,8 @@ def main():
             "examples_per_epoch": examples, "train_minutes": train.training_seconds(model_dir, step) / 60,
             "device": " then ".join(train.training_devices(model_dir, step)) or "unrecorded devices",
             "config": f"configs/{dataset}.py" + "".join(f" --config.{s}" for s in args.set)}
-    sections[dataset] = section(dataset, info, ours, base, command, choices_table(args.sweeps, dataset))
+    previous = old_text.partition(MARKER.format(dataset))[2].split("<!-- reproduce.py section: ")[0]
+    sections[dataset] = section(dataset, info, ours, base, command, choices_table(args.sweeps, dataset, previous))
 
   header = ["# Reproduction of BERT4Rec's published results", "",
             f"Written by `experiments/reproduce.py` (last on {datetime.date.today().isoformat()}) from real runs; each"
@@ -255,10 +280,6 @@ def main():
             "everything before it (`task=train_test`, the paper's protocol: a fixed number of steps, no model",
             "selection on held-out data). The Markov chain scores items by transition counts from the user's last",
             "item and orders equal counts by training popularity.", ""]
-  old_text = ""
-  if os.path.exists(args.out):
-    with open(args.out) as f:
-      old_text = f.read()
   merged = merge_sections(old_text, sections, ["ml1m", "beauty"])
   with io_utils.atomic_path(args.out) as tmp:
     with open(tmp, "w") as f:

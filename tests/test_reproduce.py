@@ -69,3 +69,11 @@ def test_sweep_tables_embedded_in_order_with_their_descriptions(tmp_path):
                                    "`d_long`: Long asked.", "| 2 | 0.3 |", "`d_levers`: Levers asked.", "| 1 | 0.2 |")]
   assert order == sorted(order)
   assert "python experiments/sweep.py x.py" not in text and "Test split" not in text
+  # Without the runs (a fresh clone), each table comes from the earlier report's section, unchanged.
+  previous = "## D\n\n| metric | ours |\n|---|---|\n\n" + text + "\n### What was tried\n\n- notes\n"
+  empty = tmp_path / "fresh"
+  empty.mkdir()
+  assert "\n".join(reproduce.choices_table(str(empty), "d", previous)) == text
+  partial = previous.replace("`d_long`", "`d_other`")  # an earlier report without d_long: it is left out
+  kept = "\n".join(reproduce.choices_table(str(empty), "d", partial))
+  assert "Long asked" not in kept and "| 3 | 0.1 |" in kept and "| 1 | 0.2 |" in kept
