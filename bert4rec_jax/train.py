@@ -501,9 +501,10 @@ def train(config, model_dir: str, train_seqs, valid_evaluator: Optional[evaluate
         wm = parallel.unreplicate(window_metrics)  # the only sync in the loop (psum'd: every copy is equal)
         loss = float(wm["loss_sum"] / max(wm["count"], 1.0))
         extra = {"train/next_item_loss": float(wm["next_loss_sum"] / max(wm["next_count"], 1.0))} if "next_count" in wm else {}
-        if not math.isfinite(loss):
+        if not all(map(math.isfinite, [loss, *extra.values()])):
           raise FloatingPointError(
-              f"non-finite training loss {loss} at step {done}; the last good checkpoint "
+              f"non-finite training loss {loss}{''.join(f' ({k} {v})' for k, v in extra.items())} at step {done}; "
+              f"the last good checkpoint "
               f"(step {manager.latest_step()}) is kept in {manager.directory}. Lower "
               "config.train.learning_rate or check the data.")
         seq_per_s = timed_steps * tc.batch_size / max(time.perf_counter() - timed_start, 1e-9)

@@ -7,7 +7,7 @@ batch 256) with the schedule and dropout that reach the paper's numbers here:
   python experiments/reproduce.py --datasets=ml1m     # the same, plus docs/reproduction.md
 
 Changes from the paper, each measured in docs/reproduction.md:
-- learning rate 1e-3 with 30,000 steps (~1,300 epochs of the 6,040 users), linear decay to 0:
+- learning rate 1e-3 with 30,000 steps (~750 epochs of the 10,272 training windows), linear decay to 0:
   the paper's 1e-4 over 400k steps is ~13x as many steps; at 1e-4 the 1,000-step sweep point is
   far behind, and 6,000 steps at 1e-3 stop short of the targets (full NDCG@10 .1127);
 - dropout 0.1 on hidden states and attention (BERT's default) instead of the authors' 0.2:

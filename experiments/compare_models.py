@@ -60,7 +60,8 @@ def load_ranks(workdir: str, name: str, split: str):
   import pandas as pd
   path = per_user_path(workdir, name, split)
   if not os.path.isfile(path):
-    raise SystemExit(f"{path} is missing: evaluate the model with per-user files (add --evaluate)")
+    raise SystemExit(f"{path} is missing after evaluating {name}: does its task have a {split} split? "
+                     "(task=train_test has only test)")
   return pd.read_parquet(path, columns=None).drop(columns=["top_items"], errors="ignore")
 
 

@@ -7,11 +7,14 @@
 #   DATASETS=ml1m,beauty SWEEPS= bash experiments/gpu_reproduce.sh 480 train.num_train_steps=40000
 #   DATASETS= SWEEPS="ml1m_long beauty_long" SWEEP_MODELS=ml1m_long bash experiments/gpu_reproduce.sh 540
 #
-#   1. python experiments/reproduce.py --datasets=$DATASETS (default ml1m; empty: skipped) with
+#   1. python experiments/reproduce.py --datasets=$DATASETS (default ml1m, or nothing when
+#      SWEEPS names sweeps; empty: skipped) with
 #      the overrides: trains (resuming any checkpoint under projects/<dataset>), evaluates both
 #      protocols and rewrites those sections of docs/reproduction.md, which name the device each
 #      model was trained on. Training gets at most half of the budget left, shared between the
-#      datasets.
+#      datasets: configs/ml1m.py's 30,000 steps took 6 minutes of an H100 shared with three
+#      other runs, so a small BUDGET reports interim numbers (marked so in the report;
+#      resumable: run the same command again).
 #   2. the sweeps named in $SWEEPS (experiments/sweeps/<name>.py; default "ml1m_choices
 #      beauty_choices"), all at the same time, each $SWEEP_PARALLEL runs at a time (default 3
 #      with one sweep, else 2). Every run stops (with a checkpoint, resumable) when the budget
@@ -34,7 +37,8 @@ case "$budget" in *[!0-9]*|'') echo "gpu_reproduce: BUDGET (seconds) comes first
 shift $(( $# > 0 ? 1 : 0 ))
 sets=()
 for s in "$@"; do sets+=("--set=$s"); done
-datasets=${DATASETS-ml1m}
+if [ -n "${SWEEPS-}" ]; then default_datasets=""; else default_datasets=ml1m; fi
+datasets=${DATASETS-$default_datasets}
 out=${OUT:-/tmp/gpu_out}
 mkdir -p "$out"
 export XLA_PYTHON_CLIENT_PREALLOCATE=false  # sweep runs share the card
@@ -81,7 +85,9 @@ sweeps=(${SWEEPS-ml1m_choices beauty_choices})
 parallel=${SWEEP_PARALLEL:-$(( ${#sweeps[@]} > 1 ? 2 : 3 ))}
 if [ ${#sweeps[@]} -gt 0 ] && [ "$(left)" -gt 80 ]; then
   for name in "${sweeps[@]}"; do
-    # Each run's own time limit ends its training (with a checkpoint) before the timeout does.
+    # A run that starts at once stops at its own time limit (with a checkpoint) before the timeout;
+    # one queued behind others counts its limit from its own start, so the timeout may end it
+    # first: it resumes from its last periodic checkpoint on the next call.
     timeout -k 60 $(( $(left) - 20 )) python3 experiments/sweep.py experiments/sweeps/$name.py \
       --parallel="$parallel" --set=wandb.mode=disabled \
       --set=train.training_time_limit_seconds=$(( $(left) - 90 > 30 ? $(left) - 90 : 30 )) \

@@ -4,6 +4,7 @@
   python experiments/reproduce.py --datasets=beauty                 # one
   python experiments/reproduce.py --evaluate_only                   # never train: report the models as they are
   python experiments/reproduce.py --time_limit_minutes=60           # train in resumable slices
+  python experiments/reproduce.py --notes_only                      # only re-embed sweep tables and notes
 
 For each dataset it trains the committed config (`configs/<dataset>.py`; resuming from its
 checkpoints, or reusing a finished model), evaluates the test split under both protocols
@@ -108,17 +109,17 @@ def merge_sections(old_text: str, new_sections: dict, order) -> list:
 
 # The sweeps embedded in each dataset's section, when they have been run (experiments/sweeps/).
 SWEEPS = (("{}_choices", "Choices, measured (each against the first row at one short, equal budget of steps)"),
-          ("{}_long", "Longer schedules and the SASRec comparison, measured (each row a full run)"),
+          ("{}_long", "Longer schedules and other models, measured (each row a full run)"),
           ("{}_levers", "Other levers, measured (each row a full run of the committed schedule with one change)"),
           ("{}_next_item", "The next-item auxiliary loss, measured (each against the first row at one short, equal"
            " budget of steps)"))
 
 
-def embedded_table(previous: str, start: str) -> list:
-  """The block of an earlier report that begins with the line `start` (a sweep's caption): that
-  line through the end of its table, or [] when the report has none."""
+def embedded_table(previous: str, name: str) -> list:
+  """The block of an earlier report that embeds sweep `name` (its caption line, whatever the
+  caption's wording was then, through the end of its table), or [] when the report has none."""
   lines = previous.splitlines()
-  first = next((i for i, line in enumerate(lines) if line.startswith(start)), None)
+  first = next((i for i, line in enumerate(lines) if line.partition(": ")[0].endswith(f", `{name}`")), None)
   if first is None:
     return []
   end, in_table = first + 1, False
@@ -139,7 +140,7 @@ def choices_table(sweep_dir: str, dataset: str, previous: str = "") -> list:
     path = os.path.join(sweep_dir, name, "results.md")
     command = f"python experiments/sweep.py experiments/sweeps/{name}.py"
     if not os.path.exists(path):
-      kept = embedded_table(previous, f"{caption}, `{name}`:")
+      kept = embedded_table(previous, name)
       lines += kept
       if not kept and name.endswith("_choices"):
         lines += ["Choices, measured: not run yet (`" + command + "`).", ""]
@@ -202,8 +203,26 @@ def notes(dataset: str) -> list:
   if not os.path.exists(path):
     return []
   with open(path) as f:
-    return ["### What was tried, and what is next", "", f.read().strip(), "",
+    return [NOTES_HEADING, "", f.read().strip(), "",
             f"(From `docs/reproduction_notes/{dataset}.md`.)", ""]
+
+
+NOTES_HEADING = "### What was tried, and what is next"
+
+
+def refresh_section(body: str, dataset: str, sweep_dir: str) -> str:
+  """A dataset section of an earlier report with its measured part (everything before the
+  sweep tables) unchanged, and its sweep tables and notes written anew: for --notes_only, which
+  needs no trained model."""
+  lines = body.strip("\n").splitlines()
+  names = [pattern.format(dataset) for pattern, _ in SWEEPS]
+  cut = next((i for i, line in enumerate(lines)
+              if line == NOTES_HEADING or line.startswith("Choices, measured: not run yet")
+              or any(line.partition(": ")[0].endswith(f", `{n}`") for n in names)), len(lines))
+  head = lines[:cut]
+  while head and not head[-1]:
+    head.pop()
+  return "\n".join(head + [""] + choices_table(sweep_dir, dataset, body) + notes(dataset))
 
 
 def main():
@@ -212,10 +231,12 @@ def main():
   ap.add_argument("--workdir", default="projects", help="models and results go to <workdir>/<dataset>/")
   ap.add_argument("--set", action="append", default=[], help="config override a.b=value (repeatable, every dataset)")
   ap.add_argument("--evaluate_only", action="store_true", help="never train; report the latest checkpoints")
+  ap.add_argument("--notes_only", action="store_true",
+                  help="evaluate nothing: rewrite only the sweep tables and notes of the report's existing sections")
   ap.add_argument("--time_limit_minutes", type=float, default=0, help="train at most this long per dataset, then report")
   ap.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples over users (0 = no intervals)")
   ap.add_argument("--out", default=os.path.join(REPO, "docs", "reproduction.md"))
-  ap.add_argument("--sweeps", default="sweeps", help="where experiments/sweep.py wrote the <dataset>_{choices,long,levers} sweeps")
+  ap.add_argument("--sweeps", default="sweeps", help="where experiments/sweep.py wrote the <dataset>_{choices,long,levers,next_item} sweeps")
   args = ap.parse_args()
 
   import pandas as pd
@@ -227,7 +248,12 @@ def main():
     with open(args.out) as f:
       old_text = f.read()
   sections = {}
-  for dataset in args.datasets.split(","):
+  for dataset in args.datasets.split(",") if args.notes_only else ():
+    if MARKER.format(dataset) not in old_text:
+      raise SystemExit(f"--notes_only: {args.out} has no {dataset} section yet; run without it first")
+    previous = old_text.partition(MARKER.format(dataset))[2].split("<!-- reproduce.py section: ")[0]
+    sections[dataset] = refresh_section(previous, dataset, args.sweeps)
+  for dataset in () if args.notes_only else args.datasets.split(","):
     c = load_config(dataset, args.set)
     if args.time_limit_minutes:
       c.train.training_time_limit_seconds = int(args.time_limit_minutes * 60)

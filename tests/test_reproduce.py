@@ -77,3 +77,18 @@ def test_sweep_tables_embedded_in_order_with_their_descriptions(tmp_path):
   partial = previous.replace("`d_long`", "`d_other`")  # an earlier report without d_long: it is left out
   kept = "\n".join(reproduce.choices_table(str(empty), "d", partial))
   assert "Long asked" not in kept and "| 3 | 0.1 |" in kept and "| 1 | 0.2 |" in kept
+
+
+def test_notes_only_rewrites_sweep_tables_and_notes_and_keeps_the_measured_part(tmp_path, monkeypatch):
+  notes_dir = tmp_path / "notes"
+  notes_dir.mkdir()
+  (notes_dir / "d.md").write_text("- new notes\n")
+  monkeypatch.setattr(reproduce, "NOTES_DIR", str(notes_dir))
+  measured = "## D\n\nMade by `python experiments/reproduce.py`.\n\n| metric | ours |\n|---|---|\n| ndcg@10 | 0.1 |\n"
+  table = ("Choices, measured (old caption), `d_choices`: Asked.\n\nMade by `cmd`.\n\n| a | ndcg@10 |\n|---|---|\n"
+           "| 3 | 0.1 |\n")
+  body = f"\n{measured}\n{table}\n{reproduce.NOTES_HEADING}\n\n- old notes\n\n(From `docs/reproduction_notes/d.md`.)\n"
+  got = reproduce.refresh_section(body, "d", str(tmp_path / "no_sweeps"))
+  assert got.startswith(measured) and table in got  # no runs on disk: the table is kept as it was
+  assert "- new notes" in got and "old notes" not in got and got.count(reproduce.NOTES_HEADING) == 1
+  assert reproduce.refresh_section(got, "d", str(tmp_path / "no_sweeps")) == got  # idempotent
