@@ -111,8 +111,8 @@ def merge_sections(old_text: str, new_sections: dict, order) -> list:
 SWEEPS = (("{}_choices", "Choices, measured (each against the first row at one short, equal budget of steps)"),
           ("{}_long", "Longer schedules and other models, measured (each row a full run)"),
           ("{}_levers", "Other levers, measured (each row a full run of the committed schedule with one change)"),
-          ("{}_next_item", "The next-item auxiliary loss, measured (each against the first row at one short, equal"
-           " budget of steps)"))
+          ("{}_next_item", "The next-item auxiliary loss, measured (against the first row; each run's steps in"
+           " its row)"))
 
 
 def embedded_table(previous: str, name: str) -> list:

@@ -6,7 +6,8 @@ last item (the inference case). ~1 hour on 2 CPU cores:
   python experiments/sweep.py experiments/sweeps/beauty_choices.py
 """
 CONFIG = "configs/beauty.py"
-SETTINGS = {"train.num_train_steps": 2000, "train.eval_every_steps": 0, "eval.max_valid_users": 0}
+SETTINGS = {"train.num_train_steps": 2000, "train.next_item_loss_weight": 0.0,  # the objective it was run with
+            "train.eval_every_steps": 0, "eval.max_valid_users": 0}
 SEEDS = (0,)
 
 

@@ -7,7 +7,8 @@ the paper's 0.6). About 2 minutes each on one H100, ~1.5 hours each on 2 CPU cor
   python experiments/sweep.py experiments/sweeps/beauty_levers.py
 """
 CONFIG = "configs/beauty.py"
-SETTINGS = {"train.eval_every_steps": 0, "eval.max_valid_users": 0}
+SETTINGS = {"train.num_train_steps": 16_000, "train.next_item_loss_weight": 0.0,  # the config they were run against
+            "train.eval_every_steps": 0, "eval.max_valid_users": 0}
 SEEDS = (0,)
 
 

@@ -6,7 +6,8 @@ than BERT4Rec on this file) on the committed 16,000 steps. About 2 minutes each 
   python experiments/sweep.py experiments/sweeps/beauty_long.py
 """
 CONFIG = "configs/beauty.py"
-SETTINGS = {"train.eval_every_steps": 0, "eval.max_valid_users": 0}
+SETTINGS = {"train.num_train_steps": 16_000, "train.next_item_loss_weight": 0.0,  # the config they were run against
+            "train.eval_every_steps": 0, "eval.max_valid_users": 0}
 SEEDS = (0,)
 
 
