@@ -191,6 +191,12 @@ def negative_log_q(train_config, train_seqs, num_items: int) -> Optional[np.ndar
   return np.log(counts / counts.sum()).astype(np.float32)
 
 
+def next_item_loss_weight(config) -> float:
+  """The auxiliary next-item loss's weight: BERT4Rec only (SASRec's loss is that loss already, so
+  a config that sets it switches to SASRec with one flag, model.kind=sasrec)."""
+  return float(config.train.get("next_item_loss_weight", 0.0)) if config.model.kind == "bert4rec" else 0.0
+
+
 def make_step(config, num_items: int, devices, train_seqs):
   """The pmapped train step and its replicated extra input: step(p_state, batch, p_log_q)."""
   tc = config.train
@@ -199,7 +205,7 @@ def make_step(config, num_items: int, devices, train_seqs):
       train_step, model=model, mask_kwargs=masking.masking_kwargs(config.masking, num_items), seed=config.seed,
       static_masking=config.masking.mode == "static", loss=tc.loss, num_negatives=tc.num_negatives,
       loss_positions=tc.loss_positions, kind=config.model.kind,
-      next_item_loss_weight=float(tc.get("next_item_loss_weight", 0.0))), parallel.step_devices(devices),
+      next_item_loss_weight=next_item_loss_weight(config)), parallel.step_devices(devices),
       donate_argnums=(0,) if tc.donate_buffers else (),
       static_broadcasted_argnums=(3,))
   log_q = negative_log_q(tc, train_seqs, num_items)
@@ -248,7 +254,7 @@ def batch_iterator(config, stream, start: int, devices, stop: Optional[int] = No
         continue
       lengths = stream.lengths(step)
       bound = target_bucket(lengths, stream.max_seq_length, config.masking, num_global, config.model.kind)
-      if config.train.get("next_item_loss_weight", 0.0):  # the next-item loss has its own slots
+      if next_item_loss_weight(config):  # the next-item loss has its own slots
         bound = (bound, target_bucket(lengths, stream.max_seq_length, config.masking, num_global, "sasrec"))
       yield b, bound
 
@@ -409,9 +415,6 @@ def validate(config, num_devices: int) -> None:
                       f"config.model.max_seq_length - 1 = {m.max_seq_length - 1} (0 turns the warmup off)")
   if t.get("next_item_loss_weight", 0.0) < 0:
     raise ConfigError("config.train.next_item_loss_weight must be >= 0 (0 turns the next-item loss off)")
-  if t.get("next_item_loss_weight", 0.0) and m.kind != "bert4rec":
-    raise ConfigError(f"config.train.next_item_loss_weight applies to config.model.kind=bert4rec only "
-                      f"(kind={m.kind!r})")
   if t.compute_dtype not in ("float32", "bfloat16"):
     raise ConfigError(f"config.train.compute_dtype={t.compute_dtype!r}: use float32 or bfloat16")
   if k.mode not in masking.MODES:

@@ -299,11 +299,13 @@ def test_next_item_loss_adds_sasrecs_gradient_to_bert4recs(tiny_config, loss):
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6), mixed, uncompacted)
 
 
-def test_next_item_loss_config_errors(tiny_config, tmp_path):
+def test_next_item_loss_config(tiny_config, tmp_path):
+  # SASRec's loss is the next-item loss already: a config that sets the weight switches with one flag.
   tiny_config.train.next_item_loss_weight = 0.5
   tiny_config.model.kind = "sasrec"
-  with pytest.raises(ConfigError, match="applies to config.model.kind=bert4rec only"):
-    pipeline.run(tiny_config, str(tmp_path), mode="train")
-  tiny_config.model.kind, tiny_config.train.next_item_loss_weight = "bert4rec", -1.0
+  assert train.next_item_loss_weight(tiny_config) == 0.0
+  tiny_config.model.kind = "bert4rec"
+  assert train.next_item_loss_weight(tiny_config) == 0.5
+  tiny_config.train.next_item_loss_weight = -1.0
   with pytest.raises(ConfigError, match="next_item_loss_weight must be >= 0"):
     pipeline.run(tiny_config, str(tmp_path), mode="train")
