@@ -135,13 +135,15 @@ def train_flops_per_sequence(c, s, seqs) -> float:
   (scores and mixing); per used target 2H^2 (head) + 2H x (N or sampled candidates + 1); with
   train.next_item_loss_weight, the causal pass's tokens and next-item targets as well.
   Unused target slots are not counted, whatever the implementation computes for them."""
+  from bert4rec_jax import train
   H, I, L, layers = c.model.hidden_size, c.model.intermediate_size, s["L"], c.model.num_hidden_layers
   n = np.minimum(seqs.lengths, L)
   targets = np.minimum(np.minimum(s["P"], n), np.maximum(1, np.round(n * s["p"]))).mean()
   outputs = (c.train.num_negatives + 1) if c.train.loss == "sampled" else s["items"]
-  forward = L * layers * (8 * H * H + 4 * H * I + 4 * L * H) + targets * (2 * H * H + 2 * H * outputs)
-  if c.train.get("next_item_loss_weight", 0.0):  # a second, causal pass with every next item a target
-    forward += L * layers * (8 * H * H + 4 * H * I + 4 * L * H) + np.maximum(n - 1, 0).mean() * (2 * H * H + 2 * H * outputs)
+  encoder, per_target = L * layers * (8 * H * H + 4 * H * I + 4 * L * H), 2 * H * H + 2 * H * outputs
+  forward = encoder + targets * per_target
+  if train.next_item_loss_weight(c):  # a second, causal pass with every next item a target
+    forward += encoder + np.maximum(n - 1, 0).mean() * per_target
   return 3.0 * forward
 
 

@@ -91,18 +91,20 @@ def fmt(cell) -> str:
   return f"{cell:.4f}"
 
 
-MARKER = "<!-- reproduce.py section: {} -->"
+SECTION_START = "<!-- reproduce.py section: "
+MARKER = SECTION_START + "{} -->"
+
+
+def report_sections(text: str) -> dict:
+  """{dataset: the body of its section} of a report written by this script."""
+  parts = text.split(SECTION_START)[1:]  # each part: "<dataset> -->" + body
+  return dict(part.split(" -->", 1) for part in parts)
 
 
 def merge_sections(old_text: str, new_sections: dict, order) -> list:
   """The report's dataset sections: the new ones, plus those of an existing report for datasets
   not re-run this time (each section carries the command that made it)."""
-  kept = {}
-  if old_text:
-    parts = old_text.split("<!-- reproduce.py section: ")
-    for part in parts[1:]:
-      name, _, body = part.partition(" -->")
-      kept[name] = MARKER.format(name) + body.rstrip() + "\n"
+  kept = {name: MARKER.format(name) + body.rstrip() + "\n" for name, body in report_sections(old_text).items()}
   kept.update({k: MARKER.format(k) + "\n" + v for k, v in new_sections.items()})
   return [kept[k] for k in list(order) + sorted(set(kept) - set(order)) if k in kept]
 
@@ -115,11 +117,16 @@ SWEEPS = (("{}_choices", "Choices, measured (each against the first row at one s
            " its row)"))
 
 
+def embeds_sweep(line: str, name: str) -> bool:
+  """Whether a report line is the caption of sweep `name`'s table ("<caption>, `<name>`: ...")."""
+  return line.partition(": ")[0].endswith(f", `{name}`")
+
+
 def embedded_table(previous: str, name: str) -> list:
   """The block of an earlier report that embeds sweep `name` (its caption line, whatever the
   caption's wording was then, through the end of its table), or [] when the report has none."""
   lines = previous.splitlines()
-  first = next((i for i, line in enumerate(lines) if line.partition(": ")[0].endswith(f", `{name}`")), None)
+  first = next((i for i, line in enumerate(lines) if embeds_sweep(line, name)), None)
   if first is None:
     return []
   end, in_table = first + 1, False
@@ -218,7 +225,7 @@ def refresh_section(body: str, dataset: str, sweep_dir: str) -> str:
   names = [pattern.format(dataset) for pattern, _ in SWEEPS]
   cut = next((i for i, line in enumerate(lines)
               if line == NOTES_HEADING or line.startswith("Choices, measured: not run yet")
-              or any(line.partition(": ")[0].endswith(f", `{n}`") for n in names)), len(lines))
+              or any(embeds_sweep(line, n) for n in names)), len(lines))
   head = lines[:cut]
   while head and not head[-1]:
     head.pop()
@@ -247,12 +254,12 @@ def main():
   if os.path.exists(args.out):
     with open(args.out) as f:
       old_text = f.read()
+  previous = report_sections(old_text)
   sections = {}
   for dataset in args.datasets.split(",") if args.notes_only else ():
-    if MARKER.format(dataset) not in old_text:
+    if dataset not in previous:
       raise SystemExit(f"--notes_only: {args.out} has no {dataset} section yet; run without it first")
-    previous = old_text.partition(MARKER.format(dataset))[2].split("<!-- reproduce.py section: ")[0]
-    sections[dataset] = refresh_section(previous, dataset, args.sweeps)
+    sections[dataset] = refresh_section(previous[dataset], dataset, args.sweeps)
   for dataset in () if args.notes_only else args.datasets.split(","):
     c = load_config(dataset, args.set)
     if args.time_limit_minutes:
@@ -291,8 +298,8 @@ def main():
             "examples_per_epoch": examples, "train_minutes": train.training_seconds(model_dir, step) / 60,
             "device": " then ".join(train.training_devices(model_dir, step)) or "unrecorded devices",
             "config": f"configs/{dataset}.py" + "".join(f" --config.{s}" for s in args.set)}
-    previous = old_text.partition(MARKER.format(dataset))[2].split("<!-- reproduce.py section: ")[0]
-    sections[dataset] = section(dataset, info, ours, base, command, choices_table(args.sweeps, dataset, previous))
+    sections[dataset] = section(dataset, info, ours, base, command,
+                                choices_table(args.sweeps, dataset, previous.get(dataset, "")))
 
   header = ["# Reproduction of BERT4Rec's published results", "",
             f"Written by `experiments/reproduce.py` (last on {datetime.date.today().isoformat()}) from real runs; each"
