@@ -13,9 +13,13 @@ import numpy as np
 from bert4rec_jax.preprocess import PAD, Sequences
 
 
-def bucket(n: int, floor: int = 16) -> int:
-  """The next power of two >= n (at least `floor`): few distinct shapes, few compilations."""
-  return max(floor, 1 << int(np.ceil(np.log2(max(n, 1)))))
+def bucket(n: int, floor: int = 16, steps: int = 1) -> int:
+  """The next power of two >= n (at least `floor`): few distinct shapes, few compilations.
+  steps > 1 (a power of two) also allows `steps` even steps between powers of two, e.g. 4:
+  1024, 1280, 1536, 1792, 2048, ...: at most 1 / steps over n, a few more shapes."""
+  n = max(n, floor, 1)
+  grain = max(1, (1 << int(np.ceil(np.log2(n)))) // (2 * steps))  # a step of the octave n falls in
+  return -(-n // grain) * grain
 
 
 def right_aligned(seqs: Sequences, rows: np.ndarray, length: int, append: Optional[int] = None,

@@ -178,7 +178,8 @@ def sampled_softmax_ce(own, shared, target_columns, candidates, log_q):
   log_expected = jnp.log(float(candidates.shape[0])) + log_q  # log(C q_j)
   shared = shared - log_expected[candidates]
   shared = jnp.where(candidates == target_columns[..., None], -jnp.inf, shared)
-  return jax.nn.logsumexp(jnp.concatenate([own[..., None], shared], axis=-1), axis=-1) - own
+  # log(exp(own) + sum exp(shared)) without materialising [own, shared] ([.., C + 1]).
+  return jnp.logaddexp(own, jax.nn.logsumexp(shared, axis=-1)) - own
 
 
 def negative_log_q(train_config, train_seqs, num_items: int) -> Optional[np.ndarray]:
@@ -223,8 +224,8 @@ def make_stream(config, train_seqs, length: int = 0) -> input_pipeline.TrainStre
 def target_bucket(lengths: np.ndarray, max_seq_length: int, masking_config, num_devices: int,
                   kind: str = "bert4rec") -> int:
   """A static upper bound on the used target slots of any device's shard of a global batch whose
-  windows hold `lengths` [B] items, rounded up to a power of two so that only a few step shapes
-  are ever compiled. A window of n items uses at most min(P, n, max(1, ceil(n * masked_lm_prob)))
+  windows hold `lengths` [B] items, rounded up to a quarter step between powers of two (at most
+  25% over) so that only a few step shapes are ever compiled. A window of n items uses at most min(P, n, max(1, ceil(n * masked_lm_prob)))
   slots (the device rounds; ceil bounds it); with kind="sasrec", P = L slots of which n - 1 are
   used. Lengths need no item reads, so every process computes the same bound."""
   n = np.asarray(lengths)
@@ -235,7 +236,7 @@ def target_bucket(lengths: np.ndarray, max_seq_length: int, masking_config, num_
     p_max = masking_config.max_predictions_per_seq
     used = np.minimum(np.minimum(p_max, n), np.maximum(1, np.ceil(n * masking_config.masked_lm_prob)))
   per_device = int(used.reshape(num_devices, -1).sum(axis=1).max())
-  return min(len(n) // num_devices * p_max, input_pipeline.bucket(per_device, floor=32))
+  return min(len(n) // num_devices * p_max, input_pipeline.bucket(per_device, floor=32, steps=4))
 
 
 def batch_iterator(config, stream, start: int, devices, stop: Optional[int] = None):

@@ -199,6 +199,17 @@ def test_target_bucket_bounds_the_used_slots():
   assert used <= bound <= 16 * 5
 
 
+def test_bucket_steps_between_powers_of_two():
+  from bert4rec_jax.input_pipeline import bucket
+  for n in range(1, 5000):
+    assert bucket(n) == max(16, 1 << (n - 1).bit_length())  # the next power of two
+    for steps in (2, 4):
+      b = bucket(n, floor=32, steps=steps)
+      grid = {(1 << k) + j * (1 << k) // steps for k in range(4, 14) for j in range(steps)}
+      assert b >= max(n, 32) and b in grid and b <= max(32, n) * (1 + 1 / steps)
+      assert all(not max(n, 32) <= g < b for g in grid)  # the smallest grid value that holds n
+
+
 def test_sampled_negatives_follow_the_sampler(tiny_config):
   """q is popularity (training counts + 1), and the step's draws follow it."""
   from bert4rec_jax import preprocess
