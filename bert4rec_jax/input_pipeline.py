@@ -17,8 +17,8 @@ def bucket(n: int, floor: int = 16, steps: int = 1) -> int:
   """The next power of two >= n (at least `floor`): few distinct shapes, few compilations.
   steps > 1 (a power of two) also allows `steps` even steps between powers of two, e.g. 4:
   1024, 1280, 1536, 1792, 2048, ...: at most 1 / steps over n, a few more shapes."""
-  n = max(n, floor, 1)
-  grain = max(1, (1 << int(np.ceil(np.log2(n)))) // (2 * steps))  # a step of the octave n falls in
+  n = max(int(n), floor, 1)
+  grain = max(1, (1 << (n - 1).bit_length()) // (2 * steps))  # one step of the octave n falls in
   return -(-n // grain) * grain
 
 

@@ -225,9 +225,10 @@ def target_bucket(lengths: np.ndarray, max_seq_length: int, masking_config, num_
                   kind: str = "bert4rec") -> int:
   """A static upper bound on the used target slots of any device's shard of a global batch whose
   windows hold `lengths` [B] items, rounded up to a quarter step between powers of two (at most
-  25% over) so that only a few step shapes are ever compiled. A window of n items uses at most min(P, n, max(1, ceil(n * masked_lm_prob)))
-  slots (the device rounds; ceil bounds it); with kind="sasrec", P = L slots of which n - 1 are
-  used. Lengths need no item reads, so every process computes the same bound."""
+  25% over) so that only a few step shapes are ever compiled. A window of n items uses at most
+  min(P, n, max(1, ceil(n * masked_lm_prob))) slots (the device rounds; ceil bounds it); with
+  kind="sasrec", P = L slots of which n - 1 are used. Lengths need no item reads, so every
+  process computes the same bound."""
   n = np.asarray(lengths)
   if kind == "sasrec":
     p_max = max_seq_length
