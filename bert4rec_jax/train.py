@@ -246,6 +246,7 @@ def batch_iterator(config, stream, start: int, devices, stop: Optional[int] = No
   compaction is off. With several processes each builds only its block of every global batch."""
   block = parallel.batch_block(config.train.batch_size)
   num_global = parallel.global_device_count(devices)
+  next_item = bool(next_item_loss_weight(config))  # the next-item loss has its own slots
 
   def host():
     for step, b in stream.batches(start, block):
@@ -256,7 +257,7 @@ def batch_iterator(config, stream, start: int, devices, stop: Optional[int] = No
         continue
       lengths = stream.lengths(step)
       bound = target_bucket(lengths, stream.max_seq_length, config.masking, num_global, config.model.kind)
-      if next_item_loss_weight(config):  # the next-item loss has its own slots
+      if next_item:
         bound = (bound, target_bucket(lengths, stream.max_seq_length, config.masking, num_global, "sasrec"))
       yield b, bound
 
