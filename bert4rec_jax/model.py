@@ -17,8 +17,10 @@ slot's output reads the history only, and the slot's own token is never seen.
 
 Either kind's encoder can also be run the other way (`encode(causal=...)`): BERT4Rec trained
 with train.next_item_loss_weight > 0 adds SASRec's next-item loss, computed by its own
-weights reading the unmasked window causally, to its masked-item loss; it is still evaluated
-bidirectionally, with [MASK] in the last slot.
+weights reading the unmasked window causally, to its masked-item loss. Such a model is
+evaluated and served bidirectionally with [MASK] in the last slot (read_last="mask", the
+default) or, with read_last="causal", the way its next-item loss trained it: the last slot's
+output computed causally from the history alone (SASRec's reading; the [MASK] is never read).
 """
 import functools
 from typing import Optional, Tuple
@@ -83,6 +85,7 @@ class BERT4Rec(nn.Module):
   hidden_dropout_prob: float = 0.1
   attention_probs_dropout_prob: float = 0.1
   initializer_range: float = 0.02
+  read_last: str = "mask"  # kind=bert4rec: how query_last reads the history: "mask" | "causal" (see above)
   dtype: jnp.dtype = jnp.float32  # compute dtype; parameters stay float32
 
   def setup(self):
@@ -162,8 +165,10 @@ class BERT4Rec(nn.Module):
   def query_last(self, item_ids, valid=None):
     """At the last position (the [MASK] slot at evaluation and inference): the head output
     that meets the item table, and the final hidden state: ([B, H], [B, H]). The last block
-    computes that position only."""
-    hidden = self.encode(item_ids, valid, last_only=True)[:, 0]  # [B, H]
+    computes that position only. read_last="causal" reads a BERT4Rec SASRec's way (the kind's
+    own reading otherwise)."""
+    causal = True if self.read_last == "causal" else None
+    hidden = self.encode(item_ids, valid, last_only=True, causal=causal)[:, 0]  # [B, H]
     return self.head(hidden), hidden
 
   def output_table(self):

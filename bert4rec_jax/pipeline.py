@@ -40,7 +40,8 @@ _TASK_MODES = {"train_val_test": MODES, "train_val": MODES, "train_test": MODES,
 # Fields that do not change the trained model, left out of its name hash so that, e.g., a
 # different log period or device count resumes the same model.
 _NOT_IN_MODEL_HASH = {
-    "project", "wandb", "eval", "predict", "model_name", "data.path", "data.chunk_rows", "data.num_buckets", "distributed",
+    "project", "wandb", "eval", "predict", "model_name", "model.read_last", "data.path", "data.chunk_rows",
+    "data.num_buckets", "distributed",
     "train.log_every_steps", "train.eval_every_steps", "train.checkpoint_every_steps",
     "train.keep_checkpoints", "train.training_time_limit_seconds", "train.prefetch", "train.num_devices",
 }
@@ -249,6 +250,7 @@ def _run_trained_model_task(config, workdir, mode, devices):
   results_dir = os.path.join(workdir, "results", name)
   stem = os.path.basename(config.data.path).split(".")[0] or "synthetic"
   params = load_params(trained, model_dir, vocab.num_items)
+  trained.model.read_last = config.model.read_last  # how to read the history: this run's choice, not the model's
   scorer = evaluate.with_popularity_fallback(
       evaluate.model_scorer(model_lib.from_config(trained.model, vocab.num_items)))
   popularity = vocab.counts.astype(np.float32)  # training-data item counts, saved with the model

@@ -58,6 +58,10 @@ def get_config():
   c.model.attention_probs_dropout_prob = 0.1  # Drop rate on attention weights.
   c.model.initializer_range = 0.02  # Std of the truncated-normal weight init.
   c.model.max_seq_length = 50  # Items per example, including the [MASK] slot at evaluation; = max_position_embeddings.
+  # How evaluation and inference read the history (bert4rec): mask (bidirectional, [MASK] in the last slot, the
+  # paper's) | causal (the last slot computed causally from the history, as the next-item loss trains it; see
+  # train.next_item_loss_weight). Not part of the model's name: the same weights can be evaluated either way.
+  c.model.read_last = "mask"
 
   c.masking = ml_collections.ConfigDict()
   c.masking.mode = "dynamic"  # dynamic: fresh masks every step, on device | static: dupe_factor fixed copies (the seed's).

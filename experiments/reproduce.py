@@ -115,8 +115,8 @@ SWEEPS = (("{}_choices", "Choices, measured (each against the first row at one s
           ("{}_levers", "Other levers, measured (each row a full run of the committed schedule with one change)"),
           ("{}_next_item", "The next-item auxiliary loss, measured (against the first row; each run's steps in"
            " its row)"),
-          ("{}_hybrid", "Levers on top of the next-item loss, measured (each row one change to the committed"
-           " config at the short budget its docstring names)"))
+          ("{}_hybrid", "Levers on top of the next-item loss, measured (each row's changes to the config its"
+           " sweep file pins, steps and reading in its row)"))
 
 
 def embeds_sweep(line: str, name: str) -> bool:

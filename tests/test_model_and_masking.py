@@ -175,3 +175,21 @@ def test_bert4rec_weights_read_causally_are_sasrec():
   np.testing.assert_allclose(enc(bert, causal=True), enc(sasrec), atol=1e-6)
   np.testing.assert_allclose(enc(sasrec, causal=False), enc(bert), atol=1e-6)
   assert not np.allclose(enc(bert), enc(sasrec), atol=1e-3)
+
+
+def test_read_last_causal_scores_the_history_as_sasrec():
+  """read_last="causal": a BERT4Rec's last-slot query is SASRec's with the same weights (what the
+  next-item loss trains), never reads the [MASK] token, and differs from the bidirectional read."""
+  kw = dict(num_items=N, max_seq_length=L, hidden_size=16, num_attention_heads=2, intermediate_size=32)
+  bert, causal, sasrec = BERT4Rec(**kw), BERT4Rec(read_last="causal", **kw), BERT4Rec(kind="sasrec", **kw)
+  params = bert.init(jax.random.PRNGKey(0), jnp.ones((1, L), jnp.int32), jnp.zeros((1, 1), jnp.int32))["params"]
+  ids = jnp.concatenate([jnp.zeros((2, 3), jnp.int32), jax.random.randint(jax.random.PRNGKey(3), (2, L - 3), 1, N + 1)], 1)
+  with_mask = ids.at[:, -1].set(N + 1)
+  query = lambda m, x: np.asarray(m.apply({"params": params}, x, method=m.query_last)[0])
+  np.testing.assert_allclose(query(causal, with_mask), query(sasrec, with_mask), atol=1e-6)
+  np.testing.assert_allclose(query(causal, with_mask), query(causal, ids), atol=1e-6)  # the last token is never read
+  # The same as the head over the full causal pass at the last position.
+  full = np.asarray(bert.apply({"params": params}, ids, method=bert.encode, causal=True))[:, -1]
+  head = np.asarray(bert.apply({"params": params}, jnp.asarray(full), method=bert.head))
+  np.testing.assert_allclose(query(causal, with_mask), head, atol=1e-5)
+  assert not np.allclose(query(causal, with_mask), query(bert, with_mask), atol=1e-3)

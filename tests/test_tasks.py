@@ -214,3 +214,34 @@ def test_time_limit_stops_and_resumes(tiny_config, tmp_path):
   assert steps[-1] == out["step"]  # checkpointed where it stopped
   again = pipeline.run(c, str(tmp_path), mode="train")
   assert again["step"] > out["step"]
+
+
+def test_inference_reads_the_history_as_this_run_says(trained, tmp_path):
+  """model.read_last is this run's choice, not the trained model's: the same model served with
+  read_last=causal scores each user's history read causally (SASRec's reading of the same
+  weights, computed here directly), and differs from the bidirectional read with [MASK] last."""
+  import jax.numpy as jnp
+  from bert4rec_jax import model as model_lib
+  c, workdir, out, data = trained
+  users = data[data["user"].isin([f"user_{i:06d}" for i in range(20)])]
+  path = tmp_path / "users.csv"
+  users.to_csv(path, index=False)
+  preds = {}
+  for read in ("mask", "causal"):
+    cc = trained_model_config(c, "inference", path, out["model_name"])
+    cc.model.read_last = read
+    preds[read] = pd.read_parquet(pipeline.run(cc, workdir, mode="all")["predictions"])
+  assert not all(np.allclose(x, y) for x, y in zip(preds["mask"]["scores"], preds["causal"]["scores"]))
+  vocab = dataset.load_vocab(os.path.join(out["model_dir"], "vocab"))
+  params = pipeline.load_params(c, out["model_dir"], vocab.num_items)
+  model, L = model_lib.from_config(c.model, vocab.num_items), c.model.max_seq_length
+  for _, row in preds["causal"].iterrows():
+    history = vocab.encode(users[users["user"] == row["user"]]["item"].to_numpy())
+    window = np.zeros((1, L), np.int32)
+    window[0, L - 1 - len(history[-(L - 1):]):L - 1] = history[-(L - 1):]  # right-aligned, [MASK] slot last (never read)
+    logits, _ = model.apply({"params": params}, jnp.asarray(window), jnp.asarray([[L - 1]]), causal=True)
+    scores = np.array(logits[0, 0])
+    scores[history - 1] = -np.inf  # the whole history excluded
+    best = np.argsort(-scores, kind="stable")[:len(row["items"])]
+    assert list(row["items"]) == list(vocab.ids[best])
+    np.testing.assert_allclose(row["scores"], scores[best], rtol=1e-5, atol=1e-6)

@@ -320,3 +320,12 @@ def test_next_item_loss_config(tiny_config, tmp_path):
   tiny_config.train.next_item_loss_weight = -1.0
   with pytest.raises(ConfigError, match="next_item_loss_weight must be >= 0"):
     pipeline.run(tiny_config, str(tmp_path), mode="train")
+  tiny_config.train.next_item_loss_weight = 1.0
+  tiny_config.model.read_last = "sideways"
+  with pytest.raises(ConfigError, match="read_last='sideways': use mask or causal"):
+    pipeline.run(tiny_config, str(tmp_path), mode="train")
+  # How the last slot is read is not part of the model: both readings name (and evaluate) one model.
+  tiny_config.model.read_last = "mask"
+  name = pipeline.model_name(tiny_config)
+  tiny_config.model.read_last = "causal"
+  assert pipeline.model_name(tiny_config) == name

@@ -1,17 +1,20 @@
-"""Beauty with the next-item loss (configs/beauty.py as committed, train.next_item_loss_weight
-1.0): which change moves full ranking further, on the short budget of beauty_next_item (2,000
+"""Beauty with the next-item loss (configs/beauty.py as it was when these ran, pinned in
+SETTINGS: learning rate 1e-3, train.next_item_loss_weight 1.0, read bidirectionally with [MASK]
+last): which change moves full ranking further, on the short budget of beauty_next_item (2,000
 steps; the committed config there: full NDCG@10 .0156)? A higher peak learning rate (the model
 had not levelled off at 6,000 steps, so faster progress per step is worth most on a 2-core
-budget), then the same at the committed 6,000 steps; then, each against the higher rate at
+budget), then the same at that config's 6,000 steps; then, each against the higher rate at
 2,000 steps (the first row), a heavier next-item weight (then with it at 6,000 steps), a higher
 rate still, less hidden dropout, and half the batch for twice the steps (the same examples).
+The two 6,000-step models are also read causally (model.read_last=causal: the last slot from
+the history alone, as the next-item loss trains it) instead of bidirectionally with [MASK] last.
 ~20-25 minutes a 2,000-step point on 2 CPU cores, ~65-75 at 6,000:
 
   python experiments/sweep.py experiments/sweeps/beauty_hybrid.py
 """
 CONFIG = "configs/beauty.py"
 SETTINGS = {"train.num_train_steps": 2000, "train.learning_rate": 1e-3, "train.next_item_loss_weight": 1.0,  # the
-            "train.eval_every_steps": 0, "eval.max_valid_users": 0}  # config they were run against
+            "model.read_last": "mask", "train.eval_every_steps": 0, "eval.max_valid_users": 0}  # config they were run against
 SEEDS = (0,)
 
 
@@ -21,6 +24,8 @@ def sweep(add):
   add(**fast, **{"train.num_train_steps": 6000})  # the committed config's budget
   add(**fast, **{"train.next_item_loss_weight": 3.0})
   add(**fast, **{"train.next_item_loss_weight": 3.0, "train.num_train_steps": 6000})
+  for weight in (1.0, 3.0):  # the same two 6,000-step models, read causally (no training: they share the model)
+    add(**fast, **{"train.next_item_loss_weight": weight, "train.num_train_steps": 6000, "model.read_last": "causal"})
   add(**{"train.learning_rate": 5e-3})
   add(**fast, **{"model.hidden_dropout_prob": 0.3})
   add(**fast, **{"train.batch_size": 128, "train.num_train_steps": 4000})
