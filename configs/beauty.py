@@ -21,7 +21,8 @@ Changes from the paper, each measured in docs/reproduction.md:
   54,542 items: ~4x the sequences per second on CPU, where the output layer dominates.
 
 The paper's objective, reading and schedule: --config.train.next_item_loss_weight=0
---config.model.read_last=mask --config.train.learning_rate=1e-4 --config.train.num_train_steps=400000 --config.train.loss=full.
+--config.model.read_last=mask --config.train.learning_rate=1e-4
+--config.train.num_train_steps=400000 --config.train.loss=full.
 The data file is `beauty.txt` (the paper's exact file) in BERT4REC_DATA_DIR (default:
 shared/data beside the checkout).
 """

@@ -6,9 +6,10 @@ had not levelled off at 6,000 steps, so faster progress per step is worth most o
 budget), then the same at that config's 6,000 steps; then, each against the higher rate at
 2,000 steps (the first row), a heavier next-item weight (then with it at 6,000 steps), a higher
 rate still, less hidden dropout, and half the batch for twice the steps (the same examples).
-The two 6,000-step models are also read causally (model.read_last=causal: the last slot from
-the history alone, as the next-item loss trains it) instead of bidirectionally with [MASK] last.
-~20-25 minutes a 2,000-step point on 2 CPU cores, ~65-75 at 6,000:
+The four models at the higher rate are also read causally (model.read_last=causal: the last
+slot from the history alone, as the next-item loss trains it) instead of bidirectionally with
+[MASK] last. ~20-25 minutes a 2,000-step point on 2 CPU cores, ~65-75 at 6,000, about a
+minute a reading of a trained model:
 
   python experiments/sweep.py experiments/sweeps/beauty_hybrid.py
 """
@@ -24,8 +25,9 @@ def sweep(add):
   add(**fast, **{"train.num_train_steps": 6000})  # the committed config's budget
   add(**fast, **{"train.next_item_loss_weight": 3.0})
   add(**fast, **{"train.next_item_loss_weight": 3.0, "train.num_train_steps": 6000})
-  for weight in (1.0, 3.0):  # the same two 6,000-step models, read causally (no training: they share the model)
-    add(**fast, **{"train.next_item_loss_weight": weight, "train.num_train_steps": 6000, "model.read_last": "causal"})
+  for weight in (1.0, 3.0):  # the models above, read causally (no training: they share the model)
+    for steps in (2000, 6000):
+      add(**fast, **{"train.next_item_loss_weight": weight, "train.num_train_steps": steps, "model.read_last": "causal"})
   add(**{"train.learning_rate": 5e-3})
   add(**fast, **{"model.hidden_dropout_prob": 0.3})
   add(**fast, **{"train.batch_size": 128, "train.num_train_steps": 4000})
