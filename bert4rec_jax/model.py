@@ -69,6 +69,7 @@ class TransformerBlock(nn.Module):
 
 
 KINDS = ("bert4rec", "sasrec")
+READINGS = ("mask", "causal")  # read_last: how query_last reads a BERT4Rec's history
 
 
 class BERT4Rec(nn.Module):

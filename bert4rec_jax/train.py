@@ -391,8 +391,8 @@ def validate(config, num_devices: int) -> None:
   kinds = model_lib.KINDS + baselines.KINDS
   if m.kind not in kinds:
     raise ConfigError(f"config.model.kind={m.kind!r}: use one of {', '.join(kinds)}")
-  if m.get("read_last", "mask") not in ("mask", "causal"):
-    raise ConfigError(f"config.model.read_last={m.read_last!r}: use mask or causal")
+  if m.get("read_last", "mask") not in model_lib.READINGS:
+    raise ConfigError(f"config.model.read_last={m.read_last!r}: use {' or '.join(model_lib.READINGS)}")
   if m.kind == "sasrec" and k.mode != "dynamic":
     raise ConfigError("config.masking.mode=static does not apply to config.model.kind=sasrec (it has no masking)")
   if m.hidden_size % m.num_attention_heads:

@@ -15,20 +15,22 @@ batch for twice the steps (the same examples):
   python experiments/sweep.py experiments/sweeps/beauty_hybrid.py
 """
 CONFIG = "configs/beauty.py"
-SETTINGS = {"train.num_train_steps": 2000, "train.learning_rate": 1e-3, "train.next_item_loss_weight": 1.0,  # the
-            "model.read_last": "mask", "train.eval_every_steps": 0, "eval.max_valid_users": 0}  # config they were run against
+# The config these were first run against (configs/beauty.py has moved on since).
+SETTINGS = {"train.num_train_steps": 2000, "train.learning_rate": 1e-3, "train.next_item_loss_weight": 1.0,
+            "model.read_last": "mask", "train.eval_every_steps": 0, "eval.max_valid_users": 0}
 SEEDS = (0,)
 
 
 def sweep(add):
   fast = {"train.learning_rate": 3e-3}
   add(**fast)
-  add(**fast, **{"train.num_train_steps": 6000})  # that config's budget
-  add(**fast, **{"train.next_item_loss_weight": 3.0})
-  add(**fast, **{"train.next_item_loss_weight": 3.0, "train.num_train_steps": 6000})
+  add(**{**fast, "train.num_train_steps": 6000})  # that config's budget
+  add(**{**fast, "train.next_item_loss_weight": 3.0})
+  add(**{**fast, "train.next_item_loss_weight": 3.0, "train.num_train_steps": 6000})
   for weight in (1.0, 3.0):  # the models above, read causally (no training: they share the model)
     for steps in (2000, 6000):
-      add(**fast, **{"train.next_item_loss_weight": weight, "train.num_train_steps": steps, "model.read_last": "causal"})
+      add(**{**fast, "train.next_item_loss_weight": weight, "train.num_train_steps": steps,
+             "model.read_last": "causal"})
   # On top of configs/beauty.py as it is now (rate 3e-3, weight 3, causal reading; .0272 at 2,000 steps):
   now = {**fast, "train.next_item_loss_weight": 3.0, "model.read_last": "causal"}
   add(**{**now, "train.next_item_loss_weight": 10.0})
