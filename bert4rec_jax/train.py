@@ -192,6 +192,15 @@ def negative_log_q(train_config, train_seqs, num_items: int) -> Optional[np.ndar
   return np.log(counts / counts.sum()).astype(np.float32)
 
 
+def step_loss(train_config, num_items: int) -> str:
+  """The loss the step computes: the configured one, except that a sampled softmax with at least
+  as many draws as there are items becomes the full softmax, which is then both exact and
+  cheaper (a config tuned on a large catalogue can be run on a small one as it is)."""
+  if train_config.loss == "sampled" and train_config.num_negatives >= num_items:
+    return "full"
+  return train_config.loss
+
+
 def next_item_loss_weight(config) -> float:
   """The auxiliary next-item loss's weight: BERT4Rec only (SASRec's loss is that loss already, so
   a config that sets it switches to SASRec with one flag, model.kind=sasrec)."""
@@ -202,14 +211,18 @@ def make_step(config, num_items: int, devices, train_seqs):
   """The pmapped train step and its replicated extra input: step(p_state, batch, p_log_q)."""
   tc = config.train
   model = model_lib.from_config(config.model, num_items, dtype=jnp.dtype(tc.compute_dtype))
+  loss = step_loss(tc, num_items)
+  if loss != tc.loss:
+    logging.info("config.train.num_negatives=%d >= %d items: the full softmax instead of the sampled one",
+                 tc.num_negatives, num_items)
   step = parallel.pmap(functools.partial(
       train_step, model=model, mask_kwargs=masking.masking_kwargs(config.masking, num_items), seed=config.seed,
-      static_masking=config.masking.mode == "static", loss=tc.loss, num_negatives=tc.num_negatives,
+      static_masking=config.masking.mode == "static", loss=loss, num_negatives=tc.num_negatives,
       loss_positions=tc.loss_positions, kind=config.model.kind,
       next_item_loss_weight=next_item_loss_weight(config)), parallel.step_devices(devices),
       donate_argnums=(0,) if tc.donate_buffers else (),
       static_broadcasted_argnums=(3,))
-  log_q = negative_log_q(tc, train_seqs, num_items)
+  log_q = negative_log_q(tc, train_seqs, num_items) if loss == "sampled" else None
   return step, (parallel.replicate(log_q, devices) if log_q is not None else None)
 
 

@@ -85,7 +85,7 @@ def get_config():
   c.train.warmup_seq_length = 0  # Sequence-length warmup: the first warmup_seq_steps steps train on windows this long (0 = off).
   c.train.warmup_seq_steps = 0  # Steps of the sequence-length warmup.
   c.train.loss = "full"  # full softmax over all items | sampled (softmax over shared sampled negatives, logQ-corrected).
-  c.train.num_negatives = 8192  # sampled loss: negatives drawn per step, shared by the whole batch.
+  c.train.num_negatives = 8192  # sampled loss: negatives drawn per step, shared by the whole batch (>= items: full softmax).
   c.train.negative_sampler = "popularity"  # sampled loss: popularity (training counts + 1) | uniform.
   c.train.loss_positions = "masked"  # masked: output layer only at the gathered masked positions | all: at every position.
   c.train.next_item_loss_weight = 0.0  # kind=bert4rec: + this x SASRec's next-item loss, same weights read causally (0 = off).

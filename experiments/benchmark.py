@@ -139,7 +139,7 @@ def train_flops_per_sequence(c, s, seqs) -> float:
   H, I, L, layers = c.model.hidden_size, c.model.intermediate_size, s["L"], c.model.num_hidden_layers
   n = np.minimum(seqs.lengths, L)
   targets = np.minimum(np.minimum(s["P"], n), np.maximum(1, np.round(n * s["p"]))).mean()
-  outputs = (c.train.num_negatives + 1) if c.train.loss == "sampled" else s["items"]
+  outputs = (c.train.num_negatives + 1) if train.step_loss(c.train, s["items"]) == "sampled" else s["items"]
   encoder, per_target = L * layers * (8 * H * H + 4 * H * I + 4 * L * H), 2 * H * H + 2 * H * outputs
   forward = encoder + targets * per_target
   if train.next_item_loss_weight(c):  # a second, causal pass with every next item a target

@@ -183,6 +183,22 @@ def test_gathered_compacted_and_all_position_losses_agree(tiny_config, tmp_path)
   np.testing.assert_allclose(curves["masked", True], curves["all", False], rtol=1e-5)
 
 
+def test_sampled_loss_with_as_many_draws_as_items_is_the_full_softmax(tiny_config, tmp_path):
+  """Drawing at least N negatives costs more than the N logits of the full softmax and is only an
+  estimate of it: the step computes the full softmax instead (same curve); fewer draws do not."""
+  c = tiny_config
+  n = c.data.synthetic.num_items
+  c.train.num_train_steps, c.train.log_every_steps, c.train.eval_every_steps = 3, 1, 0
+  curves = {}
+  for loss, num in (("full", 8192), ("sampled", n), ("sampled", n - 1)):
+    c.train.loss, c.train.num_negatives = loss, num
+    assert train.step_loss(c.train, n) == ("sampled" if num < n else "full")
+    out, _ = trained_params(c, tmp_path / f"{loss}{num}")
+    curves[loss, num] = losses(out["model_dir"])
+  np.testing.assert_allclose(curves["sampled", n], curves["full", 8192], rtol=1e-6)
+  assert not np.allclose(curves["sampled", n - 1], curves["full", 8192], rtol=1e-3)
+
+
 def test_target_bucket_bounds_the_used_slots():
   from configs import default
   mc = default.get_config().masking
