@@ -194,10 +194,15 @@ def section(dataset, info, ours, base, command="", choices=()) -> str:
               "|---|" + "---:|" * len(info["curve"]),
               "| NDCG@10 | " + " | ".join(f"{v:.4f}" for _, v in info["curve"]) + " |", ""]
   if info.get("loss_curve"):
-    lines += ["Training loss (masked-item cross-entropy, mean over the logging window):", "",
+    next_item = all(n is not None for _, (_, n) in info["loss_curve"])
+    lines += [f"Training loss (masked-item cross-entropy{', and the next-item one' if next_item else ''},"
+              " mean over the logging window):", "",
               "| step | " + " | ".join(f"{s:,}" for s, _ in info["loss_curve"]) + " |",
               "|---|" + "---:|" * len(info["loss_curve"]),
-              "| loss | " + " | ".join(f"{v:.3f}" for _, v in info["loss_curve"]) + " |", ""]
+              "| masked-item loss | " + " | ".join(f"{m:.3f}" for _, (m, _) in info["loss_curve"]) + " |"]
+    if next_item:
+      lines.append("| next-item loss | " + " | ".join(f"{n:.3f}" for _, (_, n) in info["loss_curve"]) + " |")
+    lines.append("")
   lines += list(choices)
   lines += notes(dataset)
   return "\n".join(lines)
@@ -291,7 +296,8 @@ def main():
       with open(os.path.join(model_dir, "metrics.jsonl")) as f:
         records = [json.loads(line) for line in f]
       curve = sorted({r["step"]: r["valid/ndcg@10"] for r in records if "valid/ndcg@10" in r and "step" in r}.items())
-      losses = sorted({r["step"]: r["train/loss"] for r in records if "train/loss" in r and "step" in r}.items())
+      losses = sorted({r["step"]: (r["train/loss"], r.get("train/next_item_loss"))
+                       for r in records if "train/loss" in r and "step" in r}.items())
       loss_curve = [losses[i] for i in np.unique(np.linspace(0, len(losses) - 1, min(len(losses), 10)).round().astype(int))] \
           if losses else []
     info = {"curve": curve, "loss_curve": loss_curve, "title": {"ml1m": "MovieLens-1M", "beauty": "Amazon Beauty"}.get(dataset, dataset),

@@ -33,7 +33,8 @@ def test_report_end_to_end_on_synthetic_data(tmp_path, monkeypatch):
   out.write_text("# old header\n" + reproduce.MARKER.format("ml1m") + "\n## MovieLens-1M\n\nOLD ML-1M SECTION\n")
   argv = ["reproduce.py", "--datasets=synthetic", f"--workdir={tmp_path}", f"--out={out}", "--bootstrap=50",
           "--set=train.num_train_steps=30", "--set=data.synthetic.num_users=300", "--set=wandb.mode=disabled",
-          "--set=train.eval_every_steps=10", "--set=train.log_every_steps=10", f"--sweeps={tmp_path}/sweeps"]
+          "--set=train.eval_every_steps=10", "--set=train.log_every_steps=10", f"--sweeps={tmp_path}/sweeps",
+          "--set=train.next_item_loss_weight=1.0"]
   monkeypatch.setattr("sys.argv", argv)
   reproduce.main()
   monkeypatch.setattr("sys.argv", argv + ["--evaluate_only"])
@@ -43,6 +44,8 @@ def test_report_end_to_end_on_synthetic_data(tmp_path, monkeypatch):
   assert text.index("OLD ML-1M SECTION") < text.index("## synthetic") and "# old header" not in text
   assert "Choices, measured: not run yet" in text and "--evaluate_only`." in text
   assert "step 30 of 30" in text and "| ndcg@10 |" in text and "| sampled_hr@10 |" in text
+  for row in ("| masked-item loss |", "| next-item loss |"):  # both losses, logged every 10 steps
+    assert len(next(line for line in text.splitlines() if line.startswith(row)).split("|")) == 3 + 3
   row = next(line for line in text.splitlines() if line.startswith("| ndcg@10 |"))
   ours = row.split("|")[3]  # "mean [lo, hi]"
   mean, lo, hi = (float(x) for x in ours.replace("[", " ").replace("]", " ").replace(",", " ").split())
