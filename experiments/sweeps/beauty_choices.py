@@ -8,7 +8,7 @@ last item (the inference case). ~1 hour on 2 CPU cores:
 CONFIG = "configs/beauty.py"
 SETTINGS = {"train.num_train_steps": 2000, "train.next_item_loss_weight": 0.0,  # the objective it was run with
             "train.learning_rate": 1e-3, "model.read_last": "mask",
-            "train.eval_every_steps": 0, "eval.max_valid_users": 0}
+            "train.weight_decay": 0.01, "train.eval_every_steps": 0, "eval.max_valid_users": 0}
 SEEDS = (0,)
 
 

@@ -9,7 +9,7 @@ the paper's 0.6). About 2 minutes each on one H100, ~1.5 hours each on 2 CPU cor
 CONFIG = "configs/beauty.py"
 SETTINGS = {"train.num_train_steps": 16_000, "train.next_item_loss_weight": 0.0,  # the config they were run against
             "train.learning_rate": 1e-3, "model.read_last": "mask",
-            "train.eval_every_steps": 0, "eval.max_valid_users": 0}
+            "train.weight_decay": 0.01, "train.eval_every_steps": 0, "eval.max_valid_users": 0}
 SEEDS = (0,)
 
 

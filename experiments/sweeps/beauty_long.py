@@ -8,7 +8,7 @@ than BERT4Rec on this file) on the committed 16,000 steps. About 2 minutes each 
 CONFIG = "configs/beauty.py"
 SETTINGS = {"train.num_train_steps": 16_000, "train.next_item_loss_weight": 0.0,  # the config they were run against
             "train.learning_rate": 1e-3, "model.read_last": "mask",
-            "train.eval_every_steps": 0, "eval.max_valid_users": 0}
+            "train.weight_decay": 0.01, "train.eval_every_steps": 0, "eval.max_valid_users": 0}
 SEEDS = (0,)
 
 

@@ -11,7 +11,7 @@ set beside that config's 16,000-step model (.0235); the 6,000-step point is now 
 CONFIG = "configs/beauty.py"
 SETTINGS = {"train.num_train_steps": 2000, "train.next_item_loss_weight": 0.0,  # the first row: the paper's objective
             "train.learning_rate": 1e-3, "model.read_last": "mask",
-            "train.eval_every_steps": 0, "eval.max_valid_users": 0}
+            "train.weight_decay": 0.01, "train.eval_every_steps": 0, "eval.max_valid_users": 0}
 SEEDS = (0,)
 
 
