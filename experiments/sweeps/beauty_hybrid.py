@@ -1,19 +1,19 @@
-"""Beauty with the next-item loss (configs/beauty.py as it was when these ran, pinned in
-SETTINGS: learning rate 1e-3, train.next_item_loss_weight 1.0, read bidirectionally with [MASK]
-last, weight decay 0.01): which change moves full ranking further, on the short budget of beauty_next_item (2,000
-steps; the committed config there: full NDCG@10 .0156)? A higher peak learning rate (the model
-had not levelled off at 6,000 steps, so faster progress per step is worth most on a 2-core
-budget), then the same at that config's 6,000 steps; then, each against the higher rate at
-2,000 steps (the first row), a heavier next-item weight (then with it at 6,000 steps).
-The four models at the higher rate are also read causally (model.read_last=causal: the last
-slot from the history alone, as the next-item loss trains it) instead of bidirectionally with
-[MASK] last. ~20-25 minutes a 2,000-step point on 2 CPU cores, ~65-75 at 6,000, about a
-minute a reading of a trained model. Then, on configs/beauty.py at weight 3 (rate 3e-3, read
-causally), a heavier weight still (10) at 2,000 and 6,000 steps (the config then) and at
-10,000 (~1h55, no better than 6,000); then, on weight 10 at 2,000 steps, rate 5e-3; weight decay 0.1
-at 6,000 steps (regularising, as 10,000 steps fit the training data better without ranking better;
-the config since); at 2,000 steps, half the batch for twice the steps (the same examples); weight
-decay 0.3 at 6,000 steps; and hidden dropout 0.3 at 2,000 steps:
+"""Beauty with the next-item loss (configs/beauty.py as it was when these ran, pinned in SETTINGS:
+learning rate 1e-3, train.next_item_loss_weight 1.0, read bidirectionally with [MASK] last, weight
+decay 0.01): which change moves full ranking further, on the short budget of beauty_next_item
+(2,000 steps; the committed config there: full NDCG@10 .0156)? A higher peak learning rate (the
+model had not levelled off at 6,000 steps, so faster progress per step is worth most on a 2-core
+budget), then the same at that config's 6,000 steps; then, each against the higher rate at 2,000
+steps (the first row), a heavier next-item weight (then with it at 6,000 steps). The four models
+at the higher rate are also read causally (model.read_last=causal: the last slot from the history
+alone, as the next-item loss trains it) instead of bidirectionally with [MASK] last. ~20-25
+minutes a 2,000-step point on 2 CPU cores, ~65-75 at 6,000, about a minute a reading of a trained
+model. Then, on configs/beauty.py at weight 3 (rate 3e-3, read causally), a heavier weight still
+(10) at 2,000 and 6,000 steps (the config then) and at 10,000 (~1h55, no better than 6,000); then,
+on weight 10 at 2,000 steps, rate 5e-3; weight decay 0.1 at 6,000 steps (regularising, as 10,000
+steps fit the training data better without ranking better; the config since); at 2,000 steps, half
+the batch for twice the steps (the same examples); weight decay 0.3 at 6,000 steps; and hidden
+dropout 0.3 at 2,000 steps:
 
   python experiments/sweep.py experiments/sweeps/beauty_hybrid.py
 """
@@ -42,9 +42,7 @@ def sweep(add):
   add(**{**heavier, "train.num_train_steps": 10000})  # ~1h55 on 2 CPU cores: .0336, level with 6,000
   # Against weight 10 at 2,000 steps (.0307):
   add(**{**heavier, "train.learning_rate": 5e-3})
-  # 10,000 steps fit the training windows better (next-item loss 5.15 -> 4.72) but rank no better, so
-  # regularise instead, on the config's 6,000 steps: weight decay 0.1 (AdamW's decay shrinks every item's
-  # embedding each step, most of all the rarely seen ones, whose scores are the noisiest in a full ranking).
+  # 10,000 steps fit the training windows better but rank no better: regularise instead (why: configs/beauty.py).
   add(**{**heavier, "train.num_train_steps": 6000, "train.weight_decay": 0.1})  # .0345: configs/beauty.py since
   # Against weight 10 at 2,000 steps (.0307):
   add(**{**heavier, "train.batch_size": 128, "train.num_train_steps": 4000})
