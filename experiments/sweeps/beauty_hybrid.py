@@ -12,9 +12,10 @@ model. Then, on configs/beauty.py at weight 3 (rate 3e-3, read causally), a heav
 (10) at 2,000 and 6,000 steps (the config then) and at 10,000 (~1h55, no better than 6,000); then,
 on weight 10 at 2,000 steps, rate 5e-3; weight decay 0.1 at 6,000 steps (regularising, as 10,000
 steps fit the training data better without ranking better); at 2,000 steps, half the batch for
-twice the steps (the same examples); weight decay 0.3 at 6,000 steps (the config since); on it,
-weight decay 1.0 and half the batch for 9,000 steps (about its wall-clock); and hidden dropout 0.3
-(from 0.5) at 2,000 steps:
+twice the steps (the same examples); weight decay 0.3 at 6,000 steps (the config since); hidden
+dropout 0.3 (from 0.5) at 2,000 steps; then hidden dropout 0.3 on configs/beauty.py, 0.1 at 2,000
+steps, and on configs/beauty.py weight decay 1.0 and half the batch for 9,000 steps (about its
+wall-clock):
 
   python experiments/sweep.py experiments/sweeps/beauty_hybrid.py
 """
@@ -49,10 +50,14 @@ def sweep(add):
   add(**{**heavier, "train.batch_size": 128, "train.num_train_steps": 4000})  # .0323
   # Stronger decay still, against weight decay 0.1 at 6,000 steps (.0345):
   add(**{**heavier, "train.num_train_steps": 6000, "train.weight_decay": 0.3})  # .0356: configs/beauty.py since
-  # On configs/beauty.py (weight decay 0.3, 6,000 steps: .0356): stronger decay still (1.0); half
-  # the batch, ahead at the same examples above (.0323 vs .0307) at ~0.7x the cost of a step, for
-  # 9,000 steps (about the config's wall-clock):
-  add(**{**heavier, "train.num_train_steps": 6000, "train.weight_decay": 1.0})
-  add(**{**heavier, "train.batch_size": 128, "train.num_train_steps": 9000, "train.weight_decay": 0.3})
   # Against weight 10 at 2,000 steps (.0307):
-  add(**{**heavier, "model.hidden_dropout_prob": 0.3})
+  add(**{**heavier, "model.hidden_dropout_prob": 0.3})  # .0342
+  # On configs/beauty.py (weight decay 0.3, 6,000 steps: .0356): hidden dropout 0.3 (far ahead at 2,000
+  # steps, above); 0.1 at 2,000 steps (against 0.3's .0342); stronger decay still (1.0); half the
+  # batch, ahead at the same examples above (.0323 vs .0307) at ~0.7x the cost of a step, for 9,000
+  # steps (about the config's wall-clock):
+  config = {**heavier, "train.num_train_steps": 6000, "train.weight_decay": 0.3}
+  add(**{**config, "model.hidden_dropout_prob": 0.3})
+  add(**{**heavier, "model.hidden_dropout_prob": 0.1})
+  add(**{**config, "train.weight_decay": 1.0})
+  add(**{**config, "train.batch_size": 128, "train.num_train_steps": 9000})
