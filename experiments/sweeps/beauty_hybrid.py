@@ -49,14 +49,14 @@ def sweep(add):
   # Against weight 10 at 2,000 steps (.0307):
   add(**{**heavier, "train.batch_size": 128, "train.num_train_steps": 4000})  # .0323
   # Stronger decay still, against weight decay 0.1 at 6,000 steps (.0345):
-  add(**{**heavier, "train.num_train_steps": 6000, "train.weight_decay": 0.3})  # .0356: configs/beauty.py since
+  config = {**heavier, "train.num_train_steps": 6000, "train.weight_decay": 0.3}
+  add(**config)  # .0356: configs/beauty.py since
   # Against weight 10 at 2,000 steps (.0307):
   add(**{**heavier, "model.hidden_dropout_prob": 0.3})  # .0342
   # On configs/beauty.py (weight decay 0.3, 6,000 steps: .0356): hidden dropout 0.3 (far ahead at 2,000
   # steps, above); 0.1 at 2,000 steps (against 0.3's .0342); stronger decay still (1.0); half the
   # batch, ahead at the same examples above (.0323 vs .0307) at ~0.7x the cost of a step, for 9,000
   # steps (about the config's wall-clock):
-  config = {**heavier, "train.num_train_steps": 6000, "train.weight_decay": 0.3}
   add(**{**config, "model.hidden_dropout_prob": 0.3})
   add(**{**heavier, "model.hidden_dropout_prob": 0.1})
   add(**{**config, "train.weight_decay": 1.0})
