@@ -87,12 +87,13 @@ class MarkovChain:
       out["sampled"] = sampled
     return out
 
-  def top_items(self, history: Sequences, k: int, exclude_history: bool = True) -> np.ndarray:
-    """[U, k] recommended tokens per user: the items that followed the user's last item most
-    often, ties and the rest of the list by training popularity, then by token."""
+  def top_items(self, history: Sequences, k: int, exclude_history: bool = True) -> list:
+    """[U] arrays of at most k recommended tokens per user: the items that followed the user's last
+    item most often, ties and the rest of the list by training popularity, then by token (fewer
+    than k when fewer items are left outside the history)."""
     popularity = self.popularity[1:self.num_items + 1]
     by_popularity = np.argsort(-popularity, kind="stable") + 1  # tokens, most popular first
-    out = np.zeros((len(history), k), np.int64)
+    out = []
     for u in range(len(history)):
       hist = history[u]
       dst, cnt = self.row(int(hist[-1])) if len(hist) else (np.zeros(0, np.int64), np.zeros(0, np.int64))
@@ -106,7 +107,7 @@ class MarkovChain:
             picked.append(t)
             if len(picked) == k:
               break
-      out[u, :len(picked)] = picked
+      out.append(np.asarray(picked, np.int64))
     return out
 
 

@@ -9,8 +9,10 @@ items. Pass 3 (`preprocess.finish`) builds the vocabulary from all counts, encod
 bucket and orders users by id. The result equals `preprocess.prepare` on the whole input
 (tests/test_bucketed.py); memory holds one chunk or one bucket plus the output arrays.
 
-Ids must be of one kind across the file (all integers or all text): the in-memory reader
-would turn a column mixing both into text, which one chunk cannot know, so mixing is an error.
+Ids follow the labels rule of the in-memory readers (`sources`): a column is int64 only when
+every id in the whole file is a plain integer. One chunk cannot know that, so the buckets hold ids
+as text (an integer chunk's ids in their plain form, which is how they were written) and pass 2
+turns them back into integers when no chunk held anything else: the same ids either way.
 """
 import logging
 import os
@@ -24,7 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from bert4rec_jax import preprocess
+from bert4rec_jax import io_utils, preprocess
 from bert4rec_jax.errors import DataError
 
 
@@ -42,7 +44,7 @@ def prepare_bucketed(chunks: Iterable[pd.DataFrame], *, drop_duplicates: bool, m
   """preprocess.prepare for interactions that arrive in chunks (Interactions frames, file order)."""
   if num_buckets < 1:
     raise DataError(f"config.data.num_buckets={num_buckets} must be >= 1")
-  tmp = tempfile.mkdtemp(prefix=".buckets-", dir=tmp_parent or None)
+  tmp = io_utils.make_temp_dir(tmp_parent or tempfile.gettempdir(), "buckets")
   try:
     return _prepare(chunks, drop_duplicates, min_seq_length, vocab, num_buckets, tmp, source)
   finally:
@@ -50,16 +52,15 @@ def prepare_bucketed(chunks: Iterable[pd.DataFrame], *, drop_duplicates: bool, m
 
 
 def _prepare(chunks, drop_duplicates, min_seq_length, vocab, num_buckets, tmp, source):
-  writers, kinds, rows = {}, {}, 0
+  writers, text_columns, rows = {}, set(), 0
   try:
     for df in tqdm(chunks, desc="read chunks", unit="chunk", mininterval=1.0):
       if not len(df):
         continue
       for col in ("user", "item"):
-        kinds.setdefault(col, set()).add(_kind(df[col].to_numpy()))
-        if len(kinds[col]) > 1:
-          raise DataError(f"{source}: column {col!r} holds integer ids in some rows and text in others "
-                          f"(around data row {rows + 1}); in chunks they cannot be reconciled: make them one kind")
+        if _kind(df[col].to_numpy()) == "text":
+          text_columns.add(col)
+        df[col] = df[col].astype(str)  # integers in their plain form: exactly as written
       bucket = _bucket_of(df["user"].to_numpy(), num_buckets)
       order = np.argsort(bucket, kind="stable")  # rows of a bucket together, file order kept
       bounds = np.searchsorted(bucket[order], np.arange(num_buckets + 1))
@@ -85,6 +86,9 @@ def _prepare(chunks, drop_duplicates, min_seq_length, vocab, num_buckets, tmp, s
   counts, groups = [], []
   for b in tqdm(sorted(writers), desc="group buckets", unit="bucket", mininterval=1.0):
     df = pq.read_table(os.path.join(tmp, f"bucket-{b:05d}.parquet")).to_pandas()
+    for col in ("user", "item"):
+      if col not in text_columns:  # every id of the file was a plain integer
+        df[col] = df[col].astype(np.int64)
     if "time" in df:  # the in-memory reader's global stable time sort, restricted to this bucket
       df = df.iloc[np.argsort(df["time"].to_numpy(), kind="stable")]
     g = preprocess.group_users(df["user"].to_numpy(), df["item"].to_numpy(), drop_duplicates=drop_duplicates,

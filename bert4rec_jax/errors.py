@@ -1,12 +1,33 @@
-"""The exceptions users see: bad input, bad configuration, and an interrupted run."""
+"""The exceptions users see. A `UserError` is something the user can fix (bad input, bad
+configuration, a model folder that belongs to another config, no room on disk): the command line
+prints its message as one line, never a traceback. Anything else is a bug of ours and keeps its
+traceback."""
+import re
 
 
-class DataError(ValueError):
+class UserError(Exception):
+  """A problem the user can fix; the message says what is wrong and what to do."""
+
+
+class DataError(UserError, ValueError):
   """Bad input data: the message names the file and the field or line at fault."""
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
   """An invalid or inconsistent configuration: the message names the config field(s)."""
+
+
+class MissingError(UserError, FileNotFoundError):
+  """Something the run needs is not there (a trained model, a checkpoint); the message says how to
+  make it."""
+
+
+class StorageError(UserError, OSError):
+  """The disk refused a write (full, read-only, no permission): the message names the path."""
+
+
+class InUseError(UserError):
+  """Another run holds the lock of the model (or dataset) this run would write."""
 
 
 class Interrupted(Exception):
@@ -16,3 +37,38 @@ class Interrupted(Exception):
     super().__init__(f"stopped by {signame} at step {step}; the checkpoint is saved: run the same command "
                      "again to continue")
     self.signum, self.step = signum, step
+
+
+_DISK_HINTS = {  # errno name -> what to do
+    "ENOSPC": "the disk is full: free space there (or choose another --workdir) and run the same command again",
+    "EDQUOT": "the disk quota is used up: free space there (or choose another --workdir) and run the same "
+              "command again",
+    "EROFS": "the file system is read-only: choose a writable --workdir",
+    "EACCES": "permission denied: make that path writable (or choose another --workdir)",
+    "EPERM": "permission denied: make that path writable (or choose another --workdir)",
+}
+_DISK_TEXTS = {"No space left on device": "ENOSPC", "Disk quota exceeded": "EDQUOT",
+               "Read-only file system": "EROFS", "Permission denied": "EACCES"}
+
+
+def storage_problem(exc: BaseException):
+  """One line for an error that a full, read-only or forbidden disk caused, wherever it surfaced
+  (an OSError of ours, or a library's wrapper of one, e.g. an asynchronous checkpoint write);
+  None for anything else."""
+  import errno
+  seen = set()
+  while exc is not None and id(exc) not in seen:
+    seen.add(id(exc))
+    code = errno.errorcode.get(getattr(exc, "errno", None) or 0, "")
+    if isinstance(exc, StorageError):
+      return str(exc)
+    if isinstance(exc, OSError) and code in _DISK_HINTS:
+      where = exc.filename or "a file under the workdir"
+      return f"{where}: cannot write ({exc.strerror or code}); {_DISK_HINTS[code]}"
+    text = str(exc)
+    for needle, name in _DISK_TEXTS.items():
+      if needle in text:
+        path = next(iter(re.findall(r"(/[^\s'\":]+)", text)), "a file under the workdir")
+        return f"{path}: cannot write ({needle}); {_DISK_HINTS[name]}"
+    exc = exc.__cause__ or exc.__context__
+  return None

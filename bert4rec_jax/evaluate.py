@@ -118,10 +118,10 @@ def scan_catalogue(query, table, *, chunk: int, targets=None, history=None, nega
       shown &= ~in_history
     if targets is not None:
       is_target = cols == targets[:, None]
-      count = count + jnp.sum((s >= t) & shown & ~is_target, axis=1, dtype=jnp.int32)
+      count = count + jnp.sum(_at_least(s, t) & shown & ~is_target, axis=1, dtype=jnp.int32)
       shown |= is_target
-    if top_k:
-      v, i = jax.lax.top_k(jnp.where(shown, s, -jnp.inf), min(top_k, chunk))
+    if top_k:  # an item scored NaN is never recommended (nor is an excluded one): it sorts as -inf
+      v, i = jax.lax.top_k(jnp.where(shown & ~jnp.isnan(s), s, -jnp.inf), min(top_k, chunk))
       merged_v, merged_i = jnp.concatenate([top_v, v], axis=1), jnp.concatenate([top_i, i + start], axis=1)
       top_v, sel = jax.lax.top_k(merged_v, top_k)
       top_i = jnp.take_along_axis(merged_i, sel, axis=1)
@@ -141,10 +141,16 @@ def scan_catalogue(query, table, *, chunk: int, targets=None, history=None, nega
   if targets is not None:
     out["full"] = count
   if negatives is not None:
-    out["sampled"] = jnp.sum((neg >= t) & negative_valid, axis=1, dtype=jnp.int32)
+    out["sampled"] = jnp.sum(_at_least(neg, t) & negative_valid, axis=1, dtype=jnp.int32)
   if top_k:
     out["top_items"], out["top_scores"] = top_i + 1, top_v
   return out
+
+
+def _at_least(s, t):
+  """Which competitors count against the target: those scoring >= it, and every one when either
+  score is NaN, so a model that scores NaN gets the worst rank, never the best (NaN compares false)."""
+  return (s >= t) | jnp.isnan(s) | jnp.isnan(t)
 
 
 def sort_ranks(query, table, targets, history=None):
@@ -155,12 +161,18 @@ def sort_ranks(query, table, targets, history=None):
   s = query @ table.T  # [b, N]
   b, n = s.shape
   rows = jnp.arange(b)
+  is_target = jnp.arange(n)[None, :] == targets[:, None]
   t = s[rows, targets]
+  s = jnp.where(jnp.isnan(s), jnp.inf, s)  # a NaN competitor counts against the target (as _at_least)
+  excluded = jnp.zeros((b, n), jnp.bool_)
   if history is not None:  # excluded items sort last; PAD (-1) lands in a spare column
     h = jnp.where(history > 0, history - 1, n)
-    s = jnp.pad(s, ((0, 0), (0, 1))).at[rows[:, None], h].set(-jnp.inf)[:, :n]
+    excluded = jnp.zeros((b, n + 1), jnp.bool_).at[rows[:, None], h].set(True)[:, :n] & ~is_target
+    s = jnp.where(excluded, -jnp.inf, s)
   s = s.at[rows, targets].set(t)
-  return _position_of_target(s, jnp.arange(n)[None, :] == targets[:, None])
+  rank = _position_of_target(s, is_target)
+  # A NaN target ranks below every competitor shown (ranked), as in the counting method.
+  return jnp.where(jnp.isnan(t), n - 1 - excluded.sum(axis=1), rank).astype(jnp.int32)
 
 
 def _position_of_target(s, is_target):
@@ -184,9 +196,12 @@ def _eval_step(params, batch, *, scorer: Scorer, exclude_history: bool, top_k: i
     if "negatives" in batch:  # the sampled protocol sorts its 101 candidates the same way
       cols = jnp.concatenate([batch["targets"][:, None] - 1, batch["negatives"]], axis=1)
       s = jnp.einsum("bd,bkd->bk", query, table[cols])
+      t = s[:, 0]
+      s = jnp.where(jnp.isnan(s), jnp.inf, s)
       s = jnp.where(jnp.concatenate([jnp.ones_like(batch["targets"][:, None], bool), batch["negative_valid"]], 1),
-                    s, -jnp.inf)
-      out["sampled"] = _position_of_target(s, jnp.arange(s.shape[1])[None, :] == 0)
+                    s, -jnp.inf).at[:, 0].set(t)
+      rank = _position_of_target(s, jnp.arange(s.shape[1])[None, :] == 0)
+      out["sampled"] = jnp.where(jnp.isnan(t), batch["negative_valid"].sum(axis=1), rank).astype(jnp.int32)
   out.pop("top_scores", None)
   return out
 
@@ -263,6 +278,12 @@ class Evaluator:
     if self._all_negatives is None:
       self._all_negatives = self._draw_negatives(self.index)
     return self._all_negatives
+
+  def negative_counts(self) -> Optional[np.ndarray]:
+    """[U] how many negatives each evaluated user is ranked against in the sampled protocol (fewer
+    than eval.num_negatives when the catalogue outside the user's history is smaller), or None."""
+    drawn = self.negatives()
+    return None if drawn is None else drawn[1].sum(axis=1)
 
   def ranks(self, scorer: Scorer, params, replicated: bool = False, top_k: int = 0) -> Dict[str, np.ndarray]:
     """Per-user ranks {'full': [U], 'sampled': [U]} (sampled only when num_negatives > 0), and

@@ -1,23 +1,66 @@
-"""Atomic file writes: a reader never sees a half-written result."""
+"""Files written safely: atomically (a reader never sees half a result), with the permissions the
+user's umask gives every other file, under temporary names that say which process made them (so a
+later run removes what a killed one left, and nothing a live one is still writing), and behind
+locks where two runs must not interleave."""
 import contextlib
+import errno
+import fcntl
 import json
+import logging
 import os
+import shutil
+import socket
 import tempfile
+import time
 from typing import Any, Iterator
+
+from bert4rec_jax.errors import InUseError
+
+TMP_PREFIX = ".tmp-"  # every temporary file or folder we make starts so
+_LEGACY_PREFIXES = (".tmp-", ".buckets-")  # temporaries of earlier versions (also `.<file>.<random>.tmp`)
+_LEGACY_AGE_SECONDS = 24 * 3600
+
+
+def _owner() -> str:
+  return f"{socket.gethostname().replace('-', '_')}-{os.getpid()}"
+
+
+def temp_prefix(what: str = "") -> str:
+  """`.tmp-<host>-<pid>-<what>-`: the prefix of a temporary name owned by this process."""
+  return f"{TMP_PREFIX}{_owner()}-{what.replace('-', '_')}-" if what else f"{TMP_PREFIX}{_owner()}-"
+
+
+def _mode(directory: bool) -> int:
+  umask = os.umask(0)
+  os.umask(umask)
+  return (0o777 if directory else 0o666) & ~umask
+
+
+def make_temp_dir(parent: str, what: str = "") -> str:
+  """A temporary folder in `parent` (made if needed), with the permissions of a normal folder."""
+  os.makedirs(parent, exist_ok=True)
+  path = tempfile.mkdtemp(dir=parent, prefix=temp_prefix(what))
+  os.chmod(path, _mode(directory=True))
+  return path
 
 
 @contextlib.contextmanager
 def atomic_path(path: str) -> Iterator[str]:
-  """Yields a temporary path in the same folder; renames it onto `path` on success."""
+  """Yields a temporary path in the same folder; renames it onto `path` on success, with the
+  permissions the umask gives any new file (mkstemp alone would leave it 0600)."""
   folder = os.path.dirname(os.path.abspath(path))
   os.makedirs(folder, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
+  fd, tmp = tempfile.mkstemp(dir=folder, prefix=temp_prefix(os.path.basename(path)), suffix=".tmp")
   os.close(fd)
   try:
     yield tmp
+    if os.path.isfile(tmp):
+      os.chmod(tmp, _mode(directory=False))
     os.replace(tmp, path)
   finally:
-    if os.path.exists(tmp):
+    if os.path.isdir(tmp):
+      shutil.rmtree(tmp, ignore_errors=True)
+    elif os.path.exists(tmp):
       os.remove(tmp)
 
 
@@ -38,3 +81,66 @@ def _json_default(x):
   if hasattr(x, "tolist"):
     return x.tolist()
   raise TypeError(f"not JSON serialisable: {type(x).__name__}")
+
+
+def _alive(host: str, pid: int) -> bool:
+  if host != socket.gethostname().replace("-", "_"):
+    return True  # another machine's: it may be running, leave it
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  except PermissionError:
+    return True
+  return True
+
+
+def clean_leftovers(folder: str) -> int:
+  """Removes the temporaries in `folder` that a killed run left: ours whose process is gone (on
+  this host), and unowned ones of earlier versions older than a day. Returns how many."""
+  if not os.path.isdir(folder):
+    return 0
+  removed = 0
+  for name in os.listdir(folder):
+    path, stale = os.path.join(folder, name), False
+    if name.startswith(TMP_PREFIX) and name.count("-") >= 3:
+      host, pid = name[len(TMP_PREFIX):].split("-")[:2]
+      stale = pid.isdigit() and not _alive(host, int(pid))
+    elif name.startswith(_LEGACY_PREFIXES) or (name.startswith(".") and name.endswith(".tmp")):
+      with contextlib.suppress(OSError):
+        stale = time.time() - os.path.getmtime(path) > _LEGACY_AGE_SECONDS
+    else:
+      continue
+    if not stale:
+      continue
+    with contextlib.suppress(FileNotFoundError):
+      shutil.rmtree(path) if os.path.isdir(path) and not os.path.islink(path) else os.remove(path)
+      removed += 1
+      logging.info("Removed %s, left by a run that was stopped", path)
+  return removed
+
+
+@contextlib.contextmanager
+def lock(path: str, what: str, wait: bool = False) -> Iterator[None]:
+  """Holds an exclusive lock on `path` (an flock: released when the holder exits, however it
+  ends). Busy: waits when `wait`, otherwise raises InUseError naming the holder. The lock file
+  stays (removing it would race with the next holder)."""
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  fd = os.open(path, os.O_RDWR | os.O_CREAT, _mode(directory=False))
+  try:
+    try:
+      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+      if e.errno not in (errno.EAGAIN, errno.EACCES):
+        raise
+      holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another run"
+      if not wait:
+        raise InUseError(f"{what} is in use by {holder}: wait for that run to finish (or stop it), or use another "
+                         "model name") from None
+      logging.info("Waiting for %s to finish with %s", holder, what)
+      fcntl.flock(fd, fcntl.LOCK_EX)
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"the run of pid {os.getpid()} on {socket.gethostname()} (since {time.ctime()})".encode(), 0)
+    yield
+  finally:
+    os.close(fd)

@@ -29,9 +29,13 @@ def mask_example(key, item_ids, force_last=False, *, num_items: int, masked_lm_p
   k_pick, k_last, k_how, k_rand = jax.random.split(key, 4)
   valid = item_ids != 0
   n = valid.sum()
-  # Pad slots get a key of 2 so they sort after every real slot (uniform keys are < 1).
+  # Pad slots get a key of 2 so they sort after every real slot (uniform keys are < 1). A window
+  # shorter than P (sequence-length warmup) gets key-3 slots beyond its end, never used.
   u = jnp.where(valid, jax.random.uniform(k_pick, (seq_len,)), 2.0)
+  if seq_len < max_predictions:
+    u = jnp.pad(u, (0, max_predictions - seq_len), constant_values=3.0)
   _, picked = jax.lax.top_k(-u, max_predictions)  # the P smallest keys: a uniform random subset
+  picked = jnp.minimum(picked, seq_len - 1)  # slots past the window: unused (n <= L), kept in range
   num_to_pick = jnp.clip(jnp.round(n * masked_lm_prob), 1, max_predictions).astype(jnp.int32)
   used = jnp.arange(max_predictions) < jnp.minimum(num_to_pick, n)
 

@@ -144,18 +144,17 @@ class BERT4Rec(nn.Module):
     items = self.item_embedding.embedding[1:self.num_items + 1].astype(self.dtype)  # [N, H], tied
     return (self.head(hidden) @ items.T).astype(jnp.float32) + self.output_bias
 
-  def sampled_logits(self, item_ids, positions, targets, candidates, valid=None, train: bool = False,
-                     causal: Optional[bool] = None):
-    """For sampled softmax: at `positions` [B, P] (or flat [T]), the logit of each position's own
-    target token (targets, same shape, 0 = unused), and logits of shared candidate columns [C]:
-    ([B, P], [B, P, C]).
-    Only C + B * P rows of the output matrix are touched, however large the catalogue."""
-    h = self.head(gather(self.encode(item_ids, valid, train, causal=causal), positions))  # [B, P, H]
+  def sampled_logits(self, picked, targets, candidates):
+    """For sampled softmax: from final hidden states `picked` [..., H] (gathered at the target
+    positions), the logit of each position's own target token (targets [...], 0 = unused) and the
+    logits of shared candidate columns [C]: ([...], [..., C]).
+    Only C + |targets| rows of the output matrix are touched, however large the catalogue."""
+    h = self.head(picked)  # [..., H]
     table = self.item_embedding.embedding
-    own = jnp.sum(h * table[targets].astype(self.dtype), axis=-1).astype(jnp.float32)  # [B, P]
+    own = jnp.sum(h * table[targets].astype(self.dtype), axis=-1).astype(jnp.float32)  # [...]
     own = own + self.output_bias[jnp.maximum(targets - 1, 0)]
     shared = (h @ table[candidates + 1].astype(self.dtype).T).astype(jnp.float32) + self.output_bias[candidates]
-    return own, shared  # [B, P], [B, P, C]
+    return own, shared  # [...], [..., C]
 
   def __call__(self, item_ids, positions, valid=None, train: bool = False,
                causal: Optional[bool] = None) -> Tuple[jax.Array, jax.Array]:

@@ -10,10 +10,21 @@ Tasks (config.task), with the TF2 pipeline's semantics:
 
 Files (DESIGN.md):
   <workdir>/data/processed/<hash>/   prepared dataset, reused while inputs are unchanged
-  <workdir>/models/<model_name>/     checkpoints/, config.json, metrics.jsonl, vocab/ (items + users
-                                     the model was trained on: test and inference read them, never rebuild)
-  <workdir>/results/<model_name>/    {valid,test}_metrics.json, per-user files, predictions.parquet
+  <workdir>/models/<model_name>/     a model folder (see model_store): identity.json, config.json,
+                                     vocab/, checkpoints/, training records
+  <workdir>/results/<model_name>/    {valid,test}_metrics.json, per-user files, predictions.parquet,
+                                     settings.json (what made them); outputs made with other
+                                     evaluation or prediction settings go to eval-<key>/ or
+                                     predict-<key>/ beside them, and test / inference outputs to
+                                     test-<input>-<key>/ and inference-<input>-<key>/, keyed by the
+                                     input's content and every setting, so no run overwrites
+                                     another's results
+  <workdir>/locks/                   one lock per model name: one run at a time trains or writes it
+
+Every setting is checked first (config_checks), and a model folder that another config or data
+made is refused before any work (model_store).
 """
+import contextlib
 import hashlib
 import json
 import logging
@@ -22,58 +33,26 @@ import shutil
 from typing import Optional
 
 import jax
-import ml_collections
 import numpy as np
 import pandas as pd
 
-from bert4rec_jax import (baselines, dataset, evaluate, io_utils, model as model_lib, parallel, predict, preprocess,
-                          train)
-from bert4rec_jax.errors import ConfigError
+from bert4rec_jax import (baselines, config_checks, dataset, evaluate, io_utils, model as model_lib, model_store,
+                          parallel, predict, preprocess, train)
+from bert4rec_jax.errors import ConfigError, MissingError
+from bert4rec_jax.model_store import model_name  # noqa: F401 (the name of a config's model: part of the API)
 from bert4rec_jax.tracking import Tracker
 
-TASKS = ("train_val_test", "train_val", "train_test", "test", "inference")
-TRAINING_TASKS = ("train_val_test", "train_val", "train_test")
-MODES = ("prepare", "train", "evaluate", "predict", "all")
-_TASK_MODES = {"train_val_test": MODES, "train_val": MODES, "train_test": MODES, "test": ("prepare", "evaluate", "all"),
-               "inference": ("prepare", "predict", "all")}
+TASKS, TRAINING_TASKS, MODES = config_checks.TASKS, config_checks.TRAINING_TASKS, config_checks.MODES
+SETTINGS_FILE = "settings.json"
 
-# Fields that do not change the trained model, left out of its name hash so that, e.g., a
-# different log period or device count resumes the same model.
-_NOT_IN_MODEL_HASH = {
-    "project", "wandb", "eval", "predict", "model_name", "model.read_last", "data.path", "data.chunk_rows",
-    "data.num_buckets", "distributed",
-    "train.log_every_steps", "train.eval_every_steps", "train.checkpoint_every_steps",
-    "train.keep_checkpoints", "train.training_time_limit_seconds", "train.prefetch", "train.num_devices",
+# What makes each kind of output, beyond the model: a run whose settings differ writes beside the
+# first run's outputs, never over them.
+_OUTPUT_SETTINGS = {
+    "eval": ("eval.ks", "eval.num_negatives", "eval.negative_sampling", "eval.exclude_history",
+             "eval.per_user_top_k", "eval.popularity_baseline", "model.read_last", "seed"),
+    "predict": ("predict.top_k", "predict.exclude_history", "predict.with_embeddings", "predict.users_per_part",
+                "model.read_last"),
 }
-
-# Fields added after models were first trained: hashed only when set away from this value, so
-# that adding a field never renames (and so never orphans) an existing model.
-_HASHED_ONLY_IF_CHANGED = {"model.kind": "bert4rec", "train.warmup_seq_length": 0, "train.warmup_seq_steps": 0,
-                           "train.next_item_loss_weight": 0.0}
-
-
-def model_name(config, data_hash: str = "") -> str:
-  """The seed's scheme `hs64_msl50_mpps10_nts2000_lr0.001` plus a hash of every other setting
-  that changes the model, including the prepared data's content hash."""
-  flat = {"data_hash": data_hash}
-
-  def walk(d, prefix=""):
-    for k, v in d.items():
-      key = prefix + k
-      if key in _NOT_IN_MODEL_HASH or (key in _HASHED_ONLY_IF_CHANGED and v == _HASHED_ONLY_IF_CHANGED[key]):
-        continue
-      if isinstance(v, dict):
-        walk(v, key + ".")
-      else:
-        flat[key] = v
-
-  walk(config.to_dict())
-  digest = hashlib.sha256(json.dumps(flat, sort_keys=True, default=list).encode()).hexdigest()[:8]
-  m, t = config.model, config.train
-  if m.kind in baselines.KINDS:
-    return f"{m.kind}_{digest}"
-  return (f"hs{m.hidden_size}_msl{m.max_seq_length}_mpps{config.masking.max_predictions_per_seq}"
-          f"_nts{t.num_train_steps}_lr{t.learning_rate:g}_{digest}")
 
 
 def task_splits(task: str, seqs):
@@ -88,46 +67,76 @@ def task_splits(task: str, seqs):
 
 
 def min_seq_length(config) -> int:
-  need = preprocess.TASK_MIN_LENGTH[config.task]
+  """Users with fewer raw items are dropped: config.data.min_seq_length, or the task's minimum."""
   value = config.data.min_seq_length
-  if value < 0:
-    return need
-  if value < need:
-    raise ConfigError(f"config.data.min_seq_length={value} is below the {need} items task {config.task!r} needs")
-  return value
+  return config_checks.TASK_MIN_LENGTH[config.task] if value < 0 else value
 
 
 def run(config, workdir: str, mode: str = "all", stop_at: Optional[int] = None) -> dict:
-  """Runs one mode (or all of the task's modes in order). Returns what it produced."""
-  if config.task not in TASKS:
-    raise ConfigError(f"config.task={config.task!r}: use one of {', '.join(TASKS)}")
-  if mode not in _TASK_MODES[config.task]:
-    raise ConfigError(f"--mode={mode!r} does not apply to task {config.task!r}: use one of "
-                      f"{', '.join(_TASK_MODES[config.task])}")
+  """Runs one mode (or all of the task's modes in order). Returns what it produced.
+
+  Every setting is checked before anything is read; `config` itself is never changed.
+  """
+  config_checks.validate(config, mode)
   devices = parallel.local_devices(config.train.num_devices)
+  if config.task in TRAINING_TASKS:
+    config_checks.validate(config, mode, parallel.global_device_count(devices))
+  config = config.copy_and_resolve_references()
   logging.info("JAX %s on %d %s device(s)", jax.__version__, len(devices), devices[0].platform)
   if config.task in TRAINING_TASKS:
     return _run_training_task(config, workdir, mode, devices, stop_at)
   return _run_trained_model_task(config, workdir, mode, devices)
 
 
-def _run_training_task(config, workdir, mode, devices, stop_at):
-  train.validate(config, parallel.global_device_count(devices))
-  prepared, data_dir = _load_or_prepare(config.data, workdir, min_seq_length(config))
-  result = {"data_dir": data_dir}
-  if mode == "prepare":
-    return result
+@contextlib.contextmanager
+def _lock(workdir: str, name: str, what: str, active: bool = True):
+  """The lock `<workdir>/locks/<name>.lock` (one model name: its folder and results; or one
+  test / inference output): held by the first process."""
+  if not active or not parallel.is_primary():
+    yield
+    return
+  with io_utils.lock(os.path.join(workdir, "locks", f"{name}.lock"), f"{what} (in {workdir})"):
+    yield
 
+
+def _run_training_task(config, workdir, mode, devices, stop_at):
+  min_length = min_seq_length(config)
+  data_key = dataset.input_key(config.data, min_length)
+  name = config.model_name or model_name(config, data_key)
+  folder = model_store.Folder(os.path.join(workdir, "models", name))
+  results_root = os.path.join(workdir, "results", name)
+  is_baseline = config.model.kind in baselines.KINDS
+  training = mode in ("train", "all") and not is_baseline
+  overwrite = bool(config.train.get("overwrite", False)) and mode in ("train", "all")
+
+  with _lock(workdir, name, f"model {name}", active=mode != "prepare"):
+    if mode != "prepare" and not is_baseline:  # before any work: the folder's identity against this config's
+      model_store.check(folder, model_store.identity(config, data_key), training=training, overwrite=overwrite,
+                        results_dir=results_root)
+    prepared, data_dir = _load_or_prepare(config.data, workdir, min_length)
+    result = {"data_dir": data_dir, "data_key": data_key}
+    if mode == "prepare":
+      return result
+    identity = model_store.identity(config, data_key, dataset.fingerprint(data_dir))
+    if not is_baseline:  # the prepared data itself (a reader change, another vocabulary), before training
+      model_store.check(folder, identity, training=training, overwrite=overwrite, results_dir=results_root)
+      config.model.read_last = config.model.read_last or (folder.reading() if folder.is_model else "mask")
+    _check_results(results_root, identity, overwrite)
+    if training:
+      model_store.create(folder, config, identity, data_dir)
+      parallel.barrier("model folder written")
+    result.update(model_dir=folder.path, results_dir=results_root, model_name=name)
+    return _train_evaluate_predict(config, mode, devices, stop_at, prepared, folder, results_root, identity, result)
+
+
+def _train_evaluate_predict(config, mode, devices, stop_at, prepared, folder, results_root, identity, result):
+  name = result["model_name"]
   seqs = prepared.sequences
   train_seqs, splits = task_splits(config.task, seqs)
-  name = config.model_name or model_name(config, os.path.basename(data_dir))
-  model_dir, results_dir = _model_dir(workdir, name), os.path.join(workdir, "results", name)
-  if mode in ("train", "all"):  # evaluate/predict only read the model folder
-    if parallel.is_primary():
-      _write_model_folder(config, model_dir, name, data_dir)
-    parallel.barrier("model folder written")
-  result.update(model_dir=model_dir, results_dir=results_dir, model_name=name)
   num_items = prepared.vocab.num_items
+  eval_dir = _output_dir(results_root, "eval", config, identity) if mode in ("evaluate", "all") else results_root
+  predict_dir = _output_dir(results_root, "predict", config, identity) if mode in ("predict", "all") else results_root
+  result["results_dir"] = eval_dir if mode in ("evaluate", "all") else predict_dir
 
   def evaluator(split, max_users=0):
     return evaluate.Evaluator(split, prepared.vocab, eval_config=config.eval,
@@ -135,14 +144,14 @@ def _run_training_task(config, workdir, mode, devices, stop_at):
                               seed=config.seed, max_users=max_users)
 
   if config.model.kind in baselines.KINDS:
-    return _run_baseline(config, mode, result, prepared, train_seqs, splits, evaluator, devices)
+    return _run_baseline(config, mode, result, prepared, train_seqs, splits, evaluator, devices, eval_dir, predict_dir)
 
   # Training curves live with the model; an evaluate/predict-only run logs beside its results,
   # so re-evaluating never changes the model folder (a DVC stage output).
-  tracker = Tracker(config, model_dir if mode in ("train", "all") else results_dir, name, job_type=mode)
+  tracker = Tracker(config, folder.path if mode in ("train", "all") else result["results_dir"], name, job_type=mode)
   try:
     if mode in ("train", "all"):
-      result["step"] = train.train(config, model_dir, train_seqs,
+      result["step"] = train.train(config, folder.path, train_seqs,
                                    evaluator(splits["valid"], config.eval.max_valid_users) if "valid" in splits
                                    else None,
                                    num_items, tracker, devices, stop_at=stop_at)
@@ -151,37 +160,35 @@ def _run_training_task(config, workdir, mode, devices, stop_at):
                      result["step"], config.train.num_train_steps)
         return result
     if mode in ("evaluate", "predict", "all"):
-      params = load_params(config, model_dir, num_items)
+      params, step = model_store.load_params(folder, train.create_state(config, num_items),
+                                             config.train.num_train_steps)
+      result["checkpoint_step"] = step
       scorer = evaluate.model_scorer(model_lib.from_config(config.model, num_items))
     if mode in ("evaluate", "all"):
       popularity = evaluate.popularity_params(train_seqs, num_items)
       for split_name, split in splits.items():
         result[f"{split_name}_metrics"] = _evaluate_split(
-            config, evaluator(split), scorer, params, popularity, prepared, split_name, name,
-            os.path.join(results_dir, f"{split_name}_metrics.json"),
-            os.path.join(results_dir, f"{split_name}_per_user.parquet"), tracker, stats=prepared.stats,
-            kind=config.model.kind)
+            config, evaluator(split), scorer, params, popularity, prepared, split_name, name, eval_dir,
+            tracker, stats=prepared.stats, kind=config.model.kind, checkpoint_step=step)
+      tracker.artifact(f"results-{name}", "results", [eval_dir])
     if mode in ("predict", "all"):
-      path = os.path.join(results_dir, "predictions.parquet")
+      path = os.path.join(predict_dir, "predictions.parquet")
       predict.predict(scorer, params, seqs, prepared.users, prepared.vocab, predict_config=config.predict,
                       max_seq_length=config.model.max_seq_length, devices=devices, path=path)
-      if parallel.is_primary():
-        print(f"\npredictions -> {path}", flush=True)
+      _announce(path)
       result["predictions"] = path
       tracker.artifact(f"predictions-{name}", "predictions", [path])
-    if mode in ("evaluate", "all"):
-      tracker.artifact(f"results-{name}", "results", [results_dir])
     if mode in ("train", "all"):
-      tracker.artifact(f"model-{name}", "model", [model_dir])
+      tracker.artifact(f"model-{name}", "model", [folder.path])
   finally:
     tracker.close()
   return result
 
 
-def _run_baseline(config, mode, result, prepared, train_seqs, splits, evaluator, devices):
+def _run_baseline(config, mode, result, prepared, train_seqs, splits, evaluator, devices, eval_dir, predict_dir):
   """most_popular / markov: fitted from the training split when used (counting is instant),
   evaluated with the same evaluator, negatives and metrics as a model."""
-  name, results_dir = result["model_name"], result["results_dir"]
+  name = result["model_name"]
   num_items = prepared.vocab.num_items
   popularity = evaluate.popularity_params(train_seqs, num_items)
   chain = baselines.MarkovChain(train_seqs, num_items) if config.model.kind == "markov" else None
@@ -189,7 +196,7 @@ def _run_baseline(config, mode, result, prepared, train_seqs, splits, evaluator,
     result["step"] = config.train.num_train_steps  # nothing to train: counts are taken when used
     logging.info("%s: a baseline, fitted from the %d training sequences when evaluated", config.model.kind,
                  len(train_seqs))
-  tracker = Tracker(config, results_dir, name, job_type=mode)
+  tracker = Tracker(config, result["results_dir"], name, job_type=mode)
   try:
     if mode in ("evaluate", "all"):
       for split_name, split in splits.items():
@@ -197,10 +204,10 @@ def _run_baseline(config, mode, result, prepared, train_seqs, splits, evaluator,
         ranks = baselines.split_ranks(config.model.kind, ev, train_seqs, num_items, config.eval.exclude_history,
                                       chain)
         result[f"{split_name}_metrics"] = _write_split_results(
-            config, ranks, {}, prepared, ev, split_name, name, os.path.join(results_dir, f"{split_name}_metrics.json"),
-            os.path.join(results_dir, f"{split_name}_per_user.parquet"), tracker, prepared.stats, config.model.kind)
+            config, ranks, {}, prepared, ev, split_name, name, eval_dir, tracker, prepared.stats, config.model.kind,
+            checkpoint_step=None)
     if mode in ("predict", "all"):
-      path = os.path.join(results_dir, "predictions.parquet")
+      path = os.path.join(predict_dir, "predictions.parquet")
       seqs, k = prepared.sequences, min(config.predict.top_k, num_items)
       if chain is None:
         predict.predict(evaluate.popularity_scorer, popularity, seqs, prepared.users, prepared.vocab,
@@ -209,10 +216,9 @@ def _run_baseline(config, mode, result, prepared, train_seqs, splits, evaluator,
       elif parallel.is_primary():  # counting on the host: one file, written by the first process
         tokens = chain.top_items(seqs, k, exclude_history=config.predict.exclude_history)
         with io_utils.atomic_path(path) as tmp:
-          pd.DataFrame({"user": prepared.users, "items": list(prepared.vocab.decode(tokens))}).to_parquet(
+          pd.DataFrame({"user": prepared.users, "items": [prepared.vocab.decode(t) for t in tokens]}).to_parquet(
               tmp, index=False)
-      if parallel.is_primary():
-        print(f"\npredictions -> {path}", flush=True)
+      _announce(path)
       result["predictions"] = path
   finally:
     tracker.close()
@@ -220,43 +226,78 @@ def _run_baseline(config, mode, result, prepared, train_seqs, splits, evaluator,
 
 
 def _run_trained_model_task(config, workdir, mode, devices):
-  """test / inference: everything about the model comes from its folder, never from the data."""
-  if not config.model_name:
-    raise ConfigError(f"task {config.task!r} needs config.model_name: the trained model's folder name under "
-                      f"{os.path.join(workdir, 'models')} or a path to it")
-  model_dir = config.model_name if os.path.isdir(config.model_name) else _model_dir(workdir, config.model_name)
-  if not os.path.isfile(os.path.join(model_dir, "config.json")):
-    raise FileNotFoundError(f"{model_dir}: no trained model there (no config.json); train one with task "
-                            "train_val_test, train_val or train_test first")
-  saved = io_utils.read_json(os.path.join(model_dir, "config.json"))
-  trained = ml_collections.ConfigDict(saved["config"])
+  """test / inference: everything about the model comes from its folder, never from the data.
+  The model is read as it was trained (its saved config's reading and seed) unless this run sets
+  model.read_last; outputs are keyed by the input's content and every setting that made them."""
+  given = config.model_name
+  model_dir = given if os.path.isdir(given) else os.path.join(workdir, "models", given)  # a path, or a name
+  folder = model_store.Folder(model_dir)
+  if not folder.is_model:
+    raise MissingError(f"{model_dir}: no trained model there (no config.json); train one with task "
+                                   "train_val_test, train_val or train_test first")
+  saved = folder.saved()
+  trained = folder.saved_config()
   name = saved["model_name"]
   if trained.model.get("kind", "bert4rec") in baselines.KINDS:
     raise ConfigError(f"{model_dir} is the {trained.model.kind} baseline: it has no trained parameters; "
                       "evaluate it with a training task (train_val_test, train_val, train_test) instead")
-  vocab_dir = os.path.join(model_dir, "vocab")
+  # How the model reads its input is the trained model's: its reading (unless this run sets one),
+  # its seed (the sampled protocol's negatives), its data cleaning and, for test, its minimum length.
+  config.model.read_last = config.model.read_last or trained.model.get("read_last") or "mask"
+  config.seed = trained.seed
+  config.data.drop_duplicates = trained.data.drop_duplicates
+  min_length = min_seq_length(config)
+  if config.task == "test" and config.data.min_seq_length < 0:
+    # The very input the model was trained from (same bytes, same data settings): the users its
+    # training run held out, so the metrics are that run's own; any other input: the task's minimum.
+    trained_min = min_seq_length(trained)
+    if dataset.input_key(config.data, trained_min) == (folder.saved_identity() or {}).get("data.input"):
+      min_length = max(min_length, trained_min)
+  vocab_dir = folder.file("vocab")
   vocab = dataset.load_vocab(vocab_dir)
-  prepared, data_dir = _load_or_prepare(config.data, workdir, min_seq_length(config), vocab=vocab,
-                                               vocab_fingerprint=dataset.file_sha256(
-                                                   os.path.join(vocab_dir, "items.parquet")))
+  prepared, data_dir = _load_or_prepare(config.data, workdir, min_length, vocab=vocab,
+                                        vocab_fingerprint=dataset.vocab_fingerprint(vocab))
   stats = dict(prepared.stats)
-  stats["users_unseen_in_training"] = int((~np.isin(prepared.users, dataset.load_users(vocab_dir))).sum())
+  users, trained_users = preprocess.comparable(prepared.users, dataset.load_users(vocab_dir))
+  stats["users_unseen_in_training"] = int((~np.isin(users, trained_users)).sum())
   logging.info("Against the model's vocabulary: %s", json.dumps(
       {k: v for k, v in stats.items() if "unknown" in k or "unseen" in k or "without" in k}))
   result = {"data_dir": data_dir, "model_dir": model_dir, "stats": stats}
   if mode == "prepare":
     return result
 
-  results_dir = os.path.join(workdir, "results", name)
-  stem = os.path.basename(config.data.path).split(".")[0] or "synthetic"
-  params = load_params(trained, model_dir, vocab.num_items)
-  trained.model.read_last = config.model.read_last  # how to read the history: this run's choice, not the model's
-  scorer = evaluate.with_popularity_fallback(
-      evaluate.model_scorer(model_lib.from_config(trained.model, vocab.num_items)))
+  params, step = model_store.load_params(folder, train.create_state(trained, vocab.num_items),
+                                         trained.train.num_train_steps)
+  trained.model.read_last = config.model.read_last
+  empty = bool((prepared.sequences.lengths == 0).any()) or config.task == "test" and bool(
+      (prepared.sequences.lengths[prepared.last_item_known] <= 1).any())
+  inner = evaluate.model_scorer(model_lib.from_config(trained.model, vocab.num_items))
   popularity = vocab.counts.astype(np.float32)  # training-data item counts, saved with the model
+  # Users with no known history are ranked by popularity; without any, the plain model scorer
+  # (the very computation of the training run's own evaluation).
+  scorer, model_params = ((evaluate.with_popularity_fallback(inner), (params, popularity)) if empty
+                          else (inner, params))
   L = trained.model.max_seq_length
-  tracker = Tracker(config, results_dir, name, job_type=config.task)
+  source = "synthetic" if config.data.format == "synthetic" else dataset.file_sha256(config.data.path)
+  kind = "eval" if config.task == "test" else "predict"
+  made_by = {"input": source, "data": config.data.to_dict(), "min_seq_length": min_length,
+             "model": model_store.identity_hash(folder.saved_identity() or {}), "checkpoint_step": step,
+             **_settings(config, kind)}
+  stem = os.path.basename(config.data.path).split(".")[0] or config.data.format
+  out_dir = os.path.join(workdir, "results", name, f"{config.task}-{_safe(stem)}-{_key(made_by)}")
+  with _lock(workdir, f"{name}.{os.path.basename(out_dir)}", f"the {config.task} output {out_dir}"):
+    io_utils.clean_leftovers(out_dir)
+    result["results_dir"] = out_dir
+    return _test_or_inference(config, devices, result, stats, prepared, vocab, name, out_dir, made_by, scorer,
+                              model_params, popularity, L, step, stem, trained)
+
+
+def _test_or_inference(config, devices, result, stats, prepared, vocab, name, out_dir, made_by, scorer, model_params,
+                       popularity, L, step, stem, trained):
+  tracker = Tracker(config, out_dir, name, job_type=config.task)
   try:
+    if parallel.is_primary():
+      io_utils.write_json(os.path.join(out_dir, SETTINGS_FILE), {"made_by": made_by, "input_path": config.data.path})
     if config.task == "test":
       eligible = np.flatnonzero(prepared.last_item_known & (prepared.sequences.lengths >= 1))
       stats["users_evaluated"] = int(len(eligible))
@@ -267,18 +308,17 @@ def _run_trained_model_task(config, workdir, mode, devices):
       ev = evaluate.Evaluator(split, vocab, eval_config=config.eval, max_seq_length=L, devices=devices,
                               seed=config.seed)
       result["test_metrics"] = _evaluate_split(
-          config, ev, scorer, (params, popularity), popularity, prepared, "test", name,
-          os.path.join(results_dir, f"test_{stem}_metrics.json"),
-          os.path.join(results_dir, f"test_{stem}_per_user.parquet"), tracker, stats=stats,
-          kind=trained.model.get("kind", "bert4rec"))
+          config, ev, scorer, model_params, popularity, prepared, "test", name, out_dir, tracker, stats=stats,
+          kind=trained.model.get("kind", "bert4rec"), checkpoint_step=step)
     else:
-      path = os.path.join(results_dir, f"predictions_{stem}.parquet")
-      predict.predict(scorer, (params, popularity), prepared.sequences, prepared.users, vocab,
+      path = os.path.join(out_dir, "predictions.parquet")
+      predict.predict(scorer, model_params, prepared.sequences, prepared.users, vocab,
                       predict_config=config.predict, max_seq_length=L, devices=devices, path=path)
       if parallel.is_primary():
-        io_utils.write_json(os.path.join(results_dir, f"predictions_{stem}_meta.json"),
-                            {"model_name": name, "input": config.data.path, "data_stats": stats})
-      print(f"\npredictions -> {path}\n{json.dumps(stats, indent=1)}", flush=True)
+        io_utils.write_json(os.path.join(out_dir, "predictions_meta.json"),
+                            {"model_name": name, "input": config.data.path, "checkpoint_step": step,
+                             "data_stats": stats})
+        print(f"\npredictions -> {path}\n{json.dumps(stats, indent=1)}", flush=True)
       result["predictions"] = path
       tracker.artifact(f"predictions-{name}-{stem}", "predictions", [path])
     tracker.summary({f"data/{k}": v for k, v in stats.items()})
@@ -287,38 +327,121 @@ def _run_trained_model_task(config, workdir, mode, devices):
   return result
 
 
-def _evaluate_split(config, ev, scorer, params, popularity, prepared, split_name, name, path, per_user_path,
-                    tracker, stats, kind="bert4rec"):
+def _settings(config, kind: str) -> dict:
+  """The settings that make an output of `kind` ("eval" or "predict"), beyond the model."""
+  out = {}
+  for field in _OUTPUT_SETTINGS[kind]:
+    value = config
+    for part in field.split("."):
+      value = value[part]
+    out[field] = list(value) if isinstance(value, tuple) else value
+  return out
+
+
+def _key(obj) -> str:
+  return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:8]
+
+
+def _safe(text: str) -> str:
+  return "".join(ch if ch.isalnum() or ch in "_." else "_" for ch in text)[:40]
+
+
+def _check_results(results_root: str, identity: dict, overwrite: bool) -> None:
+  """Results another model made under this name (its folder since removed or replaced) stop the
+  run before any work, unless config.train.overwrite says to replace them."""
+  path = os.path.join(results_root, SETTINGS_FILE)
+  if not os.path.isfile(path):
+    return
+  recorded = io_utils.read_json(path).get("model_identity")
+  if recorded in (None, model_store.identity_hash(identity)):
+    return
+  if overwrite:
+    logging.warning("Replacing %s, which another model of this name made, as config.train.overwrite=True asks",
+                    results_root)
+    if parallel.is_primary():
+      shutil.rmtree(results_root)
+    parallel.barrier("results replaced")
+    return
+  raise ConfigError(f"{results_root} holds results of another model of this name (made by another config or "
+                    "data). To go on, use another config.model_name, or --config.train.overwrite=True to replace "
+                    "them")
+
+
+def _output_dir(results_root: str, kind: str, config, identity: dict) -> str:
+  """Where this run writes its `kind` outputs: the model's results folder when they are the first
+  of their kind there or were made with the same settings; otherwise <kind>-<key>/ beside them,
+  so that outputs of other settings never overwrite each other."""
+  mine = _settings(config, kind)
+  path = os.path.join(results_root, SETTINGS_FILE)
+  record = io_utils.read_json(path) if os.path.isfile(path) else {}
+  target = results_root
+  if record.get(kind) not in (None, mine):
+    target = os.path.join(results_root, f"{kind}-{_key(mine)}")
+    logging.info("%s settings differ from those of the outputs in %s: writing to %s", kind, results_root, target)
+    path = os.path.join(target, SETTINGS_FILE)
+    record = io_utils.read_json(path) if os.path.isfile(path) else {}
+  if parallel.is_primary():
+    io_utils.clean_leftovers(target)
+    if record.get(kind) != mine or record.get("model_identity") != model_store.identity_hash(identity):
+      io_utils.write_json(path, {**record, kind: mine, "model_identity": model_store.identity_hash(identity)})
+  return target
+
+
+def _announce(path: str) -> None:
+  if parallel.is_primary():
+    print(f"\npredictions -> {path}", flush=True)
+
+
+def _evaluate_split(config, ev, scorer, params, popularity, prepared, split_name, name, out_dir, tracker, stats,
+                    kind="bert4rec", checkpoint_step=None):
   """Ranks one split for the model (and the popularity baseline), writes JSON (+ per-user file).
   The model's row is named by its kind (bert4rec | sasrec)."""
   ranks = ev.ranks(scorer, params, top_k=config.eval.per_user_top_k)
   extra = {"popularity": ev.metrics(evaluate.popularity_scorer, popularity)} if config.eval.popularity_baseline else {}
-  return _write_split_results(config, ranks, extra, prepared, ev, split_name, name, path, per_user_path, tracker,
-                              stats, kind)
+  return _write_split_results(config, ranks, extra, prepared, ev, split_name, name, out_dir, tracker, stats, kind,
+                              checkpoint_step)
 
 
-def _write_split_results(config, ranks, extra_rows, prepared, ev, split_name, name, path, per_user_path, tracker,
-                         stats, kind):
-  """`<split>_metrics.json` ({kind: metrics, **extra_rows}), the per-user file when
-  config.eval.per_user_top_k > 0 (user, target, rank[, sampled_rank][, top_items]), the printed
-  table and the tracker's record."""
+def _write_split_results(config, ranks, extra_rows, prepared, ev, split_name, name, out_dir, tracker, stats, kind,
+                         checkpoint_step):
+  """`<split>_metrics.json` ({kind: metrics, **extra_rows}, the checkpoint step, the settings and
+  the sampled protocol's real negative counts), the per-user file when config.eval.per_user_top_k
+  > 0 (user, target, rank[, sampled_rank][, top_items]), the printed table and the tracker's record."""
   rows = {kind: evaluate.summarize_ranks(ranks, config.eval.ks), **extra_rows}
+  negatives = _negative_counts(ev, config.eval.num_negatives, split_name)
   if not parallel.is_primary():  # every process has every user's ranks; the first one writes
     return rows
-  io_utils.write_json(path, {"model_name": name, "split": split_name, "metrics": rows, "data_stats": stats})
+  path = os.path.join(out_dir, f"{split_name}_metrics.json")
+  io_utils.write_json(path, {"model_name": name, "split": split_name, "metrics": rows, "data_stats": stats,
+                             "checkpoint_step": checkpoint_step, "settings": _settings(config, "eval"),
+                             **({"sampled_negatives": negatives} if negatives else {})})
   if config.eval.per_user_top_k:
     table = {"user": prepared.users[ev.rows], "target": prepared.vocab.decode(ev.targets), "rank": ranks["full"]}
     if "sampled" in ranks:
       table["sampled_rank"] = ranks["sampled"]
     if "top_items" in ranks:
       table["top_items"] = list(prepared.vocab.decode(ranks["top_items"]))
-    with io_utils.atomic_path(per_user_path) as tmp:
+    with io_utils.atomic_path(os.path.join(out_dir, f"{split_name}_per_user.parquet")) as tmp:
       pd.DataFrame(table).to_parquet(tmp, index=False)
   print(f"\n{split_name} metrics ({rows[kind]['num_users']} users) -> {path}\n"
         + evaluate.format_table(rows, list(rows[kind])), flush=True)
   tracker.log({f"{split_name}/{k}": v for k, v in rows[kind].items()})
   tracker.summary({f"{split_name}/{k}": v for k, v in rows[kind].items()})
   return rows
+
+
+def _negative_counts(ev, asked: int, split_name: str) -> Optional[dict]:
+  """The sampled protocol's real negatives per user: a warning, and a record, when some users have
+  fewer eligible items outside their history than eval.num_negatives asks."""
+  counts = ev.negative_counts()
+  if counts is None or not len(counts):
+    return None
+  short = int((counts < asked).sum())
+  if short:
+    logging.warning("%s: %d of %d users have fewer than eval.num_negatives=%d eligible negatives (fewest %d): "
+                    "their sampled ranks are out of fewer items", split_name, short, len(counts), asked,
+                    int(counts.min()))
+  return {"asked": asked, "fewest": int(counts.min()), "mean": float(counts.mean()), "users_with_fewer": short}
 
 
 def _load_or_prepare(data_config, workdir: str, min_length: int, **kwargs):
@@ -329,32 +452,8 @@ def _load_or_prepare(data_config, workdir: str, min_length: int, **kwargs):
   return out if out is not None else dataset.load_or_prepare(data_config, workdir, min_length, **kwargs)
 
 
-def _model_dir(workdir: str, name: str) -> str:
-  return os.path.join(workdir, "models", name)
-
-
-def _write_model_folder(config, model_dir: str, name: str, data_dir: str) -> None:
-  """config.json plus the vocabulary and user index the model is trained on (self-contained)."""
-  os.makedirs(os.path.join(model_dir, "vocab"), exist_ok=True)
-  io_utils.write_json(os.path.join(model_dir, "config.json"),
-                      {"config": config.to_dict(), "model_name": name, "data_dir": os.path.abspath(data_dir)})
-  for f in ("items.parquet", "users.parquet"):
-    target = os.path.join(model_dir, "vocab", f)
-    if not os.path.isfile(target):
-      with io_utils.atomic_path(target) as tmp:
-        shutil.copyfile(os.path.join(data_dir, f), tmp)
-
-
 def load_params(config, model_dir: str, num_items: int):
-  """Parameters of the latest checkpoint; a clear error when the model was never trained."""
-  manager = train.checkpoint_manager(model_dir, config.train)
-  try:
-    state = train.restore_latest(manager, train.create_state(config, num_items))
-  finally:
-    manager.close()
-  if state is None:
-    raise FileNotFoundError(f"no checkpoint in {os.path.join(model_dir, 'checkpoints')}: "
-                            "run with --mode=train (or --mode=all) first")
-  if int(state.step) < config.train.num_train_steps:
-    logging.warning("Using a partly trained model (step %d of %d)", int(state.step), config.train.num_train_steps)
-  return state.params
+  """Parameters of the latest checkpoint (read only); a clear error when the model was never trained."""
+  params, _ = model_store.load_params(model_store.Folder(model_dir), train.create_state(config, num_items),
+                                      config.train.num_train_steps)
+  return params

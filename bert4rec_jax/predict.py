@@ -58,6 +58,7 @@ def predict(scorer, params, history: Sequences, users: np.ndarray, vocab: ItemVo
     shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)  # never mix with an earlier run's parts
   parallel.barrier("predictions folder cleared")
   pieces = [rows[i:i + per_part] for i in range(0, len(rows), per_part)] if per_part > 0 else [rows]
+  short = 0  # users given fewer than top_k items
   bar = tqdm(total=-(-len(rows) // batch_size), desc="predict", unit="batch", mininterval=1.0,
              disable=not parallel.is_primary())
   for k, piece in enumerate(pieces):
@@ -74,10 +75,15 @@ def predict(scorer, params, history: Sequences, users: np.ndarray, vocab: ItemVo
           idx, batch = input_pipeline.scoring_batch(history, piece[start:start + batch_size], batch_size,
                                                     max_seq_length, vocab.mask_id, width)
           tokens, scores, hidden = step(p_params, parallel.put_sharded(batch, devices))
+          tokens, scores = parallel.unshard(tokens)[:real], parallel.unshard(scores)[:real].astype(np.float32)
+          # -inf marks no item: the history and NaN-scored items are never shown, so a user with
+          # fewer than top_k items left gets fewer, never a repeated or an excluded one.
+          kept = scores > -np.inf  # [b, k], a prefix of each row (top_k sorts -inf last)
+          short += int((~kept[:, -1]).sum()) if kept.size else 0
           columns = {
               "user": pa.array(users[idx[:real]]),
-              "items": pa.array(list(vocab.decode(parallel.unshard(tokens)[:real]))),
-              "scores": pa.array(list(parallel.unshard(scores)[:real].astype(np.float32))),
+              "items": pa.array([vocab.decode(t[m]) for t, m in zip(tokens, kept)]),
+              "scores": pa.array([v[m] for v, m in zip(scores, kept)]),
           }
           if predict_config.with_embeddings:
             columns["embedding"] = pa.array(list(parallel.unshard(hidden)[:real].astype(np.float32)))
@@ -92,5 +98,8 @@ def predict(scorer, params, history: Sequences, users: np.ndarray, vocab: ItemVo
         if writer is not None:
           writer.close()
   bar.close()
+  if short:
+    logging.warning("%d user(s) got fewer than predict.top_k=%d items: fewer are left once their history is "
+                    "excluded", short, top_k)
   logging.info("Wrote predictions for %d users to %s", len(rows), path)
   return len(rows)

@@ -16,6 +16,16 @@ from bert4rec_jax.errors import DataError
 PAD = 0
 
 
+def comparable(values: np.ndarray, reference: np.ndarray):
+  """(values, reference) in one kind, to look ids of one file up among another file's: as they are
+  when both are int64 or both text, otherwise both as text, the labels rule's equality ('7' is the
+  integer 7, '007' is not)."""
+  values, reference = np.asarray(values), np.asarray(reference)
+  if np.issubdtype(values.dtype, np.integer) == np.issubdtype(reference.dtype, np.integer):
+    return values, reference
+  return values.astype(str), reference.astype(str)
+
+
 @dataclasses.dataclass(frozen=True)
 class ItemVocab:
   """Original item ids in token order: token t (1..N) is `ids[t - 1]`."""
@@ -36,10 +46,11 @@ class ItemVocab:
     return self.num_items + 2
 
   def encode(self, original: np.ndarray) -> np.ndarray:
-    """Original ids -> tokens (int32); unknown ids -> PAD (callers count and drop them)."""
-    original = np.asarray(original)
-    order = np.argsort(self.ids, kind="stable")
-    sorted_ids = self.ids[order]
+    """Original ids -> tokens (int32); unknown ids -> PAD (callers count and drop them). Ids of
+    another kind (text against an integer vocabulary) match by the labels rule (`comparable`)."""
+    original, ids = comparable(original, self.ids)
+    order = np.argsort(ids, kind="stable")
+    sorted_ids = ids[order]
     pos = np.searchsorted(sorted_ids, original)
     pos = np.clip(pos, 0, max(len(sorted_ids) - 1, 0))
     found = sorted_ids[pos] == original if len(sorted_ids) else np.zeros(original.shape, bool)

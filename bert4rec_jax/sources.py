@@ -5,8 +5,21 @@ interaction. Row order is meaningful: within a user, rows are in time order (or 
 by a stable sort on `time`). Original ids are kept as they are (ints or strings); encoding to
 dense integers happens in `preprocess`.
 
+Ids are labels, in every format: a column whose every id is written as a plain integer (digits,
+an optional leading '-', no leading zeros, within 64 bits) is read as int64; any other column is
+kept as text, each id exactly as written, so '007', '7' and '7.0' are three different users or
+items. Typed columns (Parquet, pickle) keep their type: integers stay integers, whole floats
+become integers, text follows the rule above. Two labels are the same id only when they are
+equal as text ('7' and the integer 7 are; '007' and 7 are not).
+
+Time order: with `data.time_col`, each user's rows are stably sorted by that column. With it
+unset (""), a CSV or Parquet input that has one column named like a time (`timestamp`, `time`,
+`ts`, `date`, ...) is sorted by it, and the log says so; several such columns are an error that
+asks which; `data.time_col="file_order"` keeps the order of the file.
+
 Every problem with an input file raises `DataError` naming the file and the field or line.
 """
+import logging
 import os
 from typing import Iterator
 
@@ -48,19 +61,46 @@ def read_text(path: str) -> pd.DataFrame:
     raise DataError(f"{path}: expected 2 whitespace-separated fields per line (user item), found {df.shape[1]}")
   df.columns = ["user", "item"]
   for col in ("user", "item"):
-    df[col] = _as_int(df[col], path, col, line_offset=1)
+    df[col] = parse_ids(df[col], path, col)
   return df
+
+
+TIME_NAMES = ("timestamp", "time", "ts", "date", "datetime", "event_time", "event_timestamp", "unix_time",
+              "unixtime", "created_at", "time_stamp")
+FILE_ORDER = "file_order"  # data.time_col value that keeps the file's row order
+
+
+def time_column(path: str, columns, user_col: str, item_col: str, time_col: str) -> str:
+  """The column rows are ordered by: `time_col`; for "" the one column named like a time (logged),
+  none when there is none; "file_order" for none at all."""
+  if time_col == FILE_ORDER:
+    return ""
+  if time_col:
+    return time_col
+  found = [c for c in columns if str(c).strip().lower() in TIME_NAMES and c not in (user_col, item_col)]
+  if len(found) > 1:
+    raise DataError(f"{path}: several time-like columns {found}; set config.data.time_col to the one that orders "
+                    f"each user's rows (or {FILE_ORDER!r} to keep the file's order)")
+  if found:
+    logging.info("%s: ordering each user's rows by column %r (config.data.time_col is unset; set it to %r to "
+                 "keep the file's order)", path, found[0], FILE_ORDER)
+    return found[0]
+  return ""
 
 
 def read_table(path: str, user_col: str, item_col: str, time_col: str = "") -> pd.DataFrame:
   """CSV or Parquet rows `user, item[, timestamp]` with configurable column names."""
-  wanted = [user_col, item_col] + ([time_col] if time_col else [])
   if _is_parquet(path):
-    _check_columns(path, _parquet_schema(path).names, wanted)
+    names = _parquet_schema(path).names
+    time_col = time_column(path, names, user_col, item_col, time_col)
+    wanted = [user_col, item_col] + ([time_col] if time_col else [])
+    _check_columns(path, names, wanted)
     df = pd.read_parquet(path, columns=wanted)
   else:
-    df = _read_csv(path)
+    df = _read_csv(path, dtype={user_col: str, item_col: str})  # ids are labels: parsed by parse_ids
     _check_header(path)
+    time_col = time_column(path, list(df.columns), user_col, item_col, time_col)
+    wanted = [user_col, item_col] + ([time_col] if time_col else [])
     _check_columns(path, list(df.columns), wanted)
     df = df[wanted]
   df = _table_columns(df, path, user_col, item_col, time_col)
@@ -90,20 +130,25 @@ def read_chunks(data_config, chunk_rows: int) -> Iterator[pd.DataFrame]:
       df.columns = ["user", "item"]
       df = df.reset_index(drop=True)
       for col in ("user", "item"):
-        df[col] = _as_int(df[col], path, col, line_offset=1 + seen)
+        df[col] = parse_ids(df[col], path, col)
       seen += len(df)
       yield df
     return
-  user_col, item_col, time_col = data_config.user_col, data_config.item_col, data_config.time_col
-  wanted = [user_col, item_col] + ([time_col] if time_col else [])
+  user_col, item_col = data_config.user_col, data_config.item_col
   if _is_parquet(path):
     import pyarrow.parquet as pq
-    _check_columns(path, _parquet_schema(path).names, wanted)
+    names = _parquet_schema(path).names
+    time_col = time_column(path, names, user_col, item_col, data_config.time_col)
+    wanted = [user_col, item_col] + ([time_col] if time_col else [])
+    _check_columns(path, names, wanted)
     batches = (b.to_pandas() for b in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows, columns=wanted))
   else:
     _check_header(path)
-    _check_columns(path, list(_read_csv(path, nrows=0).columns), wanted)
-    batches = (df[wanted] for df in _csv_chunks(path, chunk_rows))
+    names = list(_read_csv(path, nrows=0).columns)
+    time_col = time_column(path, names, user_col, item_col, data_config.time_col)
+    wanted = [user_col, item_col] + ([time_col] if time_col else [])
+    _check_columns(path, names, wanted)
+    batches = (df[wanted] for df in _csv_chunks(path, chunk_rows, dtype={user_col: str, item_col: str}))
   for df in batches:
     yield _table_columns(df.reset_index(drop=True), path, user_col, item_col, time_col, row_offset=seen)
     seen += len(df)
@@ -126,6 +171,25 @@ def _parquet_schema(path: str):
     return pq.read_schema(path)
   except Exception as e:  # pyarrow raises several types for non-Parquet bytes
     raise DataError(f"{path}: not a readable Parquet file ({e})") from e
+
+
+def _normalise_ids(col: pd.Series, path: str, name: str) -> pd.Series:
+  """A typed column's ids (Parquet, pickle): integers stay int64 (beyond int64: text); whole
+  floats become int64 (a fraction is an error); booleans are an error; anything else is text,
+  read by the labels rule (`parse_ids`)."""
+  if pd.api.types.is_unsigned_integer_dtype(col) and len(col) and col.max() >= 2 ** 63:
+    return col.astype(str)  # beyond int64: kept exactly, as text labels
+  if pd.api.types.is_bool_dtype(col):
+    raise DataError(f"{path}: column {name!r} holds booleans, not ids")
+  if pd.api.types.is_integer_dtype(col):
+    return col.astype(np.int64)
+  if pd.api.types.is_float_dtype(col):
+    v = col.to_numpy()
+    if not np.all(v == np.round(v)):
+      raise DataError(f"{path}: column {name!r} has non-integer numeric ids (e.g. {v[v != np.round(v)][0]})")
+    _check_int64(v, col, path, name, line_offset=1)
+    return col.astype(np.int64)
+  return parse_ids(col, path, name)
 
 
 def _table_columns(df: pd.DataFrame, path: str, user_col: str, item_col: str, time_col: str,
@@ -178,13 +242,15 @@ def read_seed_pickle(path: str, user_col: str, list_col: str) -> pd.DataFrame:
 def read_movielens(path: str, min_rating: float = 0.0) -> pd.DataFrame:
   """MovieLens `ratings.dat`: `UserID::MovieID::Rating::Timestamp`, stably sorted by time."""
   # '::' as a one-char separator keeps pandas' fast C parser: fields land in columns 0, 2, 4, 6.
-  df = _read_csv(path, sep=":", header=None)
+  df = _read_csv(path, sep=":", header=None, dtype=str)
   if df.shape[1] != 7:
     raise DataError(f"{path}: expected `UserID::MovieID::Rating::Timestamp` lines")
   df = df[[0, 2, 4, 6]]
   df.columns = ["user", "item", "rating", "time"]
-  for col in ("user", "item", "time"):
-    df[col] = _as_int(df[col].astype(str), path, col, line_offset=1)
+  for col in ("user", "item"):
+    df[col] = parse_ids(df[col], path, col)
+  df["time"] = _as_int(df["time"], path, "time", line_offset=1)
+  df["rating"] = pd.to_numeric(df["rating"], errors="coerce")
   if min_rating:
     df = df[df["rating"] >= min_rating]
   order = np.argsort(df["time"].to_numpy(), kind="stable")
@@ -232,7 +298,7 @@ def _check_columns(path, names, wanted):
 
 
 def _as_int(col: pd.Series, path: str, name: str, line_offset: int) -> pd.Series:
-  """Parses a string column as int64, naming the first bad line."""
+  """Parses a string column of numbers (timestamps) as int64, naming the first bad line."""
   values = pd.to_numeric(col, errors="coerce")
   v = values.to_numpy().astype(np.float64)
   bad = values.isna().to_numpy() | (v != np.round(v))
@@ -254,18 +320,19 @@ def _check_int64(v: np.ndarray, original, path: str, name: str, line_offset: int
                     "64-bit integer")
 
 
-def _normalise_ids(col: pd.Series, path: str, name: str) -> pd.Series:
-  """Integer-valued ids become int64; anything else becomes str. Floats with fractions are errors."""
-  if pd.api.types.is_unsigned_integer_dtype(col) and len(col) and col.max() >= 2 ** 63:
-    return col.astype(str)  # beyond int64: kept exactly, as text labels
-  if pd.api.types.is_integer_dtype(col):
-    return col.astype(np.int64)
-  if pd.api.types.is_float_dtype(col):
-    v = col.to_numpy()
-    if not np.all(v == np.round(v)):
-      raise DataError(f"{path}: column {name!r} has non-integer numeric ids (e.g. {v[v != np.round(v)][0]})")
-    _check_int64(v, col, path, name, line_offset=1)
-    return col.astype(np.int64)
-  if pd.api.types.is_bool_dtype(col):
+_PLAIN_INT = r"-?(?:0|[1-9][0-9]{0,18})"  # how an integer id is written (at most 19 digits)
+_BOOLEANS = {"True", "False", "true", "false", "TRUE", "FALSE"}
+
+
+def parse_ids(col: pd.Series, path: str, name: str) -> pd.Series:
+  """Ids are labels (see the module docstring): int64 when every id is written as a plain integer
+  that fits 64 bits, otherwise text, each exactly as written."""
+  text = col.astype(str)
+  if len(text) and text.isin(_BOOLEANS).all():
     raise DataError(f"{path}: column {name!r} holds booleans, not ids")
-  return col.astype(str)
+  if text.str.fullmatch(_PLAIN_INT).all():
+    v = text.to_numpy()
+    wide = np.char.str_len(v.astype(str)) >= 19  # 19 digits may still exceed int64: compare exactly
+    if not wide.any() or all(-2 ** 63 <= int(x) < 2 ** 63 for x in v[wide]):
+      return text.astype(np.int64)
+  return text

@@ -1,4 +1,5 @@
-"""Training: the pure pmapped step, the optimizer, and the loop with checkpoints and validation."""
+"""Training: the optimizer, the pure pmapped step, and the loop (checkpoints through `model_store`,
+settings checked beforehand by `config_checks`, loss parts in `losses`)."""
 import functools
 import logging
 import math
@@ -17,10 +18,11 @@ import orbax.checkpoint as ocp
 from flax.training import train_state
 from tqdm import tqdm
 
-from bert4rec_jax import baselines, evaluate, input_pipeline, io_utils, masking, model as model_lib, parallel
-from bert4rec_jax.errors import ConfigError, Interrupted
+from bert4rec_jax import evaluate, input_pipeline, losses, masking, model as model_lib, model_store, parallel
+from bert4rec_jax.errors import Interrupted
 
 NO_DECAY = ("bias", "scale", "output_bias")  # biases and LayerNorm parameters
+STATIC_MASK_STREAM = 2 ** 32 - 1  # the key stream of static masking, apart from every step's
 
 
 class TrainState(train_state.TrainState):
@@ -59,17 +61,19 @@ def create_state(config, num_items: int) -> TrainState:
   return TrainState.create(apply_fn=model.apply, params=params, tx=make_optimizer(config.train))
 
 
-def train_step(state: TrainState, batch, log_q=None, num_targets=0, *, model, mask_kwargs: dict, seed: int,
+def train_step(state: TrainState, batch, sampler=None, num_targets=0, *, model, mask_kwargs: dict, seed: int,
                static_masking: bool, loss: str = "full", num_negatives: int = 0, loss_positions: str = "masked",
                kind: str = "bert4rec", next_item_loss_weight: float = 0.0):
   """One step on this device's shard; gradients are exact global means over all devices.
 
   batch: item_ids [b, L] int32 right-aligned windows; example_ids [b] int32, the key of each
-  example's masking draw; only_last [b] bool (static masking's mask-last copies).
+  example's masking and dropout draws; only_last [b] bool (static masking's mask-last copies).
   Dynamic masking draws from (seed, step, example key); static from (seed, example key) only,
-  so a static copy is masked the same way every epoch.
+  so a static copy is masked the same way every epoch. Dropout draws from (seed, step, example
+  key) too: every random draw is a function of the example, never of the device it landed on,
+  so 1 and 4 devices train the same model.
   loss: "full" softmax over all N items, or "sampled" softmax over `num_negatives` items drawn
-  (shared by the whole global batch) from log_q [N], with logQ correction.
+  (shared by the whole global batch) from `sampler` (losses.NegativeSampler), logQ-corrected.
   loss_positions: "masked" computes the output layer only at the P gathered positions; "all"
   at all L positions (slower; kept to measure what gathering saves).
   num_targets > 0 (static): compact the used target slots of this shard, at most num_targets
@@ -85,12 +89,14 @@ def train_step(state: TrainState, batch, log_q=None, num_targets=0, *, model, ma
   base = jax.random.PRNGKey(seed)
   step_key = jax.random.fold_in(base, state.step)
   if kind == "sasrec":
-    masked = next_item_targets(batch["item_ids"])
+    masked = losses.next_item_targets(batch["item_ids"])
   else:
-    mask_key = jax.random.fold_in(base, -1) if static_masking else jax.random.fold_in(step_key, 0)
+    # Static: one key for every step (fold_in takes uint32 data; no step reaches 2**32 - 1).
+    mask_key = jax.random.fold_in(base, STATIC_MASK_STREAM) if static_masking else jax.random.fold_in(step_key, 0)
     masked = masking.mask_batch(mask_key, batch["item_ids"], batch["example_ids"], batch["only_last"],
                                 **mask_kwargs)
-  dropout_key = jax.random.fold_in(jax.random.fold_in(step_key, 1), parallel.axis_index())
+  example_keys = lambda stream: jax.vmap(lambda i: jax.random.fold_in(jax.random.fold_in(step_key, stream), i))(  # noqa: E731
+      batch["example_ids"])  # [b] keys
   num_masked, num_next = num_targets if isinstance(num_targets, tuple) else (num_targets, 0)
   seq_len = batch["item_ids"].shape[1]
 
@@ -111,25 +117,31 @@ def train_step(state: TrainState, batch, log_q=None, num_targets=0, *, model, ma
       positions = jnp.broadcast_to(jnp.arange(seq_len), targets.shape)
     return positions, targets, weights
 
-  losses = [(masked.inputs, target_slots(masked, num_masked, kind == "sasrec"), parallel.psum(masked.weights.sum()),
-             None, dropout_key)]  # (inputs, slots, global target count, causal, dropout key)
+  losses_ = [(masked.inputs, target_slots(masked, num_masked, kind == "sasrec"), parallel.psum(masked.weights.sum()),
+              None, example_keys(1))]  # (inputs, slots, global target count, causal, dropout keys [b])
   if next_item_loss_weight:
-    following = next_item_targets(batch["item_ids"])
-    losses.append((following.inputs, target_slots(following, num_next, True), parallel.psum(following.weights.sum()),
-                   True, jax.random.fold_in(dropout_key, 1)))
+    following = losses.next_item_targets(batch["item_ids"])
+    losses_.append((following.inputs, target_slots(following, num_next, True), parallel.psum(following.weights.sum()),
+                    True, example_keys(3)))
   if loss == "sampled":  # shared negatives: the same draw on every device (keyed by step only)
-    candidates = draw_negatives(jax.random.fold_in(step_key, 2), log_q, num_negatives)
+    candidates = losses.draw_negatives(jax.random.fold_in(step_key, 2), sampler, num_negatives)
+
+  def encode(params, inputs, keys, causal):
+    """[b, L, H]: each example encoded with its own dropout key."""
+    one = lambda x, k: model.apply({"params": params}, x[None], train=True, rngs={"dropout": k},  # noqa: E731
+                                   causal=causal, method=model.encode)[0]
+    return jax.vmap(one)(inputs, keys)
 
   def loss_fn(params):
     total, sums = 0.0, []
-    for i, (inputs, (positions, targets, weights), count, causal, key) in enumerate(losses):
-      variables, rngs = {"params": params}, {"dropout": key}
+    for i, (inputs, (positions, targets, weights), count, causal, keys) in enumerate(losses_):
+      picked = model_lib.gather(encode(params, inputs, keys, causal), positions)  # [b, P, H] or [T, H]
       if loss == "sampled":
-        own, shared = model.apply(variables, inputs, positions, targets, candidates, train=True, rngs=rngs,
-                                  causal=causal, method=model.sampled_logits)  # [b, P], [b, P, C]
-        ce = sampled_softmax_ce(own, shared, targets - 1, candidates, log_q)  # [b, P]
+        own, shared = model.apply({"params": params}, picked, targets, candidates,
+                                  method=model.sampled_logits)  # [b, P], [b, P, C]
+        ce = losses.sampled_softmax_ce(own, shared, targets - 1, candidates, sampler.log_q)  # [b, P]
       else:
-        logits, _ = model.apply(variables, inputs, positions, train=True, rngs=rngs, causal=causal)  # [b, P, N]
+        logits = model.apply({"params": params}, picked, method=model.item_logits)  # [b, P, N]
         ce = optax.softmax_cross_entropy_with_integer_labels(logits, jnp.maximum(targets - 1, 0))  # [b, P]
       loss_sum = jnp.sum(ce * weights)
       total = total + (next_item_loss_weight if i else 1.0) * loss_sum / jnp.maximum(count, 1.0)
@@ -139,66 +151,10 @@ def train_step(state: TrainState, batch, log_q=None, num_targets=0, *, model, ma
   grads, sums = jax.grad(loss_fn, has_aux=True)(state.params)
   grads = parallel.psum(grads)  # sum of per-device shares of the global mean = the global mean
   new_state = state.apply_gradients(grads=grads)
-  out = {"loss_sum": parallel.psum(sums[0]), "count": losses[0][2]}
+  out = {"loss_sum": parallel.psum(sums[0]), "count": losses_[0][2]}
   if next_item_loss_weight:
-    out.update(next_loss_sum=parallel.psum(sums[1]), next_count=losses[1][2])
+    out.update(next_loss_sum=parallel.psum(sums[1]), next_count=losses_[1][2])
   return new_state, out
-
-
-def next_item_targets(item_ids) -> masking.MaskedBatch:
-  """SASRec's targets for right-aligned windows [b, L]: the item at every position that has an
-  earlier item in the window (the model reads only items before a position, see model.py);
-  the inputs are the window itself, unmasked."""
-  seq_len = item_ids.shape[1]
-  has_previous = jnp.pad(item_ids[:, :-1] != 0, ((0, 0), (1, 0)))  # [b, L]
-  weights = ((item_ids != 0) & has_previous).astype(jnp.float32)
-  positions = jnp.broadcast_to(jnp.arange(seq_len, dtype=jnp.int32), item_ids.shape)
-  return masking.MaskedBatch(item_ids, positions, jnp.where(weights > 0, item_ids, 0), weights)
-
-
-def draw_negatives(key, log_q, num: int):
-  """[num] item columns drawn with replacement from q = exp(log_q) by inverse CDF: O(num log N)
-  memory and time (jax.random.categorical would build a [num, N] noise array)."""
-  u = jax.random.uniform(key, (num,))
-  cdf = jnp.cumsum(jnp.exp(log_q))
-  return jnp.minimum(jnp.searchsorted(cdf, u * cdf[-1], side="right"), log_q.shape[0] - 1).astype(jnp.int32)
-
-
-def sampled_softmax_ce(own, shared, target_columns, candidates, log_q):
-  """Sampled softmax cross-entropy with logQ correction (importance sampling of the partition
-  function, Bengio & Senecal 2008).
-
-  own [..]: logit of each target; shared [.., C]: logits of C candidates drawn with replacement
-  from q = exp(log_q) [N]; target_columns [..] and candidates [C] are item columns. The
-  partition function is estimated as exp(own) + sum over draws j != target of
-  exp(s_j) / (C q_j): each negative is divided by its expected number of draws (the logQ
-  correction) and a draw of the row's own target (an accidental hit) is removed. The estimate
-  is consistent: as C grows the loss converges to the full softmax cross-entropy (tested).
-  """
-  log_expected = jnp.log(float(candidates.shape[0])) + log_q  # log(C q_j)
-  shared = shared - log_expected[candidates]
-  shared = jnp.where(candidates == target_columns[..., None], -jnp.inf, shared)
-  # log(exp(own) + sum exp(shared)) without materialising [own, shared] ([.., C + 1]).
-  return jnp.logaddexp(own, jax.nn.logsumexp(shared, axis=-1)) - own
-
-
-def negative_log_q(train_config, train_seqs, num_items: int) -> Optional[np.ndarray]:
-  """[N] log-probabilities of the sampled-softmax negative sampler (None for the full softmax)."""
-  if train_config.loss != "sampled":
-    return None
-  if train_config.negative_sampler == "uniform":
-    return np.full(num_items, -np.log(num_items), np.float32)
-  counts = train_seqs.token_counts(num_items + 2)[1:num_items + 1] + 1.0  # +1: every item drawable
-  return np.log(counts / counts.sum()).astype(np.float32)
-
-
-def step_loss(train_config, num_items: int) -> str:
-  """The loss the step computes: the configured one, except that a sampled softmax with at least
-  as many draws as there are items becomes the full softmax, which is then both exact and
-  cheaper (a config tuned on a large catalogue can be run on a small one as it is)."""
-  if train_config.loss == "sampled" and train_config.num_negatives >= num_items:
-    return "full"
-  return train_config.loss
 
 
 def next_item_loss_weight(config) -> float:
@@ -208,10 +164,10 @@ def next_item_loss_weight(config) -> float:
 
 
 def make_step(config, num_items: int, devices, train_seqs):
-  """The pmapped train step and its replicated extra input: step(p_state, batch, p_log_q)."""
+  """The pmapped train step and its replicated extra input: step(p_state, batch, p_sampler)."""
   tc = config.train
   model = model_lib.from_config(config.model, num_items, dtype=jnp.dtype(tc.compute_dtype))
-  loss = step_loss(tc, num_items)
+  loss = losses.step_loss(tc, num_items)
   if loss != tc.loss:
     logging.info("config.train.num_negatives=%d >= %d items: the full softmax instead of the sampled one",
                  tc.num_negatives, num_items)
@@ -222,8 +178,8 @@ def make_step(config, num_items: int, devices, train_seqs):
       next_item_loss_weight=next_item_loss_weight(config)), parallel.step_devices(devices),
       donate_argnums=(0,) if tc.donate_buffers else (),
       static_broadcasted_argnums=(3,))
-  log_q = negative_log_q(tc, train_seqs, num_items) if loss == "sampled" else None
-  return step, (parallel.replicate(log_q, devices) if log_q is not None else None)
+  sampler = losses.negative_sampler(tc, train_seqs, num_items)
+  return step, (parallel.replicate(sampler, devices) if sampler is not None else None)
 
 
 def make_stream(config, train_seqs, length: int = 0) -> input_pipeline.TrainStream:
@@ -292,38 +248,6 @@ def training_batches(config, train_seqs, start: int, devices):
   yield from batch_iterator(config, make_stream(config, train_seqs), start, devices)
 
 
-def checkpoint_manager(model_dir: str, train_config) -> ocp.CheckpointManager:
-  options = ocp.CheckpointManagerOptions(max_to_keep=train_config.keep_checkpoints, create=True)
-  return ocp.CheckpointManager(os.path.abspath(os.path.join(model_dir, "checkpoints")), options=options)
-
-
-def restore_latest(manager: ocp.CheckpointManager, state: TrainState) -> Optional[TrainState]:
-  """The newest checkpoint that restores; a truncated or corrupted one is skipped with a
-  warning and the one before it used (None when there is none)."""
-  restored, damaged = None, []
-  for step in sorted(manager.all_steps(), reverse=True):
-    try:
-      restored = manager.restore(step, args=ocp.args.StandardRestore(state))
-      break
-    except Exception as e:  # Orbax / TensorStore raise many types for damaged files
-      logging.warning("Checkpoint at step %d in %s cannot be restored (%s: %s); trying the previous one",
-                      step, manager.directory, type(e).__name__, str(e)[:300])
-      damaged.append(step)
-  if damaged:  # moved aside (kept for inspection), so training can write those steps again
-    if parallel.is_primary():  # every process found the same ones; one moves them
-      aside = os.path.join(os.path.dirname(str(manager.directory)), "damaged_checkpoints")
-      os.makedirs(aside, exist_ok=True)
-      for step in damaged:
-        target = os.path.join(aside, f"{step}-{int(time.time())}")
-        os.replace(os.path.join(str(manager.directory), str(step)), target)
-        logging.warning("Moved the damaged checkpoint of step %d to %s", step, target)
-    parallel.barrier("damaged checkpoints moved")
-    manager.reload()
-    if restored is None:
-      logging.warning("No checkpoint in %s could be restored: starting from scratch", manager.directory)
-  return restored
-
-
 class StopSignals:
   """While active (main thread only), SIGTERM and SIGINT only set `.received`; the training loop
   then checkpoints and stops at the end of the current step instead of dying mid-write. A second
@@ -358,94 +282,6 @@ class StopSignals:
     return False
 
 
-TRAIN_TIME_FILE = "train_time.json"
-TRAIN_DEVICES_FILE = "train_devices.json"  # {step: the devices of the invocation that saved it}
-
-
-def training_seconds(model_dir: str, step: int) -> float:
-  """Wall-clock training seconds that produced the checkpoint at `step`, summed over every
-  invocation that contributed to it (0 when unknown)."""
-  path = os.path.join(model_dir, TRAIN_TIME_FILE)
-  if not os.path.exists(path):
-    return 0.0
-  record = io_utils.read_json(path)
-  known = [int(s) for s in record if int(s) <= step]
-  return float(record[str(max(known))]) if known else 0.0
-
-
-def training_devices(model_dir: str, step: int) -> list:
-  """The devices (`parallel.describe_devices`) of the invocations that trained the checkpoint at
-  `step`, in order, a repeat of the same devices listed once; "unrecorded devices" stands for
-  invocations from before this was kept (their time is in train_time.json, their devices not)."""
-  def steps(name):
-    path = os.path.join(model_dir, name)
-    record = io_utils.read_json(path) if os.path.exists(path) else {}
-    return sorted(((int(s), v) for s, v in record.items() if int(s) <= step))
-  devices, timed = steps(TRAIN_DEVICES_FILE), steps(TRAIN_TIME_FILE)
-  out = ["unrecorded devices"] if timed and (not devices or timed[0][0] < devices[0][0]) else []
-  for _, d in devices:
-    if not out or out[-1] != d:
-      out.append(d)
-  return out
-
-
-def _record_training_seconds(model_dir: str, step: int, seconds: float, devices: str) -> None:
-  for name, value in ((TRAIN_TIME_FILE, round(seconds, 2)), (TRAIN_DEVICES_FILE, devices)):
-    path = os.path.join(model_dir, name)
-    record = io_utils.read_json(path) if os.path.exists(path) else {}
-    record = {s: v for s, v in record.items() if int(s) < step}  # a re-run from an older checkpoint replaces later ones
-    record[str(step)] = value
-    io_utils.write_json(path, record)
-
-
-def validate(config, num_devices: int) -> None:
-  """Config combinations that cannot work, reported before anything runs."""
-  m, t, k = config.model, config.train, config.masking
-  kinds = model_lib.KINDS + baselines.KINDS
-  if m.kind not in kinds:
-    raise ConfigError(f"config.model.kind={m.kind!r}: use one of {', '.join(kinds)}")
-  if m.get("read_last", "mask") not in model_lib.READINGS:
-    raise ConfigError(f"config.model.read_last={m.read_last!r}: use {' or '.join(model_lib.READINGS)}")
-  if m.kind == "sasrec" and k.mode != "dynamic":
-    raise ConfigError("config.masking.mode=static does not apply to config.model.kind=sasrec (it has no masking)")
-  if m.hidden_size % m.num_attention_heads:
-    raise ConfigError(f"config.model.hidden_size={m.hidden_size} is not divisible by "
-                      f"config.model.num_attention_heads={m.num_attention_heads}")
-  if m.max_seq_length < 2:
-    raise ConfigError("config.model.max_seq_length must be at least 2")
-  if not 1 <= k.max_predictions_per_seq <= m.max_seq_length:
-    raise ConfigError(f"config.masking.max_predictions_per_seq={k.max_predictions_per_seq} must be between 1 "
-                      f"and config.model.max_seq_length={m.max_seq_length}")
-  if not 0.0 < k.masked_lm_prob <= 1.0:
-    raise ConfigError("config.masking.masked_lm_prob must be in (0, 1]")
-  if not 0.0 <= k.mask_prob <= 1.0:
-    raise ConfigError("config.masking.mask_prob must be in [0, 1]")
-  if t.loss not in ("full", "sampled"):
-    raise ConfigError(f"config.train.loss={t.loss!r}: use full or sampled")
-  if t.loss == "sampled" and t.num_negatives < 1:
-    raise ConfigError("config.train.num_negatives must be >= 1 with the sampled loss")
-  if t.negative_sampler not in ("uniform", "popularity"):
-    raise ConfigError(f"config.train.negative_sampler={t.negative_sampler!r}: use uniform or popularity")
-  if t.loss_positions not in ("masked", "all"):
-    raise ConfigError(f"config.train.loss_positions={t.loss_positions!r}: use masked or all")
-  if t.get("warmup_seq_length", 0) and not 2 <= t.warmup_seq_length < m.max_seq_length:
-    raise ConfigError(f"config.train.warmup_seq_length={t.warmup_seq_length} must be between 2 and "
-                      f"config.model.max_seq_length - 1 = {m.max_seq_length - 1} (0 turns the warmup off)")
-  if t.get("next_item_loss_weight", 0.0) < 0:
-    raise ConfigError("config.train.next_item_loss_weight must be >= 0 (0 turns the next-item loss off)")
-  if t.compute_dtype not in ("float32", "bfloat16"):
-    raise ConfigError(f"config.train.compute_dtype={t.compute_dtype!r}: use float32 or bfloat16")
-  if k.mode not in masking.MODES:
-    raise ConfigError(f"config.masking.mode={k.mode!r}: use one of {', '.join(masking.MODES)}")
-  if k.mode == "static" and k.dupe_factor < 1:
-    raise ConfigError("config.masking.dupe_factor must be >= 1 with static masking")
-  if m.hidden_act not in model_lib.ACTIVATIONS:
-    raise ConfigError(f"config.model.hidden_act={m.hidden_act!r}: use one of {sorted(model_lib.ACTIVATIONS)}")
-  if t.num_train_steps < 1 or t.num_warmup_steps < 0:
-    raise ConfigError("need config.train.num_train_steps >= 1 and config.train.num_warmup_steps >= 0")
-  parallel.check_divisible(t.batch_size, num_devices, "config.train.batch_size")
-
-
 def train(config, model_dir: str, train_seqs, valid_evaluator: Optional[evaluate.Evaluator], num_items: int,
           tracker, devices, stop_at: Optional[int] = None) -> int:
   """Trains up to config.train.num_train_steps, resuming from the latest checkpoint.
@@ -454,17 +290,16 @@ def train(config, model_dir: str, train_seqs, valid_evaluator: Optional[evaluate
   run would. Returns the step reached.
   """
   tc = config.train
-  validate(config, parallel.global_device_count(devices))
   several = parallel.process_count() > 1
   model = model_lib.from_config(config.model, num_items)
   state = create_state(config, num_items)
-  manager = checkpoint_manager(model_dir, tc)
-  restored = restore_latest(manager, state)
+  manager = model_store.checkpoint_manager(model_store.Folder(model_dir), tc.keep_checkpoints)
+  restored, _ = model_store.restore_latest(manager, state)
   if restored is not None:
     state = restored
     logging.info("Resuming from checkpoint at step %d in %s", int(state.step), manager.directory)
   start = int(state.step)
-  seconds_before = training_seconds(model_dir, start)
+  seconds_before = model_store.training_seconds(model_dir, start)
   end = tc.num_train_steps if stop_at is None else min(stop_at, tc.num_train_steps)
   if start >= end:
     if start >= tc.num_train_steps:
@@ -477,7 +312,7 @@ def train(config, model_dir: str, train_seqs, valid_evaluator: Optional[evaluate
                f"{n_params:,}", parallel.global_device_count(devices), devices[0].platform,
                f" in {parallel.process_count()} processes" if several else "", tc.batch_size, start, end)
 
-  p_step, p_log_q = make_step(config, num_items, devices, train_seqs)
+  p_step, p_sampler = make_step(config, num_items, devices, train_seqs)
   p_state = parallel.replicate(state, devices)
   del state
   stream = make_stream(config, train_seqs)
@@ -498,7 +333,7 @@ def train(config, model_dir: str, train_seqs, valid_evaluator: Optional[evaluate
     stop.__enter__()
     for step in range(start, end):
       batch, num_targets = next(batches)
-      p_state, m = p_step(p_state, batch, p_log_q, num_targets)
+      p_state, m = p_step(p_state, batch, p_sampler, num_targets)
       window_metrics = m if window_metrics is None else jax.tree.map(jnp.add, window_metrics, m)
       window_steps += 1
       timed_steps += 1
@@ -540,9 +375,10 @@ def train(config, model_dir: str, train_seqs, valid_evaluator: Optional[evaluate
           bar.write(f"step {done}: valid ndcg@10 {scores['ndcg@10']:.4f} hr@10 {scores['hr@10']:.4f}")
         tracker.log({f"valid/{k}": v for k, v in scores.items()}, step=done)
       if save:
+        model_store.record_checksums(manager, model_dir)  # of the previous save, finished by now
         manager.save(done, args=ocp.args.StandardSave(parallel.unreplicate(p_state)), force=True)
         if parallel.is_primary():
-          _record_training_seconds(model_dir, done, seconds_before + time.perf_counter() - t0,
+          model_store.record_training_seconds(model_dir, done, seconds_before + time.perf_counter() - t0,
                                    parallel.describe_devices(devices))
       if out_of_time:
         logging.info("Stopping at step %d: training_time_limit_seconds=%s reached", done,
@@ -554,6 +390,7 @@ def train(config, model_dir: str, train_seqs, valid_evaluator: Optional[evaluate
     stop.__exit__(None, None, None)
     bar.close()
     manager.wait_until_finished()
+    model_store.record_checksums(manager, model_dir)
     manager.close()
   if interrupted and step + 1 < end:
     name = stop.received or "SIGTERM"  # another process received it

@@ -29,7 +29,9 @@ def get_config():
   c.data.path = ""  # Input file (text/csv/parquet/pickle/movielens); .gz is read transparently.
   c.data.user_col = "user"  # csv/parquet/pickle: user id column (the seed pipeline's pickles use "uid").
   c.data.item_col = "item"  # csv/parquet: item id column.
-  c.data.time_col = ""  # csv/parquet: optional timestamp column; rows of a user are stably sorted by it.
+  # csv/parquet: rows of a user are stably sorted by this column; "" = by the one time-like column (timestamp,
+  # time, ts, date, ...) when the file has one (logged); "file_order" = never sorted.
+  c.data.time_col = ""
   c.data.list_col = "sid_add_to_cart"  # pickle: column holding each user's time-ordered list of items.
   c.data.min_rating = 0.0  # movielens: keep ratings >= this (0 keeps all).
   c.data.drop_duplicates = False  # Collapse consecutive repeats of the same item in a sequence.
@@ -60,8 +62,9 @@ def get_config():
   c.model.max_seq_length = 50  # Items per example, including the [MASK] slot at evaluation; = max_position_embeddings.
   # How evaluation and inference read the history (bert4rec): mask (bidirectional, [MASK] in the last slot, the
   # paper's) | causal (the last slot computed causally from the history, as the next-item loss trains it; see
-  # train.next_item_loss_weight). Not part of the model's name: the same weights can be evaluated either way.
-  c.model.read_last = "mask"
+  # train.next_item_loss_weight) | "" = as the trained model was read (its saved config; mask for a new model).
+  # Not part of the model's identity: the same weights can be evaluated either way (outputs kept apart).
+  c.model.read_last = ""
 
   c.masking = ml_collections.ConfigDict()
   c.masking.mode = "dynamic"  # dynamic: fresh masks every step, on device | static: dupe_factor fixed copies (the seed's).
@@ -96,7 +99,8 @@ def get_config():
   c.train.log_every_steps = 50  # Loss / throughput logging period (the only host sync in the loop).
   c.train.eval_every_steps = 500  # Validation period in steps (0 = only at the end).
   c.train.checkpoint_every_steps = 500  # Orbax checkpoint period in steps (the last step is always saved).
-  c.train.keep_checkpoints = 2  # Checkpoints kept on disk.
+  c.train.keep_checkpoints = 2  # Checkpoints kept on disk (>= 1).
+  c.train.overwrite = False  # True: replace a model folder (and its results) that another config or data made under this name.
   c.train.training_time_limit_seconds = 0  # Stop (and checkpoint) after this much training time; 0 = no limit.
   c.train.prefetch = 2  # Batches staged on device ahead of the step.
 

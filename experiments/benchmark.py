@@ -106,18 +106,18 @@ def bench_train(shape, overrides, repeats, steps):
   c = shape_config(shape, overrides)
   seqs = synthetic_sequences(s["users"], s["items"], s["mean_len"], s["min_len"])
   devices = parallel.local_devices(c.train.num_devices)
-  step, log_q = train.make_step(c, s["items"], devices, seqs)
+  step, sampler = train.make_step(c, s["items"], devices, seqs)
   p_state = parallel.replicate(train.create_state(c, s["items"]), devices)
   batches = train.batch_iterator(c, train.make_stream(c, seqs), 0, devices)
   t0 = time.perf_counter()
-  p_state, m = step(p_state, *_with_log_q(next(batches), log_q))
+  p_state, m = step(p_state, *_with_sampler(next(batches), sampler))
   jax.block_until_ready(m)
   compile_s = time.perf_counter() - t0
   rates = []
   for _ in range(repeats):
     t0 = time.perf_counter()
     for _ in range(steps):
-      p_state, m = step(p_state, *_with_log_q(next(batches), log_q))
+      p_state, m = step(p_state, *_with_sampler(next(batches), sampler))
     jax.block_until_ready(m)
     rates.append(steps * c.train.batch_size / (time.perf_counter() - t0))
   seq_s = statistics.median(rates)
@@ -135,11 +135,11 @@ def train_flops_per_sequence(c, s, seqs) -> float:
   (scores and mixing); per used target 2H^2 (head) + 2H x (N or sampled candidates + 1); with
   train.next_item_loss_weight, the causal pass's tokens and next-item targets as well.
   Unused target slots are not counted, whatever the implementation computes for them."""
-  from bert4rec_jax import train
+  from bert4rec_jax import losses, train
   H, I, L, layers = c.model.hidden_size, c.model.intermediate_size, s["L"], c.model.num_hidden_layers
   n = np.minimum(seqs.lengths, L)
   targets = np.minimum(np.minimum(s["P"], n), np.maximum(1, np.round(n * s["p"]))).mean()
-  outputs = (c.train.num_negatives + 1) if train.step_loss(c.train, s["items"]) == "sampled" else s["items"]
+  outputs = (c.train.num_negatives + 1) if losses.step_loss(c.train, s["items"]) == "sampled" else s["items"]
   encoder, per_target = L * layers * (8 * H * H + 4 * H * I + 4 * L * H), 2 * H * H + 2 * H * outputs
   forward = encoder + targets * per_target
   if train.next_item_loss_weight(c):  # a second, causal pass with every next item a target
@@ -147,9 +147,9 @@ def train_flops_per_sequence(c, s, seqs) -> float:
   return 3.0 * forward
 
 
-def _with_log_q(batch_and_targets, log_q):
+def _with_sampler(batch_and_targets, sampler):
   batch, num_targets = batch_and_targets
-  return batch, log_q, num_targets
+  return batch, sampler, num_targets
 
 
 def _model_and_params(c, num_items):

@@ -7,7 +7,8 @@ significance tests against a reference model, and per-segment breakdowns.
 Models are names of folders in <workdir>/models (or paths to them); all must be trained on
 the same data. Each model's per-user ranks come from <workdir>/results/<model>/<split>_per_user.parquet;
 a model without that file (evaluated without eval.per_user_top_k, or not yet) is evaluated
-first, and --evaluate re-evaluates every model. --baselines adds most-popular and the first-order Markov chain, run by
+first (its per-user file then lies in the folder beside its results that the pipeline names
+for those settings), and --evaluate re-evaluates every model. --baselines adds most-popular and the first-order Markov chain, run by
 the pipeline on the reference model's data and evaluation settings (model.kind).
 
 For each model and metric: the mean; against the reference (default: the first model) the
@@ -44,21 +45,19 @@ def saved_config(folder: str):
   return ml_collections.ConfigDict(saved["config"]), saved["model_name"]
 
 
-def evaluate_model(config, workdir: str) -> str:
-  """Runs the pipeline's evaluation with per-user files; returns the model name."""
+def evaluate_model(config, workdir: str):
+  """Runs the pipeline's evaluation with per-user files; returns (model name, results folder): the
+  model's own, or the one beside it for these evaluation settings."""
   from bert4rec_jax import pipeline
   config.eval.per_user_top_k = max(config.eval.per_user_top_k, 10)
   config.wandb.mode = "disabled"
-  return pipeline.run(config, workdir, mode="evaluate")["model_name"]
+  out = pipeline.run(config, workdir, mode="evaluate")
+  return out["model_name"], out["results_dir"]
 
 
-def per_user_path(workdir: str, name: str, split: str) -> str:
-  return os.path.join(workdir, "results", name, f"{split}_per_user.parquet")
-
-
-def load_ranks(workdir: str, name: str, split: str):
+def load_ranks(results_dir: str, name: str, split: str):
   import pandas as pd
-  path = per_user_path(workdir, name, split)
+  path = os.path.join(results_dir, f"{split}_per_user.parquet")
   if not os.path.isfile(path):
     raise SystemExit(f"{path} is missing after evaluating {name}: does its task have a {split} split? "
                      "(task=train_test has only test)")
@@ -123,22 +122,24 @@ def main():
   if reference not in configs:
     raise SystemExit(f"--reference={reference!r} is not among --models")
   ref_config = configs[reference]
+  dirs = {}  # model name -> the results folder holding its per-user ranks
   for name, config in configs.items():
-    if args.evaluate or not os.path.isfile(per_user_path(args.workdir, name, args.split)):
+    dirs[name] = os.path.join(args.workdir, "results", name)
+    if args.evaluate or not os.path.isfile(os.path.join(dirs[name], f"{args.split}_per_user.parquet")):
       if not args.evaluate:
         print(f"{name}: no per-user {args.split} ranks yet; evaluating it first", flush=True)
-      evaluate_model(config, args.workdir)
+      dirs[name] = evaluate_model(config, args.workdir)[1]
   if args.baselines:
     for kind in ("most_popular", "markov"):
       c = ref_config.copy_and_resolve_references()
       c.model.kind = kind
-      name = evaluate_model(c, args.workdir)
+      name, dirs[name] = evaluate_model(c, args.workdir)
       configs[name] = c
       names.append(name)
 
   frames = {}
   for name in names:
-    frame = load_ranks(args.workdir, name, args.split).set_index("user")
+    frame = load_ranks(dirs[name], name, args.split).set_index("user")
     frames[name] = frame
   base = frames[reference]
   for name, frame in frames.items():

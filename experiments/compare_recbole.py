@@ -155,7 +155,7 @@ def ours_child(spec: dict) -> dict:
   c.eval.num_negatives, c.eval.ks = 0, (10,)
   benchmark.apply_overrides(c, spec.get("set", []))  # our training settings; the model size is fixed above
   devices = parallel.local_devices(0)
-  step, log_q = train.make_step(c, num_items, devices, train_seqs)
+  step, sampler = train.make_step(c, num_items, devices, train_seqs)
   p_state = parallel.replicate(train.create_state(c, num_items), devices)
   batches = train.training_batches(c, train_seqs, 0, devices)
   scorer = evaluate.model_scorer(model_lib.from_config(c.model, num_items))
@@ -175,7 +175,7 @@ def ours_child(spec: dict) -> dict:
     start = time.perf_counter()
     for _ in range(every):
       batch, num_targets = next(batches)
-      p_state, m = step(p_state, batch, log_q, num_targets)
+      p_state, m = step(p_state, batch, sampler, num_targets)
       if compile_s is None:
         jax.block_until_ready(m)
         compile_s = time.perf_counter() - start

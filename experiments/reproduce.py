@@ -254,7 +254,7 @@ def main():
   args = ap.parse_args()
 
   import pandas as pd
-  from bert4rec_jax import dataset as dataset_lib, io_utils, pipeline, train
+  from bert4rec_jax import dataset as dataset_lib, io_utils, model_store, pipeline, train
 
   command = "python experiments/reproduce.py " + " ".join(sys.argv[1:])
   old_text = ""
@@ -287,9 +287,7 @@ def main():
     test = splits["test"]
     base = {k: summarize(v, 0) for k, v in baselines_for(c, prepared, train_seqs, test).items()}
     model_dir = out["model_dir"]
-    manager = train.checkpoint_manager(model_dir, c.train)
-    step = int(manager.latest_step())
-    manager.close()
+    step = out["checkpoint_step"]
     examples = train.make_stream(c, train_seqs).num_examples
     curve, loss_curve = [], []
     if os.path.exists(os.path.join(model_dir, "metrics.jsonl")):
@@ -303,8 +301,8 @@ def main():
     info = {"curve": curve, "loss_curve": loss_curve, "title": {"ml1m": "MovieLens-1M", "beauty": "Amazon Beauty"}.get(dataset, dataset),
             "model_name": out["model_name"], "step": step, "num_train_steps": c.train.num_train_steps,
             "finished": step >= c.train.num_train_steps, "epochs": step * c.train.batch_size / examples,
-            "examples_per_epoch": examples, "train_minutes": train.training_seconds(model_dir, step) / 60,
-            "device": " then ".join(train.training_devices(model_dir, step)) or "unrecorded devices",
+            "examples_per_epoch": examples, "train_minutes": model_store.training_seconds(model_dir, step) / 60,
+            "device": " then ".join(model_store.training_devices(model_dir, step)) or "unrecorded devices",
             "config": f"configs/{dataset}.py" + "".join(f" --config.{s}" for s in args.set)}
     sections[dataset] = section(dataset, info, ours, base, command,
                                 choices_table(args.sweeps, dataset, previous.get(dataset, "")))

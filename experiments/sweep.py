@@ -122,7 +122,7 @@ def child(spec_json: str) -> None:
   spec = json.loads(spec_json)
   _die_with_parent(spec["parent_pid"])
   import ml_collections
-  from bert4rec_jax import io_utils, pipeline, train
+  from bert4rec_jax import io_utils, model_store, pipeline
   config = ml_collections.ConfigDict(spec["config"])
   config.wandb.name = spec["run"]
   t0 = time.time()
@@ -133,8 +133,8 @@ def child(spec_json: str) -> None:
   kind = config.model.kind
   record = {"run": spec["run"], "point": spec["point"], "seed": spec["seed"], "model_name": out["model_name"],
             "model_dir": out["model_dir"], "results_dir": out["results_dir"],
-            "train_seconds": train.training_seconds(out["model_dir"], config.train.num_train_steps),
-            "devices": train.training_devices(out["model_dir"], config.train.num_train_steps),
+            "train_seconds": model_store.training_seconds(out["model_dir"], config.train.num_train_steps),
+            "devices": model_store.training_devices(out["model_dir"], config.train.num_train_steps),
             "wall_seconds": time.time() - t0,
             "valid": out.get("valid_metrics", {}).get(kind, {}), "test": out.get("test_metrics", {}).get(kind, {}),
             "test_popularity": out["test_metrics"].get("popularity", {})}
@@ -149,7 +149,7 @@ def prepare_and_group(runs, workdir):
   for r in runs:
     data_key = json.dumps([r["config"].data.to_dict(), r["config"].task], sort_keys=True, default=str)
     if data_key not in data_hash:
-      data_hash[data_key] = os.path.basename(pipeline.run(r["config"], workdir, mode="prepare")["data_dir"])
+      data_hash[data_key] = pipeline.run(r["config"], workdir, mode="prepare")["data_key"]
     groups.setdefault(pipeline.model_name(r["config"], data_hash[data_key]), []).append(r)
   return list(groups.values())
 

@@ -2,12 +2,15 @@
 gets its documented outcome through the whole preparation path: a clear error naming the
 file and what is wrong, or the documented handling with every interaction accounted for."""
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 from bert4rec_jax import dataset, pipeline
 from bert4rec_jax.errors import ConfigError, DataError
+from tests.conftest import REPO
 
 CORPUS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bad_inputs")
 
@@ -20,11 +23,8 @@ ERRORS = [
     ("tab.csv", "csv", {}, "separated by something other than commas"),
     ("three_fields.txt", "text", {}, "expected 2 whitespace-separated fields per line .* found 3"),
     ("one_field.txt", "text", {}, "expected 2 whitespace-separated fields per line .* found 1"),
-    ("huge_ids.txt", "text", {}, "line 2: item id '1180591620717411303424' does not fit in a 64-bit integer"),
-    ("float_ids.txt", "text", {}, "line 2: item id '10.5' is not an integer"),
     ("nan_ids.csv", "csv", {}, "column 'item' has a missing value"),
     ("missing_id.csv", "csv", {}, "column 'user' has a missing value"),
-    ("string_ids.txt", "text", {}, "line 2: item id 'abc' is not an integer"),
     ("bool_ids.csv", "csv", {}, "holds booleans"),
     ("duplicated_columns.csv", "csv", {}, r"duplicated column name\(s\) \['item'\]"),
     ("missing_column.csv", "csv", {}, r"missing column\(s\) \['user'\]"),
@@ -32,7 +32,6 @@ ERRORS = [
     ("time_nan.csv", "csv", {"time_col": "time"}, "missing timestamps"),
     ("time_strings.csv", "csv", {"time_col": "time"}, "holds neither numbers nor dates"),
     ("movielens_short.dat", "movielens", {}, "UserID::MovieID::Rating::Timestamp"),
-    ("movielens_bad_id.dat", "movielens", {}, "item id 'abc' is not an integer"),
     ("not_gzip.txt.gz", "text", {}, "cannot parse .*Not a gzipped file"),
     ("truncated.txt.gz", "text", {}, "cannot parse .*EOFError"),
     ("not_parquet.parquet", "parquet", {}, "not a readable Parquet file"),
@@ -42,7 +41,7 @@ ERRORS = [
     ("scalar_lists.pkl", "pickle", {"user_col": "uid"}, "must hold lists of item ids"),
     ("empty_lists.pkl", "pickle", {"user_col": "uid"}, "no interactions in the file"),
     ("one_interaction_users.txt", "text", {"min_seq_length": 4}, "no user has at least min_seq_length=4"),
-    ("long_sequence.txt.gz", "xml", {}, "config.data.format='xml' is not one of"),
+    ("two_time_columns.csv", "csv", {}, r"several time-like columns \['timestamp', 'date'\]; set config.data.time_col"),
 ]
 
 # (file, format, overrides, {original user: original items in order}, users dropped as too short)
@@ -53,7 +52,20 @@ HANDLED = [
     ("negative_ids.txt", "text", {}, {-1: [10, -11, 12]}, 0),  # ids are labels: any 64-bit integer
     ("zero_ids.txt", "text", {}, {0: [0, 1, 2]}, 0),
     ("uint64_ids.csv", "csv", {}, {1: ["18446744073709551615", "18446744073709551614", "10"]}, 0),  # kept exactly, as text
-    ("integral_float_ids.txt", "text", {}, {1: [10, 11, 12]}, 0),  # 10.0 is the id 10
+    # Ids are labels: a column whose ids are not all plain integers is text, each id as written.
+    ("integral_float_ids.txt", "text", {}, {1: ["10.0", "11.0", "12"]}, 0),
+    ("float_ids.txt", "text", {"task": "train_val"}, {1: ["10", "10.5"]}, 0),
+    ("string_ids.txt", "text", {"task": "train_val"}, {1: ["10", "abc"]}, 0),
+    ("huge_ids.txt", "text", {"task": "train_val"}, {1: ["10", "1180591620717411303424"]}, 0),
+    ("movielens_bad_id.dat", "movielens", {"task": "train_val"}, {1: ["10", "abc"]}, 0),
+    ("leading_zeros.txt", "text", {}, {"007": [1, 2, 3], "7": [4, 5, 6]}, 0),  # never merged
+    ("leading_zeros.csv", "csv", {}, {"007": [1, 2, 3], "7": [4, 5, 6]}, 0),
+    ("leading_zeros.dat", "movielens", {}, {"007": [1, 2, 3], "7": [4, 5, 6]}, 0),
+    ("leading_zeros.parquet", "parquet", {}, {"007": [1, 2, 3], "7": [4, 5, 6]}, 0),
+    ("implicit_time.csv", "csv", {}, {1: [10, 11, 12]}, 0),  # the timestamp column orders the rows (logged)
+    ("implicit_time.csv", "csv", {"time_col": "file_order"}, {1: [12, 10, 11]}, 0),
+    ("implicit_time.csv", "csv", {"chunk_rows": 2}, {1: [10, 11, 12]}, 0),  # read in chunks: the same
+    ("leading_zeros.csv", "csv", {"chunk_rows": 2}, {"007": [1, 2, 3], "7": [4, 5, 6]}, 0),
     ("string_ids.csv", "csv", {}, {"alice": ["sku-1", "sku-2", "sku-3"]}, 0),
     ("mixed_ids.csv", "csv", {}, {1: ["10", "a", "11"]}, 0),  # one non-integer id makes the column text
     ("huge_ids.csv", "csv", {}, {1: ["10", "99999999999999999999999", "11"]}, 0),  # so does one beyond 64 bits
@@ -70,12 +82,15 @@ def config_for(tiny_config, name, fmt, overrides):
   c = tiny_config
   c.data.format, c.data.path = fmt, os.path.join(CORPUS, name)
   for k, v in overrides.items():
-    c.data[k] = v
+    if k == "task":
+      c.task = v
+    else:
+      c.data[k] = v
   return c
 
 
 def test_corpus_is_complete():
-  files = {f for f in os.listdir(CORPUS) if f != "make_corpus.py"}
+  files = {f for f in os.listdir(CORPUS) if f not in ("make_corpus.py", "__pycache__")}
   used = {e[0] for e in ERRORS} | {h[0] for h in HANDLED}
   assert files == used and len(used) >= 30
 
@@ -90,7 +105,7 @@ def test_malformed_input_gets_a_clear_error(tiny_config, tmp_path, name, fmt, ov
       not os.listdir(os.path.join(tmp_path, "data", "processed"))  # nothing half-written
 
 
-@pytest.mark.parametrize("name,fmt,overrides,want,dropped", HANDLED, ids=[h[0] for h in HANDLED])
+@pytest.mark.parametrize("name,fmt,overrides,want,dropped", HANDLED, ids=[f"{h[0]}:{h[2]}" for h in HANDLED])
 def test_odd_input_is_handled_as_documented(tiny_config, tmp_path, name, fmt, overrides, want, dropped):
   c = config_for(tiny_config, name, fmt, overrides)
   pipeline.run(c, str(tmp_path), mode="prepare")
@@ -104,9 +119,97 @@ def test_odd_input_is_handled_as_documented(tiny_config, tmp_path, name, fmt, ov
   assert stats["interactions"] == sum(len(v) for v in want.values())
 
 
+def test_unknown_format_is_a_config_error_before_anything_is_read(tiny_config, tmp_path):
+  with pytest.raises(ConfigError, match="config.data.format='xml': use one of"):
+    pipeline.run(config_for(tiny_config, "long_sequence.txt.gz", "xml", {}), str(tmp_path), mode="prepare")
+  np.testing.assert_equal(os.listdir(tmp_path), [])
+
+
 def test_unknown_task_is_a_config_error(tiny_config, tmp_path):
   c = config_for(tiny_config, "crlf.txt", "text", {})
   c.task = "train_everything"
   with pytest.raises(ConfigError, match="config.task='train_everything': use one of"):
     pipeline.run(c, str(tmp_path), mode="prepare")
   np.testing.assert_equal(os.listdir(tmp_path), [])
+
+
+# Settings that cannot work: each refused before anything is read or compiled, naming the field.
+BAD_SETTINGS = [
+    ("train.batch_size", 0, "config.train.batch_size=0: must be >= 1"),
+    ("train.batch_size", -32, "config.train.batch_size=-32: must be >= 1"),
+    ("eval.batch_size", 0, "config.eval.batch_size=0: must be >= 1"),
+    ("predict.top_k", 0, "config.predict.top_k=0: must be >= 1"),
+    ("train.log_every_steps", 0, "config.train.log_every_steps=0: must be >= 1"),
+    ("train.checkpoint_every_steps", 0, "config.train.checkpoint_every_steps=0: must be >= 1"),
+    ("train.keep_checkpoints", 0, "config.train.keep_checkpoints=0: must be >= 1"),
+    ("eval.ks", (1, 0, 10), r"config.eval.ks=\(1, 0, 10\): cut-offs must be whole numbers >= 1"),
+    ("eval.ks", (), r"config.eval.ks=\(\): cut-offs"),
+    ("model.hidden_dropout_prob", 1.0, r"config.model.hidden_dropout_prob=1.0: must be in \[0, 1\)"),
+    ("model.hidden_dropout_prob", -0.1, r"hidden_dropout_prob=-0.1: must be in \[0, 1\)"),
+    ("model.attention_probs_dropout_prob", 1.5, r"attention_probs_dropout_prob=1.5: must be in \[0, 1\)"),
+    ("model.hidden_dropout_prob", float("nan"), r"hidden_dropout_prob=nan: must be in \[0, 1\)"),
+    ("eval.negative_sampling", "zipf", "config.eval.negative_sampling='zipf': use one of 'popularity', 'uniform'"),
+    ("train.learning_rate", 0.0, "config.train.learning_rate=0.0: must be > 0"),
+    ("train.learning_rate", float("inf"), "learning_rate=inf: must be > 0"),
+    ("seed", -1, r"config.seed=-1: must be an integer in \[0, 2\*\*32\)"),
+    ("model.num_attention_heads", 0, "config.model.num_attention_heads=0: must be >= 1"),
+    ("masking.masked_lm_prob", 0.0, r"masked_lm_prob=0.0: must be in \(0, 1\]"),
+    ("train.prop_sliding_window", 2.0, r"prop_sliding_window=2.0: must be in \(0, 1\]"),
+    ("model_name", "../elsewhere", "a training run's model name is a folder name"),
+    ("data.min_seq_length", 2, "task 'train_val_test' needs at least 3 items per user"),
+    ("wandb.mode", "loud", "config.wandb.mode='loud': use one of"),
+    ("eval.num_negatives", -5, "config.eval.num_negatives=-5: must be >= 0"),
+    ("predict.users_per_part", -1, "config.predict.users_per_part=-1: must be >= 0"),
+]
+
+
+@pytest.mark.parametrize("field,value,match", BAD_SETTINGS, ids=[f"{f}={v}" for f, v, _ in BAD_SETTINGS])
+def test_every_bad_setting_is_refused_before_any_work(tiny_config, tmp_path, field, value, match):
+  c = tiny_config
+  *sections, last = field.split(".")
+  node = c
+  for s in sections:
+    node = node[s]
+  node[last] = value
+  for mode in ("train", "all"):
+    with pytest.raises(ConfigError, match=match):
+      pipeline.run(c, str(tmp_path), mode=mode)
+  assert os.listdir(tmp_path) == []  # nothing read, prepared or written
+
+
+def test_every_bad_setting_is_named_at_once(tiny_config, tmp_path):
+  c = tiny_config
+  c.train.batch_size, c.eval.ks, c.predict.top_k = 0, (0,), -1
+  with pytest.raises(ConfigError) as e:
+    pipeline.run(c, str(tmp_path), mode="all")
+  lines = str(e.value).splitlines()
+  assert lines[0] == "3 settings need fixing:" and len(lines) == 4
+  assert any("train.batch_size=0" in x for x in lines) and any("eval.ks=(0,)" in x for x in lines)
+  assert any("predict.top_k=-1" in x for x in lines)
+
+
+def cli(tmp_path, *args, env=None):
+  return subprocess.run([sys.executable, "-m", "bert4rec_jax.main", f"--workdir={tmp_path}", *args], cwd=REPO,
+                        capture_output=True, text=True, timeout=300, env=dict(os.environ, **(env or {})))
+
+
+def test_the_command_line_answers_mistakes_in_one_line(tmp_path):
+  """A mistyped field, a bad value, a missing config file or a refused setting: one line, the
+  argument or field named, status 1, never a traceback."""
+  cases = [
+      (["--config=configs/synthetic.py:tiny", "--config.train.num_train_step=5"],
+       "error: --config.train.num_train_step: the config has no field 'num_train_step' "
+       "(did you mean --config.train.num_train_steps?)"),
+      (["--config=configs/synthetic.py:tiny", "--config.trian.batch_size=5"],
+       "error: --config.trian.batch_size: the config has no field 'trian'"),
+      (["--config=configs/synthetic.py:tiny", "--config.train.num_train_steps=abc"],
+       "error: flag --config.train.num_train_steps=abc"),
+      (["--config=configs/nope.py"], "error: --config=configs/nope.py: cannot load the config file (no such file)"),
+      (["--config=configs/synthetic.py:tiny", "--config.train.batch_size=0"],
+       "error: config.train.batch_size=0: must be >= 1"),
+  ]
+  for args, want in cases:
+    out = cli(tmp_path, *args)
+    lines = [x for x in out.stderr.splitlines() if x.startswith("error:")]
+    assert out.returncode == 1 and "Traceback" not in out.stderr, (args, out.stderr[-2000:])
+    assert len(lines) == 1 and lines[0].startswith(want), (args, out.stderr[-2000:])

@@ -78,22 +78,27 @@ def test_load_or_prepare_chunked_is_the_same_dataset(tiny_config, tmp_path):
 
 def test_chunked_errors_name_the_global_line(tiny_config, tmp_path):
   path = tmp_path / "bad.txt"
-  path.write_text("".join(f"{u} {u + 1}\n" for u in range(20)) + "7 x\n")
+  path.write_text("".join(f"{u} {u + 1}\n" for u in range(20)) + "7 8 9\n")
   cfg = data_config(tiny_config, path, "text")
-  with pytest.raises(DataError, match="line 21: item id 'x' is not an integer"):
+  with pytest.raises(DataError, match="line 21"):
     sources.read_interactions(cfg)
-  with pytest.raises(DataError, match="line 21: item id 'x' is not an integer"):
+  with pytest.raises(DataError, match="line 21"):
     list(sources.read_chunks(cfg, 6))
 
 
-def test_ids_mixing_numbers_and_text_across_chunks_are_refused(tiny_config, tmp_path):
-  df = pd.DataFrame({"user": ["1", "2", "3", "u4"], "item": ["5", "6", "7", "8"]})
+def test_ids_mixing_numbers_and_text_across_chunks_are_the_in_memory_labels(tiny_config, tmp_path):
+  """Ids are labels: one text id anywhere makes the whole column text, whichever chunk holds it."""
+  df = pd.DataFrame({"user": ["1", "1", "2", "2", "u4", "u4", "007", "007", "7", "7"],
+                     "item": ["5", "6", "7", "8", "5", "6", "7", "8", "05", "5"]})
   path = tmp_path / "mixed.csv"
   df.to_csv(path, index=False)
   cfg = data_config(tiny_config, path, "csv")
-  with pytest.raises(DataError, match="integer ids in some rows and text in others"):
-    bucketed.prepare_bucketed(sources.read_chunks(cfg, 2), drop_duplicates=False, min_seq_length=1,
-                              tmp_parent=str(tmp_path))
+  whole = preprocess.prepare(sources.read_interactions(cfg), drop_duplicates=False, min_seq_length=1)
+  parts = bucketed.prepare_bucketed(sources.read_chunks(cfg, 2), drop_duplicates=False, min_seq_length=1,
+                                    tmp_parent=str(tmp_path))
+  assert_same(whole, parts)
+  assert sorted(whole.users) == ["007", "1", "2", "7", "u4"]
+  assert sorted(whole.vocab.ids) == ["05", "5", "6", "7", "8"]
 
 
 def test_formats_read_whole_refuse_chunks(tiny_config, tmp_path):

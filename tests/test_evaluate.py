@@ -75,3 +75,45 @@ def test_popularity_baseline_ranks_by_training_counts(tiny_config):
   # user 0 target 3 (count 0, tied with item 4): rank 3; user 1 target 3: rank 3.
   np.testing.assert_array_equal(ranks["full"], [3, 3])
   assert "sampled" not in ranks
+
+
+def _nan_scorer(bad_rows):
+  """Scores item j as j for every user, except users whose first history slot holds a token in
+  `bad_rows`: NaN for every item (a diverged model)."""
+  def query(params, item_ids):
+    bad = jnp.isin(item_ids[:, -2], jnp.asarray(bad_rows))[:, None]
+    return jnp.where(bad, jnp.nan, 1.0) * jnp.ones((item_ids.shape[0], 1)), None
+
+  def table(params):
+    return params[:, None]
+  return evaluate.Scorer(query, table)
+
+
+def test_a_nan_score_ranks_the_target_worst_never_first(tiny_config):
+  """NaN compares false: counted naively, a NaN target would beat every item. It ranks below
+  every item shown, with both rank methods and both protocols; a NaN competitor counts against
+  the target."""
+  seqs = preprocess.Sequences(offsets=np.array([0, 3, 6, 9]), items=np.array([1, 2, 5, 3, 4, 5, 1, 6, 2], np.int32))
+  _, _, test = preprocess.leave_one_out(seqs)  # targets 5, 5, 2; histories end in 2, 4, 6
+  vocab = preprocess.ItemVocab(ids=np.arange(10, 17), counts=np.ones(7, np.int64))
+  params = jnp.arange(7, dtype=jnp.float32)  # item column j scores j
+  cfg = tiny_config.eval
+  cfg.num_negatives, cfg.exclude_history = 3, True
+  for method in ("count", "sort"):
+    cfg.rank_method = method
+    ev = evaluate.Evaluator(test, vocab, eval_config=cfg, max_seq_length=4, devices=jax.local_devices()[:1], seed=0)
+    ranks = ev.ranks(_nan_scorer([4]), params)  # user 1 (last history item 4) scores NaN
+    shown = [7 - 1 - 2, 7 - 1 - 2, 7 - 1 - 2]  # every item but the target and the 2 history items
+    assert ranks["full"][1] == shown[1], method
+    assert ranks["sampled"][1] == ev.negative_counts()[1], method
+    ok = ev.ranks(_nan_scorer([]), params)
+    np.testing.assert_array_equal(ranks["full"][[0, 2]], ok["full"][[0, 2]])
+  plain = evaluate.Scorer(lambda p, x: (jnp.ones((x.shape[0], 1)), None), lambda p: p[:, None])
+  nan_low = evaluate.Scorer(plain.query, lambda p: jnp.where(jnp.arange(7) == 0, jnp.nan, p)[:, None])
+  cfg.rank_method, cfg.num_negatives = "count", 0
+  for method in ("count", "sort"):
+    cfg.rank_method = method
+    ev = evaluate.Evaluator(test, vocab, eval_config=cfg, max_seq_length=4, devices=jax.local_devices()[:1], seed=0)
+    # Column 0 would score lowest; as NaN it counts against the target wherever it is shown (user 1
+    # only: users 0 and 2 have item token 1 in their history).
+    np.testing.assert_array_equal(ev.ranks(nan_low, params)["full"], ev.ranks(plain, params)["full"] + [0, 1, 0])

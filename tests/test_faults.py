@@ -1,7 +1,13 @@
-"""Faults during training: signals checkpoint and stop cleanly; a damaged newest checkpoint is
-skipped for the one before it."""
+"""Faults: signals checkpoint and stop cleanly; a damaged newest checkpoint is skipped for the one
+before it; a model folder is never resumed, evaluated or overwritten under another config or
+data, read-only modes write nothing under models/, two runs of one model never interleave, what a
+killed run left is cleaned, and disk problems are one line."""
+import hashlib
+import json
 import logging
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -9,9 +15,11 @@ import time
 
 import jax
 import numpy as np
+import pandas as pd
 import pytest
 
 from bert4rec_jax import pipeline
+from bert4rec_jax.errors import ConfigError, DataError
 from tests.conftest import REPO
 
 
@@ -113,3 +121,281 @@ def test_one_stop_request_delivered_twice_is_one_request(gap, survives):
     assert out.returncode == 0 and "still running after SIGTERM" in out.stdout, out.stderr[-2000:]
   else:
     assert out.returncode == 128 + signal.SIGTERM, (out.returncode, out.stderr[-2000:])
+
+
+# --- What is on disk is the user's: model identity, read-only modes, locks, leftovers, disks ---
+
+@pytest.fixture(scope="module")
+def named(tmp_path_factory):
+  """A tiny model trained under an explicit name (as dvc.yaml names it) from a CSV file, evaluated
+  and predicted; tests work on copies of its workdir."""
+  from bert4rec_jax import synthetic as gen
+  from configs import synthetic
+  c = synthetic.get_config("tiny")
+  c.train.num_train_steps, c.train.checkpoint_every_steps, c.train.eval_every_steps = 20, 10, 0
+  c.model_name = "m"
+  root = tmp_path_factory.mktemp("named")
+  gen.generate(seed=0, **c.data.synthetic.to_dict()).to_csv(root / "rows.csv", index=False)
+  c.data.format, c.data.path = "csv", str(root / "rows.csv")
+  out = pipeline.run(c, str(root / "work"), mode="all")
+  return c, root, out
+
+
+def copy_of(named, tmp_path):
+  """(config, workdir) of a copy of the named model's workdir and data file."""
+  c, root, _ = named
+  shutil.copytree(root / "work", tmp_path / "work")
+  shutil.copy(root / "rows.csv", tmp_path / "rows.csv")
+  c = c.copy_and_resolve_references()
+  c.data.path = str(tmp_path / "rows.csv")
+  return c, str(tmp_path / "work")
+
+
+def snapshot(folder):
+  """{path: (size, mtime, sha256)} of every file under `folder`."""
+  out = {}
+  for root, _, files in os.walk(folder):
+    for name in files:
+      p = os.path.join(root, name)
+      with open(p, "rb") as f:
+        out[os.path.relpath(p, folder)] = (os.path.getsize(p), os.stat(p).st_mtime_ns,
+                                           hashlib.sha256(f.read()).hexdigest())
+  return out
+
+
+def on_disk(workdir):
+  return {k: snapshot(os.path.join(workdir, k)) for k in ("models", "results")}
+
+
+@pytest.mark.parametrize("field,value,shown", [
+    ("model.hidden_size", 16, "model.hidden_size: 32 -> 16"),
+    ("train.learning_rate", 0.02, "train.learning_rate: 0.01 -> 0.02"),
+    ("model.hidden_dropout_prob", 0.3, "model.hidden_dropout_prob: 0.1 -> 0.3"),
+    ("masking.mode", "static", "masking.mode: 'dynamic' -> 'static'"),
+])
+def test_another_config_under_the_same_name_stops_before_any_work(named, tmp_path, field, value, shown):
+  c, workdir = copy_of(named, tmp_path)
+  section, name = field.split(".")
+  c[section][name] = value
+  before = on_disk(workdir)
+  for mode in ("train", "all", "evaluate", "predict"):
+    with pytest.raises(ConfigError, match="models/m was made by another config or data: .*" + re.escape(shown)) as e:
+      pipeline.run(c, workdir, mode=mode)
+    assert ("--config.train.overwrite=True" in str(e.value)) == (mode in ("train", "all"))
+    assert "\n" not in str(e.value)
+  assert on_disk(workdir) == before  # nothing moved aside, resumed, retrained or rewritten
+
+
+def test_a_changed_data_file_under_the_same_name_stops_before_any_work(named, tmp_path):
+  c, workdir = copy_of(named, tmp_path)
+  rows = pd.read_csv(c.data.path)
+  rows.loc[rows.index[:40], "item"] = rows["item"].iloc[0]  # other item frequencies, same users
+  rows.to_csv(c.data.path, index=False)
+  before = on_disk(workdir)
+  for mode in ("train", "evaluate", "predict", "all"):
+    with pytest.raises(ConfigError, match="models/m was made by another config or data: the input file or its data"):
+      pipeline.run(c, workdir, mode=mode)
+  assert on_disk(workdir) == before
+  assert not os.path.exists(os.path.join(workdir, "models", "m", "damaged_checkpoints"))
+
+
+def test_overwrite_replaces_the_model_and_its_results(named, tmp_path):
+  c, workdir = copy_of(named, tmp_path)
+  c.model.hidden_size, c.train.num_train_steps, c.train.overwrite = 16, 10, True
+  out = pipeline.run(c, workdir, mode="all")
+  model = os.path.join(workdir, "models", "m")
+  assert out["step"] == 10 and not os.path.exists(os.path.join(model, "damaged_checkpoints"))
+  assert checkpoint_steps(model) == [10]
+  with open(os.path.join(model, "config.json")) as f:
+    assert json.load(f)["config"]["model"]["hidden_size"] == 16  # describes the weights it holds
+  with open(os.path.join(model, "identity.json")) as f:
+    assert json.load(f)["identity"]["model.hidden_size"] == 16
+  with open(os.path.join(out["results_dir"], "test_metrics.json")) as f:
+    assert json.load(f)["checkpoint_step"] == 10
+  c.train.overwrite = False  # the same config now resumes (nothing to train) without consent
+  assert pipeline.run(c, workdir, mode="train")["step"] == 10
+
+
+def test_speed_and_logging_switches_keep_the_same_model(named, tmp_path):
+  c, workdir = copy_of(named, tmp_path)
+  c.train.donate_buffers, c.train.compact_targets, c.train.log_every_steps, c.train.prefetch = False, False, 7, 0
+  c.wandb.name, c.eval.max_valid_users = "other", 10
+  before = snapshot(os.path.join(workdir, "models"))
+  assert pipeline.run(c, workdir, mode="train")["step"] == 20  # already trained: nothing to do
+  assert snapshot(os.path.join(workdir, "models")) == before
+
+
+def test_read_only_modes_never_write_under_models(named, tmp_path, caplog):
+  """evaluate, predict, test and inference read the model and write nothing under models/, not
+  even to move a damaged checkpoint aside (they use the previous one); training then does."""
+  c, workdir = copy_of(named, tmp_path)
+  model = os.path.join(workdir, "models", "m")
+  for root, _, files in os.walk(os.path.join(model, "checkpoints", "20")):
+    for name in files:
+      with open(os.path.join(root, name), "r+b") as f:
+        f.truncate(f.seek(0, 2) // 2)
+  before = snapshot(os.path.join(workdir, "models"))
+  with caplog.at_level(logging.WARNING):
+    out = pipeline.run(c, workdir, mode="evaluate")
+  assert "Checkpoint at step 20" in caplog.text and out["checkpoint_step"] == 10
+  with open(os.path.join(out["results_dir"], "test_metrics.json")) as f:
+    assert json.load(f)["checkpoint_step"] == 10  # what the metrics were computed from
+  pipeline.run(c, workdir, mode="predict")
+  for task in ("test", "inference"):
+    t = c.copy_and_resolve_references()
+    t.task = task
+    pipeline.run(t, workdir, mode="all")
+  assert snapshot(os.path.join(workdir, "models")) == before
+  out = pipeline.run(c, workdir, mode="train")  # a writable run moves the damaged one aside and retrains it
+  assert out["step"] == 20 and len(os.listdir(os.path.join(model, "damaged_checkpoints"))) == 1
+
+
+def test_a_flipped_byte_in_a_checkpoint_fails_its_checksum(named, tmp_path, caplog):
+  """Damage that leaves every file readable and of the same size is caught by the checksums
+  recorded when the checkpoint was saved: the previous checkpoint is used."""
+  c, workdir = copy_of(named, tmp_path)
+  step_dir = os.path.join(workdir, "models", "m", "checkpoints", "20")
+  largest = max((os.path.join(r, f) for r, _, fs in os.walk(step_dir) for f in fs), key=os.path.getsize)
+  with open(largest, "r+b") as f:
+    f.seek(os.path.getsize(largest) // 2)
+    byte = f.read(1)
+    f.seek(-1, 1)
+    f.write(bytes([byte[0] ^ 0x10]))
+  with caplog.at_level(logging.WARNING):
+    out = pipeline.run(c, workdir, mode="evaluate")
+  assert "fails its checksum" in caplog.text and out["checkpoint_step"] == 10
+
+
+def test_a_checkpoint_of_another_shape_is_a_config_error_not_corruption(named, tmp_path):
+  from bert4rec_jax import model_store, train
+  c, workdir = copy_of(named, tmp_path)
+  folder = model_store.Folder(os.path.join(workdir, "models", "m"))
+  other = c.copy_and_resolve_references()
+  other.model.hidden_size = 16
+  before = snapshot(folder.path)
+  manager = model_store.checkpoint_manager(folder, keep=2)
+  try:
+    with pytest.raises(ConfigError, match=r"holds parameters of another model \(.*: \(2, 16\) saved, \(2, 8\) in this config\)"):
+      model_store.restore_latest(manager, train.create_state(other, c.data.synthetic.num_items))
+  finally:
+    manager.close()
+  assert snapshot(folder.path) == before
+
+
+def test_a_second_run_of_the_same_model_refuses_while_the_first_holds_it(named, tmp_path):
+  from bert4rec_jax import io_utils
+  from bert4rec_jax.errors import InUseError
+  c, workdir = copy_of(named, tmp_path)
+  c.train.num_train_steps = 30  # another model: the refusal must come from the lock, before the identity check
+  c.model_name = "m"
+  before = on_disk(workdir)
+  with io_utils.lock(os.path.join(workdir, "locks", "m.lock"), "model m"):
+    for mode in ("train", "all", "evaluate", "predict"):
+      with pytest.raises(InUseError, match=f"model m .* is in use by the run of pid {os.getpid()}"):
+        pipeline.run(c, workdir, mode=mode)
+  assert on_disk(workdir) == before  # metrics.jsonl never gets a second run's lines
+
+
+def test_leftovers_of_killed_runs_are_removed_and_live_ones_kept(named, tmp_path):
+  import socket
+  c, workdir = copy_of(named, tmp_path)
+  dead = subprocess.Popen(["true"])
+  dead.wait()
+  host = socket.gethostname().replace("-", "_")
+  places = [os.path.join(workdir, "data", "processed"), os.path.join(workdir, "data"),
+            os.path.join(workdir, "results", "m")]
+  for p in places:
+    os.makedirs(os.path.join(p, f".tmp-{host}-{dead.pid}-dataset-abc"))
+    with open(os.path.join(p, f".tmp-{host}-{dead.pid}-predictions.parquet-xyz.tmp"), "w") as f:
+      f.write("half")
+  alive = os.path.join(places[0], f".tmp-{host}-{os.getpid()}-dataset-live")
+  os.makedirs(alive)
+  c.data.drop_duplicates = True  # another dataset to prepare
+  c.model_name = ""
+  pipeline.run(c, workdir, mode="prepare")
+  c.model_name = "m"
+  c.data.drop_duplicates = False
+  pipeline.run(c, workdir, mode="evaluate")
+  for p in places:
+    assert not [x for x in os.listdir(p) if x.startswith(".tmp-") and str(dead.pid) in x], p
+  assert os.path.isdir(alive)  # a running process's temporary is never touched
+
+
+def test_written_files_have_the_usual_permissions(named):
+  _, root, out = named
+  umask = os.umask(0)
+  os.umask(umask)
+  for folder in (out["results_dir"], out["data_dir"], out["model_dir"]):
+    for dirpath, dirs, files in os.walk(folder):
+      if "checkpoints" in dirpath:
+        continue  # Orbax's own
+      for name in files:
+        assert os.stat(os.path.join(dirpath, name)).st_mode & 0o777 == 0o666 & ~umask, os.path.join(dirpath, name)
+  assert os.stat(out["data_dir"]).st_mode & 0o777 == 0o777 & ~umask
+
+
+def test_task_test_on_the_training_file_gives_the_training_runs_own_test_metrics(named, tmp_path):
+  c, root, out = named
+  t = c.copy_and_resolve_references()
+  t.task = "test"
+  t.seed = 5  # the model's own seed draws the sampled protocol's negatives, as in its training run
+  res = pipeline.run(t, str(root / "work"), mode="all")
+  assert res["test_metrics"]["bert4rec"] == out["test_metrics"]["bert4rec"]
+
+
+def test_a_damaged_prepared_dataset_is_one_clear_error(named, tmp_path):
+  c, workdir = copy_of(named, tmp_path)
+  data_dir = os.path.join(workdir, "data", "processed", os.path.basename(named[2]["data_dir"]))
+  with open(os.path.join(data_dir, "items.npy"), "r+b") as f:
+    f.truncate(f.seek(0, 2) // 2)
+  with pytest.raises(DataError, match=re.escape(os.path.join(data_dir, "items.npy")) +
+                     ": the prepared dataset is damaged .*; delete " + re.escape(data_dir)):
+    pipeline.run(c, workdir, mode="evaluate")
+
+
+INJECT = """
+import builtins, errno, os, sys
+root, code = sys.argv[1], getattr(errno, sys.argv[2])
+real_open = builtins.open
+def failing_open(file, mode="r", *args, **kwargs):
+  if isinstance(file, (str, os.PathLike)) and str(file).startswith(root) and any(m in mode for m in "wax+"):
+    raise OSError(code, os.strerror(code), str(file))
+  return real_open(file, mode, *args, **kwargs)
+builtins.open = failing_open
+from bert4rec_jax import main
+sys.argv = ["bert4rec_jax.main", "--config=configs/synthetic.py:tiny", "--workdir=" + root, "--mode=prepare"]
+main.run_cli()
+"""
+
+
+@pytest.mark.parametrize("code,hint", [("ENOSPC", "the disk is full: free space there"),
+                                       ("EROFS", "the file system is read-only: choose a writable --workdir"),
+                                       ("EACCES", "permission denied")])
+def test_a_full_or_read_only_disk_is_one_line(tmp_path, code, hint):
+  out = subprocess.run([sys.executable, "-c", INJECT, str(tmp_path), code], cwd=REPO, capture_output=True, text=True,
+                       timeout=300)
+  lines = [x for x in out.stderr.splitlines() if x.startswith("error:")]
+  assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr[-3000:]
+  assert len(lines) == 1 and str(tmp_path) in lines[0] and hint in lines[0], out.stderr[-3000:]
+
+
+def test_storage_problems_are_found_inside_library_errors():
+  from bert4rec_jax.errors import storage_problem
+  try:
+    try:
+      raise RuntimeError("tensorstore: writing /data/x/checkpoints/5/d/abc: No space left on device [OS error 28]")
+    except RuntimeError as inner:
+      raise ValueError("async save failed") from inner
+  except ValueError as e:
+    assert storage_problem(e).startswith("/data/x/checkpoints/5/d/abc: cannot write (No space left on device)")
+  assert storage_problem(ValueError("shapes differ")) is None
+  assert storage_problem(FileNotFoundError(2, "No such file or directory", "/x")) is None
+
+
+def test_our_own_bugs_keep_their_traceback(tmp_path):
+  script = ("import sys\nfrom bert4rec_jax import main, pipeline\n"
+            "def broken(*a, **k):\n  raise FileNotFoundError(2, 'No such file or directory', '/nowhere/ours')\n"
+            "pipeline.run = broken\n"
+            f"sys.argv = ['m', '--config=configs/synthetic.py:tiny', '--workdir={tmp_path}']\nmain.run_cli()\n")
+  out = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert out.returncode == 1 and "Traceback" in out.stderr and "FileNotFoundError" in out.stderr, out.stderr[-2000:]

@@ -71,3 +71,38 @@ def test_predictions_in_parts_are_the_single_file_split(tiny_config, tmp_path):
   assert sorted(os.listdir(path)) == [f"part-00000-0000{k}.parquet" for k in range(3)]
   assert [len(pd.read_parquet(os.path.join(path, f))) for f in sorted(os.listdir(path))] == [30, 30, len(p.users) - 60]
   pd.testing.assert_frame_equal(pd.read_parquet(path), whole)
+
+
+def test_top_k_beyond_the_items_left_returns_fewer_never_repeated_or_excluded(tiny_config, tmp_path):
+  """A 6-item catalogue, users who have seen 1, 1 and 5 distinct items, top_k = 6: each user gets exactly
+  the items outside their history, once each, best first (the popularity order); a NaN-scored
+  item is never recommended either."""
+  seqs = preprocess.Sequences(offsets=np.array([0, 1, 3, 8]), items=np.array([1, 2, 2, 1, 2, 3, 4, 5], np.int32))
+  vocab = preprocess.ItemVocab(ids=np.array([11, 12, 13, 14, 15, 16]), counts=np.array([6, 5, 4, 3, 2, 1]))
+  c = tiny_config
+  c.predict.top_k, c.predict.item_chunk_size = 6, 4  # two chunks: the merge of chunks must not pad either
+  for scores, dropped in ((np.array([6, 5, 4, 3, 2, 1], np.float32), set()),
+                          (np.array([6, 5, 4, 3, np.nan, 1], np.float32), {15})):
+    path = str(tmp_path / "p.parquet")
+    predict.predict(evaluate.popularity_scorer, scores, seqs, np.array(["a", "b", "c"]), vocab,
+                    predict_config=c.predict, max_seq_length=4, devices=parallel.local_devices(1), path=path)
+    df = pd.read_parquet(path)
+    for u, history in enumerate(([11], [12], [11, 12, 13, 14, 15])):
+      want = [i for i in vocab.ids if i not in history and i not in dropped]
+      assert list(df["items"][u]) == want and len(df["scores"][u]) == len(want)
+      assert np.isfinite(df["scores"][u]).all()
+
+
+def test_baselines_predict_fewer_items_when_few_are_left(tiny_config, tmp_path):
+  from bert4rec_jax import pipeline
+  c = tiny_config
+  c.predict.top_k = 1000  # more than the catalogue
+  for kind in ("markov", "most_popular"):
+    c.model.kind = kind
+    out = pipeline.run(c, str(tmp_path / kind), mode="predict")
+    df = pd.read_parquet(out["predictions"])
+    prepared = __import__("bert4rec_jax.dataset", fromlist=["x"]).load(out["data_dir"])
+    for u in range(len(df)):
+      items, history = list(df["items"][u]), set(prepared.vocab.decode(prepared.sequences[u]))
+      assert len(items) == len(set(items)) == prepared.vocab.num_items - len(history), kind
+      assert not set(items) & history, kind

@@ -125,13 +125,15 @@ def test_drop_last_is_a_view_that_never_leaks_held_out_items():
     np.testing.assert_array_equal(taken.token_counts(70, chunk_tokens=3),
                                   np.bincount([t for r in rows for t in kept[r]], minlength=70))
   # What reads all training tokens gives the same from a view as from its compact copy.
-  from bert4rec_jax import baselines, evaluate, train
+  from bert4rec_jax import baselines, evaluate, losses
   from configs import default
   view, n = seqs.drop_last(1), p.vocab.num_items
   np.testing.assert_array_equal(evaluate.popularity_params(view, n), evaluate.popularity_params(view.compact(), n))
   tc = default.get_config().train
-  tc.loss, tc.negative_sampler = "sampled", "popularity"
-  np.testing.assert_array_equal(train.negative_log_q(tc, view, n), train.negative_log_q(tc, view.compact(), n))
+  tc.loss, tc.negative_sampler, tc.num_negatives = "sampled", "popularity", n - 1
+  for table in ("threshold", "alias", "log_q"):
+    np.testing.assert_array_equal(getattr(losses.negative_sampler(tc, view, n), table),
+                                  getattr(losses.negative_sampler(tc, view.compact(), n), table))
   a, b = baselines.MarkovChain(view, n), baselines.MarkovChain(view.compact(), n)
   for field in ("dst", "counts", "row_ptr", "popularity"):
     np.testing.assert_array_equal(getattr(a, field), getattr(b, field))

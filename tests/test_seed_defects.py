@@ -98,4 +98,4 @@ def test_runs_from_any_directory_and_writes_only_its_workdir(tmp_path):
                         f"--workdir={tmp_path / 'work'}"], cwd=elsewhere, capture_output=True, text=True)
   assert out.returncode == 0, out.stderr[-2000:]
   assert os.listdir(elsewhere) == []  # nothing in the working directory
-  assert os.listdir(tmp_path / "work") == ["data"]
+  assert sorted(os.listdir(tmp_path / "work")) == ["data", "locks"]

@@ -117,5 +117,5 @@ def test_sweep_files_define_valid_points():
       assert sweep["description"], name
       for point in sweep["points"]:
         c = sweep_lib.build_config(sweep, point, 0, "", [], name)
-        from bert4rec_jax import train
-        train.validate(c, 1)
+        from bert4rec_jax import config_checks
+        config_checks.validate(c, "all", 1)

@@ -2,13 +2,14 @@
 per-user files, time limit."""
 import json
 import os
+import shutil
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from bert4rec_jax import dataset, input_pipeline, masking, pipeline, preprocess
-from bert4rec_jax.errors import ConfigError
+from bert4rec_jax.errors import ConfigError, MissingError
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +67,9 @@ def test_test_task_uses_the_models_vocab_and_reports_unknowns(trained, tmp_path)
   # new_2's last item is known but its history is not: evaluated by popularity, flagged.
   assert stats["users_without_known_history"] >= 1
   assert stats["users_evaluated"] == 600 + 2 - stats["users_whose_last_item_is_unknown"]
-  with open(os.path.join(out["results_dir"], "test_eval_metrics.json")) as f:
+  assert os.path.dirname(res["results_dir"]) == out["results_dir"]  # beside the model's own results
+  assert os.path.basename(res["results_dir"]).startswith("test-eval-")
+  with open(os.path.join(res["results_dir"], "test_metrics.json")) as f:
     written = json.load(f)
   assert written["data_stats"]["unknown_items"] == 3
   assert written["metrics"]["bert4rec"]["num_users"] == stats["users_evaluated"]
@@ -106,8 +109,7 @@ def test_train_val_task_validates_on_the_last_item(tmp_path, tiny_config):
   c = tiny_config
   c.task, c.train.num_train_steps = "train_val", 30
   out = pipeline.run(c, str(tmp_path), mode="all")
-  assert os.listdir(out["results_dir"]) == ["predictions.parquet", "valid_metrics.json"] or \
-      sorted(os.listdir(out["results_dir"])) == ["predictions.parquet", "valid_metrics.json"]
+  assert sorted(os.listdir(out["results_dir"])) == ["predictions.parquet", "settings.json", "valid_metrics.json"]
   assert out["valid_metrics"]["bert4rec"]["num_users"] == 600
 
 
@@ -115,7 +117,8 @@ def test_train_test_task_trains_on_all_but_the_last_item_without_validation(tmp_
   c = tiny_config
   c.task, c.train.num_train_steps, c.eval.per_user_top_k = "train_test", 30, 2
   out = pipeline.run(c, str(tmp_path), mode="all")
-  assert sorted(os.listdir(out["results_dir"])) == ["predictions.parquet", "test_metrics.json", "test_per_user.parquet"]
+  assert sorted(os.listdir(out["results_dir"])) == ["predictions.parquet", "settings.json", "test_metrics.json",
+                                                    "test_per_user.parquet"]
   assert "valid_metrics" not in out and out["test_metrics"]["bert4rec"]["num_users"] == 600
   with open(os.path.join(out["model_dir"], "metrics.jsonl")) as f:
     assert not any(k.startswith("valid/") for line in f for k in json.loads(line))  # nothing held out but the test
@@ -133,14 +136,19 @@ def test_tasks_reject_modes_and_missing_models(tiny_config, tmp_path):
   tiny_config.task = "inference"
   with pytest.raises(ConfigError, match="does not apply to task 'inference'"):
     pipeline.run(tiny_config, str(tmp_path), mode="train")
-  with pytest.raises(ConfigError, match="needs config.model_name"):
+  with pytest.raises(ConfigError, match="needs the trained model's folder name"):
     pipeline.run(tiny_config, str(tmp_path), mode="all")
   tiny_config.model_name = "nope"
-  with pytest.raises(FileNotFoundError, match="no trained model there"):
+  with pytest.raises(MissingError, match="no trained model there"):
     pipeline.run(tiny_config, str(tmp_path), mode="all")
   tiny_config.task = "tran_val"
   with pytest.raises(ConfigError, match="config.task='tran_val'"):
     pipeline.run(tiny_config, str(tmp_path), mode="all")
+  tiny_config.task = "train_val_test"
+  for mode in ("evaluate", "predict"):  # nothing trained under that name: nothing made either
+    with pytest.raises(MissingError, match="no trained model there; train it first"):
+      pipeline.run(tiny_config, str(tmp_path), mode=mode)
+  assert not os.path.exists(os.path.join(tmp_path, "models"))
 
 
 def reference_windows(seq, length, prop):
@@ -217,9 +225,10 @@ def test_time_limit_stops_and_resumes(tiny_config, tmp_path):
 
 
 def test_inference_reads_the_history_as_this_run_says(trained, tmp_path):
-  """model.read_last is this run's choice, not the trained model's: the same model served with
-  read_last=causal scores each user's history read causally (SASRec's reading of the same
-  weights, computed here directly), and differs from the bidirectional read with [MASK] last."""
+  """model.read_last set by this run wins: the same model served with read_last=causal scores
+  each user's history read causally (SASRec's reading of the same weights, computed here
+  directly), and differs from the bidirectional read with [MASK] last; the two outputs are kept
+  apart. Unset, the model is read as it was trained (its saved config)."""
   import jax.numpy as jnp
   from bert4rec_jax import model as model_lib
   c, workdir, out, data = trained
@@ -232,6 +241,19 @@ def test_inference_reads_the_history_as_this_run_says(trained, tmp_path):
     cc.model.read_last = read
     preds[read] = pd.read_parquet(pipeline.run(cc, workdir, mode="all")["predictions"])
   assert not all(np.allclose(x, y) for x, y in zip(preds["mask"]["scores"], preds["causal"]["scores"]))
+  # A copy of the model whose training run read causally: served with read_last unset, read causally.
+  causal_copy = os.path.join(tmp_path, "causal_model")
+  shutil.copytree(out["model_dir"], causal_copy)
+  with open(os.path.join(causal_copy, "config.json")) as f:
+    saved = json.load(f)
+  saved["config"]["model"]["read_last"] = "causal"
+  with open(os.path.join(causal_copy, "config.json"), "w") as f:
+    json.dump(saved, f)
+  cc = trained_model_config(c, "inference", path, causal_copy)
+  cc.model.read_last = ""
+  inherited = pd.read_parquet(pipeline.run(cc, str(tmp_path / "w"), mode="all")["predictions"])
+  for x, y in zip(inherited["scores"], preds["causal"]["scores"]):
+    np.testing.assert_allclose(x, y, rtol=1e-6)
   vocab = dataset.load_vocab(os.path.join(out["model_dir"], "vocab"))
   params = pipeline.load_params(c, out["model_dir"], vocab.num_items)
   model, L = model_lib.from_config(c.model, vocab.num_items), c.model.max_seq_length
@@ -245,3 +267,96 @@ def test_inference_reads_the_history_as_this_run_says(trained, tmp_path):
     best = np.argsort(-scores, kind="stable")[:len(row["items"])]
     assert list(row["items"]) == list(vocab.ids[best])
     np.testing.assert_allclose(row["scores"], scores[best], rtol=1e-5, atol=1e-6)
+
+
+def test_test_and_inference_outputs_are_keyed_by_the_whole_input(trained, tmp_path):
+  """users.jan.txt and users.feb.txt, or a/users.csv and b/users.csv: four inputs, four outputs,
+  none overwriting another; the same input again finds its own output folder."""
+  c, workdir, out, data = trained
+  users = sorted(data["user"].unique())
+  inputs = {"users.jan.csv": users[:30], "users.feb.csv": users[30:60], "a/users.csv": users[60:90],
+            "b/users.csv": users[90:120]}
+  seen = {}
+  for task in ("inference", "test"):
+    for name, chosen in inputs.items():
+      path = tmp_path / name
+      path.parent.mkdir(exist_ok=True)
+      data[data["user"].isin(chosen)].to_csv(path, index=False)
+      res = pipeline.run(trained_model_config(c, task, path, out["model_name"]), workdir, mode="all")
+      seen[task, name] = res["results_dir"]
+      if task == "inference":
+        assert sorted(pd.read_parquet(res["predictions"])["user"]) == chosen
+      else:
+        assert res["test_metrics"]["bert4rec"]["num_users"] == 30
+    assert len({seen[task, n] for n in inputs}) == 4
+  for name, chosen in inputs.items():  # every output still holds its own input's users
+    assert sorted(pd.read_parquet(os.path.join(seen["inference", name], "predictions.parquet"))["user"]) == chosen
+  again = pipeline.run(trained_model_config(c, "inference", tmp_path / "users.jan.csv", out["model_name"]), workdir,
+                       mode="all")
+  assert again["results_dir"] == seen["inference", "users.jan.csv"]
+
+
+def test_evaluation_with_other_settings_never_overwrites_the_models_results(trained, tmp_path):
+  c, workdir, out, _ = trained
+  with open(os.path.join(out["results_dir"], "test_metrics.json")) as f:
+    first = f.read()
+  other = c.copy_and_resolve_references()
+  other.eval.ks, other.eval.num_negatives = (1, 3), 0
+  res = pipeline.run(other, workdir, mode="evaluate")
+  assert os.path.dirname(res["results_dir"]) == out["results_dir"] and res["results_dir"] != out["results_dir"]
+  assert set(res["test_metrics"]["bert4rec"]) >= {"hr@3", "ndcg@3"}
+  with open(os.path.join(out["results_dir"], "test_metrics.json")) as f:
+    assert f.read() == first
+  again = pipeline.run(c, workdir, mode="evaluate")  # the model's own settings: its own folder
+  assert again["results_dir"] == out["results_dir"]
+
+
+def test_sampled_protocol_records_users_with_fewer_negatives_than_asked(trained):
+  """eval.num_negatives=30 of a 40-item catalogue: users with long histories have fewer eligible
+  negatives; the results say how many, counted here from the data."""
+  c, workdir, out, data = trained
+  c = c.copy_and_resolve_references()
+  c.eval.num_negatives = 30
+  res = pipeline.run(c, workdir, mode="evaluate")
+  with open(os.path.join(res["results_dir"], "test_metrics.json")) as f:
+    recorded = json.load(f)["sampled_negatives"]
+  num_items = dataset.load(out["data_dir"]).vocab.num_items
+  eligible = []
+  for _, g in data.groupby("user"):
+    eligible.append(num_items - len(set(g["item"])))  # history and target blocked
+  eligible = np.minimum(np.array(eligible), 30)
+  assert recorded == {"asked": 30, "fewest": int(eligible.min()), "mean": pytest.approx(float(eligible.mean())),
+                      "users_with_fewer": int((eligible < 30).sum())}
+  assert recorded["users_with_fewer"] > 0
+
+
+def test_static_masking_trains_resumes_and_keeps_each_copy(tiny_config, tmp_path):
+  """The seed's masking: dupe_factor fixed copies of each window plus one mask-last copy, each
+  masked the same way in every epoch; it trains, and a resumed run reaches the same model."""
+  from bert4rec_jax import parallel, train
+  c = tiny_config
+  c.masking.mode, c.masking.dupe_factor = "static", 2
+  c.train.num_train_steps, c.train.checkpoint_every_steps, c.train.eval_every_steps = 16, 100, 0
+  straight = pipeline.run(c, str(tmp_path / "straight"), mode="train")
+  pipeline.run(c, str(tmp_path / "resumed"), mode="train", stop_at=7)
+  resumed = pipeline.run(c, str(tmp_path / "resumed"), mode="train")
+  n = c.data.synthetic.num_items
+  a = pipeline.load_params(c, straight["model_dir"], n)
+  b = pipeline.load_params(c, resumed["model_dir"], n)
+  import jax
+  jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, atol=1e-6), a, b)
+  # The step's static key (one for every step): each window's mask-last copy masks its last item only.
+  prepared, _ = dataset.load_or_prepare(c.data, str(tmp_path / "straight"), pipeline.min_seq_length(c))
+  train_seqs, _ = pipeline.task_splits(c.task, prepared.sequences)
+  stream = train.make_stream(c, train_seqs)
+  assert stream.copies == 3
+  batch = stream.batch(0)
+  import jax.numpy as jnp
+  key = jax.random.fold_in(jax.random.PRNGKey(c.seed), train.STATIC_MASK_STREAM)
+  kw = masking.masking_kwargs(c.masking, n)
+  masked = masking.mask_batch(key, jnp.asarray(batch["item_ids"]), jnp.asarray(batch["example_ids"]),
+                              jnp.asarray(batch["only_last"]), **kw)
+  last = np.asarray(batch["only_last"])
+  assert last.any() and not last.all()
+  w = np.asarray(masked.weights)
+  assert (w[last].sum(1) == 1).all() and (np.asarray(masked.positions)[last, 0] == c.model.max_seq_length - 1).all()

@@ -53,6 +53,13 @@ TEXT = {  # name -> bytes
     "not_gzip.txt.gz": b"1 10\n1 11\n",
     "not_parquet.parquet": b"PAR1 this is not parquet",
     "garbage.pkl": b"\x80\x04 not a pickle at all",
+    # Ids are labels: '007' and '7' are two users in every format.
+    "leading_zeros.txt": b"007 1\n007 2\n007 3\n7 4\n7 5\n7 6\n",
+    "leading_zeros.csv": b"user,item\n007,1\n007,2\n007,3\n7,4\n7,5\n7,6\n",
+    "leading_zeros.dat": b"007::1::5::1\n007::2::5::2\n007::3::5::3\n7::4::5::4\n7::5::5::5\n7::6::5::6\n",
+    # A time column that config.data.time_col does not name: used (and logged); two: which one?
+    "implicit_time.csv": b"user,item,timestamp\n1,12,3\n1,10,1\n1,11,2\n",
+    "two_time_columns.csv": b"user,item,timestamp,date\n1,10,1,2020-01-01\n1,11,2,2020-01-02\n",
 }
 
 
@@ -71,6 +78,9 @@ def main():
   # Parquet without the user column.
   pd.DataFrame({"customer": [1, 1], "item": [10, 11]}).to_parquet(os.path.join(HERE, "missing_column.parquet"),
                                                                    index=False)
+  # Ids as text in a typed column: '007' and '7' stay two users.
+  pd.DataFrame({"user": ["007"] * 3 + ["7"] * 3, "item": [1, 2, 3, 4, 5, 6]}).to_parquet(
+      os.path.join(HERE, "leading_zeros.parquet"), index=False)
   # Pickles: a Series instead of a DataFrame; a DataFrame whose list column holds scalars.
   with open(os.path.join(HERE, "series.pkl"), "wb") as f:
     pickle.dump(pd.Series([1, 2, 3]), f, protocol=4)

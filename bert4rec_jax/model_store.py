@@ -1,0 +1,410 @@
+"""The model store: what a model folder is, and the only code that reads or writes one.
+
+A model folder is an identity. `<workdir>/models/<name>/` holds
+
+  identity.json       what made the model: every setting that changes it, the key of the input
+                      it was prepared from, and the content hashes of the prepared data and of
+                      the vocabulary (written once, when the folder is made)
+  config.json         the whole config of the run that made it (written once, never rewritten)
+  vocab/              items.parquet, users.parquet: what test and inference encode with
+  checkpoints/        Orbax; damaged_checkpoints/ holds any that failed to restore
+  checksums.json      sha256 of every file of every finished checkpoint, checked before a restore
+  train_time.json, train_devices.json, metrics.jsonl, wandb/
+
+Any run that would resume, evaluate or serve a folder under another identity stops before any
+work with one line naming what differs and the two ways out (another model name, or
+`--config.train.overwrite=True`, which replaces the folder and its results). Read-only modes
+(`evaluate`, `predict`, tasks `test` and `inference`) never create, move or rewrite anything
+under `models/`. Only real corruption moves a checkpoint aside; a checkpoint of another shape
+is a config error. One lock per model name keeps two runs from training or writing the same
+results at once.
+"""
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from typing import Dict, List, Optional, Tuple
+
+import flax.serialization
+import jax
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+
+from bert4rec_jax import baselines, dataset, io_utils, parallel
+from bert4rec_jax.errors import ConfigError, MissingError
+
+IDENTITY_FILE = "identity.json"
+CONFIG_FILE = "config.json"
+TRAIN_TIME_FILE = "train_time.json"  # {step: training seconds of every invocation that led to it}
+TRAIN_DEVICES_FILE = "train_devices.json"  # {step: the devices of the invocation that saved it}
+CHECKSUMS_FILE = "checksums.json"  # {step: {file under checkpoints/<step>: sha256}}
+
+# Fields that do not change the trained model, left out of its identity (and name), so that,
+# e.g., a different log period or device count resumes the same model.
+NOT_IN_IDENTITY = {
+    "project", "wandb", "eval", "predict", "model_name", "model.read_last", "data.path", "data.chunk_rows",
+    "data.num_buckets", "distributed", "train.overwrite",
+    "train.log_every_steps", "train.eval_every_steps", "train.checkpoint_every_steps",
+    "train.keep_checkpoints", "train.training_time_limit_seconds", "train.prefetch", "train.num_devices",
+}
+# Fields added after models were first trained: part of the identity only when set away from
+# this value, so that adding a field never renames (and so never orphans) an existing model.
+ONLY_IF_CHANGED = {"model.kind": "bert4rec", "train.warmup_seq_length": 0, "train.warmup_seq_steps": 0,
+                   "train.next_item_loss_weight": 0.0}
+# Switches that change speed, not the model: in the name's hash (existing names keep their hash),
+# but a run that changes one resumes the same model.
+SPEED_ONLY = {"train.compact_targets", "train.donate_buffers"}
+DATA_KEYS = {"data.input": "the input file or its data settings", "data.content": "the prepared data",
+             "data.vocab": "the item vocabulary (items or their counts)"}
+
+
+def settings(config) -> Dict:
+  """{dotted field: value} of every setting that changes the trained model."""
+  flat = {}
+
+  def walk(d, prefix=""):
+    for k, v in d.items():
+      key = prefix + k
+      if key in NOT_IN_IDENTITY or (key in ONLY_IF_CHANGED and v == ONLY_IF_CHANGED[key]):
+        continue
+      if isinstance(v, dict):
+        walk(v, key + ".")
+      else:
+        flat[key] = list(v) if isinstance(v, tuple) else v
+
+  walk(config.to_dict() if hasattr(config, "to_dict") else config)
+  return flat
+
+
+def model_name(config, data_key: str = "") -> str:
+  """The seed's scheme `hs64_msl50_mpps10_nts2000_lr0.001` plus a hash of every other setting
+  that changes the model, including the key of the input data (`dataset.input_key`)."""
+  flat = {"data_hash": data_key, **settings(config)}
+  digest = hashlib.sha256(json.dumps(flat, sort_keys=True, default=list).encode()).hexdigest()[:8]
+  m, t = config.model, config.train
+  if m.kind in baselines.KINDS:
+    return f"{m.kind}_{digest}"
+  return (f"hs{m.hidden_size}_msl{m.max_seq_length}_mpps{config.masking.max_predictions_per_seq}"
+          f"_nts{t.num_train_steps}_lr{t.learning_rate:g}_{digest}")
+
+
+def identity(config, data_key: str, fingerprint: Optional[Dict] = None) -> Dict:
+  """What makes a model: its settings (minus speed-only switches), the input key and, once the
+  data is prepared, the content hashes of the prepared data and vocabulary."""
+  out = {k: v for k, v in settings(config).items() if k not in SPEED_ONLY}
+  out["data.input"] = data_key
+  for k in ("content", "vocab"):
+    if fingerprint and fingerprint.get(k):
+      out[f"data.{k}"] = fingerprint[k]
+  return out
+
+
+def identity_hash(ident: Dict) -> str:
+  return hashlib.sha256(json.dumps(ident, sort_keys=True, default=list).encode()).hexdigest()[:16]
+
+
+def differences(saved: Dict, wanted: Dict) -> List[str]:
+  """Human-readable differences between a folder's identity and a run's. A data hash that one
+  side does not know (a folder from before identities were kept) is not a difference; a setting
+  that one side lacks counts as its neutral value (ONLY_IF_CHANGED) when it has one."""
+  out = []
+  for key in sorted(set(saved) | set(wanted)):
+    if key in SPEED_ONLY:
+      continue
+    if key in DATA_KEYS:
+      if key in saved and key in wanted and saved[key] != wanted[key]:
+        out.append(f"{DATA_KEYS[key]} changed")
+      continue
+    missing = object()
+    a, b = saved.get(key, ONLY_IF_CHANGED.get(key, missing)), wanted.get(key, ONLY_IF_CHANGED.get(key, missing))
+    if a != b:
+      out.append(f"{key}: {'(not set)' if a is missing else repr(a)} -> {'(not set)' if b is missing else repr(b)}")
+  return out
+
+
+class Folder:
+  """One model folder: its identity, config, vocabulary, checkpoints and training records."""
+
+  def __init__(self, model_dir: str):
+    self.path = model_dir
+    self.checkpoints = os.path.join(model_dir, "checkpoints")
+
+  def file(self, name: str) -> str:
+    return os.path.join(self.path, name)
+
+  @property
+  def exists(self) -> bool:
+    return os.path.isdir(self.path) and bool(os.listdir(self.path))
+
+  @property
+  def is_model(self) -> bool:
+    return os.path.isfile(self.file(CONFIG_FILE))
+
+  def saved(self) -> Dict:
+    """config.json: {'config': ..., 'model_name': ..., 'data_dir': ...}."""
+    return io_utils.read_json(self.file(CONFIG_FILE))
+
+  def saved_config(self) -> ml_collections.ConfigDict:
+    return ml_collections.ConfigDict(self.saved()["config"])
+
+  def saved_identity(self) -> Optional[Dict]:
+    """identity.json, or for a folder made before identities were kept, the identity its
+    config.json and vocabulary describe (with the prepared data's hash when that data is still
+    on disk). None when the folder holds no record at all."""
+    if os.path.isfile(self.file(IDENTITY_FILE)):
+      return io_utils.read_json(self.file(IDENTITY_FILE))["identity"]
+    if not self.is_model:
+      return None
+    saved = self.saved()
+    data_dir = saved.get("data_dir", "")
+    fingerprint = {}
+    vocab_dir = self.file("vocab")
+    if os.path.isfile(os.path.join(vocab_dir, "items.parquet")):
+      fingerprint["vocab"] = dataset.vocab_fingerprint(dataset.load_vocab(vocab_dir))
+    if data_dir and os.path.isfile(os.path.join(data_dir, "meta.json")):
+      with contextlib.suppress(Exception):  # a damaged old artifact only means less to compare
+        fingerprint["content"] = dataset.fingerprint(data_dir)["content"]
+    return identity(ml_collections.ConfigDict(saved["config"]), os.path.basename(data_dir), fingerprint)
+
+  def reading(self) -> str:
+    """How the model was read when it was made (model.read_last of its config; 'mask' if unset)."""
+    return (self.saved()["config"].get("model", {}).get("read_last") or "mask") if self.is_model else "mask"
+
+
+def check(folder: Folder, wanted: Dict, *, training: bool, overwrite: bool, results_dir: str = "") -> None:
+  """Stops (ConfigError) when `folder` holds a model other than `wanted`, before any work.
+
+  training: the run may create the folder; with `overwrite` it replaces a folder (and its results)
+  that another config or data made. Read-only runs need the folder to exist.
+  """
+  if not folder.exists:
+    if training:
+      return
+    raise MissingError(f"{folder.path}: no trained model there; train it first (--mode=train or --mode=all)")
+  saved = folder.saved_identity()
+  if saved is None:
+    why = "holds files but no record of what made them (no config.json)"
+  else:
+    diff = differences(saved, wanted)
+    if not diff:
+      return
+    why = "was made by another config or data: " + "; ".join(diff)
+  name = os.path.basename(folder.path)
+  if training and overwrite:
+    logging.warning("Replacing %s, which %s, and its results, as config.train.overwrite=True asks", folder.path, why)
+    if parallel.is_primary():
+      shutil.rmtree(folder.path)
+      if results_dir and os.path.isdir(results_dir):
+        shutil.rmtree(results_dir)
+    parallel.barrier("model folder replaced")
+    return
+  ways = ("use another config.model_name (or leave it empty for an automatic one), or "
+          f"--config.train.overwrite=True to replace it and its results" if training else
+          "use the config and data it was trained with, or another config.model_name")
+  raise ConfigError(f"models/{name} {why}. To go on, {ways}")
+
+
+def create(folder: Folder, config, ident: Dict, data_dir: str) -> None:
+  """Makes a new model folder: identity.json first (a run killed at any moment after it leaves a
+  folder the same config completes), then config.json and the vocabulary it is trained on.
+  Written once: an existing folder (same identity, checked before) keeps its files."""
+  if not parallel.is_primary():
+    return
+  os.makedirs(folder.path, exist_ok=True)
+  if not os.path.isfile(folder.file(IDENTITY_FILE)):  # also adopts a folder from before identities
+    io_utils.write_json(folder.file(IDENTITY_FILE), {"identity": ident, "hash": identity_hash(ident)})
+  if not os.path.isfile(folder.file(CONFIG_FILE)):
+    io_utils.write_json(folder.file(CONFIG_FILE), {"config": config.to_dict(), "model_name": os.path.basename(folder.path),
+                                                   "data_dir": os.path.abspath(data_dir)})
+  for f in ("items.parquet", "users.parquet"):
+    target = os.path.join(folder.file("vocab"), f)
+    if not os.path.isfile(target):
+      with io_utils.atomic_path(target) as tmp:
+        shutil.copyfile(os.path.join(data_dir, f), tmp)
+
+
+# --- checkpoints ---------------------------------------------------------------------------------
+
+def checkpoint_manager(folder: Folder, keep: int = 1, writable: bool = True) -> ocp.CheckpointManager:
+  """Orbax's manager of the folder's checkpoints. Writable: keeps `keep` and removes what a killed
+  save left behind; read-only: creates and deletes nothing."""
+  if writable:
+    options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True, cleanup_tmp_directories=True)
+  else:
+    options = ocp.CheckpointManagerOptions(read_only=True, create=False)
+  return ocp.CheckpointManager(os.path.abspath(folder.checkpoints), options=options,
+                               item_handlers=ocp.StandardCheckpointHandler())  # so metadata is readable first
+
+
+class _Damaged(Exception):
+  pass
+
+
+def _shapes(tree) -> Dict[str, tuple]:
+  return {jax.tree_util.keystr(p): tuple(np.shape(x)) for p, x in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
+def _step_files(manager, step: int) -> Dict[str, str]:
+  """{path under the step's folder: sha256} of one checkpoint's files."""
+  root = os.path.join(str(manager.directory), str(step))
+  out = {}
+  for dirpath, _, files in os.walk(root):
+    for name in files:
+      path = os.path.join(dirpath, name)
+      h = hashlib.sha256()
+      with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+          h.update(block)
+      out[os.path.relpath(path, root)] = h.hexdigest()
+  return out
+
+
+def record_checksums(manager, model_dir: str) -> None:
+  """Records the checksums of every finished checkpoint that has none yet (and forgets those of
+  checkpoints no longer there). Called once a save has finished (Orbax saves asynchronously):
+  before the next save and at the end of training, so it never waits on a save in flight."""
+  manager.wait_until_finished()  # every process: with several, Orbax may synchronise them here
+  if not parallel.is_primary():
+    return
+  path = os.path.join(model_dir, CHECKSUMS_FILE)
+  record = io_utils.read_json(path) if os.path.exists(path) else {}
+  steps = {str(s) for s in manager.all_steps()}
+  new = {s: v for s, v in record.items() if s in steps}
+  for step in steps - set(new):
+    new[step] = _step_files(manager, int(step))
+  if new != record:
+    io_utils.write_json(path, new)
+
+
+def _verify_checksums(manager, step: int) -> None:
+  """_Damaged when a file of checkpoint `step` is missing or differs from what was recorded when
+  it was saved (a checkpoint saved before checksums were kept is not checked)."""
+  path = os.path.join(os.path.dirname(str(manager.directory)), CHECKSUMS_FILE)
+  recorded = (io_utils.read_json(path) if os.path.exists(path) else {}).get(str(step))
+  if not recorded:
+    return
+  found = _step_files(manager, step)
+  for name, digest in sorted(recorded.items()):
+    if found.get(name) != digest:
+      raise _Damaged(f"{name} {'is missing' if name not in found else 'fails its checksum'}")
+
+
+def _check_structure(manager, step: int, state) -> None:
+  """ConfigError when checkpoint `step` holds parameters of other names or shapes than `state`
+  (another config made it); _Damaged when its metadata cannot be read."""
+  try:
+    saved = manager.item_metadata(step).tree
+    saved_params = _shapes({"params": dict(saved["params"])})
+  except Exception as e:  # Orbax / TensorStore raise many types for damaged files
+    raise _Damaged(f"{type(e).__name__}: {str(e)[:200]}") from e
+  wanted = _shapes({"params": flax.serialization.to_state_dict(state.params)})
+  if saved_params != wanted:
+    diff = sorted(set(saved_params.items()) ^ set(wanted.items()))
+    where = diff[0][0]
+    raise ConfigError(
+        f"{manager.directory}/{step}: the checkpoint holds parameters of another model ({where}: "
+        f"{saved_params.get(where, 'absent')} saved, {wanted.get(where, 'absent')} in this config): the folder was "
+        "made by another config; use another config.model_name, or --config.train.overwrite=True to replace it")
+
+
+def restore_latest(manager: ocp.CheckpointManager, state, writable: bool = True):
+  """(state, step) of the newest checkpoint that restores, or (None, 0) when there is none.
+
+  A checkpoint that does not restore (unreadable, truncated, failing its checksum) is skipped with a warning and the one
+  before it used; a writable run moves it to damaged_checkpoints/ (kept for inspection, out of the
+  way of the step it will write again), a read-only run leaves it where it is. A checkpoint of
+  another model is a ConfigError, never moved.
+  """
+  damaged = []
+  for step in sorted(manager.all_steps(), reverse=True):
+    try:
+      _verify_checksums(manager, step)
+      _check_structure(manager, step, state)
+      restored = manager.restore(step, args=ocp.args.StandardRestore(state))
+    except ConfigError:
+      raise
+    except Exception as e:  # noqa: BLE001 (Orbax / TensorStore raise many types for damaged files)
+      logging.warning("Checkpoint at step %d in %s cannot be restored (%s); trying the previous one", step,
+                      manager.directory, str(e)[:300])
+      damaged.append(step)
+      continue
+    _quarantine(manager, damaged, writable)
+    return restored, step
+  _quarantine(manager, damaged, writable)
+  if damaged:
+    logging.warning("No checkpoint in %s could be restored", manager.directory)
+  return None, 0
+
+
+def _quarantine(manager, damaged: List[int], writable: bool) -> None:
+  if not damaged or not writable:
+    return
+  if parallel.is_primary():  # every process found the same ones; one moves them
+    aside = os.path.join(os.path.dirname(str(manager.directory)), "damaged_checkpoints")
+    os.makedirs(aside, exist_ok=True)
+    for step in damaged:
+      target = os.path.join(aside, f"{step}-{int(time.time())}")
+      os.replace(os.path.join(str(manager.directory), str(step)), target)
+      logging.warning("Moved the damaged checkpoint of step %d to %s", step, target)
+  parallel.barrier("damaged checkpoints moved")
+  manager.reload()
+
+
+def load_params(folder: Folder, state, num_train_steps: int) -> Tuple[object, int]:
+  """(parameters, step) of the newest checkpoint that restores, read without writing anything;
+  a clear error when the model was never trained."""
+  if not os.path.isdir(folder.checkpoints):
+    raise MissingError(f"no checkpoint in {folder.checkpoints}: run with --mode=train (or --mode=all) first")
+  manager = checkpoint_manager(folder, writable=False)
+  try:
+    restored, step = restore_latest(manager, state, writable=False)
+  finally:
+    manager.close()
+  if restored is None:
+    raise MissingError(f"no checkpoint in {folder.checkpoints} can be restored: run with --mode=train (or "
+                       "--mode=all) to train the model")
+  if step < num_train_steps:
+    logging.warning("Using a partly trained model (step %d of %d)", step, num_train_steps)
+  return restored.params, step
+
+
+# --- training time and devices -----------------------------------------------------------------
+
+def training_seconds(model_dir: str, step: int) -> float:
+  """Wall-clock training seconds that produced the checkpoint at `step`, summed over every
+  invocation that contributed to it (0 when unknown)."""
+  path = os.path.join(model_dir, TRAIN_TIME_FILE)
+  if not os.path.exists(path):
+    return 0.0
+  record = io_utils.read_json(path)
+  known = [int(s) for s in record if int(s) <= step]
+  return float(record[str(max(known))]) if known else 0.0
+
+
+def training_devices(model_dir: str, step: int) -> list:
+  """The devices (`parallel.describe_devices`) of the invocations that trained the checkpoint at
+  `step`, in order, a repeat of the same devices listed once; "unrecorded devices" stands for
+  invocations from before this was kept (their time is in train_time.json, their devices not)."""
+  def steps(name):
+    path = os.path.join(model_dir, name)
+    record = io_utils.read_json(path) if os.path.exists(path) else {}
+    return sorted(((int(s), v) for s, v in record.items() if int(s) <= step))
+  devices, timed = steps(TRAIN_DEVICES_FILE), steps(TRAIN_TIME_FILE)
+  out = ["unrecorded devices"] if timed and (not devices or timed[0][0] < devices[0][0]) else []
+  for _, d in devices:
+    if not out or out[-1] != d:
+      out.append(d)
+  return out
+
+
+def record_training_seconds(model_dir: str, step: int, seconds: float, devices: str) -> None:
+  for name, value in ((TRAIN_TIME_FILE, round(seconds, 2)), (TRAIN_DEVICES_FILE, devices)):
+    path = os.path.join(model_dir, name)
+    record = io_utils.read_json(path) if os.path.exists(path) else {}
+    record = {s: v for s, v in record.items() if int(s) < step}  # a re-run from an older checkpoint replaces later ones
+    record[str(step)] = value
+    io_utils.write_json(path, record)
