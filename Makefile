@@ -21,7 +21,7 @@ run: $(STAMP)
 	$(VENV)/bin/python -m bert4rec_jax.main --config=$(CONFIG) $(ARGS)
 
 test: $(STAMP)
-	$(VENV)/bin/python -m pytest $(ARGS)
+	$(VENV)/bin/python -m pytest -n 2 --dist loadfile $(ARGS)
 
 clean:
 	rm -rf $(VENV) projects wandb

@@ -46,6 +46,7 @@ _DISK_HINTS = {  # errno name -> what to do
     "EROFS": "the file system is read-only: choose a writable --workdir",
     "EACCES": "permission denied: make that path writable (or choose another --workdir)",
     "EPERM": "permission denied: make that path writable (or choose another --workdir)",
+    "ENOTDIR": "a file stands where a folder is needed: choose another --workdir (or move that file)",
 }
 _DISK_TEXTS = {"No space left on device": "ENOSPC", "Disk quota exceeded": "EDQUOT",
                "Read-only file system": "EROFS", "Permission denied": "EACCES"}

@@ -1,4 +1,5 @@
-"""Fixed-shape NumPy batches from CSR sequences: windows, the training stream, eval batches.
+"""Fixed-shape NumPy batches from CSR sequences: windows, the training stream and its batches
+on device (target-slot buckets, prefetch), eval batches.
 
 Sequences are right-aligned (left padding): the newest item sits at position L - 1.
 Training examples are windows of at most L items (the last L of each training sequence, plus
@@ -10,6 +11,7 @@ from typing import Iterator, Optional
 
 import numpy as np
 
+from bert4rec_jax import losses, parallel
 from bert4rec_jax.preprocess import PAD, Sequences
 
 
@@ -154,3 +156,71 @@ class TrainStream:
     while True:
       yield step, self.batch(step, block)
       step += 1
+
+
+# --- The training batches of a config, on device -----------------------------------------------
+
+def make_stream(config, train_seqs, length: int = 0) -> TrainStream:
+  """Windows of `length` items (default: model.max_seq_length)."""
+  return TrainStream(
+      train_seqs, config.train.batch_size, length or config.model.max_seq_length, config.seed,
+      prop_sliding_window=config.train.prop_sliding_window,
+      static_copies=config.masking.dupe_factor if config.masking.mode == "static" and config.model.kind == "bert4rec" else 0)
+
+
+def target_bucket(lengths: np.ndarray, max_seq_length: int, masking_config, num_devices: int,
+                  kind: str = "bert4rec") -> int:
+  """A static upper bound on the used target slots of any device's shard of a global batch whose
+  windows hold `lengths` [B] items, rounded up to a quarter step between powers of two (at most
+  25% over) so that only a few step shapes are ever compiled. A window of n items uses at most
+  min(P, n, max(1, ceil(n * masked_lm_prob))) slots (the device rounds; ceil bounds it); with
+  kind="sasrec", P = L slots of which n - 1 are used. Lengths need no item reads, so every
+  process computes the same bound."""
+  n = np.asarray(lengths)
+  if kind == "sasrec":
+    p_max = max_seq_length
+    used = np.maximum(n - 1, 0)
+  else:
+    p_max = masking_config.max_predictions_per_seq
+    used = np.minimum(np.minimum(p_max, n), np.maximum(1, np.ceil(n * masking_config.masked_lm_prob)))
+  per_device = int(used.reshape(num_devices, -1).sum(axis=1).max())
+  return min(len(n) // num_devices * p_max, bucket(per_device, floor=32, steps=4))
+
+
+def batch_iterator(config, stream, start: int, devices, stop: Optional[int] = None):
+  """(device batch, num_targets) pairs from step `start` (up to `stop`), staged on device
+  `train.prefetch` ahead (0: each put synchronously when used). num_targets = 0 when target
+  compaction is off. With several processes each builds only its block of every global batch."""
+  block = parallel.batch_block(config.train.batch_size)
+  num_global = parallel.global_device_count(devices)
+  next_item = bool(losses.next_item_loss_weight(config))  # the next-item loss has its own slots
+
+  def host():
+    for step, b in stream.batches(start, block):
+      if stop is not None and step >= stop:
+        return
+      if not config.train.compact_targets:
+        yield b, 0
+        continue
+      lengths = stream.lengths(step)
+      bound = target_bucket(lengths, stream.max_seq_length, config.masking, num_global, config.model.kind)
+      if next_item:
+        bound = (bound, target_bucket(lengths, stream.max_seq_length, config.masking, num_global, "sasrec"))
+      yield b, bound
+
+  if config.train.prefetch > 0:
+    return parallel.prefetch_to_device(host(), devices, config.train.prefetch)
+  return ((parallel.put_sharded(b, devices), t) for b, t in host())
+
+
+def training_batches(config, train_seqs, start: int, devices):
+  """The batches of steps start, start + 1, ...: windows of train.warmup_seq_length items for
+  the first train.warmup_seq_steps steps (sequence-length warmup: the same model, cheaper
+  steps while it learns the basics), then of model.max_seq_length items. Each phase is its
+  own pure function of (seed, step), so a resumed run gets the same batches."""
+  tc = config.train
+  if tc.get("warmup_seq_length", 0) and start < tc.warmup_seq_steps:
+    yield from batch_iterator(config, make_stream(config, train_seqs, tc.warmup_seq_length), start, devices,
+                              stop=tc.warmup_seq_steps)
+    start = tc.warmup_seq_steps
+  yield from batch_iterator(config, make_stream(config, train_seqs), start, devices)

@@ -97,6 +97,12 @@ def step_loss(train_config, num_items: int) -> str:
   return train_config.loss
 
 
+def next_item_loss_weight(config) -> float:
+  """The auxiliary next-item loss's weight: BERT4Rec only (SASRec's loss is that loss already, so
+  a config that sets it switches to SASRec with one flag, model.kind=sasrec)."""
+  return float(config.train.get("next_item_loss_weight", 0.0)) if config.model.kind == "bert4rec" else 0.0
+
+
 def next_item_targets(item_ids) -> masking.MaskedBatch:
   """SASRec's targets for right-aligned windows [b, L]: the item at every position that has an
   earlier item in the window (the model reads only items before a position, see model.py);

@@ -203,7 +203,7 @@ def check(folder: Folder, wanted: Dict, *, training: bool, overwrite: bool, resu
     parallel.barrier("model folder replaced")
     return
   ways = ("use another config.model_name (or leave it empty for an automatic one), or "
-          f"--config.train.overwrite=True to replace it and its results" if training else
+          "--config.train.overwrite=True to replace it and its results" if training else
           "use the config and data it was trained with, or another config.model_name")
   raise ConfigError(f"models/{name} {why}. To go on, {ways}")
 

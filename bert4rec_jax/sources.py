@@ -7,8 +7,8 @@ dense integers happens in `preprocess`.
 
 Ids are labels, in every format: a column whose every id is written as a plain integer (digits,
 an optional leading '-', no leading zeros, within 64 bits) is read as int64; any other column is
-kept as text, each id exactly as written, so '007', '7' and '7.0' are three different users or
-items. Typed columns (Parquet, pickle) keep their type: integers stay integers, whole floats
+kept as text, each id exactly as written (spaces around a field aside), so '007', '7' and '7.0'
+are three different users or items. Typed columns (Parquet, pickle) keep their type: integers stay integers, whole floats
 become integers, text follows the rule above. Two labels are the same id only when they are
 equal as text ('7' and the integer 7 are; '007' and 7 are not).
 
@@ -327,7 +327,7 @@ _BOOLEANS = {"True", "False", "true", "false", "TRUE", "FALSE"}
 def parse_ids(col: pd.Series, path: str, name: str) -> pd.Series:
   """Ids are labels (see the module docstring): int64 when every id is written as a plain integer
   that fits 64 bits, otherwise text, each exactly as written."""
-  text = col.astype(str)
+  text = col.astype(str).str.strip()  # spaces around a field are layout, not part of the id
   if len(text) and text.isin(_BOOLEANS).all():
     raise DataError(f"{path}: column {name!r} holds booleans, not ids")
   if text.str.fullmatch(_PLAIN_INT).all():

@@ -3,22 +3,19 @@ settings checked beforehand by `config_checks`, loss parts in `losses`)."""
 import functools
 import logging
 import math
-import os
 import signal
-import threading
 import time
 from typing import Optional
 
 import flax.traverse_util
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 import orbax.checkpoint as ocp
 from flax.training import train_state
 from tqdm import tqdm
 
-from bert4rec_jax import evaluate, input_pipeline, losses, masking, model as model_lib, model_store, parallel
+from bert4rec_jax import evaluate, input_pipeline, losses, masking, model as model_lib, model_store, parallel, stop_signals
 from bert4rec_jax.errors import Interrupted
 
 NO_DECAY = ("bias", "scale", "output_bias")  # biases and LayerNorm parameters
@@ -157,12 +154,6 @@ def train_step(state: TrainState, batch, sampler=None, num_targets=0, *, model, 
   return new_state, out
 
 
-def next_item_loss_weight(config) -> float:
-  """The auxiliary next-item loss's weight: BERT4Rec only (SASRec's loss is that loss already, so
-  a config that sets it switches to SASRec with one flag, model.kind=sasrec)."""
-  return float(config.train.get("next_item_loss_weight", 0.0)) if config.model.kind == "bert4rec" else 0.0
-
-
 def make_step(config, num_items: int, devices, train_seqs):
   """The pmapped train step and its replicated extra input: step(p_state, batch, p_sampler)."""
   tc = config.train
@@ -175,111 +166,11 @@ def make_step(config, num_items: int, devices, train_seqs):
       train_step, model=model, mask_kwargs=masking.masking_kwargs(config.masking, num_items), seed=config.seed,
       static_masking=config.masking.mode == "static", loss=loss, num_negatives=tc.num_negatives,
       loss_positions=tc.loss_positions, kind=config.model.kind,
-      next_item_loss_weight=next_item_loss_weight(config)), parallel.step_devices(devices),
+      next_item_loss_weight=losses.next_item_loss_weight(config)), parallel.step_devices(devices),
       donate_argnums=(0,) if tc.donate_buffers else (),
       static_broadcasted_argnums=(3,))
   sampler = losses.negative_sampler(tc, train_seqs, num_items)
   return step, (parallel.replicate(sampler, devices) if sampler is not None else None)
-
-
-def make_stream(config, train_seqs, length: int = 0) -> input_pipeline.TrainStream:
-  """Windows of `length` items (default: model.max_seq_length)."""
-  return input_pipeline.TrainStream(
-      train_seqs, config.train.batch_size, length or config.model.max_seq_length, config.seed,
-      prop_sliding_window=config.train.prop_sliding_window,
-      static_copies=config.masking.dupe_factor if config.masking.mode == "static" and config.model.kind == "bert4rec" else 0)
-
-
-def target_bucket(lengths: np.ndarray, max_seq_length: int, masking_config, num_devices: int,
-                  kind: str = "bert4rec") -> int:
-  """A static upper bound on the used target slots of any device's shard of a global batch whose
-  windows hold `lengths` [B] items, rounded up to a quarter step between powers of two (at most
-  25% over) so that only a few step shapes are ever compiled. A window of n items uses at most
-  min(P, n, max(1, ceil(n * masked_lm_prob))) slots (the device rounds; ceil bounds it); with
-  kind="sasrec", P = L slots of which n - 1 are used. Lengths need no item reads, so every
-  process computes the same bound."""
-  n = np.asarray(lengths)
-  if kind == "sasrec":
-    p_max = max_seq_length
-    used = np.maximum(n - 1, 0)
-  else:
-    p_max = masking_config.max_predictions_per_seq
-    used = np.minimum(np.minimum(p_max, n), np.maximum(1, np.ceil(n * masking_config.masked_lm_prob)))
-  per_device = int(used.reshape(num_devices, -1).sum(axis=1).max())
-  return min(len(n) // num_devices * p_max, input_pipeline.bucket(per_device, floor=32, steps=4))
-
-
-def batch_iterator(config, stream, start: int, devices, stop: Optional[int] = None):
-  """(device batch, num_targets) pairs from step `start` (up to `stop`), staged on device
-  `train.prefetch` ahead (0: each put synchronously when used). num_targets = 0 when target
-  compaction is off. With several processes each builds only its block of every global batch."""
-  block = parallel.batch_block(config.train.batch_size)
-  num_global = parallel.global_device_count(devices)
-  next_item = bool(next_item_loss_weight(config))  # the next-item loss has its own slots
-
-  def host():
-    for step, b in stream.batches(start, block):
-      if stop is not None and step >= stop:
-        return
-      if not config.train.compact_targets:
-        yield b, 0
-        continue
-      lengths = stream.lengths(step)
-      bound = target_bucket(lengths, stream.max_seq_length, config.masking, num_global, config.model.kind)
-      if next_item:
-        bound = (bound, target_bucket(lengths, stream.max_seq_length, config.masking, num_global, "sasrec"))
-      yield b, bound
-
-  if config.train.prefetch > 0:
-    return parallel.prefetch_to_device(host(), devices, config.train.prefetch)
-  return ((parallel.put_sharded(b, devices), t) for b, t in host())
-
-
-def training_batches(config, train_seqs, start: int, devices):
-  """The batches of steps start, start + 1, ...: windows of train.warmup_seq_length items for
-  the first train.warmup_seq_steps steps (sequence-length warmup: the same model, cheaper
-  steps while it learns the basics), then of model.max_seq_length items. Each phase is its
-  own pure function of (seed, step), so a resumed run gets the same batches."""
-  tc = config.train
-  if tc.get("warmup_seq_length", 0) and start < tc.warmup_seq_steps:
-    yield from batch_iterator(config, make_stream(config, train_seqs, tc.warmup_seq_length), start, devices,
-                              stop=tc.warmup_seq_steps)
-    start = tc.warmup_seq_steps
-  yield from batch_iterator(config, make_stream(config, train_seqs), start, devices)
-
-
-class StopSignals:
-  """While active (main thread only), SIGTERM and SIGINT only set `.received`; the training loop
-  then checkpoints and stops at the end of the current step instead of dying mid-write. A second
-  signal exits at once, unless it comes within REPEAT_SECONDS of the first: one stop request
-  often arrives twice (`timeout` and schedulers signal every process of a job, and a parent such
-  as the sweep runner forwards it too), and that must not cost the checkpoint."""
-  REPEAT_SECONDS = 3.0
-
-  def __init__(self):
-    self.received = None
-    self._first = 0.0
-    self._previous = {}
-
-  def __enter__(self):
-    if threading.current_thread() is threading.main_thread():
-      for sig in (signal.SIGTERM, signal.SIGINT):
-        self._previous[sig] = signal.signal(sig, self._handle)
-    return self
-
-  def _handle(self, signum, frame):
-    if self.received is not None:
-      if time.monotonic() - self._first < self.REPEAT_SECONDS:
-        return  # the same request delivered twice
-      signal.default_int_handler(signum, frame) if signum == signal.SIGINT else os._exit(128 + signum)
-    self._first = time.monotonic()
-    self.received = signal.Signals(signum).name
-    logging.warning("%s received: saving a checkpoint after this step, then stopping", self.received)
-
-  def __exit__(self, *exc):
-    for sig, handler in self._previous.items():
-      signal.signal(sig, handler)
-    return False
 
 
 def train(config, model_dir: str, train_seqs, valid_evaluator: Optional[evaluate.Evaluator], num_items: int,
@@ -315,11 +206,11 @@ def train(config, model_dir: str, train_seqs, valid_evaluator: Optional[evaluate
   p_step, p_sampler = make_step(config, num_items, devices, train_seqs)
   p_state = parallel.replicate(state, devices)
   del state
-  stream = make_stream(config, train_seqs)
+  stream = input_pipeline.make_stream(config, train_seqs)
   logging.info("%d training windows x %d cop%s = %d examples per epoch (%.1f steps)", len(stream.window_rows),
                stream.copies, "y" if stream.copies == 1 else "ies", stream.num_examples,
                stream.num_examples / tc.batch_size)
-  batches = training_batches(config, train_seqs, start, devices)
+  batches = input_pipeline.training_batches(config, train_seqs, start, devices)
 
   schedule = learning_rate_schedule(tc)
   valid_scorer = evaluate.model_scorer(model)  # one object: the evaluator compiles its step once
@@ -328,7 +219,7 @@ def train(config, model_dir: str, train_seqs, valid_evaluator: Optional[evaluate
   window_metrics, window_steps = None, 0  # metric sums since the last log, kept on device
   timed_start, timed_steps = time.perf_counter(), 0  # throughput window (excludes compilation)
   t0, step, compile_seconds = time.perf_counter(), start, None
-  stop, interrupted = StopSignals(), False
+  stop, interrupted = stop_signals.StopSignals(), False
   try:
     stop.__enter__()
     for step in range(start, end):

@@ -101,14 +101,14 @@ def emit_json(result: dict, out: str = "") -> None:
 
 def bench_train(shape, overrides, repeats, steps):
   import jax
-  from bert4rec_jax import parallel, train
+  from bert4rec_jax import input_pipeline, parallel, train
   s = SHAPES[shape]
   c = shape_config(shape, overrides)
   seqs = synthetic_sequences(s["users"], s["items"], s["mean_len"], s["min_len"])
   devices = parallel.local_devices(c.train.num_devices)
   step, sampler = train.make_step(c, s["items"], devices, seqs)
   p_state = parallel.replicate(train.create_state(c, s["items"]), devices)
-  batches = train.batch_iterator(c, train.make_stream(c, seqs), 0, devices)
+  batches = input_pipeline.batch_iterator(c, input_pipeline.make_stream(c, seqs), 0, devices)
   t0 = time.perf_counter()
   p_state, m = step(p_state, *_with_sampler(next(batches), sampler))
   jax.block_until_ready(m)
@@ -135,14 +135,14 @@ def train_flops_per_sequence(c, s, seqs) -> float:
   (scores and mixing); per used target 2H^2 (head) + 2H x (N or sampled candidates + 1); with
   train.next_item_loss_weight, the causal pass's tokens and next-item targets as well.
   Unused target slots are not counted, whatever the implementation computes for them."""
-  from bert4rec_jax import losses, train
+  from bert4rec_jax import losses
   H, I, L, layers = c.model.hidden_size, c.model.intermediate_size, s["L"], c.model.num_hidden_layers
   n = np.minimum(seqs.lengths, L)
   targets = np.minimum(np.minimum(s["P"], n), np.maximum(1, np.round(n * s["p"]))).mean()
   outputs = (c.train.num_negatives + 1) if losses.step_loss(c.train, s["items"]) == "sampled" else s["items"]
   encoder, per_target = L * layers * (8 * H * H + 4 * H * I + 4 * L * H), 2 * H * H + 2 * H * outputs
   forward = encoder + targets * per_target
-  if train.next_item_loss_weight(c):  # a second, causal pass with every next item a target
+  if losses.next_item_loss_weight(c):  # a second, causal pass with every next item a target
     forward += encoder + np.maximum(n - 1, 0).mean() * per_target
   return 3.0 * forward
 

@@ -135,7 +135,7 @@ def run_recbole(python: str, args, data_folder: str, name: str) -> dict:
 def ours_child(spec: dict) -> dict:
   """Our side, in a fresh process (its peak RSS is its own)."""
   import jax
-  from bert4rec_jax import evaluate, model as model_lib, parallel, preprocess, train
+  from bert4rec_jax import evaluate, input_pipeline, model as model_lib, parallel, preprocess, train
   from configs import default
 
   t0 = time.perf_counter()
@@ -157,7 +157,7 @@ def ours_child(spec: dict) -> dict:
   devices = parallel.local_devices(0)
   step, sampler = train.make_step(c, num_items, devices, train_seqs)
   p_state = parallel.replicate(train.create_state(c, num_items), devices)
-  batches = train.training_batches(c, train_seqs, 0, devices)
+  batches = input_pipeline.training_batches(c, train_seqs, 0, devices)
   scorer = evaluate.model_scorer(model_lib.from_config(c.model, num_items))
   evaluators = {}
   for exclude in (False, True):

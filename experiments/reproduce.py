@@ -254,7 +254,7 @@ def main():
   args = ap.parse_args()
 
   import pandas as pd
-  from bert4rec_jax import dataset as dataset_lib, io_utils, model_store, pipeline, train
+  from bert4rec_jax import dataset as dataset_lib, input_pipeline, io_utils, model_store, pipeline
 
   command = "python experiments/reproduce.py " + " ".join(sys.argv[1:])
   old_text = ""
@@ -288,7 +288,7 @@ def main():
     base = {k: summarize(v, 0) for k, v in baselines_for(c, prepared, train_seqs, test).items()}
     model_dir = out["model_dir"]
     step = out["checkpoint_step"]
-    examples = train.make_stream(c, train_seqs).num_examples
+    examples = input_pipeline.make_stream(c, train_seqs).num_examples
     curve, loss_curve = [], []
     if os.path.exists(os.path.join(model_dir, "metrics.jsonl")):
       with open(os.path.join(model_dir, "metrics.jsonl")) as f:

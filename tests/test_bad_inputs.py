@@ -62,6 +62,7 @@ HANDLED = [
     ("leading_zeros.csv", "csv", {}, {"007": [1, 2, 3], "7": [4, 5, 6]}, 0),
     ("leading_zeros.dat", "movielens", {}, {"007": [1, 2, 3], "7": [4, 5, 6]}, 0),
     ("leading_zeros.parquet", "parquet", {}, {"007": [1, 2, 3], "7": [4, 5, 6]}, 0),
+    ("spaced_ids.csv", "csv", {}, {7: [10, 11, 12]}, 0),
     ("implicit_time.csv", "csv", {}, {1: [10, 11, 12]}, 0),  # the timestamp column orders the rows (logged)
     ("implicit_time.csv", "csv", {"time_col": "file_order"}, {1: [12, 10, 11]}, 0),
     ("implicit_time.csv", "csv", {"chunk_rows": 2}, {1: [10, 11, 12]}, 0),  # read in chunks: the same

@@ -100,9 +100,9 @@ def test_kill_resume_script_reports_identical(tmp_path):
 
 STOP_SIGNALS_PROBE = """
 import os, signal, sys, time
-from bert4rec_jax import train
-train.StopSignals.REPEAT_SECONDS = 0.5
-with train.StopSignals() as stop:
+from bert4rec_jax import stop_signals
+stop_signals.StopSignals.REPEAT_SECONDS = 0.5
+with stop_signals.StopSignals() as stop:
   os.kill(os.getpid(), signal.SIGTERM)
   time.sleep(float(sys.argv[1]))
   os.kill(os.getpid(), signal.SIGTERM)

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bert4rec_jax import config_checks, losses as loss_lib, model_store, parallel, pipeline, train
+from bert4rec_jax import config_checks, input_pipeline, losses as loss_lib, model_store, parallel, pipeline, train
 from bert4rec_jax.errors import ConfigError
 
 
@@ -60,37 +60,32 @@ def test_resume_equals_uninterrupted(tiny_config, tmp_path):
 
 
 def test_sequence_length_warmup_switches_shape_and_resumes_exactly(tiny_config, tmp_path):
+  """Warmup windows of 3 items, shorter than the 4 masked slots: they use what slots they have
+  (the rest stay unused), then training goes on to full windows; resuming inside the warmup is exact."""
   c = tiny_config
-  c.train.warmup_seq_length, c.train.warmup_seq_steps = 6, 8
+  c.train.warmup_seq_length, c.train.warmup_seq_steps = 3, 8
+  assert c.train.warmup_seq_length < c.masking.max_predictions_per_seq
   c.train.prefetch = 0
   from bert4rec_jax import parallel, preprocess
   from tests.test_preprocess import random_interactions
   seqs = preprocess.prepare(random_interactions(9), drop_duplicates=False, min_seq_length=1).sequences
   devices = parallel.local_devices(4)
-  widths = [b["item_ids"].shape[-1] for b, _ in itertools.islice(train.training_batches(c, seqs, 0, devices), 12)]
-  assert widths == [6] * 8 + [c.model.max_seq_length] * 4
-  again = next(train.training_batches(c, seqs, 7, devices))[0]["item_ids"]  # a resumed run's first batch
-  first = list(itertools.islice(train.training_batches(c, seqs, 0, devices), 8))[-1][0]["item_ids"]
+  widths = [b["item_ids"].shape[-1] for b, _ in itertools.islice(input_pipeline.training_batches(c, seqs, 0, devices), 12)]
+  assert widths == [3] * 8 + [c.model.max_seq_length] * 4
+  again = next(input_pipeline.training_batches(c, seqs, 7, devices))[0]["item_ids"]  # a resumed run's first batch
+  first = list(itertools.islice(input_pipeline.training_batches(c, seqs, 0, devices), 8))[-1][0]["item_ids"]
   np.testing.assert_array_equal(np.asarray(again), np.asarray(first))
   # Through the pipeline: trains (two step shapes), and resuming inside the warmup is exact.
   c.train.num_train_steps, c.train.checkpoint_every_steps, c.train.eval_every_steps = 14, 100, 0
-  _, straight = trained_params(c, tmp_path / "straight")
+  c.train.log_every_steps = 1
+  out, straight = trained_params(c, tmp_path / "straight")
+  assert len(losses(out["model_dir"])) == 14 and all(map(np.isfinite, losses(out["model_dir"])))
   trained_params(c, tmp_path / "resumed", stop_at=5)
   _, resumed = trained_params(c, tmp_path / "resumed")
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6), straight, resumed)
   c.train.warmup_seq_length = c.model.max_seq_length
   with pytest.raises(ConfigError, match="warmup_seq_length"):
     config_checks.validate(c, "train", 4)
-
-
-def test_warmup_windows_shorter_than_the_masked_slots_train(tiny_config, tmp_path):
-  """train.warmup_seq_length below masking.max_predictions_per_seq: the short windows use what
-  slots they have (the rest stay unused) and training goes on to full windows."""
-  c = tiny_config
-  c.train.warmup_seq_length, c.train.warmup_seq_steps, c.masking.max_predictions_per_seq = 3, 4, 6
-  c.train.num_train_steps, c.train.log_every_steps, c.train.eval_every_steps = 8, 1, 0
-  out, _ = trained_params(c, tmp_path)
-  assert out["step"] == 8 and len(losses(out["model_dir"])) == 8 and all(map(np.isfinite, losses(out["model_dir"])))
 
 
 def test_training_reduces_loss(tiny_config, tmp_path):
@@ -222,7 +217,7 @@ def test_target_bucket_bounds_the_used_slots():
   mb = masking.mask_batch(jax.random.PRNGKey(0), jnp.asarray(ids), jnp.arange(64),
                           **masking.masking_kwargs(mc, num_items=5))
   used = np.asarray(mb.weights).reshape(4, -1).sum(1).max()
-  bound = train.target_bucket((ids != 0).sum(1), 20, mc, 4)
+  bound = input_pipeline.target_bucket((ids != 0).sum(1), 20, mc, 4)
   assert used <= bound <= 16 * 5
 
 
@@ -307,7 +302,7 @@ def test_next_item_targets_match_reference():
       assert got.weights[r, i] == float(want)
       assert got.targets[r, i] == (ids[r, i] if want else 0) and got.positions[r, i] == i
   np.testing.assert_array_equal(got.inputs, ids)
-  assert train.target_bucket((ids != 0).sum(1), 7, None, 1, kind="sasrec") == 32  # 0 + 0 + 1 + 4 + 6 used, bucketed
+  assert input_pipeline.target_bucket((ids != 0).sum(1), 7, None, 1, kind="sasrec") == 32  # 0 + 0 + 1 + 4 + 6 used, bucketed
 
 
 def test_sasrec_trains_and_beats_popularity(tiny_config, tmp_path):
@@ -348,7 +343,7 @@ def test_next_item_loss_adds_sasrecs_gradient_to_bert4recs(tiny_config, loss):
     cc = copy.deepcopy(c)
     cc.model.kind, cc.train.next_item_loss_weight, cc.train.compact_targets = kind, weight, compact
     p_step, sampler = train.make_step(cc, n, devices, seqs)
-    batch, bound = next(train.batch_iterator(cc, train.make_stream(cc, seqs), 3, devices))
+    batch, bound = next(input_pipeline.batch_iterator(cc, input_pipeline.make_stream(cc, seqs), 3, devices))
     new, m = p_step(parallel.replicate(sgd, devices), batch, sampler, bound)
     return bound, parallel.unreplicate(new.params), parallel.unreplicate(m)
 
@@ -371,9 +366,9 @@ def test_next_item_loss_config(tiny_config, tmp_path):
   # SASRec's loss is the next-item loss already: a config that sets the weight switches with one flag.
   tiny_config.train.next_item_loss_weight = 0.5
   tiny_config.model.kind = "sasrec"
-  assert train.next_item_loss_weight(tiny_config) == 0.0
+  assert loss_lib.next_item_loss_weight(tiny_config) == 0.0
   tiny_config.model.kind = "bert4rec"
-  assert train.next_item_loss_weight(tiny_config) == 0.5
+  assert loss_lib.next_item_loss_weight(tiny_config) == 0.5
   tiny_config.train.next_item_loss_weight = -1.0
   with pytest.raises(ConfigError, match="next_item_loss_weight must be >= 0"):
     pipeline.run(tiny_config, str(tmp_path), mode="train")

@@ -56,6 +56,7 @@ TEXT = {  # name -> bytes
     # Ids are labels: '007' and '7' are two users in every format.
     "leading_zeros.txt": b"007 1\n007 2\n007 3\n7 4\n7 5\n7 6\n",
     "leading_zeros.csv": b"user,item\n007,1\n007,2\n007,3\n7,4\n7,5\n7,6\n",
+    "spaced_ids.csv": b"user,item\n 7, 10\n7 ,11\n7,12 \n",  # spaces around a field are layout
     "leading_zeros.dat": b"007::1::5::1\n007::2::5::2\n007::3::5::3\n7::4::5::4\n7::5::5::5\n7::6::5::6\n",
     # A time column that config.data.time_col does not name: used (and logged); two: which one?
     "implicit_time.csv": b"user,item,timestamp\n1,12,3\n1,10,1\n1,11,2\n",
