@@ -381,3 +381,13 @@ def test_next_item_loss_config(tiny_config, tmp_path):
   name = pipeline.model_name(tiny_config)
   tiny_config.model.read_last = "causal"
   assert pipeline.model_name(tiny_config) == name
+
+
+def test_model_names_never_change():
+  """A model's name is how a later run finds it: the shipped configs' names are those they had
+  before identities, output keys and the labels rule were added (so no trained model is orphaned)."""
+  from configs import beauty, ml1m, synthetic
+  names = [model_store.model_name(c, "abc") for c in (synthetic.get_config(), synthetic.get_config("tiny"),
+                                                      beauty.get_config(), ml1m.get_config())]
+  assert names == ["hs64_msl30_mpps8_nts1500_lr0.001_28ee1f4b", "hs32_msl16_mpps4_nts300_lr0.01_e06ea48b",
+                   "hs64_msl50_mpps30_nts6000_lr0.003_23e1dc87", "hs64_msl200_mpps40_nts30000_lr0.001_7512995d"]
