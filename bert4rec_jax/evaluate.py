@@ -202,7 +202,6 @@ def _eval_step(params, batch, *, scorer: Scorer, exclude_history: bool, top_k: i
                     s, -jnp.inf).at[:, 0].set(t)
       rank = _position_of_target(s, jnp.arange(s.shape[1])[None, :] == 0)
       out["sampled"] = jnp.where(jnp.isnan(t), batch["negative_valid"].sum(axis=1), rank).astype(jnp.int32)
-  out.pop("top_scores", None)
   return out
 
 
@@ -287,7 +286,8 @@ class Evaluator:
 
   def ranks(self, scorer: Scorer, params, replicated: bool = False, top_k: int = 0) -> Dict[str, np.ndarray]:
     """Per-user ranks {'full': [U], 'sampled': [U]} (sampled only when num_negatives > 0), and
-    with top_k > 0 also 'top_items' [U, K] (tokens, best first, history excluded as ranked)."""
+    with top_k > 0 also 'top_items' [U, K] (tokens, best first, history excluded as ranked) and
+    'top_scores' [U, K] (-inf where no item is left to show)."""
     self._ensure_negatives()
     top_k = min(top_k, self.vocab.num_items)
     key = (id(scorer), top_k)

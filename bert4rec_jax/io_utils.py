@@ -30,10 +30,17 @@ def temp_prefix(what: str = "") -> str:
   return f"{TMP_PREFIX}{_owner()}-{what.replace('-', '_')}-" if what else f"{TMP_PREFIX}{_owner()}-"
 
 
-def _mode(directory: bool) -> int:
-  umask = os.umask(0)
+def _read_umask() -> int:
+  umask = os.umask(0)  # the only way to read it: set and restore, once, at import (no writer runs yet)
   os.umask(umask)
-  return (0o777 if directory else 0o666) & ~umask
+  return umask
+
+
+_UMASK = _read_umask()
+
+
+def _mode(directory: bool) -> int:
+  return (0o777 if directory else 0o666) & ~_UMASK
 
 
 def make_temp_dir(parent: str, what: str = "") -> str:
@@ -120,27 +127,50 @@ def clean_leftovers(folder: str) -> int:
   return removed
 
 
+def _readers_only(fd: int) -> bool:
+  """Whether the lock held on `fd`'s file is shared (readers) rather than a writer's."""
+  try:
+    fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+  except OSError:
+    return False
+  fcntl.flock(fd, fcntl.LOCK_UN)
+  return True
+
+
 @contextlib.contextmanager
-def lock(path: str, what: str, wait: bool = False) -> Iterator[None]:
-  """Holds an exclusive lock on `path` (an flock: released when the holder exits, however it
-  ends). Busy: waits when `wait`, otherwise raises InUseError naming the holder. The lock file
-  stays (removing it would race with the next holder)."""
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  fd = os.open(path, os.O_RDWR | os.O_CREAT, _mode(directory=False))
+def lock(path: str, what: str, wait: bool = False, shared: bool = False) -> Iterator[None]:
+  """Holds a lock on `path` (an flock: released when the holder exits, however it ends):
+  exclusive for a run that writes, or `shared` for runs that only read (any number of them, but
+  none while a writer holds it). Busy: waits when `wait`, otherwise raises InUseError naming the
+  writer. A shared lock on a folder where no lock file can be made (a read-only share of models)
+  is skipped. The lock file stays (removing it would race with the next holder)."""
+  try:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, _mode(directory=False))
+  except OSError as e:
+    if not shared or e.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
+      raise
+    logging.info("No lock for %s (%s): reading without one", what, e.strerror)
+    yield
+    return
+  kind = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
   try:
     try:
-      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+      fcntl.flock(fd, kind | fcntl.LOCK_NB)
     except OSError as e:
       if e.errno not in (errno.EAGAIN, errno.EACCES):
         raise
       holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another run"
+      if not shared and _readers_only(fd):
+        holder = "a run that reads it (test or inference)"
       if not wait:
         raise InUseError(f"{what} is in use by {holder}: wait for that run to finish (or stop it), or use another "
                          "model name") from None
       logging.info("Waiting for %s to finish with %s", holder, what)
-      fcntl.flock(fd, fcntl.LOCK_EX)
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"the run of pid {os.getpid()} on {socket.gethostname()} (since {time.ctime()})".encode(), 0)
+      fcntl.flock(fd, kind)
+    if not shared:  # who holds it, for the message another run gets
+      os.ftruncate(fd, 0)
+      os.pwrite(fd, f"the run of pid {os.getpid()} on {socket.gethostname()} (since {time.ctime()})".encode(), 0)
     yield
   finally:
     os.close(fd)

@@ -138,7 +138,8 @@ class Folder:
 
   @property
   def exists(self) -> bool:
-    return os.path.isdir(self.path) and bool(os.listdir(self.path))
+    """Whether anything but what a killed run left (temporaries) is there."""
+    return os.path.isdir(self.path) and any(not f.startswith(io_utils.TMP_PREFIX) for f in os.listdir(self.path))
 
   @property
   def is_model(self) -> bool:
@@ -196,6 +197,7 @@ def check(folder: Folder, wanted: Dict, *, training: bool, overwrite: bool, resu
   name = os.path.basename(folder.path)
   if training and overwrite:
     logging.warning("Replacing %s, which %s, and its results, as config.train.overwrite=True asks", folder.path, why)
+    parallel.barrier("model folder read")  # every process has decided before anything goes
     if parallel.is_primary():
       shutil.rmtree(folder.path)
       if results_dir and os.path.isdir(results_dir):
@@ -280,26 +282,37 @@ def record_checksums(manager, model_dir: str) -> None:
     io_utils.write_json(path, new)
 
 
-def _verify_checksums(manager, step: int) -> None:
-  """_Damaged when a file of checkpoint `step` is missing or differs from what was recorded when
-  it was saved (a checkpoint saved before checksums were kept is not checked)."""
+def _checksums(manager) -> Dict:
   path = os.path.join(os.path.dirname(str(manager.directory)), CHECKSUMS_FILE)
-  recorded = (io_utils.read_json(path) if os.path.exists(path) else {}).get(str(step))
+  return io_utils.read_json(path) if os.path.exists(path) else {}
+
+
+def _verify_checksums(manager, step: int, checksums: Dict) -> bool:
+  """True when every file of checkpoint `step` is what was recorded when it was saved; False when
+  nothing was recorded (saved before checksums were kept, or killed before they were); _Damaged
+  when a file is missing or differs."""
+  recorded = checksums.get(str(step))
   if not recorded:
-    return
+    return False
   found = _step_files(manager, step)
   for name, digest in sorted(recorded.items()):
     if found.get(name) != digest:
       raise _Damaged(f"{name} {'is missing' if name not in found else 'fails its checksum'}")
+  return True
 
 
-def _check_structure(manager, step: int, state) -> None:
+_NOT_DAMAGE = ("RESOURCE_EXHAUSTED", "Out of memory", "out of memory", "Too many open files")
+
+
+def _check_structure(manager, step: int, state, verified: bool) -> None:
   """ConfigError when checkpoint `step` holds parameters of other names or shapes than `state`
-  (another config made it); _Damaged when its metadata cannot be read."""
+  (another config made it); _Damaged when its metadata cannot be read from unverified files."""
   try:
     saved = manager.item_metadata(step).tree
     saved_params = _shapes({"params": dict(saved["params"])})
   except Exception as e:  # Orbax / TensorStore raise many types for damaged files
+    if verified:
+      raise
     raise _Damaged(f"{type(e).__name__}: {str(e)[:200]}") from e
   wanted = _shapes({"params": flax.serialization.to_state_dict(state.params)})
   if saved_params != wanted:
@@ -314,22 +327,27 @@ def _check_structure(manager, step: int, state) -> None:
 def restore_latest(manager: ocp.CheckpointManager, state, writable: bool = True):
   """(state, step) of the newest checkpoint that restores, or (None, 0) when there is none.
 
-  A checkpoint that does not restore (unreadable, truncated, failing its checksum) is skipped with a warning and the one
-  before it used; a writable run moves it to damaged_checkpoints/ (kept for inspection, out of the
-  way of the step it will write again), a read-only run leaves it where it is. A checkpoint of
-  another model is a ConfigError, never moved.
+  A checkpoint that does not restore because its files are damaged (unreadable, truncated, failing
+  the checksums recorded when it was saved) is skipped with a warning and the one before it used;
+  a writable run moves it to damaged_checkpoints/ (kept for inspection, out of the way of the step
+  it will write again), a read-only run leaves it where it is. A checkpoint whose files are intact
+  but do not restore (no memory, another library version) stops the run; one of another model is
+  a ConfigError; neither is moved.
   """
-  damaged = []
+  damaged, checksums = [], _checksums(manager)
   for step in sorted(manager.all_steps(), reverse=True):
     try:
-      _verify_checksums(manager, step)
-      _check_structure(manager, step, state)
-      restored = manager.restore(step, args=ocp.args.StandardRestore(state))
-    except ConfigError:
-      raise
-    except Exception as e:  # noqa: BLE001 (Orbax / TensorStore raise many types for damaged files)
+      verified = _verify_checksums(manager, step, checksums)
+      _check_structure(manager, step, state, verified)
+      try:
+        restored = manager.restore(step, args=ocp.args.StandardRestore(state))
+      except Exception as e:  # noqa: BLE001 (Orbax / TensorStore raise many types for damaged files)
+        if verified or isinstance(e, MemoryError) or any(t in str(e) for t in _NOT_DAMAGE):
+          raise  # intact files (or no memory): the failure is not the checkpoint's, and nothing moves
+        raise _Damaged(f"{type(e).__name__}: {str(e)[:300]}") from e
+    except _Damaged as e:
       logging.warning("Checkpoint at step %d in %s cannot be restored (%s); trying the previous one", step,
-                      manager.directory, str(e)[:300])
+                      manager.directory, e)
       damaged.append(step)
       continue
     _quarantine(manager, damaged, writable)

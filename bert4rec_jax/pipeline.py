@@ -38,7 +38,7 @@ import pandas as pd
 
 from bert4rec_jax import (baselines, config_checks, dataset, evaluate, io_utils, model as model_lib, model_store,
                           parallel, predict, preprocess, train)
-from bert4rec_jax.errors import ConfigError, MissingError
+from bert4rec_jax.errors import ConfigError, InUseError, MissingError
 from bert4rec_jax.model_store import model_name  # noqa: F401 (the name of a config's model: part of the API)
 from bert4rec_jax.tracking import Tracker
 
@@ -89,14 +89,28 @@ def run(config, workdir: str, mode: str = "all", stop_at: Optional[int] = None) 
 
 
 @contextlib.contextmanager
-def _lock(workdir: str, name: str, what: str, active: bool = True):
-  """The lock `<workdir>/locks/<name>.lock` (one model name: its folder and results; or one
-  test / inference output): held by the first process."""
-  if not active or not parallel.is_primary():
+def _lock(path: str, what: str, active: bool = True, shared: bool = False):
+  """A lock in `<workdir>/locks/` (one model name: its folder and results; or one test /
+  inference output), taken by the first process; every process learns whether it was free, so
+  that all of them stop together when it is not."""
+  with contextlib.ExitStack() as stack:
+    error = None
+    if active and parallel.is_primary():
+      try:
+        stack.enter_context(io_utils.lock(path, what, shared=shared))
+      except InUseError as e:
+        error = e
+    if active and parallel.any_process(error is not None)[0]:
+      raise error or InUseError(f"{what} is in use by another run (the first process found it locked)")
     yield
-    return
-  with io_utils.lock(os.path.join(workdir, "locks", f"{name}.lock"), f"{what} (in {workdir})"):
-    yield
+
+
+def _model_lock(workdir: str, model_dir: str) -> str:
+  """The lock file of a model folder: in the locks/ of the workdir that holds it (where its
+  training runs lock it), or of this run's workdir for a folder elsewhere."""
+  parent = os.path.dirname(os.path.abspath(model_dir))
+  root = os.path.dirname(parent) if os.path.basename(parent) == "models" else workdir
+  return os.path.join(root, "locks", f"{os.path.basename(os.path.abspath(model_dir))}.lock")
 
 
 def _run_training_task(config, workdir, mode, devices, stop_at):
@@ -109,10 +123,16 @@ def _run_training_task(config, workdir, mode, devices, stop_at):
   training = mode in ("train", "all") and not is_baseline
   overwrite = bool(config.train.get("overwrite", False)) and mode in ("train", "all")
 
-  with _lock(workdir, name, f"model {name}", active=mode != "prepare"):
+  with _lock(_model_lock(workdir, folder.path), f"model {name} (in {workdir})", active=mode != "prepare"):
+    if training:  # what a killed run left in the folder (the checkpoints' own are Orbax's to clean)
+      io_utils.clean_leftovers(folder.path)
+      io_utils.clean_leftovers(folder.file("vocab"))
     if mode != "prepare" and not is_baseline:  # before any work: the folder's identity against this config's
       model_store.check(folder, model_store.identity(config, data_key), training=training, overwrite=overwrite,
                         results_dir=results_root)
+    if mode != "prepare" and is_baseline and folder.exists:
+      raise ConfigError(f"models/{name} holds a trained model: a {config.model.kind} baseline needs another "
+                        "config.model_name")
     prepared, data_dir = _load_or_prepare(config.data, workdir, min_length)
     result = {"data_dir": data_dir, "data_key": data_key}
     if mode == "prepare":
@@ -121,8 +141,9 @@ def _run_training_task(config, workdir, mode, devices, stop_at):
     if not is_baseline:  # the prepared data itself (a reader change, another vocabulary), before training
       model_store.check(folder, identity, training=training, overwrite=overwrite, results_dir=results_root)
       config.model.read_last = config.model.read_last or (folder.reading() if folder.is_model else "mask")
-    _check_results(results_root, identity, overwrite)
+    _check_results(results_root, identity, overwrite, training)
     if training:
+      parallel.barrier("model folder checked")  # every process has read the folder before it is made
       model_store.create(folder, config, identity, data_dir)
       parallel.barrier("model folder written")
     result.update(model_dir=folder.path, results_dir=results_root, model_name=name)
@@ -231,7 +252,14 @@ def _run_trained_model_task(config, workdir, mode, devices):
   model.read_last; outputs are keyed by the input's content and every setting that made them."""
   given = config.model_name
   model_dir = given if os.path.isdir(given) else os.path.join(workdir, "models", given)  # a path, or a name
-  folder = model_store.Folder(model_dir)
+  # Shared: any number of test / inference runs read a model at once, but none while a run
+  # trains, evaluates or replaces it.
+  with _lock(_model_lock(workdir, model_dir), f"model {given}", shared=True):
+    return _run_on_trained_model(config, workdir, mode, devices, model_store.Folder(model_dir))
+
+
+def _run_on_trained_model(config, workdir, mode, devices, folder):
+  model_dir = folder.path
   if not folder.is_model:
     raise MissingError(f"{model_dir}: no trained model there (no config.json); train one with task "
                                    "train_val_test, train_val or train_test first")
@@ -283,9 +311,10 @@ def _run_trained_model_task(config, workdir, mode, devices):
   made_by = {"input": source, "data": config.data.to_dict(), "min_seq_length": min_length,
              "model": model_store.identity_hash(folder.saved_identity() or {}), "checkpoint_step": step,
              **_settings(config, kind)}
-  stem = os.path.basename(config.data.path).split(".")[0] or config.data.format
+  stem = os.path.splitext(os.path.basename(config.data.path).removesuffix(".gz"))[0] or config.data.format
   out_dir = os.path.join(workdir, "results", name, f"{config.task}-{_safe(stem)}-{_key(made_by)}")
-  with _lock(workdir, f"{name}.{os.path.basename(out_dir)}", f"the {config.task} output {out_dir}"):
+  with _lock(os.path.join(workdir, "locks", f"{name}.{os.path.basename(out_dir)}.lock"),
+             f"the {config.task} output {out_dir}"):
     io_utils.clean_leftovers(out_dir)
     result["results_dir"] = out_dir
     return _test_or_inference(config, devices, result, stats, prepared, vocab, name, out_dir, made_by, scorer,
@@ -346,7 +375,7 @@ def _safe(text: str) -> str:
   return "".join(ch if ch.isalnum() or ch in "_." else "_" for ch in text)[:40]
 
 
-def _check_results(results_root: str, identity: dict, overwrite: bool) -> None:
+def _check_results(results_root: str, identity: dict, overwrite: bool, training: bool) -> None:
   """Results another model made under this name (its folder since removed or replaced) stop the
   run before any work, unless config.train.overwrite says to replace them."""
   path = os.path.join(results_root, SETTINGS_FILE)
@@ -358,13 +387,15 @@ def _check_results(results_root: str, identity: dict, overwrite: bool) -> None:
   if overwrite:
     logging.warning("Replacing %s, which another model of this name made, as config.train.overwrite=True asks",
                     results_root)
+    parallel.barrier("results checked")  # every process has read them before they go
     if parallel.is_primary():
       shutil.rmtree(results_root)
     parallel.barrier("results replaced")
     return
+  way = ("--config.train.overwrite=True to replace them" if training else
+         "train it again with --mode=train --config.train.overwrite=True, which replaces them")
   raise ConfigError(f"{results_root} holds results of another model of this name (made by another config or "
-                    "data). To go on, use another config.model_name, or --config.train.overwrite=True to replace "
-                    "them")
+                    f"data). To go on, use another config.model_name, or {way}")
 
 
 def _output_dir(results_root: str, kind: str, config, identity: dict) -> str:
@@ -375,7 +406,8 @@ def _output_dir(results_root: str, kind: str, config, identity: dict) -> str:
   path = os.path.join(results_root, SETTINGS_FILE)
   record = io_utils.read_json(path) if os.path.isfile(path) else {}
   target = results_root
-  if record.get(kind) not in (None, mine):
+  unrecorded = not record and _made_outputs(results_root)  # from a version that kept no settings.json
+  if unrecorded or record.get(kind) not in (None, mine):
     target = os.path.join(results_root, f"{kind}-{_key(mine)}")
     logging.info("%s settings differ from those of the outputs in %s: writing to %s", kind, results_root, target)
     path = os.path.join(target, SETTINGS_FILE)
@@ -385,6 +417,10 @@ def _output_dir(results_root: str, kind: str, config, identity: dict) -> str:
     if record.get(kind) != mine or record.get("model_identity") != model_store.identity_hash(identity):
       io_utils.write_json(path, {**record, kind: mine, "model_identity": model_store.identity_hash(identity)})
   return target
+
+
+def _made_outputs(folder: str) -> bool:
+  return os.path.isdir(folder) and any(f.endswith(("_metrics.json", ".parquet")) for f in os.listdir(folder))
 
 
 def _announce(path: str) -> None:
@@ -419,8 +455,9 @@ def _write_split_results(config, ranks, extra_rows, prepared, ev, split_name, na
     table = {"user": prepared.users[ev.rows], "target": prepared.vocab.decode(ev.targets), "rank": ranks["full"]}
     if "sampled" in ranks:
       table["sampled_rank"] = ranks["sampled"]
-    if "top_items" in ranks:
-      table["top_items"] = list(prepared.vocab.decode(ranks["top_items"]))
+    if "top_items" in ranks:  # -inf marks no item (fewer left than asked, or scored NaN): never shown
+      table["top_items"] = [prepared.vocab.decode(t[s > -np.inf]) for t, s in zip(ranks["top_items"],
+                                                                                  ranks["top_scores"])]
     with io_utils.atomic_path(os.path.join(out_dir, f"{split_name}_per_user.parquet")) as tmp:
       pd.DataFrame(table).to_parquet(tmp, index=False)
   print(f"\n{split_name} metrics ({rows[kind]['num_users']} users) -> {path}\n"

@@ -60,9 +60,18 @@ def read_text(path: str) -> pd.DataFrame:
   if df.shape[1] != 2:
     raise DataError(f"{path}: expected 2 whitespace-separated fields per line (user item), found {df.shape[1]}")
   df.columns = ["user", "item"]
+  _no_missing_ids(df, path, line_offset=1)
   for col in ("user", "item"):
     df[col] = parse_ids(df[col], path, col)
   return df
+
+
+def _no_missing_ids(df: pd.DataFrame, path: str, line_offset: int) -> None:
+  """A line of a text format without its user or item id (a short line) is an error naming it."""
+  for col in ("user", "item"):
+    missing = df[col].isna().to_numpy()
+    if missing.any():
+      raise DataError(f"{path}: line {int(np.flatnonzero(missing)[0]) + line_offset}: no {col} id")
 
 
 TIME_NAMES = ("timestamp", "time", "ts", "date", "datetime", "event_time", "event_timestamp", "unix_time",
@@ -129,6 +138,7 @@ def read_chunks(data_config, chunk_rows: int) -> Iterator[pd.DataFrame]:
         raise DataError(f"{path}: expected 2 whitespace-separated fields per line (user item), found {df.shape[1]}")
       df.columns = ["user", "item"]
       df = df.reset_index(drop=True)
+      _no_missing_ids(df, path, line_offset=1 + seen)
       for col in ("user", "item"):
         df[col] = parse_ids(df[col], path, col)
       seen += len(df)
@@ -247,6 +257,7 @@ def read_movielens(path: str, min_rating: float = 0.0) -> pd.DataFrame:
     raise DataError(f"{path}: expected `UserID::MovieID::Rating::Timestamp` lines")
   df = df[[0, 2, 4, 6]]
   df.columns = ["user", "item", "rating", "time"]
+  _no_missing_ids(df, path, line_offset=1)
   for col in ("user", "item"):
     df[col] = parse_ids(df[col], path, col)
   df["time"] = _as_int(df["time"], path, "time", line_offset=1)
@@ -320,7 +331,7 @@ def _check_int64(v: np.ndarray, original, path: str, name: str, line_offset: int
                     "64-bit integer")
 
 
-_PLAIN_INT = r"-?(?:0|[1-9][0-9]{0,18})"  # how an integer id is written (at most 19 digits)
+_PLAIN_INT = r"0|-?[1-9][0-9]{0,18}"  # how an integer id is written (at most 19 digits; "-0" is not)
 _BOOLEANS = {"True", "False", "true", "false", "TRUE", "FALSE"}
 
 

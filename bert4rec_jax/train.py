@@ -263,7 +263,8 @@ def train(config, model_dir: str, train_seqs, valid_evaluator: Optional[evaluate
       if valid_evaluator is not None and tc.eval_every_steps and done % tc.eval_every_steps == 0 and not last:
         scores = valid_evaluator.metrics(valid_scorer, p_state.params, replicated=True)
         if parallel.is_primary():
-          bar.write(f"step {done}: valid ndcg@10 {scores['ndcg@10']:.4f} hr@10 {scores['hr@10']:.4f}")
+          k = min(config.eval.ks, key=lambda x: abs(x - 10))  # 10 when asked for (any cut-offs are valid)
+          bar.write(f"step {done}: valid ndcg@{k} {scores[f'ndcg@{k}']:.4f} hr@{k} {scores[f'hr@{k}']:.4f}")
         tracker.log({f"valid/{k}": v for k, v in scores.items()}, step=done)
       if save:
         model_store.record_checksums(manager, model_dir)  # of the previous save, finished by now

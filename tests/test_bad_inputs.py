@@ -41,6 +41,7 @@ ERRORS = [
     ("scalar_lists.pkl", "pickle", {"user_col": "uid"}, "must hold lists of item ids"),
     ("empty_lists.pkl", "pickle", {"user_col": "uid"}, "no interactions in the file"),
     ("one_interaction_users.txt", "text", {"min_seq_length": 4}, "no user has at least min_seq_length=4"),
+    ("short_line.txt", "text", {}, "line 2: no item id"),
     ("two_time_columns.csv", "csv", {}, r"several time-like columns \['timestamp', 'date'\]; set config.data.time_col"),
 ]
 
@@ -63,6 +64,8 @@ HANDLED = [
     ("leading_zeros.dat", "movielens", {}, {"007": [1, 2, 3], "7": [4, 5, 6]}, 0),
     ("leading_zeros.parquet", "parquet", {}, {"007": [1, 2, 3], "7": [4, 5, 6]}, 0),
     ("spaced_ids.csv", "csv", {}, {7: [10, 11, 12]}, 0),
+    ("minus_zero.txt", "text", {}, {"-0": [1, 2, 3], "0": [4, 5, 6]}, 0),
+    ("minus_zero.txt", "text", {"chunk_rows": 3}, {"-0": [1, 2, 3], "0": [4, 5, 6]}, 0),
     ("implicit_time.csv", "csv", {}, {1: [10, 11, 12]}, 0),  # the timestamp column orders the rows (logged)
     ("implicit_time.csv", "csv", {"time_col": "file_order"}, {1: [12, 10, 11]}, 0),
     ("implicit_time.csv", "csv", {"chunk_rows": 2}, {1: [10, 11, 12]}, 0),  # read in chunks: the same

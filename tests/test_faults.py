@@ -294,6 +294,51 @@ def test_a_second_run_of_the_same_model_refuses_while_the_first_holds_it(named, 
       with pytest.raises(InUseError, match=f"model m .* is in use by the run of pid {os.getpid()}"):
         pipeline.run(c, workdir, mode=mode)
   assert on_disk(workdir) == before  # metrics.jsonl never gets a second run's lines
+  # Readers share: test and inference run beside each other, but not beside a run that writes.
+  inference = c.copy_and_resolve_references()
+  inference.task, inference.train.num_train_steps = "inference", 20
+  with io_utils.lock(os.path.join(workdir, "locks", "m.lock"), "model m", shared=True):
+    pipeline.run(inference, workdir, mode="all")  # takes its own shared lock beside this one
+    with pytest.raises(InUseError, match="in use by a run that reads it \\(test or inference\\)"):
+      pipeline.run(c, workdir, mode="train")
+  with io_utils.lock(os.path.join(workdir, "locks", "m.lock"), "model m"):
+    with pytest.raises(InUseError, match="model m is in use by the run of pid"):
+      pipeline.run(inference, workdir, mode="all")
+
+
+def test_a_baseline_never_takes_a_trained_models_name(named, tmp_path):
+  c, workdir = copy_of(named, tmp_path)
+  c.model.kind = "most_popular"
+  before = on_disk(workdir)
+  for mode in ("all", "evaluate"):
+    with pytest.raises(ConfigError, match="models/m holds a trained model: a most_popular baseline needs another"):
+      pipeline.run(c, workdir, mode=mode)
+  assert on_disk(workdir) == before
+
+
+def test_results_from_before_settings_were_recorded_are_never_overwritten(named, tmp_path):
+  c, workdir = copy_of(named, tmp_path)
+  root = os.path.join(workdir, "results", "m")
+  os.remove(os.path.join(root, "settings.json"))  # as a version that kept none left them
+  before = snapshot(root)
+  out = pipeline.run(c, workdir, mode="evaluate")
+  assert os.path.dirname(out["results_dir"]) == root
+  assert {k: v for k, v in snapshot(root).items() if os.sep not in k} == before
+
+
+def test_intact_checkpoints_that_fail_to_restore_stop_the_run_and_stay(named, tmp_path, monkeypatch):
+  """Only damaged files move a checkpoint aside: when its files pass their checksums, a failed
+  restore (here: no device memory) is the run's problem, raised, and nothing is moved."""
+  import orbax.checkpoint as ocp
+  c, workdir = copy_of(named, tmp_path)
+  before = snapshot(os.path.join(workdir, "models"))
+
+  def no_memory(self, *args, **kwargs):
+    raise RuntimeError("RESOURCE_EXHAUSTED: device ran out of memory while restoring")
+  monkeypatch.setattr(ocp.CheckpointManager, "restore", no_memory)
+  with pytest.raises(RuntimeError, match="RESOURCE_EXHAUSTED"):
+    pipeline.run(c, workdir, mode="train")
+  assert snapshot(os.path.join(workdir, "models")) == before
 
 
 def test_leftovers_of_killed_runs_are_removed_and_live_ones_kept(named, tmp_path):
@@ -310,6 +355,15 @@ def test_leftovers_of_killed_runs_are_removed_and_live_ones_kept(named, tmp_path
       f.write("half")
   alive = os.path.join(places[0], f".tmp-{host}-{os.getpid()}-dataset-live")
   os.makedirs(alive)
+  model = os.path.join(workdir, "models", "m")
+  with open(os.path.join(model, f".tmp-{host}-{dead.pid}-identity.json-abc.tmp"), "w") as f:
+    f.write("{half")
+  # A folder holding nothing but a killed run's temporary is a folder to make, not someone else's.
+  os.makedirs(os.path.join(workdir, "models", "fresh"))
+  with open(os.path.join(workdir, "models", "fresh", f".tmp-{host}-{dead.pid}-identity.json-abc.tmp"), "w") as f:
+    f.write("{half")
+  from bert4rec_jax import model_store
+  assert not model_store.Folder(os.path.join(workdir, "models", "fresh")).exists
   c.data.drop_duplicates = True  # another dataset to prepare
   c.model_name = ""
   pipeline.run(c, workdir, mode="prepare")
@@ -319,6 +373,9 @@ def test_leftovers_of_killed_runs_are_removed_and_live_ones_kept(named, tmp_path
   for p in places:
     assert not [x for x in os.listdir(p) if x.startswith(".tmp-") and str(dead.pid) in x], p
   assert os.path.isdir(alive)  # a running process's temporary is never touched
+  assert any(x.startswith(".tmp-") for x in os.listdir(model))  # evaluate writes nothing under models/ ...
+  pipeline.run(c, workdir, mode="train")  # ... a training run cleans it
+  assert not any(x.startswith(".tmp-") for x in os.listdir(model))
 
 
 def test_written_files_have_the_usual_permissions(named):

@@ -19,6 +19,7 @@ def trained(tmp_path_factory):
   c = synthetic.get_config("tiny")
   c.train.num_train_steps = 150
   c.eval.per_user_top_k = 3
+  c.eval.ks = (1, 5, 20)  # no 10: periodic validation (step 100) reports the nearest cut-off
   workdir = tmp_path_factory.mktemp("trained")
   out = pipeline.run(c, str(workdir), mode="all")
   from bert4rec_jax import synthetic as gen
@@ -40,7 +41,7 @@ def test_per_user_files_agree_with_metrics(trained):
   per_user = pd.read_parquet(os.path.join(out["results_dir"], "test_per_user.parquet"))
   assert list(per_user.columns) == ["user", "target", "rank", "sampled_rank", "top_items"]
   assert len(per_user) == metrics["num_users"] == 600
-  assert np.mean(per_user["rank"] < 10) == pytest.approx(metrics["hr@10"])
+  assert np.mean(per_user["rank"] < 20) == pytest.approx(metrics["hr@20"])
   assert np.mean(per_user["sampled_rank"] < 5) == pytest.approx(metrics["sampled_hr@5"])
   last = data.groupby("user")["item"].last()
   assert (per_user["target"].to_numpy() == last[per_user["user"]].to_numpy()).all()  # original ids, aligned
@@ -297,14 +298,19 @@ def test_test_and_inference_outputs_are_keyed_by_the_whole_input(trained, tmp_pa
 
 
 def test_evaluation_with_other_settings_never_overwrites_the_models_results(trained, tmp_path):
-  c, workdir, out, _ = trained
+  c, workdir, out, data = trained
   with open(os.path.join(out["results_dir"], "test_metrics.json")) as f:
     first = f.read()
   other = c.copy_and_resolve_references()
-  other.eval.ks, other.eval.num_negatives = (1, 3), 0
+  other.eval.ks, other.eval.num_negatives, other.eval.per_user_top_k = (1, 3), 0, 45  # more than are left
   res = pipeline.run(other, workdir, mode="evaluate")
   assert os.path.dirname(res["results_dir"]) == out["results_dir"] and res["results_dir"] != out["results_dir"]
   assert set(res["test_metrics"]["bert4rec"]) >= {"hr@3", "ndcg@3"}
+  per_user = pd.read_parquet(os.path.join(res["results_dir"], "test_per_user.parquet"))
+  histories = data.groupby("user")["item"].apply(lambda s: set(s.iloc[:-1]))
+  for _, row in per_user.iterrows():  # every item left, once each, none from the history
+    shown = list(row["top_items"])
+    assert len(shown) == len(set(shown)) and not set(shown) & (histories[row["user"]] - {row["target"]})
   with open(os.path.join(out["results_dir"], "test_metrics.json")) as f:
     assert f.read() == first
   again = pipeline.run(c, workdir, mode="evaluate")  # the model's own settings: its own folder

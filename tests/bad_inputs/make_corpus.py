@@ -56,6 +56,8 @@ TEXT = {  # name -> bytes
     # Ids are labels: '007' and '7' are two users in every format.
     "leading_zeros.txt": b"007 1\n007 2\n007 3\n7 4\n7 5\n7 6\n",
     "leading_zeros.csv": b"user,item\n007,1\n007,2\n007,3\n7,4\n7,5\n7,6\n",
+    "short_line.txt": b"1 10\n1\n1 12\n",
+    "minus_zero.txt": b"-0 1\n-0 2\n-0 3\n0 4\n0 5\n0 6\n",  # '-0' is not written as an integer: two users
     "spaced_ids.csv": b"user,item\n 7, 10\n7 ,11\n7,12 \n",  # spaces around a field are layout
     "leading_zeros.dat": b"007::1::5::1\n007::2::5::2\n007::3::5::3\n7::4::5::4\n7::5::5::5\n7::6::5::6\n",
     # A time column that config.data.time_col does not name: used (and logged); two: which one?
