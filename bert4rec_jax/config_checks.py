@@ -10,14 +10,13 @@ from typing import List, Optional
 
 from bert4rec_jax import baselines, masking, model as model_lib, sources
 from bert4rec_jax.errors import ConfigError
+from bert4rec_jax.preprocess import TASK_MIN_LENGTH
 
 TASKS = ("train_val_test", "train_val", "train_test", "test", "inference")
 TRAINING_TASKS = ("train_val_test", "train_val", "train_test")
 MODES = ("prepare", "train", "evaluate", "predict", "all")
 TASK_MODES = {"train_val_test": MODES, "train_val": MODES, "train_test": MODES, "test": ("prepare", "evaluate", "all"),
               "inference": ("prepare", "predict", "all")}
-# Minimum raw sequence length each task needs (train+valid+test, train+valid, history+target, history).
-TASK_MIN_LENGTH = {"train_val_test": 3, "train_val": 2, "train_test": 2, "test": 2, "inference": 1}
 READ_LAST = ("",) + model_lib.READINGS  # "": as the trained model was read (its saved config)
 WANDB_MODES = ("offline", "online", "disabled")
 SAMPLERS = ("popularity", "uniform")
@@ -73,7 +72,9 @@ def validate(config, mode: str = "all", num_devices: Optional[int] = None) -> No
   p.one_of("model.read_last", config.model.get("read_last", ""), READ_LAST)
   if training:
     _check_model(p, config)
-    _check_training(p, config, num_devices)
+    _check_training(p, config)
+    if num_devices and isinstance(config.train.batch_size, int) and config.train.batch_size >= 1:
+      _check_devices(p, config, num_devices)
   if training or config.task == "test":
     _check_eval(p, config.eval)
   if training or config.task == "inference":
@@ -147,11 +148,25 @@ def _check_model(p: _Problems, config) -> None:
   p.fraction("masking.mask_last_prob", k.mask_last_prob, closed_top=True)
 
 
-def _check_training(p: _Problems, config, num_devices: Optional[int]) -> None:
+def check_devices(config, num_devices: int) -> None:
+  """The global training batch must split evenly over the devices in use (known only once they
+  are): a ConfigError naming both, for a training task."""
+  p = _Problems()
+  if config.task in TRAINING_TASKS:
+    _check_devices(p, config, num_devices)
+  if p.lines:
+    raise ConfigError(_message(p))
+
+
+def _check_devices(p: _Problems, config, num_devices: int) -> None:
+  if config.train.batch_size % num_devices:
+    p.lines.append(f"config.train.batch_size={config.train.batch_size} is not divisible by the {num_devices} "
+                   f"devices in use; use a multiple of {num_devices}")
+
+
+def _check_training(p: _Problems, config) -> None:
   t, m = config.train, config.model
-  if p.at_least("train.batch_size", t.batch_size, 1) and num_devices and t.batch_size % num_devices:
-    p.lines.append(f"config.train.batch_size={t.batch_size} is not divisible by the {num_devices} devices in use; "
-                   f"use a multiple of {num_devices}")
+  p.at_least("train.batch_size", t.batch_size, 1)
   p.at_least("train.num_train_steps", t.num_train_steps, 1)
   p.at_least("train.num_warmup_steps", t.num_warmup_steps, 0)
   p.need(t.learning_rate > 0 and math.isfinite(t.learning_rate), "train.learning_rate", t.learning_rate,

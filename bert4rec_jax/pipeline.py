@@ -79,8 +79,7 @@ def run(config, workdir: str, mode: str = "all", stop_at: Optional[int] = None) 
   """
   config_checks.validate(config, mode)
   devices = parallel.local_devices(config.train.num_devices)
-  if config.task in TRAINING_TASKS:
-    config_checks.validate(config, mode, parallel.global_device_count(devices))
+  config_checks.check_devices(config, parallel.global_device_count(devices))
   config = config.copy_and_resolve_references()
   logging.info("JAX %s on %d %s device(s)", jax.__version__, len(devices), devices[0].platform)
   if config.task in TRAINING_TASKS:
@@ -262,8 +261,9 @@ def _run_on_trained_model(config, workdir, mode, devices, folder):
   model_dir = folder.path
   if not folder.is_model:
     raise MissingError(f"{model_dir}: no trained model there (no config.json); train one with task "
-                                   "train_val_test, train_val or train_test first")
+                       "train_val_test, train_val or train_test first")
   saved = folder.saved()
+  identity = folder.saved_identity() or {}
   trained = folder.saved_config()
   name = saved["model_name"]
   if trained.model.get("kind", "bert4rec") in baselines.KINDS:
@@ -279,7 +279,7 @@ def _run_on_trained_model(config, workdir, mode, devices, folder):
     # The very input the model was trained from (same bytes, same data settings): the users its
     # training run held out, so the metrics are that run's own; any other input: the task's minimum.
     trained_min = min_seq_length(trained)
-    if dataset.input_key(config.data, trained_min) == (folder.saved_identity() or {}).get("data.input"):
+    if dataset.input_key(config.data, trained_min) == identity.get("data.input"):
       min_length = max(min_length, trained_min)
   vocab_dir = folder.file("vocab")
   vocab = dataset.load_vocab(vocab_dir)
@@ -309,7 +309,7 @@ def _run_on_trained_model(config, workdir, mode, devices, folder):
   source = "synthetic" if config.data.format == "synthetic" else dataset.file_sha256(config.data.path)
   kind = "eval" if config.task == "test" else "predict"
   made_by = {"input": source, "data": config.data.to_dict(), "min_seq_length": min_length,
-             "model": model_store.identity_hash(folder.saved_identity() or {}), "checkpoint_step": step,
+             "model": model_store.identity_hash(identity), "checkpoint_step": step,
              **_settings(config, kind)}
   stem = os.path.splitext(os.path.basename(config.data.path).removesuffix(".gz"))[0] or config.data.format
   out_dir = os.path.join(workdir, "results", name, f"{config.task}-{_safe(stem)}-{_key(made_by)}")
