@@ -8,7 +8,7 @@ import math
 import os
 from typing import List, Optional
 
-from bert4rec_jax import baselines, masking, model as model_lib, sources
+from bert4rec_jax import baselines, masking, model as model_lib, selection, sources
 from bert4rec_jax.errors import ConfigError
 from bert4rec_jax.preprocess import TASK_MIN_LENGTH
 
@@ -169,6 +169,17 @@ def _check_training(p: _Problems, config) -> None:
   p.at_least("train.batch_size", t.batch_size, 1)
   p.at_least("train.num_train_steps", t.num_train_steps, 1)
   p.at_least("train.num_warmup_steps", t.num_warmup_steps, 0)
+  for field in ("num_epochs", "num_warmup_epochs", "eval_every_epochs"):
+    p.at_least(f"train.{field}", t[field], 0)
+  problem = selection.metric_problem(t.select_metric, config.eval.num_negatives) if isinstance(
+      t.select_metric, str) else "must be a metric name, or '' for the last checkpoint"
+  p.need(problem is None, "train.select_metric", t.select_metric, problem)
+  if p.at_least("train.patience", t.patience, 0) and t.patience:
+    p.need(config.task != "train_test", "train.patience", t.patience,
+           "task 'train_test' has no validation split to stop on (use train_val_test, or 0)")
+    p.need(bool(t.select_metric), "train.patience", t.patience, "early stopping needs config.train.select_metric")
+    p.need(bool(t.eval_every_steps or t.eval_every_epochs), "train.patience", t.patience,
+           "early stopping needs periodic validation (config.train.eval_every_steps or eval_every_epochs > 0)")
   p.need(t.learning_rate > 0 and math.isfinite(t.learning_rate), "train.learning_rate", t.learning_rate,
          "must be > 0")
   p.at_least("train.weight_decay", t.weight_decay, 0)

@@ -312,9 +312,10 @@ class Evaluator:
       result[name] = parallel.gather_blocks(local, len(self.index))
     return result
 
-  def metrics(self, scorer: Scorer, params, replicated: bool = False) -> Dict[str, float]:
+  def metrics(self, scorer: Scorer, params, replicated: bool = False, ks=None) -> Dict[str, float]:
+    """Metrics at config.eval.ks (or at `ks`)."""
     ranks = self.ranks(scorer, params, replicated)
-    return summarize_ranks(ranks, self.config.ks)
+    return summarize_ranks(ranks, self.config.ks if ks is None else ks)
 
   @property
   def rows(self) -> np.ndarray:

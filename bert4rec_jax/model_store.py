@@ -9,6 +9,7 @@ A model folder is an identity. `<workdir>/models/<name>/` holds
   vocab/              items.parquet, users.parquet: what test and inference encode with
   checkpoints/        Orbax; damaged_checkpoints/ holds any that failed to restore
   checksums.json      sha256 of every file of every finished checkpoint, checked before a restore
+  selection.json      the validation curve that selects the checkpoint used (`selection`)
   train_time.json, train_devices.json, metrics.jsonl, wandb/
 
 Any run that would resume, evaluate or serve a folder under another identity stops before any
@@ -34,7 +35,7 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
-from bert4rec_jax import baselines, dataset, io_utils, parallel
+from bert4rec_jax import baselines, dataset, io_utils, parallel, selection
 from bert4rec_jax.errors import ConfigError, MissingError
 
 IDENTITY_FILE = "identity.json"
@@ -48,13 +49,16 @@ CHECKSUMS_FILE = "checksums.json"  # {step: {file under checkpoints/<step>: sha2
 NOT_IN_IDENTITY = {
     "project", "wandb", "eval", "predict", "model_name", "model.read_last", "data.path", "data.chunk_rows",
     "data.num_buckets", "distributed", "train.overwrite",
-    "train.log_every_steps", "train.eval_every_steps", "train.checkpoint_every_steps",
+    "train.log_every_steps", "train.eval_every_steps", "train.eval_every_epochs", "train.checkpoint_every_steps",
     "train.keep_checkpoints", "train.training_time_limit_seconds", "train.prefetch", "train.num_devices",
 }
 # Fields added after models were first trained: part of the identity only when set away from
 # this value, so that adding a field never renames (and so never orphans) an existing model.
 ONLY_IF_CHANGED = {"model.kind": "bert4rec", "train.warmup_seq_length": 0, "train.warmup_seq_steps": 0,
-                   "train.next_item_loss_weight": 0.0}
+                   "train.next_item_loss_weight": 0.0, "train.select_metric": "ndcg@10", "train.patience": 0,
+                   "train.num_epochs": 0.0, "train.num_warmup_epochs": 0.0}
+# What a schedule in epochs replaces (the step counts then follow from the data).
+BY_EPOCHS = {"train.num_epochs": "train.num_train_steps", "train.num_warmup_epochs": "train.num_warmup_steps"}
 # Switches that change speed, not the model: in the name's hash (existing names keep their hash),
 # but a run that changes one resumes the same model.
 SPEED_ONLY = {"train.compact_targets", "train.donate_buffers"}
@@ -76,7 +80,17 @@ def settings(config) -> Dict:
       else:
         flat[key] = list(v) if isinstance(v, tuple) else v
 
-  walk(config.to_dict() if hasattr(config, "to_dict") else config)
+  tree = config.to_dict() if hasattr(config, "to_dict") else config
+  walk(tree)
+  for epochs, steps in BY_EPOCHS.items():
+    if flat.get(epochs):
+      flat.pop(steps, None)
+  train = tree.get("train", {})
+  if train.get("patience"):  # early stopping: when (and on which users) validation runs decides where training ends
+    flat["eval.max_valid_users"] = tree.get("eval", {}).get("max_valid_users")
+    by_epochs = bool(train.get("eval_every_epochs"))
+    flat["train.eval_every_epochs" if by_epochs else "train.eval_every_steps"] = train.get(
+        "eval_every_epochs" if by_epochs else "eval_every_steps")
   return flat
 
 
@@ -88,8 +102,9 @@ def model_name(config, data_key: str = "") -> str:
   m, t = config.model, config.train
   if m.kind in baselines.KINDS:
     return f"{m.kind}_{digest}"
+  length = f"ne{t.num_epochs:g}" if t.get("num_epochs") else f"nts{t.num_train_steps}"
   return (f"hs{m.hidden_size}_msl{m.max_seq_length}_mpps{config.masking.max_predictions_per_seq}"
-          f"_nts{t.num_train_steps}_lr{t.learning_rate:g}_{digest}")
+          f"_{length}_lr{t.learning_rate:g}_{digest}")
 
 
 def identity(config, data_key: str, fingerprint: Optional[Dict] = None) -> Dict:
@@ -231,10 +246,31 @@ def create(folder: Folder, config, ident: Dict, data_dir: str) -> None:
 
 # --- checkpoints ---------------------------------------------------------------------------------
 
-def checkpoint_manager(folder: Folder, keep: int = 1, writable: bool = True) -> ocp.CheckpointManager:
-  """Orbax's manager of the folder's checkpoints. Writable: keeps `keep` and removes what a killed
-  save left behind; read-only: creates and deletes nothing."""
-  if writable:
+class KeepSteps:
+  """An Orbax preservation policy: keeps the checkpoints of the steps in `steps`, a set its owner
+  updates (training: the step the validation curve selects). Orbax deletes old checkpoints only
+  after the newest is committed, so the one selected before is gone only once a newer one is on
+  disk to resume from."""
+
+  def __init__(self):
+    self.steps = set()
+
+  def should_preserve(self, checkpoints, *, context=None):
+    del context
+    return [c.step in self.steps for c in checkpoints]
+
+
+def checkpoint_manager(folder: Folder, keep: int = 1, writable: bool = True, protect: Optional[KeepSteps] = None
+                       ) -> ocp.CheckpointManager:
+  """Orbax's manager of the folder's checkpoints. Writable: keeps the newest `keep` (and the steps
+  `protect` names: the selected checkpoint, see `selection`) and removes what a killed save left
+  behind; read-only: creates and deletes nothing."""
+  if writable and protect is not None:
+    policies = ocp.checkpoint_managers
+    options = ocp.CheckpointManagerOptions(
+        create=True, cleanup_tmp_directories=True,
+        preservation_policy=policies.AnyPreservationPolicy([policies.LatestN(n=keep), protect]))
+  elif writable:
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True, cleanup_tmp_directories=True)
   else:
     options = ocp.CheckpointManagerOptions(read_only=True, create=False)
@@ -324,8 +360,9 @@ def _check_structure(manager, step: int, state, verified: bool) -> None:
         "made by another config; use another config.model_name, or --config.train.overwrite=True to replace it")
 
 
-def restore_latest(manager: ocp.CheckpointManager, state, writable: bool = True):
-  """(state, step) of the newest checkpoint that restores, or (None, 0) when there is none.
+def restore_latest(manager: ocp.CheckpointManager, state, writable: bool = True, order: Optional[List[int]] = None):
+  """(state, step) of the newest checkpoint that restores (or the first of `order` that does), or
+  (None, 0) when there is none.
 
   A checkpoint that does not restore because its files are damaged (unreadable, truncated, failing
   the checksums recorded when it was saved) is skipped with a warning and the one before it used;
@@ -335,7 +372,7 @@ def restore_latest(manager: ocp.CheckpointManager, state, writable: bool = True)
   a ConfigError; neither is moved.
   """
   damaged, checksums = [], _checksums(manager)
-  for step in sorted(manager.all_steps(), reverse=True):
+  for step in (order if order is not None else sorted(manager.all_steps(), reverse=True)):
     try:
       verified = _verify_checksums(manager, step, checksums)
       _check_structure(manager, step, state, verified)
@@ -373,20 +410,29 @@ def _quarantine(manager, damaged: List[int], writable: bool) -> None:
 
 
 def load_params(folder: Folder, state, num_train_steps: int) -> Tuple[object, int]:
-  """(parameters, step) of the newest checkpoint that restores, read without writing anything;
-  a clear error when the model was never trained."""
+  """(parameters, step) of the model's checkpoint, read without writing anything: the one with the
+  best validation value when training selected on validation (`selection`), else the newest; a
+  damaged one is passed over for the next. A clear error when the model was never trained."""
   if not os.path.isdir(folder.checkpoints):
     raise MissingError(f"no checkpoint in {folder.checkpoints}: run with --mode=train (or --mode=all) first")
   manager = checkpoint_manager(folder, writable=False)
   try:
-    restored, step = restore_latest(manager, state, writable=False)
+    latest = manager.latest_step() or 0
+    chosen = selection.selected_step(folder.path, latest)
+    ranked = [chosen] if chosen in manager.all_steps() else []
+    order = ranked + sorted(set(manager.all_steps()) - set(ranked), reverse=True)
+    restored, step = restore_latest(manager, state, writable=False, order=order)
   finally:
     manager.close()
   if restored is None:
     raise MissingError(f"no checkpoint in {folder.checkpoints} can be restored: run with --mode=train (or "
                        "--mode=all) to train the model")
-  if step < num_train_steps:
-    logging.warning("Using a partly trained model (step %d of %d)", step, num_train_steps)
+  if chosen is not None and step != chosen:
+    logging.warning("The selected checkpoint (step %d) %s: using step %d", chosen,
+                    "cannot be restored" if ranked else "is not on disk", step)
+  if latest < num_train_steps and not selection.stopped_early(folder.path, latest):
+    logging.warning("Using a partly trained model (step %d of %d%s)", latest, num_train_steps,
+                    f"; selected step {step}" if step != latest else "")
   return restored.params, step
 
 

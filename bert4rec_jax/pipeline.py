@@ -1,10 +1,14 @@
 """The importable entry point: `run(config, workdir, mode)` for every task and mode.
 
 Tasks (config.task), with the TF2 pipeline's semantics:
-  train_val_test  test = last item, validation = second to last, training on the rest
-  train_val       validation = last item, training on the rest (the final model)
+  train_val_test  test = last item, validation = second to last, training on the rest; the
+                  checkpoint with the best validation metric is kept (train.select_metric,
+                  early stopping with train.patience) and test is evaluated once, on it
+  train_val       validation = last item, training on the rest (the final model), selected the same way
   train_test      test = last item, training on the rest, no validation split (the BERT4Rec
-                  paper's protocol: a fixed number of steps, nothing selected on held-out data)
+                  paper's protocol: a fixed number of steps, the last checkpoint; the code selects
+                  nothing on the test split, so any setting of such a run must be chosen elsewhere,
+                  on a validation split, to be an honest test number)
   test            evaluate a trained model on the last item of each sequence of a file
   inference       whole history as input: top-K next items (and embeddings) per user
 
@@ -37,7 +41,7 @@ import numpy as np
 import pandas as pd
 
 from bert4rec_jax import (baselines, config_checks, dataset, evaluate, io_utils, model as model_lib, model_store,
-                          parallel, predict, preprocess, train)
+                          parallel, predict, preprocess, selection, train)
 from bert4rec_jax.errors import ConfigError, InUseError, MissingError
 from bert4rec_jax.model_store import model_name  # noqa: F401 (the name of a config's model: part of the API)
 from bert4rec_jax.tracking import Tracker
@@ -141,18 +145,22 @@ def _run_training_task(config, workdir, mode, devices, stop_at):
       model_store.check(folder, identity, training=training, overwrite=overwrite, results_dir=results_root)
       config.model.read_last = config.model.read_last or (folder.reading() if folder.is_model else "mask")
     _check_results(results_root, identity, overwrite, training)
+    train_seqs, splits = task_splits(config.task, prepared.sequences)
+    if not is_baseline:  # a schedule in epochs becomes steps of this data (saved so in config.json)
+      train.resolve_schedule(config, train_seqs)
     if training:
       parallel.barrier("model folder checked")  # every process has read the folder before it is made
       model_store.create(folder, config, identity, data_dir)
       parallel.barrier("model folder written")
     result.update(model_dir=folder.path, results_dir=results_root, model_name=name)
-    return _train_evaluate_predict(config, mode, devices, stop_at, prepared, folder, results_root, identity, result)
+    return _train_evaluate_predict(config, mode, devices, stop_at, prepared, train_seqs, splits, folder,
+                                   results_root, identity, result)
 
 
-def _train_evaluate_predict(config, mode, devices, stop_at, prepared, folder, results_root, identity, result):
+def _train_evaluate_predict(config, mode, devices, stop_at, prepared, train_seqs, splits, folder, results_root,
+                            identity, result):
   name = result["model_name"]
   seqs = prepared.sequences
-  train_seqs, splits = task_splits(config.task, seqs)
   num_items = prepared.vocab.num_items
   eval_dir = _output_dir(results_root, "eval", config, identity) if mode in ("evaluate", "all") else results_root
   predict_dir = _output_dir(results_root, "predict", config, identity) if mode in ("predict", "all") else results_root
@@ -171,25 +179,29 @@ def _train_evaluate_predict(config, mode, devices, stop_at, prepared, folder, re
   tracker = Tracker(config, folder.path if mode in ("train", "all") else result["results_dir"], name, job_type=mode)
   try:
     if mode in ("train", "all"):
-      result["step"] = train.train(config, folder.path, train_seqs,
-                                   evaluator(splits["valid"], config.eval.max_valid_users) if "valid" in splits
-                                   else None,
-                                   num_items, tracker, devices, stop_at=stop_at)
-      if result["step"] < config.train.num_train_steps:
+      trained = train.train(config, folder.path, train_seqs,
+                            evaluator(splits["valid"], config.eval.max_valid_users) if "valid" in splits else None,
+                            num_items, tracker, devices, stop_at=stop_at)
+      result["step"], result["finished"] = trained.step, trained.finished
+      if not trained.finished:
         logging.info("Training stopped at step %d of %d: run the same command again to continue",
-                     result["step"], config.train.num_train_steps)
+                     trained.step, config.train.num_train_steps)
         return result
     if mode in ("evaluate", "predict", "all"):
       params, step = model_store.load_params(folder, train.create_state(config, num_items),
                                              config.train.num_train_steps)
       result["checkpoint_step"] = step
       scorer = evaluate.model_scorer(model_lib.from_config(config.model, num_items))
+      chosen = _selection_record(folder, step)
+      if chosen:
+        result["selection"] = chosen
+        tracker.summary({f"selection/{k}": v for k, v in chosen.items() if k != "curve"})
     if mode in ("evaluate", "all"):
       popularity = evaluate.popularity_params(train_seqs, num_items)
       for split_name, split in splits.items():
         result[f"{split_name}_metrics"] = _evaluate_split(
             config, evaluator(split), scorer, params, popularity, prepared, split_name, name, eval_dir,
-            tracker, stats=prepared.stats, kind=config.model.kind, checkpoint_step=step)
+            tracker, stats=prepared.stats, kind=config.model.kind, checkpoint_step=step, chosen=chosen)
       tracker.artifact(f"results-{name}", "results", [eval_dir])
     if mode in ("predict", "all"):
       path = os.path.join(predict_dir, "predictions.parquet")
@@ -318,11 +330,11 @@ def _run_on_trained_model(config, workdir, mode, devices, folder):
     io_utils.clean_leftovers(out_dir)
     result["results_dir"] = out_dir
     return _test_or_inference(config, devices, result, stats, prepared, vocab, name, out_dir, made_by, scorer,
-                              model_params, popularity, L, step, stem, trained)
+                              model_params, popularity, L, step, stem, trained, _selection_record(folder, step))
 
 
 def _test_or_inference(config, devices, result, stats, prepared, vocab, name, out_dir, made_by, scorer, model_params,
-                       popularity, L, step, stem, trained):
+                       popularity, L, step, stem, trained, chosen=None):
   tracker = Tracker(config, out_dir, name, job_type=config.task)
   try:
     if parallel.is_primary():
@@ -338,7 +350,7 @@ def _test_or_inference(config, devices, result, stats, prepared, vocab, name, ou
                               seed=config.seed)
       result["test_metrics"] = _evaluate_split(
           config, ev, scorer, model_params, popularity, prepared, "test", name, out_dir, tracker, stats=stats,
-          kind=trained.model.get("kind", "bert4rec"), checkpoint_step=step)
+          kind=trained.model.get("kind", "bert4rec"), checkpoint_step=step, chosen=chosen)
     else:
       path = os.path.join(out_dir, "predictions.parquet")
       predict.predict(scorer, model_params, prepared.sequences, prepared.users, vocab,
@@ -428,28 +440,47 @@ def _announce(path: str) -> None:
     print(f"\npredictions -> {path}", flush=True)
 
 
+def _selection_record(folder, step: int) -> Optional[dict]:
+  """How the checkpoint at `step` was chosen: the validation curve's record (selection.record, up
+  to the newest checkpoint) when the curve selects it, else None (the last checkpoint of a run
+  without selection, or of one from before selection was kept)."""
+  saved = selection.recorded(folder.path)
+  steps = [int(d) for d in os.listdir(folder.checkpoints) if d.isdigit()] if os.path.isdir(folder.checkpoints) else []
+  if not saved or not steps:
+    return None
+  sel = selection.load(folder.path, saved["metric"], saved.get("patience", 0), max(steps),
+                       saved.get("validated_users", 0))
+  if not sel.best or sel.best["step"] != step:
+    return None
+  return sel.record(sel.should_stop)
+
+
 def _evaluate_split(config, ev, scorer, params, popularity, prepared, split_name, name, out_dir, tracker, stats,
-                    kind="bert4rec", checkpoint_step=None):
+                    kind="bert4rec", checkpoint_step=None, chosen=None):
   """Ranks one split for the model (and the popularity baseline), writes JSON (+ per-user file).
   The model's row is named by its kind (bert4rec | sasrec)."""
   ranks = ev.ranks(scorer, params, top_k=config.eval.per_user_top_k)
   extra = {"popularity": ev.metrics(evaluate.popularity_scorer, popularity)} if config.eval.popularity_baseline else {}
   return _write_split_results(config, ranks, extra, prepared, ev, split_name, name, out_dir, tracker, stats, kind,
-                              checkpoint_step)
+                              checkpoint_step, chosen)
 
 
 def _write_split_results(config, ranks, extra_rows, prepared, ev, split_name, name, out_dir, tracker, stats, kind,
-                         checkpoint_step):
-  """`<split>_metrics.json` ({kind: metrics, **extra_rows}, the checkpoint step, the settings and
-  the sampled protocol's real negative counts), the per-user file when config.eval.per_user_top_k
-  > 0 (user, target, rank[, sampled_rank][, top_items]), the printed table and the tracker's record."""
-  rows = {kind: evaluate.summarize_ranks(ranks, config.eval.ks), **extra_rows}
+                         checkpoint_step, chosen=None):
+  """`<split>_metrics.json` ({kind: metrics, **extra_rows}, the checkpoint step and how it was
+  selected, the settings and the sampled protocol's real negative counts), the per-user file when
+  config.eval.per_user_top_k > 0 (user, target, rank[, sampled_rank][, top_items]), the printed
+  table and the tracker's record."""
+  # The validation split also reports the selection metric (its cut-off may be missing from eval.ks).
+  ks = selection.cutoffs(config.eval.ks, config.train.select_metric) if split_name == "valid" else config.eval.ks
+  rows = {kind: evaluate.summarize_ranks(ranks, ks), **extra_rows}
   negatives = _negative_counts(ev, config.eval.num_negatives, split_name)
   if not parallel.is_primary():  # every process has every user's ranks; the first one writes
     return rows
   path = os.path.join(out_dir, f"{split_name}_metrics.json")
   io_utils.write_json(path, {"model_name": name, "split": split_name, "metrics": rows, "data_stats": stats,
-                             "checkpoint_step": checkpoint_step, "settings": _settings(config, "eval"),
+                             "checkpoint_step": checkpoint_step, **({"selection": chosen} if chosen else {}),
+                             "settings": _settings(config, "eval"),
                              **({"sampled_negatives": negatives} if negatives else {})})
   if config.eval.per_user_top_k:
     table = {"user": prepared.users[ev.rows], "target": prepared.vocab.decode(ev.targets), "rank": ranks["full"]}

@@ -52,3 +52,17 @@ def paired_t_test(a: np.ndarray, b: np.ndarray) -> Dict[str, float]:
   t = mean / (sd / math.sqrt(n))
   p = 2.0 * float(special.stdtr(n - 1, -abs(t)))  # Student t CDF
   return {"diff": mean, "t": t, "df": n - 1, "p": p}
+
+
+def holm(pvalues) -> np.ndarray:
+  """Holm's step-down adjustment of a family of p-values (one reference against several models and
+  metrics): the i-th smallest is multiplied by (m - i + 1), running maxima keep the order, capped
+  at 1. Rejecting where the adjusted p < alpha controls the family-wise error rate at alpha
+  (Holm, Scand. J. Statist. 1979)."""
+  p = np.asarray(pvalues, np.float64)
+  order = np.argsort(p, kind="stable")
+  m = len(p)
+  adjusted = np.minimum(1.0, np.maximum.accumulate(p[order] * (m - np.arange(m))))
+  out = np.empty(m)
+  out[order] = adjusted
+  return out

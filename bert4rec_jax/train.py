@@ -5,7 +5,7 @@ import logging
 import math
 import signal
 import time
-from typing import Optional
+from typing import Dict, NamedTuple, Optional
 
 import flax.traverse_util
 import jax
@@ -15,7 +15,8 @@ import orbax.checkpoint as ocp
 from flax.training import train_state
 from tqdm import tqdm
 
-from bert4rec_jax import evaluate, input_pipeline, losses, masking, model as model_lib, model_store, parallel, stop_signals
+from bert4rec_jax import (evaluate, input_pipeline, losses, masking, model as model_lib, model_store, parallel,
+                          selection, stop_signals)
 from bert4rec_jax.errors import Interrupted
 
 NO_DECAY = ("bias", "scale", "output_bias")  # biases and LayerNorm parameters
@@ -24,6 +25,32 @@ STATIC_MASK_STREAM = 2 ** 32 - 1  # the key stream of static masking, apart from
 
 class TrainState(train_state.TrainState):
   pass
+
+
+class Trained(NamedTuple):
+  """What a call of `train` reached: the step, whether training is over (the last step, or early
+  stopping), and the validation selection's record (None without one)."""
+  step: int
+  finished: bool
+  selection: Optional[Dict] = None
+
+
+def resolve_schedule(config, train_seqs) -> None:
+  """A schedule given in epochs (train.num_epochs, num_warmup_epochs, eval_every_epochs) becomes
+  steps of this data (an epoch = every training example once: windows x copies / batch size),
+  written into `config`; a schedule in steps is left as it is."""
+  tc = config.train
+  if not (tc.num_epochs or tc.num_warmup_epochs or tc.eval_every_epochs):
+    return
+  per_epoch = input_pipeline.make_stream(config, train_seqs).num_examples / tc.batch_size
+  if tc.num_epochs:
+    tc.num_train_steps = max(1, math.ceil(tc.num_epochs * per_epoch))
+  if tc.num_warmup_epochs:
+    tc.num_warmup_steps = int(round(tc.num_warmup_epochs * per_epoch))
+  if tc.eval_every_epochs:
+    tc.eval_every_steps = max(1, int(round(tc.eval_every_epochs * per_epoch)))
+  logging.info("%.1f steps per epoch: %d training steps, %d warmup, validation every %d", per_epoch,
+               tc.num_train_steps, tc.num_warmup_steps, tc.eval_every_steps)
 
 
 def learning_rate_schedule(train_config) -> optax.Schedule:
@@ -174,30 +201,44 @@ def make_step(config, num_items: int, devices, train_seqs):
 
 
 def train(config, model_dir: str, train_seqs, valid_evaluator: Optional[evaluate.Evaluator], num_items: int,
-          tracker, devices, stop_at: Optional[int] = None) -> int:
+          tracker, devices, stop_at: Optional[int] = None) -> Trained:
   """Trains up to config.train.num_train_steps, resuming from the latest checkpoint.
 
-  `stop_at` ends this invocation early at that step (after checkpointing), as an interrupted
-  run would. Returns the step reached.
+  With a validation split and train.select_metric, every validation is checkpointed with its
+  value and the best checkpoint kept (`selection`); train.patience validations without
+  improvement end training early. `stop_at` ends this invocation early at that step (after
+  checkpointing), as an interrupted run would.
   """
   tc = config.train
   several = parallel.process_count() > 1
   model = model_lib.from_config(config.model, num_items)
   state = create_state(config, num_items)
-  manager = model_store.checkpoint_manager(model_store.Folder(model_dir), tc.keep_checkpoints)
+  selecting = valid_evaluator is not None and bool(tc.select_metric)
+  protect = model_store.KeepSteps() if selecting else None  # the selected checkpoint, beside the newest ones
+  manager = model_store.checkpoint_manager(model_store.Folder(model_dir), tc.keep_checkpoints, protect=protect)
   restored, _ = model_store.restore_latest(manager, state)
   if restored is not None:
     state = restored
     logging.info("Resuming from checkpoint at step %d in %s", int(state.step), manager.directory)
   start = int(state.step)
+  sel = (selection.load(model_dir, tc.select_metric, tc.patience, start, len(valid_evaluator.index)) if selecting
+         else None)
+  record = lambda early=False: sel.record(early) if sel is not None else None  # noqa: E731
+  if sel is not None and sel.best is not None:
+    protect.steps = {sel.best["step"]}
   seconds_before = model_store.training_seconds(model_dir, start)
   end = tc.num_train_steps if stop_at is None else min(stop_at, tc.num_train_steps)
+  if sel is not None and sel.should_stop:
+    logging.info("Training stopped early at step %d (no better validation %s in %d validations after step %d): "
+                 "nothing to train", start, tc.select_metric, tc.patience, sel.best["step"])
+    manager.close()
+    return Trained(start, True, record(True))
   if start >= end:
     if start >= tc.num_train_steps:
       logging.info("Model already trained to step %d (num_train_steps=%d): nothing to train", start,
                    tc.num_train_steps)
     manager.close()
-    return start
+    return Trained(start, start >= tc.num_train_steps, record())
   n_params = sum(x.size for x in jax.tree.leaves(state.params))
   logging.info("Training %s parameters on %d %s device(s)%s, global batch %d, steps %d -> %d",
                f"{n_params:,}", parallel.global_device_count(devices), devices[0].platform,
@@ -219,7 +260,7 @@ def train(config, model_dir: str, train_seqs, valid_evaluator: Optional[evaluate
   window_metrics, window_steps = None, 0  # metric sums since the last log, kept on device
   timed_start, timed_steps = time.perf_counter(), 0  # throughput window (excludes compilation)
   t0, step, compile_seconds = time.perf_counter(), start, None
-  stop, interrupted = stop_signals.StopSignals(), False
+  stop, interrupted, early = stop_signals.StopSignals(), False, False
   try:
     stop.__enter__()
     for step in range(start, end):
@@ -260,12 +301,27 @@ def train(config, model_dir: str, train_seqs, valid_evaluator: Optional[evaluate
                      "train/learning_rate": float(schedule(done - 1)), **extra}, step=done)
         window_metrics, window_steps = None, 0
         timed_start, timed_steps = time.perf_counter(), 0
-      if valid_evaluator is not None and tc.eval_every_steps and done % tc.eval_every_steps == 0 and not last:
-        scores = valid_evaluator.metrics(valid_scorer, p_state.params, replicated=True)
+      # Selecting: every validation step (also when stopping there), and the last step, are
+      # candidates; otherwise the last step's model is evaluated in full afterwards anyway.
+      periodic = bool(tc.eval_every_steps) and done % tc.eval_every_steps == 0
+      if valid_evaluator is not None and ((periodic or done == tc.num_train_steps) if selecting
+                                          else periodic and not last):
+        scores = valid_evaluator.metrics(valid_scorer, p_state.params, replicated=True,
+                                         ks=selection.cutoffs(config.eval.ks, tc.select_metric))
         if parallel.is_primary():
           k = min(config.eval.ks, key=lambda x: abs(x - 10))  # 10 when asked for (any cut-offs are valid)
           bar.write(f"step {done}: valid ndcg@{k} {scores[f'ndcg@{k}']:.4f} hr@{k} {scores[f'hr@{k}']:.4f}")
         tracker.log({f"valid/{k}": v for k, v in scores.items()}, step=done)
+        if sel is not None:
+          sel.add(done, scores)
+          sel.save(model_dir)  # before the checkpoint: a run resumed from an older one drops this entry
+          protect.steps = {sel.best["step"]}
+          tracker.log({"valid/selected_step": sel.best["step"]}, step=done)
+          early = sel.should_stop
+          save = True
+          if early:
+            bar.write(f"step {done}: stopping early, no better valid {tc.select_metric} in {tc.patience} "
+                      f"validations after step {sel.best['step']}")
       if save:
         model_store.record_checksums(manager, model_dir)  # of the previous save, finished by now
         manager.save(done, args=ocp.args.StandardSave(parallel.unreplicate(p_state)), force=True)
@@ -276,7 +332,7 @@ def train(config, model_dir: str, train_seqs, valid_evaluator: Optional[evaluate
         logging.info("Stopping at step %d: training_time_limit_seconds=%s reached", done,
                      tc.training_time_limit_seconds)
         break
-      if stopping:
+      if stopping or early:
         break
   finally:
     stop.__exit__(None, None, None)
@@ -284,7 +340,10 @@ def train(config, model_dir: str, train_seqs, valid_evaluator: Optional[evaluate
     manager.wait_until_finished()
     model_store.record_checksums(manager, model_dir)
     manager.close()
-  if interrupted and step + 1 < end:
+  if interrupted and step + 1 < end and not early:
     name = stop.received or "SIGTERM"  # another process received it
     raise Interrupted(name, step + 1, int(getattr(signal, name)))
-  return step + 1
+  if sel is not None and sel.best is not None and (early or step + 1 >= tc.num_train_steps):
+    logging.info("Selected step %d: valid %s %.4f on %d users (of %d validations)", sel.best["step"],
+                 tc.select_metric, sel.best["value"], sel.users, len(sel.curve))
+  return Trained(step + 1, early or step + 1 >= tc.num_train_steps, record(early))

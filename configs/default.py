@@ -78,6 +78,16 @@ def get_config():
   c.train.batch_size = 128  # Global batch (sequences per step), split evenly over devices.
   c.train.num_train_steps = 2000  # Total optimizer steps; a finished run only evaluates.
   c.train.num_warmup_steps = 100  # Linear warmup steps, then linear decay to 0 at num_train_steps.
+  # The schedule in epochs (an epoch = every training example once) instead of steps: > 0 replaces
+  # num_train_steps / num_warmup_steps / eval_every_steps, computed from the data (0 = use the steps).
+  c.train.num_epochs = 0.0  # Training epochs.
+  c.train.num_warmup_epochs = 0.0  # Warmup epochs.
+  c.train.eval_every_epochs = 0.0  # Validation period in epochs.
+  # With a validation split (train_val_test, train_val): the checkpoint with the best value of this validation
+  # metric (on eval.max_valid_users users, every eval_every_steps and at the last step) is the model evaluated,
+  # tested once, and served; "" = the last checkpoint. Higher is better: ndcg@k | hr@k | mrr | sampled_*.
+  c.train.select_metric = "ndcg@10"
+  c.train.patience = 0  # Stop after this many validations in a row without a better select_metric (0 = never).
   c.train.learning_rate = 1e-3  # Peak learning rate.
   c.train.weight_decay = 0.01  # AdamW decoupled weight decay (never applied to biases or LayerNorm).
   c.train.adam_b1 = 0.9  # Adam beta1.
@@ -99,7 +109,7 @@ def get_config():
   c.train.log_every_steps = 50  # Loss / throughput logging period (the only host sync in the loop).
   c.train.eval_every_steps = 500  # Validation period in steps (0 = only at the end).
   c.train.checkpoint_every_steps = 500  # Orbax checkpoint period in steps (the last step is always saved).
-  c.train.keep_checkpoints = 2  # Checkpoints kept on disk (>= 1).
+  c.train.keep_checkpoints = 2  # Newest checkpoints kept on disk (>= 1), plus the selected one when selecting.
   c.train.overwrite = False  # True: replace a model folder (and its results) that another config or data made under this name.
   c.train.training_time_limit_seconds = 0  # Stop (and checkpoint) after this much training time; 0 = no limit.
   c.train.prefetch = 2  # Batches staged on device ahead of the step.

@@ -12,7 +12,12 @@ for those settings), and --evaluate re-evaluates every model. --baselines adds m
 the pipeline on the reference model's data and evaluation settings (model.kind).
 
 For each model and metric: the mean; against the reference (default: the first model) the
-mean paired difference, its 95% bootstrap interval over users, and a two-sided paired t-test.
+mean paired difference, its 95% bootstrap interval over users, and a two-sided paired t-test,
+with Holm's correction over every (model, metric) test against the reference (the verdict uses
+the corrected p). Several seeds of one model are given joined by "+" (--models=a_s0+a_s1+a_s2,
+b_s0+b_s1+b_s2; they must differ only in config.seed): its per-user values are the means over its
+seeds, and the spread over seeds (std of each seed's mean, of each seed pair's difference when both
+sides have as many seeds) stands beside the bootstrap interval over users.
 Segments: users grouped by history length and by the training popularity of their target
 (quintiles), NDCG@10 per group. Users are matched by user id and must have the same targets.
 """
@@ -113,14 +118,28 @@ def main():
   import pandas as pd
   from bert4rec_jax import significance
 
+  from bert4rec_jax import model_store
   configs = {}  # model name -> its config
-  for m in (m for m in args.models.split(",") if m):
-    config, name = saved_config(model_folder(args.workdir, m))
-    configs[name] = config
-  names = list(configs)
+  seeds = {}  # model (its first seed's name) -> the names of all its seeds' models
+  for entry in (e for e in args.models.split(",") if e):
+    members = []
+    for m in entry.split("+"):
+      config, name = saved_config(model_folder(args.workdir, m))
+      configs[name] = config
+      members.append(name)
+    first = configs[members[0]]
+    same = lambda c: {k: v for k, v in model_store.settings(c).items() if k != "seed"}  # noqa: E731
+    for other in members[1:]:
+      if same(configs[other]) != same(first):
+        raise SystemExit(f"{entry}: models joined by '+' are seeds of one model; {other} differs from {members[0]} "
+                         "in more than config.seed")
+    seeds[members[0]] = members
+  names = list(seeds)
   reference = args.reference or names[0]
-  if reference not in configs:
-    raise SystemExit(f"--reference={reference!r} is not among --models")
+  if reference not in seeds:
+    reference = next((n for n, members in seeds.items() if reference in members), None)
+    if reference is None:
+      raise SystemExit(f"--reference={args.reference!r} is not among --models")
   ref_config = configs[reference]
   dirs = {}  # model name -> the results folder holding its per-user ranks
   for name, config in configs.items():
@@ -136,9 +155,10 @@ def main():
       name, dirs[name] = evaluate_model(c, args.workdir)
       configs[name] = c
       names.append(name)
+      seeds[name] = [name]
 
   frames = {}
-  for name in names:
+  for name in (m for n in names for m in seeds[n]):
     frame = load_ranks(dirs[name], name, args.split).set_index("user")
     frames[name] = frame
   base = frames[reference]
@@ -150,30 +170,42 @@ def main():
       raise SystemExit(f"{name} has other targets than {reference} for the same users (another split or data)")
     frames[name] = frame
 
-  def values(name, metric):
+  def per_seed(name, metric):
+    """[seeds, U] per-user values of each seed's model, None when the metric was not evaluated."""
     column = "sampled_rank" if metric.startswith("sampled_") else "rank"
-    if column not in frames[name]:
+    if any(column not in frames[m] for m in seeds[name]):
       return None
-    return significance.per_user_metrics(frames[name][column].to_numpy(), metric)
+    return np.stack([significance.per_user_metrics(frames[m][column].to_numpy(), metric) for m in seeds[name]])
+
+  def values(name, metric):
+    """[U] per-user values, averaged over the model's seeds."""
+    v = per_seed(name, metric)
+    return None if v is None else v.mean(axis=0)
+
+  def cell(name, metric):
+    v = per_seed(name, metric)
+    if v is None:
+      return "–"
+    means = v.mean(axis=1)
+    return f"{means.mean():.4f}" + (f" ± {means.std(ddof=1):.4f}" if len(means) > 1 else "")
 
   short = {n: f"M{i}" for i, n in enumerate(names)}
+  several = any(len(seeds[n]) > 1 for n in names)
   lines = [f"# Model comparison ({args.split} split, {len(base):,} users)", "",
            "Made by `python experiments/compare_models.py " + " ".join(sys.argv[1:]) + "`", "",
-           "| id | model | kind |", "|---|---|---|"]
+           "| id | model | kind | seeds |", "|---|---|---|---:|"]
   for n in names:
     kind = configs[n].model.get("kind", "bert4rec")
-    lines.append(f"| {short[n]} | `{n}` | {kind}{' (reference)' if n == reference else ''} |")
-  lines += ["", "## All metrics (means over users)", "",
+    models = " + ".join(f"`{m}`" for m in seeds[n])
+    lines.append(f"| {short[n]} | {models} | {kind}{' (reference)' if n == reference else ''} | {len(seeds[n])} |")
+  lines += ["", "## All metrics (means over users" + ("; mean ± std over seeds" if several else "") + ")", "",
             "| metric | " + " | ".join(short[n] for n in names) + " |", "|---|" + "---:|" * len(names)]
   for metric in TABLE_METRICS:
-    cells = [values(n, metric) for n in names]
-    if all(c is None for c in cells):
+    cells = [cell(n, metric) for n in names]
+    if all(c == "–" for c in cells):
       continue
-    lines.append(f"| {metric} | " + " | ".join("–" if c is None else f"{c.mean():.4f}" for c in cells) + " |")
-  lines += ["", f"## Paired tests against {short[reference]} (same users)", "",
-            "Difference = model − reference, mean over users; 95% percentile bootstrap interval "
-            f"({args.bootstrap} resamples of users); two-sided paired t-test.", "",
-            "| model | metric | model | reference | difference [95% CI] | t | p | |", "|---|---|---:|---:|---:|---:|---:|:---:|"]
+    lines.append(f"| {metric} | " + " | ".join(cells) + " |")
+  tests = []
   for n in names:
     if n == reference:
       continue
@@ -183,9 +215,28 @@ def main():
         continue
       test = significance.paired_t_test(a, b)
       lo, hi = significance.bootstrap_ci(a - b, args.bootstrap) if args.bootstrap else (float("nan"),) * 2
-      verdict = "better" if lo > 0 and test["p"] < 0.05 else ("worse" if hi < 0 and test["p"] < 0.05 else "n.s.")
-      lines.append(f"| {short[n]} | {metric} | {a.mean():.4f} | {b.mean():.4f} | {test['diff']:+.4f} "
-                   f"[{lo:+.4f}, {hi:+.4f}] | {test['t']:.2f} | {test['p']:.2g} | {verdict} |")
+      sa, sb = per_seed(n, metric).mean(axis=1), per_seed(reference, metric).mean(axis=1)
+      spread = (f"{np.std(sa - sb, ddof=1):.4f} ({len(sa)} pairs)" if len(sa) == len(sb) > 1 else
+                f"{np.std(sa, ddof=1):.4f} (model's)" if len(sa) > 1 else
+                f"{np.std(sb, ddof=1):.4f} (reference's)" if len(sb) > 1 else "–")
+      tests.append((n, metric, a.mean(), b.mean(), test, lo, hi, spread))
+  adjusted = significance.holm([t[4]["p"] for t in tests]) if tests else []
+  lines += ["", f"## Paired tests against {short[reference]} (same users)", "",
+            "Difference = model − reference, mean over users" + (" (each user's value averaged over the model's "
+                                                                 "seeds)" if several else "") +
+            f"; 95% percentile bootstrap interval ({args.bootstrap} resamples of users); two-sided paired t-test; "
+            f"Holm-adjusted p over the {len(tests)} tests against the reference (better / worse: the interval "
+            "excludes 0 and the adjusted p < 0.05)" + ("; seed spread: std over seeds of the difference of each "
+                                                      "seed pair's means (or of one side's means)" if several else "")
+            + ".", "",
+            "| model | metric | model | reference | difference [95% CI] | t | p | Holm p |"
+            + (" seed spread |" if several else "") + " |",
+            "|---|---|---:|---:|---:|---:|---:|---:|" + ("---:|" if several else "") + ":---:|"]
+  for (n, metric, a_mean, b_mean, test, lo, hi, spread), p_holm in zip(tests, adjusted):
+    verdict = "better" if lo > 0 and p_holm < 0.05 else ("worse" if hi < 0 and p_holm < 0.05 else "n.s.")
+    lines.append(f"| {short[n]} | {metric} | {a_mean:.4f} | {b_mean:.4f} | {test['diff']:+.4f} "
+                 f"[{lo:+.4f}, {hi:+.4f}] | {test['t']:.2f} | {test['p']:.2g} | {p_holm:.2g} |"
+                 + (f" {spread} |" if several else "") + f" {verdict} |")
 
   seg = segments(ref_config, args.workdir, args.split).set_index("user").loc[base.index]
   groupings = {"history length (items before the target)": bucket_labels(seg["history_length"].to_numpy(),

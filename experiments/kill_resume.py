@@ -1,5 +1,6 @@
 """Kills training with SIGKILL at random moments, re-running the same command after each kill,
-and checks that the final model and metrics equal those of an uninterrupted run.
+and checks that the final model, its selection on validation (the selected step and the whole
+curve; early stopping on) and the metrics equal those of an uninterrupted run.
 
   python experiments/kill_resume.py                 # 20 kills of the synthetic tiny config (~6 min)
   python experiments/kill_resume.py --kills=5 --config=configs/synthetic.py
@@ -29,6 +30,8 @@ def main():
   ap.add_argument("--steps", type=int, default=600, help="training steps of the run")
   ap.add_argument("--checkpoint_every", type=int, default=25)
   ap.add_argument("--kills", type=int, default=20)
+  ap.add_argument("--eval_every", type=int, default=50, help="validation period (every validation is a candidate)")
+  ap.add_argument("--patience", type=int, default=3, help="early stopping after this many validations without gain")
   ap.add_argument("--seed", type=int, default=0, help="seeds the kill moments")
   ap.add_argument("--workdir", default="", help="default: a temporary folder, removed afterwards")
   args = ap.parse_args()
@@ -36,7 +39,8 @@ def main():
   work = args.workdir or tempfile.mkdtemp(prefix="kill_resume_")
   env = dict(os.environ, WANDB_MODE="disabled", XLA_FLAGS="--xla_force_host_platform_device_count=1")
   common = [f"--config={args.config}", f"--config.train.num_train_steps={args.steps}",
-            f"--config.train.checkpoint_every_steps={args.checkpoint_every}", "--config.train.eval_every_steps=100",
+            f"--config.train.checkpoint_every_steps={args.checkpoint_every}",
+            f"--config.train.eval_every_steps={args.eval_every}", f"--config.train.patience={args.patience}",
             "--config.train.log_every_steps=5",
             "--config.wandb.mode=disabled", "--mode=all"]
 
@@ -82,14 +86,16 @@ def main():
     import ml_collections
     config = ml_collections.ConfigDict(saved["config"])
     params = pipeline.load_params(config, os.path.join(work, name, "models", model), _num_items(work, name))
-    metrics = {split: io_utils.read_json(os.path.join(work, name, "results", model, f"{split}_metrics.json"))["metrics"]
-               for split in ("valid", "test")}
+    metrics = {split: {k: io_utils.read_json(os.path.join(work, name, "results", model, f"{split}_metrics.json"))[k]
+                       for k in ("metrics", "checkpoint_step", "selection")} for split in ("valid", "test")}
     results[name] = (params, metrics)
   diffs = jax.tree.leaves(jax.tree.map(lambda a, b: float(np.max(np.abs(np.asarray(a) - np.asarray(b)))),
                                        results["straight"][0], results["killed"][0]))
   same_metrics = results["straight"][1] == results["killed"][1]
   out = {"kills": sum(k["killed"] for k in killed_at), "attempts": len(killed_at), "kill_moments": killed_at,
          "uninterrupted_seconds": round(full_seconds, 1), "max_param_difference": max(diffs),
+         "selected_step": results["straight"][1]["test"]["checkpoint_step"],
+         "stopped_early": results["straight"][1]["test"]["selection"]["stopped_early"],
          "identical_metrics": same_metrics, "identical": same_metrics and max(diffs) <= 1e-5}
   print(json.dumps(out, indent=2))
   if not args.workdir:

@@ -24,8 +24,13 @@ run one after another. Output under --workdir (default sweeps/<sweep name>):
   runs/<run>.json          one record per finished run: overrides, seed, model, metrics
   logs/<run>.log           the run's output
   results.csv              one row per run
-  results.md               mean +- std over seeds per point; sampled vs full-ranking agreement
-  plots/<metric>__<key>.png  each metric against each swept setting, one line per other setting
+  results.md               mean +- std over seeds per point, ranked by validation; the chosen point
+  plots/<metric>__<key>.png  each validation metric against each swept setting, one line per other setting
+
+Points are ranked, and one is chosen, by the validation split only (the base config's
+train.select_metric, on the selected checkpoint of each run; tasks train_val_test and
+train_val). The test numbers stand beside them, reported once for what was chosen, never used to
+choose. A sweep without a validation split (train_test) lists its points unranked.
 """
 import argparse
 import concurrent.futures
@@ -44,7 +49,7 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-# Test-split metrics shown in the table and plotted (all others stay in results.csv).
+# Metrics shown in the table (test split) and plotted (validation split); all others stay in results.csv.
 METRICS = ("ndcg@10", "hr@10", "mrr", "sampled_ndcg@10", "sampled_hr@10")
 
 
@@ -126,16 +131,18 @@ def child(spec_json: str) -> None:
   config = ml_collections.ConfigDict(spec["config"])
   config.wandb.name = spec["run"]
   t0 = time.time()
-  out = pipeline.run(config, spec["workdir"], mode="train")
-  if out["step"] < config.train.num_train_steps:
-    raise SystemExit(f"training stopped at step {out['step']} of {config.train.num_train_steps}")
+  trained = pipeline.run(config, spec["workdir"], mode="train")
+  if not trained.get("finished", True):  # baselines train nothing and are always finished
+    raise SystemExit(f"training stopped at step {trained['step']} of {config.train.num_train_steps}")
   out = pipeline.run(config, spec["workdir"], mode="evaluate")
   kind = config.model.kind
+  last = trained["step"]
   record = {"run": spec["run"], "point": spec["point"], "seed": spec["seed"], "model_name": out["model_name"],
             "model_dir": out["model_dir"], "results_dir": out["results_dir"],
-            "train_seconds": model_store.training_seconds(out["model_dir"], config.train.num_train_steps),
-            "devices": model_store.training_devices(out["model_dir"], config.train.num_train_steps),
-            "wall_seconds": time.time() - t0,
+            "train_seconds": model_store.training_seconds(out["model_dir"], last),
+            "devices": model_store.training_devices(out["model_dir"], last),
+            "wall_seconds": time.time() - t0, "steps_trained": last,
+            "selection": {k: v for k, v in out.get("selection", {}).items() if k != "curve"},
             "valid": out.get("valid_metrics", {}).get(kind, {}), "test": out.get("test_metrics", {}).get(kind, {}),
             "test_popularity": out["test_metrics"].get("popularity", {})}
   io_utils.write_json(spec["record"], record)
@@ -251,7 +258,8 @@ def results_frame(records, values):
     row = {"run": rec["run"], "seed": rec["seed"], **{k: _cell(v) for k, v in values[rec["run"]].items()}}
     row.update({f"test/{k}": v for k, v in rec["test"].items()})
     row.update({f"valid/{k}": v for k, v in rec["valid"].items()})
-    row.update({"train_seconds": rec["train_seconds"], "model_name": rec["model_name"]})
+    row.update({"train_seconds": rec["train_seconds"], "model_name": rec["model_name"],
+                "selected_step": rec.get("selection", {}).get("step")})
     rows.append(row)
   return pd.DataFrame(rows)
 
@@ -260,42 +268,71 @@ def _cell(v):
   return str(tuple(v)) if isinstance(v, (list, tuple)) else v
 
 
-def summarize(frame, keys):
-  """Mean and std over seeds of the table metrics for each point (the swept keys' values)."""
-  cols = [f"test/{m}" for m in METRICS if f"test/{m}" in frame]
+def summarize(frame, keys, split="test", metrics=METRICS):
+  """Mean and std over seeds of one split's metrics for each point (the swept keys' values)."""
+  cols = [f"{split}/{m}" for m in metrics if f"{split}/{m}" in frame]
   grouped = frame.groupby(keys, sort=False, dropna=False) if keys else frame.groupby(lambda _: 0)
   mean, std, count = grouped[cols].mean(), grouped[cols].std(ddof=1), grouped["seed"].count()
   return mean, std.fillna(0.0), count
 
 
-def markdown(frame, keys, sweep, command, devices=()) -> str:
+def _point(keys, idx) -> str:
+  """"a.b=1, c=x" for one point, plain Python values (not numpy reprs)."""
+  values = idx if isinstance(idx, tuple) else (idx,)
+  return ", ".join(f"{k}={v.item() if hasattr(v, 'item') else v}" for k, v in zip(keys, values))
+
+
+def markdown(frame, keys, sweep, command, devices=(), select="ndcg@10") -> str:
+  """The results table: one row per point, ranked by the validation metric `select` (mean over
+  seeds) when the runs have a validation split, with the test metrics beside it; the chosen point
+  is the first by validation. Without a validation split the points keep their order, unranked."""
   mean, std, count = summarize(frame, keys)
+  vmean, vstd, _ = summarize(frame, keys, "valid", (select,))
+  ranked = f"valid/{select}" in vmean and vmean[f"valid/{select}"].notna().all()
+  order = list(vmean[f"valid/{select}"].sort_values(ascending=False, kind="stable").index) if ranked else list(mean.index)
   cols = list(mean.columns)
+  seeds = ", ".join(map(str, sorted(frame["seed"].unique())))
   lines = ["# Sweep results", "", sweep["description"], "",
-           f"Made by `{command}`" + (f", trained on {' and '.join(devices)}." if devices else "."), "",
-           f"Test split, mean ± std over seeds ({', '.join(map(str, sorted(frame['seed'].unique())))}). "
-           "Full ranking excludes the history as configured; sampled_* is the sampled protocol.", "",
-           "| " + " | ".join(keys + ["seeds"] + [c.split("/", 1)[1] for c in cols]) + " |",
-           "|" + "---|" * (len(keys) + 1 + len(cols))]
-  for idx in mean.index:
+           f"Made by `{command}`" + (f", trained on {' and '.join(devices)}." if devices else "."), ""]
+  if ranked:
+    lines += [f"Ranked by validation {select} (mean over seeds {seeds}, each run's selected checkpoint); the test "
+              "columns are reported beside it and were not used to rank or choose. Mean ± std over seeds. Full "
+              "ranking excludes the history as configured; sampled_* is the sampled protocol.", ""]
+  else:
+    lines += [f"No validation split (task {frame.attrs.get('task', 'train_test')}): the points are listed, not "
+              f"ranked, and none is chosen; test split, mean ± std over seeds ({seeds}). Full ranking excludes the "
+              "history as configured; sampled_* is the sampled protocol.", ""]
+  head = keys + ["seeds"] + ([f"valid {select}"] if ranked else []) + [c.split("/", 1)[1] for c in cols]
+  lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+  for idx in order:
     values = list(idx) if isinstance(idx, tuple) else [idx]
     cells = [str(v) for v in values[:len(keys)]] + [str(int(count.loc[idx]))]
+    if ranked:
+      cells.append(f"{vmean.loc[idx, f'valid/{select}']:.4f} ± {vstd.loc[idx, f'valid/{select}']:.4f}")
     cells += [f"{mean.loc[idx, c]:.4f} ± {std.loc[idx, c]:.4f}" for c in cols]
     lines.append("| " + " | ".join(cells) + " |")
-  if "test/ndcg@10" in mean and "test/sampled_ndcg@10" in mean and len(mean) >= 3:
-    tau = kendall_tau(list(mean["test/ndcg@10"]), list(mean["test/sampled_ndcg@10"]))
-    def point(idx):  # "a.b=1, c=x", plain Python values (not numpy reprs)
-      values = idx if isinstance(idx, tuple) else (idx,)
-      return ", ".join(f"{k}={v.item() if hasattr(v, 'item') else v}" for k, v in zip(keys, values))
-    best_full, best_sampled = point(mean["test/ndcg@10"].idxmax()), point(mean["test/sampled_ndcg@10"].idxmax())
-    lines += ["", f"Sampled vs full ranking: Kendall's tau between the points' mean NDCG@10 under the two "
-              f"protocols = {tau:.3f} over {len(mean)} points; best point by full ranking: {best_full}, "
-              f"by sampled metrics: {best_sampled}" + (" (the same)." if best_full == best_sampled else
-                                                       " (they disagree).")]
+  if ranked and keys:
+    best = order[0]
+    test = f"; its test ndcg@10 {mean.loc[best, 'test/ndcg@10']:.4f} ± {std.loc[best, 'test/ndcg@10']:.4f}" if (
+        "test/ndcg@10" in mean) else ""
+    lines += ["", f"Chosen by validation {select}: {_point(keys, best)} ({vmean.loc[best, f'valid/{select}']:.4f})"
+              f"{test}, over {int(count.loc[best])} seed(s)."]
+  split = "valid" if ranked else "test"
+  both, _, _ = summarize(frame, keys, split, ("ndcg@10", "sampled_ndcg@10"))
+  if f"{split}/ndcg@10" in both and f"{split}/sampled_ndcg@10" in both and len(both) >= 3:
+    tau = kendall_tau(list(both[f"{split}/ndcg@10"]), list(both[f"{split}/sampled_ndcg@10"]))
+    best_full = _point(keys, both[f"{split}/ndcg@10"].idxmax())
+    best_sampled = _point(keys, both[f"{split}/sampled_ndcg@10"].idxmax())
+    lines += ["", f"Sampled vs full ranking ({'validation' if ranked else 'test'} split, a comparison of the two "
+              f"protocols, not a choice): Kendall's tau between the points' mean NDCG@10 under the two protocols = "
+              f"{tau:.3f} over {len(both)} points; best point by full ranking: {best_full}, by sampled metrics: "
+              f"{best_sampled}" + (" (the same)." if best_full == best_sampled else " (they disagree).")]
   return "\n".join(lines) + "\n"
 
 
 def plot(frame, keys, out_dir) -> list:
+  """Each metric against each swept key, mean ± std over seeds: the validation split's when the
+  runs have one (what points are judged by), else the test split's (titled so)."""
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
@@ -304,7 +341,8 @@ def plot(frame, keys, out_dir) -> list:
   for key in keys:
     others = [k for k in keys if k != key]
     for metric in METRICS:
-      col = f"test/{metric}"
+      split = "valid" if f"valid/{metric}" in frame and frame[f"valid/{metric}"].notna().all() else "test"
+      col = f"{split}/{metric}"
       if col not in frame:
         continue
       fig, ax = plt.subplots(figsize=(5, 3.5))
@@ -319,7 +357,8 @@ def plot(frame, keys, out_dir) -> list:
         ax.errorbar(x, [stats["mean"].iloc[i] for i in order], yerr=[stats["std"].iloc[i] for i in order],
                     marker="o", capsize=3, label=name)
       ax.set_xlabel(key)
-      ax.set_ylabel(f"test {metric}")
+      ax.set_ylabel(f"{'validation' if split == 'valid' else 'test'} {metric}")
+      ax.set_title(f"{'validation' if split == 'valid' else 'test'} {metric} (mean ± std over seeds)", fontsize=9)
       ax.grid(alpha=0.3)
       if others:
         ax.legend(fontsize=7)
@@ -388,7 +427,9 @@ def main():
                        + [f"--seeds={args.seeds}"] * bool(args.seeds) + [f"--workdir={args.workdir}"] * bool(args.workdir))
     devices = sorted({d for rec in records for d in rec.get("devices", [])})
     present = [k for k in keys if k in frame]
-    text = markdown(frame, present, sweep, command, devices)
+    select = runs[0]["config"].train.select_metric or "ndcg@10"
+    frame.attrs["task"] = runs[0]["config"].task
+    text = markdown(frame, present, sweep, command, devices, select)
     with open(os.path.join(workdir, "results.md"), "w") as f:
       f.write(text)
     plots = plot(frame, present, os.path.join(workdir, "plots"))

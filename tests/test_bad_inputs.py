@@ -164,6 +164,10 @@ BAD_SETTINGS = [
     ("wandb.mode", "loud", "config.wandb.mode='loud': use one of"),
     ("eval.num_negatives", -5, "config.eval.num_negatives=-5: must be >= 0"),
     ("predict.users_per_part", -1, "config.predict.users_per_part=-1: must be >= 0"),
+    ("train.select_metric", "mean_rank", "config.train.select_metric='mean_rank': use a metric where higher is better"),
+    ("train.select_metric", "sampled_ndcg@500", r"config.train.select_metric='sampled_ndcg@500': sampled metrics stop"),
+    ("train.patience", -1, "config.train.patience=-1: must be >= 0"),
+    ("train.num_epochs", -2.0, "config.train.num_epochs=-2.0: must be >= 0"),
 ]
 
 

@@ -32,29 +32,66 @@ def test_bootstrap_interval_of_a_paired_difference_covers_it():
   assert hi - lo == pytest.approx(2 * 1.96 * se, rel=0.15)  # normal theory
 
 
+def test_holm_matches_the_step_down_procedure():
+  """Against the procedure as written: sort ascending, multiply the i-th (1-based) by m - i + 1,
+  never below the one before, at most 1; back in the input order."""
+  rng = np.random.default_rng(3)
+  for m in (1, 2, 5, 12):
+    p = rng.random(m) ** 3
+    p[rng.integers(m)] = p[0]  # a tie
+    order = sorted(range(m), key=lambda i: p[i])
+    want, running = [0.0] * m, 0.0
+    for i, j in enumerate(order):
+      running = max(running, min(1.0, (m - i) * p[j]))
+      want[j] = running
+    np.testing.assert_allclose(significance.holm(p), want)
+  assert list(significance.holm([0.01, 0.04, 0.03])) == pytest.approx([0.03, 0.06, 0.06])
+
+
 def test_compare_models_end_to_end(tiny_config, tmp_path):
   names = {}
-  for kind in ("bert4rec", "sasrec"):
-    c = tiny_config
-    c.model.kind = kind
+  for kind, seed in (("bert4rec", 0), ("bert4rec", 1), ("sasrec", 0)):
+    c = tiny_config.copy_and_resolve_references()
+    c.model.kind, c.seed = kind, seed
     c.train.num_train_steps, c.train.eval_every_steps = 120, 0
     c.eval.per_user_top_k = 5 if kind == "bert4rec" else 0  # SASRec's ranks are not kept: the script evaluates it
-    names[kind] = pipeline.run(c, str(tmp_path), mode="all")["model_name"]
-  assert not os.path.exists(tmp_path / "results" / names["sasrec"] / "test_per_user.parquet")
+    names[kind, seed] = pipeline.run(c, str(tmp_path), mode="all")["model_name"]
+  assert not os.path.exists(tmp_path / "results" / names["sasrec", 0] / "test_per_user.parquet")
   out_md = tmp_path / "cmp.md"
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
-  proc = subprocess.run([sys.executable, os.path.join(REPO, "experiments", "compare_models.py"),
-                         f"--workdir={tmp_path}", f"--models={names['bert4rec']},{names['sasrec']}", "--baselines",
-                         "--bootstrap=200", f"--out={out_md}"], capture_output=True, text=True, cwd=REPO, env=env,
-                        timeout=600)
+
+  def compare(models, *extra):
+    return subprocess.run([sys.executable, os.path.join(REPO, "experiments", "compare_models.py"),
+                           f"--workdir={tmp_path}", f"--models={models}", "--bootstrap=200", *extra],
+                          capture_output=True, text=True, cwd=REPO, env=env, timeout=600)
+
+  bert = f"{names['bert4rec', 0]}+{names['bert4rec', 1]}"
+  proc = compare(f"{bert},{names['sasrec', 0]}", "--baselines", f"--out={out_md}")
   assert proc.returncode == 0, proc.stderr[-3000:]
-  assert f"{names['sasrec']}: no per-user test ranks yet; evaluating it first" in proc.stdout
-  assert f"{names['bert4rec']}: no per-user" not in proc.stdout
+  assert f"{names['sasrec', 0]}: no per-user test ranks yet; evaluating it first" in proc.stdout
+  assert f"{names['bert4rec', 0]}: no per-user" not in proc.stdout
   text = out_md.read_text()
-  for kind in ("bert4rec (reference)", "sasrec", "most_popular", "markov"):
+  for kind in ("bert4rec (reference) | 2 |", "sasrec | 1 |", "most_popular", "markov"):
     assert kind in text
   assert "## Paired tests against M0" in text and "## ndcg@10 by history length" in text
   assert "target popularity (training count quintile)" in text
+  # Two seeds: the mean over seeds ± their std, from each seed's per-user ranks.
+  import pandas as pd
+  seed_means = [significance.per_user_metrics(pd.read_parquet(
+      tmp_path / "results" / names["bert4rec", s] / "test_per_user.parquet")["rank"].to_numpy(), "ndcg@10").mean()
+      for s in (0, 1)]
+  row = next(line for line in text.splitlines() if line.startswith("| ndcg@10 |"))
+  assert row.split(" | ")[1] == f"{np.mean(seed_means):.4f} ± {np.std(seed_means, ddof=1):.4f}"
+  # Holm over the 3 models x 4 metrics tested against the reference; the verdict uses it.
+  tests = [line.split(" | ") for line in text.splitlines() if line.startswith("| M") and " | [" not in line
+           and line.count("|") == 11]
+  assert len(tests) == 12
+  raw = np.array([float(t[6]) for t in tests])
+  np.testing.assert_allclose([float(t[7]) for t in tests], significance.holm(raw), rtol=0.06, atol=1e-300)
+  assert all(t[8] == f"{np.std(seed_means, ddof=1):.4f} (reference's)" for t in tests if t[1] == "ndcg@10")
   # The most-popular baseline is far below a trained model on the planted structure: significant.
   rows = [line for line in text.splitlines() if line.startswith("| M2 | ndcg@10 |")]
   assert rows and rows[0].rstrip().endswith("| worse |")
+  # Only seeds of one model may be joined.
+  bad = compare(f"{names['bert4rec', 0]}+{names['sasrec', 0]}")
+  assert bad.returncode != 0 and "differs from" in bad.stderr and "in more than config.seed" in bad.stderr

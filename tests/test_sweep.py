@@ -68,8 +68,13 @@ def test_sweep_runs_resumes_and_reports(tmp_path):
   assert (shared == 1).all()
   assert len(set(frame["model_name"])) == 4
   table = (work / "results.md").read_text()
-  assert "| masking.masked_lm_prob | eval.exclude_history | seeds | ndcg@10 |" in table
+  assert "| masking.masked_lm_prob | eval.exclude_history | seeds | valid ndcg@10 | ndcg@10 |" in table
   assert "Kendall's tau" in table
+  # Ranked and chosen by validation (each run's selected checkpoint), the test number beside it.
+  means = frame.groupby(["masking.masked_lm_prob", "eval.exclude_history"])["valid/ndcg@10"].mean()
+  p, ex = means.idxmax()
+  assert f"Chosen by validation ndcg@10: masking.masked_lm_prob={p}, eval.exclude_history={ex} " in table
+  assert frame["selected_step"].eq(30).all()  # validated at the last step only (eval_every_steps=0)
   assert len(list((work / "plots").glob("*.png"))) == 2 * len(sweep_lib.METRICS)
   # An interrupted sweep: one run's record is missing; only that run executes again.
   victim = sorted((work / "runs").glob("*.json"))[0]
@@ -97,6 +102,29 @@ def test_sweep_runs_resumes_and_reports(tmp_path):
   time.sleep(1)
   assert not subprocess.run(["pgrep", "-f", str(work)], capture_output=True, text=True).stdout.split()
   assert 1 <= sum(v.exists() for v in victims) <= 2, "runs started after the sweep was told to stop"
+
+
+def test_the_table_ranks_and_chooses_by_validation_never_by_test():
+  """Validation and test disagree on purpose: the table follows validation; without a validation
+  split nothing is ranked or chosen."""
+  rows = []
+  for seed in (0, 1):
+    for p, valid, test in ((0.2, 0.30, 0.50), (0.4, 0.35, 0.40), (0.6, 0.25, 0.60)):
+      rows.append({"run": f"{p}-{seed}", "seed": seed, "masking.masked_lm_prob": p, "valid/ndcg@10": valid + seed / 100,
+                   "test/ndcg@10": test + seed / 100, "test/hr@10": 0.5})
+  frame = pd.DataFrame(rows)
+  sweep = {"description": "Test."}
+  table = sweep_lib.markdown(frame, ["masking.masked_lm_prob"], sweep, "cmd")
+  body = [line for line in table.splitlines() if line.startswith("| 0.")]
+  assert [line.split(" | ")[0] for line in body] == ["| 0.4", "| 0.2", "| 0.6"]  # by validation, best first
+  assert "Chosen by validation ndcg@10: masking.masked_lm_prob=0.4 (0.3550); its test ndcg@10 0.4050" in table
+  assert "| masking.masked_lm_prob | seeds | valid ndcg@10 | ndcg@10 | hr@10 |" in table
+  unvalidated = frame.drop(columns=["valid/ndcg@10"])
+  unvalidated.attrs["task"] = "train_test"
+  table = sweep_lib.markdown(unvalidated, ["masking.masked_lm_prob"], sweep, "cmd")
+  assert "No validation split (task train_test): the points are listed, not ranked" in table
+  assert "Chosen" not in table and "valid ndcg@10" not in table
+  assert [line.split(" | ")[0] for line in table.splitlines() if line.startswith("| 0.")] == ["| 0.2", "| 0.4", "| 0.6"]
 
 
 def test_kendall_tau_matches_pair_counting():

@@ -1,0 +1,141 @@
+"""Model selection on the validation split: the best checkpoint, early stopping, the curve.
+
+With a validation split (tasks train_val_test and train_val) and `train.select_metric` set (by
+default full-ranking "ndcg@10"), every periodic validation (`train.eval_every_steps`, on
+`eval.max_valid_users` users) is checkpointed with its value, the checkpoint with the best value
+is kept beside the newest ones, and evaluation, prediction, test and inference use it. With
+`train.patience` > 0 training stops once that many validations in a row have not improved on the
+best. Ties go to the earlier step. The test split is never read during training: it is
+evaluated once, on the selected checkpoint.
+
+The curve lives in `<model folder>/selection.json`, written before the checkpoint of the
+validation it records: a run resumed from step S keeps the entries up to S, so a resumed run
+selects exactly what an uninterrupted one does. The checkpoint manager keeps the selected step
+(model_store.KeepSteps) beside the newest ones.
+"""
+import logging
+import os
+import re
+from typing import Dict, List, Optional
+
+from bert4rec_jax import io_utils, parallel
+
+SELECTION_FILE = "selection.json"
+_METRIC = re.compile(r"^(sampled_)?(?:(hr|ndcg)@([1-9][0-9]*)|mrr)$")
+
+
+def metric_problem(name: str, num_negatives: int) -> Optional[str]:
+  """Why `name` cannot be selected on with these evaluation settings (None when it can). Every
+  selectable metric is one where higher is better."""
+  if name == "":
+    return None
+  m = _METRIC.match(name)
+  if not m:
+    return "use a metric where higher is better: ndcg@k, hr@k, mrr, or sampled_ of any"
+  sampled, k = bool(m.group(1)), m.group(3)
+  if sampled and not num_negatives:
+    return "a sampled metric needs config.eval.num_negatives > 0"
+  if k is not None and sampled and int(k) > 100:
+    return "sampled metrics stop at k=100"
+  return None
+
+
+def cutoffs(ks, metric: str) -> tuple:
+  """config.eval.ks plus the selection metric's cut-off (selecting on ndcg@10 computes it even
+  when the cut-offs asked for do not include 10)."""
+  m = _METRIC.match(metric or "")
+  k = int(m.group(3)) if m and m.group(3) else None
+  return tuple(sorted(set(ks) | ({k} if k else set())))
+
+
+class Selection:
+  """The validation curve of one model and what it selects.
+
+  curve: [{"step": s, "value": v, "metrics": {...}}] in step order."""
+
+  def __init__(self, metric: str, patience: int, curve: Optional[List[Dict]] = None, users: int = 0):
+    self.metric, self.patience, self.users = metric, patience, users
+    self.curve = list(curve or [])
+
+  @property
+  def best(self) -> Optional[Dict]:
+    if not self.curve:
+      return None
+    return max(self.curve, key=lambda e: (e["value"], -e["step"]))
+
+  @property
+  def since_best(self) -> int:
+    """Validations after the best one."""
+    best = self.best
+    return 0 if best is None else sum(e["step"] > best["step"] for e in self.curve)
+
+  @property
+  def should_stop(self) -> bool:
+    return bool(self.patience) and self.since_best >= self.patience
+
+  def add(self, step: int, metrics: Dict) -> bool:
+    """Records one validation; True when it is the best so far."""
+    value = float(metrics[self.metric])
+    before = self.best
+    self.curve = [e for e in self.curve if e["step"] < step]
+    self.curve.append({"step": int(step), "value": value, "metrics": dict(metrics)})
+    return before is None or value > before["value"]
+
+  def record(self, stopped_early: bool = False) -> Dict:
+    """What results files and the tracker keep: the metric, the selected step and value, the curve."""
+    best = self.best or {}
+    return {"metric": self.metric, "step": best.get("step"), "value": best.get("value"),
+            "validated_users": self.users, "patience": self.patience, "stopped_early": bool(stopped_early),
+            "curve": [[e["step"], e["value"]] for e in self.curve]}
+
+  def save(self, model_dir: str) -> None:
+    if parallel.is_primary():
+      io_utils.write_json(os.path.join(model_dir, SELECTION_FILE),
+                          {"metric": self.metric, "patience": self.patience, "validated_users": self.users,
+                           "curve": self.curve})
+
+
+def load(model_dir: str, metric: str, patience: int, up_to_step: int, users: int = 0) -> Selection:
+  """The selection recorded in a model folder, as it stood at `up_to_step` (the checkpoint a run
+  resumes from): later entries belong to steps that run will train again."""
+  saved, curve = recorded(model_dir), []
+  if saved:
+    if saved.get("metric") == metric:
+      curve = [e for e in saved.get("curve", []) if e["step"] <= up_to_step]
+    else:
+      logging.warning("%s selected on %s, this run on %s: starting the curve again", model_dir, saved.get("metric"),
+                      metric)
+  return Selection(metric, patience, curve, users)
+
+
+def recorded(model_dir: str) -> Optional[Dict]:
+  """The saved selection of a model folder ({"metric", "patience", "curve", ...}), None without one
+  (or, with a warning, when the file is damaged: the newest checkpoint is then used)."""
+  path = os.path.join(model_dir, SELECTION_FILE)
+  if not os.path.isfile(path):
+    return None
+  try:
+    saved = io_utils.read_json(path)
+    [(int(e["step"]), float(e["value"])) for e in saved["curve"]]  # noqa: B018 (the shape a curve has)
+    return saved
+  except (ValueError, KeyError, TypeError) as e:
+    logging.warning("%s cannot be read (%s): no checkpoint is selected by it", path, e)
+    return None
+
+
+def selected_step(model_dir: str, latest_step: int) -> Optional[int]:
+  """The step the folder's validation curve selects, up to its newest checkpoint (None without a
+  curve: a run without selection, or from before selection was kept)."""
+  saved = recorded(model_dir)
+  if not saved:
+    return None
+  best = load(model_dir, saved["metric"], saved.get("patience", 0), latest_step).best
+  return None if best is None else best["step"]
+
+
+def stopped_early(model_dir: str, latest_step: int) -> bool:
+  """Whether training of this folder ended early (its patience ran out by `latest_step`)."""
+  saved = recorded(model_dir)
+  if not saved or not saved.get("patience"):
+    return False
+  return load(model_dir, saved["metric"], saved["patience"], latest_step).should_stop

@@ -1,0 +1,176 @@
+"""Selection on validation: the best checkpoint, early stopping, test once on the selected
+checkpoint, the same selection after a resume, schedules in epochs."""
+import json
+import logging
+import math
+import os
+
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from bert4rec_jax import dataset, evaluate, model as model_lib, pipeline, selection, train
+from bert4rec_jax.errors import ConfigError
+
+
+def test_selection_picks_the_best_earliest_and_counts_patience(tmp_path):
+  s = selection.Selection("ndcg@10", patience=2)
+  assert s.best is None and not s.should_stop
+  assert s.add(10, {"ndcg@10": 0.3})
+  assert s.add(20, {"ndcg@10": 0.5})
+  assert not s.add(30, {"ndcg@10": 0.5})  # a tie is no improvement: the earlier step stays selected
+  assert s.best["step"] == 20 and s.since_best == 1 and not s.should_stop
+  assert not s.add(40, {"ndcg@10": 0.4})
+  assert s.should_stop
+  s.save(str(tmp_path))
+  # A run resuming from step 30 forgets what came after it (it will train those steps again).
+  again = selection.load(str(tmp_path), "ndcg@10", 2, up_to_step=30)
+  assert [e["step"] for e in again.curve] == [10, 20, 30] and not again.should_stop
+  assert selection.stopped_early(str(tmp_path), 40) and not selection.stopped_early(str(tmp_path), 30)
+  assert selection.selected_step(str(tmp_path), 40) == 20 and selection.selected_step(str(tmp_path), 15) == 10
+  (tmp_path / selection.SELECTION_FILE).write_text('{"metric": "ndcg@10", "curve": [{"st')  # damaged
+  assert selection.recorded(str(tmp_path)) is None and selection.selected_step(str(tmp_path), 40) is None
+  assert s.record(True)["curve"] == [[10, 0.3], [20, 0.5], [30, 0.5], [40, 0.4]]
+
+
+@pytest.mark.parametrize("name,problem", [("ndcg@10", None), ("sampled_hr@5", None), ("mrr", None), ("", None),
+                                          ("sampled_hr@200", "k=100"), ("sampled_ndcg@10", "num_negatives"),
+                                          ("loss", "higher"), ("mean_rank", "higher")])
+def test_selectable_metrics(name, problem):
+  found = selection.metric_problem(name, 0 if name.startswith("sampled_ndcg") else 100)
+  assert (found is None) if problem is None else problem in found
+
+
+def _config(c, **train):
+  c.train.num_train_steps, c.train.eval_every_steps, c.train.checkpoint_every_steps = 2000, 40, 1000
+  c.train.patience, c.train.keep_checkpoints = 2, 1
+  c.eval.max_valid_users = 300
+  c.eval.popularity_baseline = False
+  for k, v in train.items():
+    c.train[k] = v
+  return c
+
+
+def _restore(c, model_dir, step, num_items):
+  state = train.create_state(c, num_items)
+  with ocp.CheckpointManager(os.path.join(model_dir, "checkpoints"),
+                             options=ocp.CheckpointManagerOptions(read_only=True)) as m:
+    return m.restore(step, args=ocp.args.StandardRestore(state)).params
+
+
+def test_training_selects_on_validation_stops_early_and_tests_the_selected_checkpoint(tiny_config, tmp_path, caplog):
+  c = _config(tiny_config)
+  out = pipeline.run(c, str(tmp_path), mode="all")
+  with open(os.path.join(out["model_dir"], "metrics.jsonl")) as f:
+    logged = [json.loads(line) for line in f]
+  curve = [(r["step"], r["valid/ndcg@10"]) for r in logged if "valid/ndcg@10" in r and "step" in r]
+  values = [v for _, v in curve]
+  best = curve[int(np.argmax(values))][0]  # np.argmax: the first of equal values
+  # Early stopping: two validations without improvement after the best, far before step 2000.
+  assert out["step"] == curve[-1][0] == best + 2 * 40 < 2000
+  assert [s for s, _ in curve] == list(range(40, out["step"] + 1, 40))
+  with open(os.path.join(out["results_dir"], "test_metrics.json")) as f:
+    test = json.load(f)
+  chosen = test["selection"]
+  assert test["checkpoint_step"] == out["checkpoint_step"] == chosen["step"] == best
+  assert chosen["metric"] == "ndcg@10" and chosen["stopped_early"] and chosen["validated_users"] == 300
+  assert chosen["curve"] == [[s, pytest.approx(v)] for s, v in curve]
+  assert chosen["value"] == pytest.approx(max(values))
+  # The selected checkpoint and the newest are on disk (keep_checkpoints=1 keeps the newest only).
+  assert sorted(int(d) for d in os.listdir(os.path.join(out["model_dir"], "checkpoints")) if d.isdigit()) == [
+      best, out["step"]]
+  # Test was evaluated on the selected checkpoint: an independent evaluation of it gives the same numbers.
+  num_items = c.data.synthetic.num_items
+  prepared, _ = dataset.load_or_prepare(c.data, str(tmp_path), pipeline.min_seq_length(c))
+  _, splits = pipeline.task_splits(c.task, prepared.sequences)
+  import jax
+  ev = evaluate.Evaluator(splits["test"], prepared.vocab, eval_config=c.eval, max_seq_length=c.model.max_seq_length,
+                          devices=jax.local_devices(), seed=c.seed)
+  c.model.read_last = "mask"
+  scorer = evaluate.model_scorer(model_lib.from_config(c.model, num_items))
+  mine = ev.metrics(scorer, _restore(c, out["model_dir"], best, num_items))
+  assert mine["ndcg@10"] == pytest.approx(test["metrics"]["bert4rec"]["ndcg@10"], abs=1e-6)
+  last = ev.metrics(scorer, _restore(c, out["model_dir"], out["step"], num_items))
+  assert last["ndcg@10"] != mine["ndcg@10"]  # the test can tell the two checkpoints apart
+  # A rerun has nothing to train (it stopped early, not short of its steps) and evaluates the same checkpoint.
+  again = pipeline.run(c, str(tmp_path), mode="all")
+  assert again["step"] == out["step"] and again["test_metrics"] == out["test_metrics"]
+  # Evaluating a trained model, and task=test on its training file, use the selected checkpoint too.
+  ev_only = pipeline.run(c, str(tmp_path), mode="evaluate")
+  assert ev_only["checkpoint_step"] == best and ev_only["selection"]["step"] == best
+  # A damaged selected checkpoint: evaluation says so and uses the newest one (and nothing moves).
+  for root, _, files in os.walk(os.path.join(out["model_dir"], "checkpoints", str(best))):
+    for name in files:
+      with open(os.path.join(root, name), "r+b") as f:
+        f.truncate(f.seek(0, 2) // 2)
+  with caplog.at_level(logging.WARNING):
+    damaged = pipeline.run(c, str(tmp_path), mode="evaluate")
+  assert f"The selected checkpoint (step {best}) cannot be restored: using step {out['step']}" in caplog.text
+  assert damaged["checkpoint_step"] == out["step"] and "selection" not in damaged
+  assert os.path.isdir(os.path.join(out["model_dir"], "checkpoints", str(best)))
+
+
+def test_resuming_keeps_the_same_selection(tiny_config, tmp_path):
+  """Killed between validations, and killed after a validation was recorded but before its
+  checkpoint was saved: the resumed run selects the same step and reports the same test numbers."""
+  c = _config(tiny_config, patience=3)
+  straight = pipeline.run(c, str(tmp_path / "straight"), mode="all")
+  first = pipeline.run(c, str(tmp_path / "resumed"), mode="all", stop_at=100)
+  assert first["step"] == 100 and "test_metrics" not in first
+  # The curve file is written before the checkpoint of its step: a kill in between leaves an entry
+  # (here an unbeatable one) for a step that has no checkpoint; the resumed run must forget it.
+  path = os.path.join(first["model_dir"], selection.SELECTION_FILE)
+  with open(path) as f:
+    record = json.load(f)
+  assert [e["step"] for e in record["curve"]] == [40, 80]
+  record["curve"].append({"step": 120, "value": 2.0, "metrics": {"ndcg@10": 2.0}})
+  with open(path, "w") as f:
+    json.dump(record, f)
+  resumed = pipeline.run(c, str(tmp_path / "resumed"), mode="all")
+  assert resumed["step"] == straight["step"] and resumed["checkpoint_step"] == straight["checkpoint_step"]
+  assert resumed["selection"] == straight["selection"]
+  for split in ("valid_metrics", "test_metrics"):
+    for k, v in straight[split]["bert4rec"].items():
+      assert resumed[split]["bert4rec"][k] == pytest.approx(v, abs=1e-6), (split, k)
+
+
+def test_without_a_validation_split_the_last_checkpoint_is_used(tiny_config, tmp_path):
+  c = tiny_config
+  c.task, c.train.num_train_steps = "train_test", 60
+  out = pipeline.run(c, str(tmp_path), mode="all")
+  assert out["checkpoint_step"] == 60 and "selection" not in out
+  assert not os.path.exists(os.path.join(out["model_dir"], selection.SELECTION_FILE))
+  c.train.patience = 2
+  with pytest.raises(ConfigError, match="train_test' has no validation split"):
+    pipeline.run(c, str(tmp_path), mode="all")
+
+
+def test_select_metric_off_evaluates_the_last_checkpoint(tiny_config, tmp_path):
+  c = tiny_config
+  c.train.num_train_steps, c.train.select_metric = 120, ""
+  out = pipeline.run(c, str(tmp_path), mode="all")
+  assert out["checkpoint_step"] == 120 and "selection" not in out
+
+
+def test_schedule_in_epochs(tiny_config, tmp_path):
+  c = tiny_config
+  c.train.num_epochs, c.train.num_warmup_epochs, c.train.eval_every_epochs = 1.5, 0.25, 0.5
+  c.train.num_train_steps = 99_999  # replaced by the epochs
+  out = pipeline.run(c, str(tmp_path), mode="train")
+  prepared, _ = dataset.load_or_prepare(c.data, str(tmp_path), pipeline.min_seq_length(c))
+  train_seqs, _ = pipeline.task_splits(c.task, prepared.sequences)
+  from bert4rec_jax import input_pipeline
+  per_epoch = input_pipeline.make_stream(c, train_seqs).num_examples / c.train.batch_size
+  assert out["step"] == math.ceil(1.5 * per_epoch)
+  assert out["model_name"].startswith("hs32_msl16_mpps4_ne1.5_lr0.01_")
+  with open(os.path.join(out["model_dir"], "config.json")) as f:
+    saved = json.load(f)["config"]["train"]
+  assert saved["num_train_steps"] == out["step"] and saved["num_warmup_steps"] == round(0.25 * per_epoch)
+  assert saved["eval_every_steps"] == round(0.5 * per_epoch)
+  with open(os.path.join(out["model_dir"], "metrics.jsonl")) as f:
+    steps = [r["step"] for r in map(json.loads, f) if "valid/ndcg@10" in r and "step" in r]
+  assert steps == [s for s in range(1, out["step"] + 1) if s % saved["eval_every_steps"] == 0] + (
+      [] if out["step"] % saved["eval_every_steps"] == 0 else [out["step"]])
+  # The step counts a schedule in epochs replaces are not part of the model: the same run resumes.
+  c.train.num_train_steps = 5
+  assert pipeline.run(c, str(tmp_path), mode="train")["step"] == out["step"]
