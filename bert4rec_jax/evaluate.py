@@ -205,6 +205,23 @@ def _eval_step(params, batch, *, scorer: Scorer, exclude_history: bool, top_k: i
   return out
 
 
+_STEPS: Dict[tuple, Callable] = {}
+
+
+def _shared_step(scorer: Scorer, exclude_history: bool, top_k: int, chunk: int, rank_method: str, devices: tuple):
+  """One pmapped evaluation step per scorer and setting, shared by every Evaluator: validation
+  during training and the final evaluation of the same split compile once (when their batch
+  shapes agree) instead of once per Evaluator."""
+  key = (scorer, exclude_history, top_k, chunk, rank_method, devices)
+  if key not in _STEPS:
+    if len(_STEPS) >= 32:  # a long-lived process (a notebook, the tests) evaluating many models
+      _STEPS.clear()
+    _STEPS[key] = parallel.pmap(functools.partial(
+        _eval_step, scorer=scorer, exclude_history=exclude_history, top_k=top_k, chunk=chunk,
+        rank_method=rank_method), list(devices))
+  return _STEPS[key]
+
+
 class Evaluator:
   """Ranks the held-out items of one split under any scorer."""
 
@@ -224,7 +241,6 @@ class Evaluator:
     self.batch_size = -(-eval_config.batch_size // d) * d  # round up to a multiple of the devices
     # One static history width for the whole split: one compilation.
     self.history_width = input_pipeline.bucket(int(split.history.lengths[self.index].max()))
-    self._steps: Dict[int, Callable] = {}
     self._negatives: Optional[tuple] = None  # (negatives, valid) of this process's block
     self._all_negatives: Optional[tuple] = None  # of every evaluated user, when asked for
 
@@ -290,13 +306,8 @@ class Evaluator:
     'top_scores' [U, K] (-inf where no item is left to show)."""
     self._ensure_negatives()
     top_k = min(top_k, self.vocab.num_items)
-    key = (id(scorer), top_k)
-    if key not in self._steps:
-      self._steps[key] = parallel.pmap(functools.partial(
-          _eval_step, scorer=scorer, exclude_history=self.config.exclude_history, top_k=top_k,
-          chunk=self.config.item_chunk_size, rank_method=self.config.get("rank_method", "count")),
-          self.devices)
-    step = self._steps[key]
+    step = _shared_step(scorer, self.config.exclude_history, top_k, self.config.item_chunk_size,
+                        self.config.get("rank_method", "count"), tuple(self.devices))
     if replicated and parallel.process_count() > 1:  # the train step's copies span every process's devices
       params, replicated = parallel.unreplicate(params), False
     p_params = params if replicated else parallel.replicate(params, self.devices)

@@ -177,11 +177,12 @@ def _train_evaluate_predict(config, mode, devices, stop_at, prepared, train_seqs
   # Training curves live with the model; an evaluate/predict-only run logs beside its results,
   # so re-evaluating never changes the model folder (a DVC stage output).
   tracker = Tracker(config, folder.path if mode in ("train", "all") else result["results_dir"], name, job_type=mode)
+  scorer = evaluate.model_scorer(model_lib.from_config(config.model, num_items))  # validation's and evaluation's
   try:
     if mode in ("train", "all"):
       trained = train.train(config, folder.path, train_seqs,
                             evaluator(splits["valid"], config.eval.max_valid_users) if "valid" in splits else None,
-                            num_items, tracker, devices, stop_at=stop_at)
+                            num_items, tracker, devices, stop_at=stop_at, scorer=scorer)
       result["step"], result["finished"] = trained.step, trained.finished
       if not trained.finished:
         logging.info("Training stopped at step %d of %d: run the same command again to continue",
@@ -191,7 +192,6 @@ def _train_evaluate_predict(config, mode, devices, stop_at, prepared, train_seqs
       params, step = model_store.load_params(folder, train.create_state(config, num_items),
                                              config.train.num_train_steps)
       result["checkpoint_step"] = step
-      scorer = evaluate.model_scorer(model_lib.from_config(config.model, num_items))
       chosen = _selection_record(folder, step)
       if chosen:
         result["selection"] = chosen

@@ -201,13 +201,14 @@ def make_step(config, num_items: int, devices, train_seqs):
 
 
 def train(config, model_dir: str, train_seqs, valid_evaluator: Optional[evaluate.Evaluator], num_items: int,
-          tracker, devices, stop_at: Optional[int] = None) -> Trained:
+          tracker, devices, stop_at: Optional[int] = None, scorer: Optional[evaluate.Scorer] = None) -> Trained:
   """Trains up to config.train.num_train_steps, resuming from the latest checkpoint.
 
   With a validation split and train.select_metric, every validation is checkpointed with its
   value and the best checkpoint kept (`selection`); train.patience validations without
   improvement end training early. `stop_at` ends this invocation early at that step (after
-  checkpointing), as an interrupted run would.
+  checkpointing), as an interrupted run would. `scorer`: the validation scorer of this model (the
+  caller's, so that its final evaluation reuses the compiled step).
   """
   tc = config.train
   several = parallel.process_count() > 1
@@ -254,7 +255,7 @@ def train(config, model_dir: str, train_seqs, valid_evaluator: Optional[evaluate
   batches = input_pipeline.training_batches(config, train_seqs, start, devices)
 
   schedule = learning_rate_schedule(tc)
-  valid_scorer = evaluate.model_scorer(model)  # one object: the evaluator compiles its step once
+  valid_scorer = scorer or evaluate.model_scorer(model)  # one object: its evaluation step compiles once
   bar = tqdm(total=end, initial=start, desc="train", unit="step", dynamic_ncols=True, mininterval=1.0,
              disable=not parallel.is_primary())
   window_metrics, window_steps = None, 0  # metric sums since the last log, kept on device

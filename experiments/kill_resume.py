@@ -27,7 +27,7 @@ sys.path.insert(0, REPO)
 def main():
   ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   ap.add_argument("--config", default="configs/synthetic.py:tiny")
-  ap.add_argument("--steps", type=int, default=600, help="training steps of the run")
+  ap.add_argument("--steps", type=int, default=1000, help="training steps of the run")
   ap.add_argument("--checkpoint_every", type=int, default=25)
   ap.add_argument("--kills", type=int, default=20)
   ap.add_argument("--eval_every", type=int, default=50, help="validation period (every validation is a candidate)")
@@ -53,11 +53,12 @@ def main():
   if reference.returncode:
     sys.exit("the uninterrupted run failed:\n" + reference.stderr[-3000:])
   full_seconds = time.time() - t0
-  # Kill moments spread over the whole run: attempt i waits until training has logged step
-  # targets[i] (drawn uniformly, sorted), then a random 0-1.5 s more, so the kill lands in
+  # Kill moments spread over the whole run (up to where the uninterrupted one ended): attempt i
+  # waits until training has logged step targets[i] (drawn uniformly, sorted), then a random 0-1.5 s more, so the kill lands in
   # whatever is happening then (a step, a checkpoint write, validation, startup of the next).
   rng = random.Random(args.seed)
-  targets = sorted(rng.randrange(0, args.steps) for _ in range(args.kills))
+  trained = max(_logged_step(os.path.join(work, "straight")), 1)  # early stopping may end it before --steps
+  targets = sorted(rng.randrange(0, trained) for _ in range(args.kills))
   killed_at = []
   for target in targets:
     jitter = rng.uniform(0.0, 1.5)
