@@ -409,16 +409,18 @@ def _quarantine(manager, damaged: List[int], writable: bool) -> None:
   manager.reload()
 
 
-def load_params(folder: Folder, state, num_train_steps: int) -> Tuple[object, int]:
-  """(parameters, step) of the model's checkpoint, read without writing anything: the one with the
-  best validation value when training selected on validation (`selection`), else the newest; a
-  damaged one is passed over for the next. A clear error when the model was never trained."""
+def load_params(folder: Folder, state, num_train_steps: int) -> Tuple[object, int, Optional[Dict]]:
+  """(parameters, step, how it was selected) of the model's checkpoint, read without writing
+  anything: the one with the best validation value when training selected on validation (and then
+  the selection's record, `selection.Selection.record`), else the newest (and None); a damaged one
+  is passed over for the next. A clear error when the model was never trained."""
   if not os.path.isdir(folder.checkpoints):
     raise MissingError(f"no checkpoint in {folder.checkpoints}: run with --mode=train (or --mode=all) first")
   manager = checkpoint_manager(folder, writable=False)
   try:
     latest = manager.latest_step() or 0
-    chosen = selection.selected_step(folder.path, latest)
+    found = selection.of_folder(folder.path, latest)
+    chosen = found.best["step"] if found is not None and found.best is not None else None
     ranked = [chosen] if chosen in manager.all_steps() else []
     order = ranked + sorted(set(manager.all_steps()) - set(ranked), reverse=True)
     restored, step = restore_latest(manager, state, writable=False, order=order)
@@ -430,10 +432,10 @@ def load_params(folder: Folder, state, num_train_steps: int) -> Tuple[object, in
   if chosen is not None and step != chosen:
     logging.warning("The selected checkpoint (step %d) %s: using step %d", chosen,
                     "cannot be restored" if ranked else "is not on disk", step)
-  if latest < num_train_steps and not selection.stopped_early(folder.path, latest):
+  if latest < num_train_steps and not (found is not None and found.should_stop):
     logging.warning("Using a partly trained model (step %d of %d%s)", latest, num_train_steps,
                     f"; selected step {step}" if step != latest else "")
-  return restored.params, step
+  return restored.params, step, found.record() if chosen is not None and step == chosen else None
 
 
 # --- training time and devices -----------------------------------------------------------------

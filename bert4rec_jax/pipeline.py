@@ -189,10 +189,9 @@ def _train_evaluate_predict(config, mode, devices, stop_at, prepared, train_seqs
                      trained.step, config.train.num_train_steps)
         return result
     if mode in ("evaluate", "predict", "all"):
-      params, step = model_store.load_params(folder, train.create_state(config, num_items),
-                                             config.train.num_train_steps)
+      params, step, chosen = model_store.load_params(folder, train.create_state(config, num_items),
+                                                     config.train.num_train_steps)
       result["checkpoint_step"] = step
-      chosen = _selection_record(folder, step)
       if chosen:
         result["selection"] = chosen
         tracker.summary({f"selection/{k}": v for k, v in chosen.items() if k != "curve"})
@@ -306,7 +305,7 @@ def _run_on_trained_model(config, workdir, mode, devices, folder):
   if mode == "prepare":
     return result
 
-  params, step = model_store.load_params(folder, train.create_state(trained, vocab.num_items),
+  params, step, chosen = model_store.load_params(folder, train.create_state(trained, vocab.num_items),
                                          trained.train.num_train_steps)
   trained.model.read_last = config.model.read_last
   empty = bool((prepared.sequences.lengths == 0).any()) or config.task == "test" and bool(
@@ -330,7 +329,7 @@ def _run_on_trained_model(config, workdir, mode, devices, folder):
     io_utils.clean_leftovers(out_dir)
     result["results_dir"] = out_dir
     return _test_or_inference(config, devices, result, stats, prepared, vocab, name, out_dir, made_by, scorer,
-                              model_params, popularity, L, step, stem, trained, _selection_record(folder, step))
+                              model_params, popularity, L, step, stem, trained, chosen)
 
 
 def _test_or_inference(config, devices, result, stats, prepared, vocab, name, out_dir, made_by, scorer, model_params,
@@ -440,21 +439,6 @@ def _announce(path: str) -> None:
     print(f"\npredictions -> {path}", flush=True)
 
 
-def _selection_record(folder, step: int) -> Optional[dict]:
-  """How the checkpoint at `step` was chosen: the validation curve's record (selection.record, up
-  to the newest checkpoint) when the curve selects it, else None (the last checkpoint of a run
-  without selection, or of one from before selection was kept)."""
-  saved = selection.recorded(folder.path)
-  steps = [int(d) for d in os.listdir(folder.checkpoints) if d.isdigit()] if os.path.isdir(folder.checkpoints) else []
-  if not saved or not steps:
-    return None
-  sel = selection.load(folder.path, saved["metric"], saved.get("patience", 0), max(steps),
-                       saved.get("validated_users", 0))
-  if not sel.best or sel.best["step"] != step:
-    return None
-  return sel.record(sel.should_stop)
-
-
 def _evaluate_split(config, ev, scorer, params, popularity, prepared, split_name, name, out_dir, tracker, stats,
                     kind="bert4rec", checkpoint_step=None, chosen=None):
   """Ranks one split for the model (and the popularity baseline), writes JSON (+ per-user file).
@@ -522,6 +506,6 @@ def _load_or_prepare(data_config, workdir: str, min_length: int, **kwargs):
 
 def load_params(config, model_dir: str, num_items: int):
   """Parameters of the latest checkpoint (read only); a clear error when the model was never trained."""
-  params, _ = model_store.load_params(model_store.Folder(model_dir), train.create_state(config, num_items),
+  params, _, _ = model_store.load_params(model_store.Folder(model_dir), train.create_state(config, num_items),
                                       config.train.num_train_steps)
   return params

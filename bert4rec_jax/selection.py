@@ -81,11 +81,12 @@ class Selection:
     self.curve.append({"step": int(step), "value": value, "metrics": dict(metrics)})
     return before is None or value > before["value"]
 
-  def record(self, stopped_early: bool = False) -> Dict:
-    """What results files and the tracker keep: the metric, the selected step and value, the curve."""
+  def record(self) -> Dict:
+    """What results files and the tracker keep: the metric, the selected step and value, whether
+    patience ran out, the curve."""
     best = self.best or {}
     return {"metric": self.metric, "step": best.get("step"), "value": best.get("value"),
-            "validated_users": self.users, "patience": self.patience, "stopped_early": bool(stopped_early),
+            "validated_users": self.users, "patience": self.patience, "stopped_early": self.should_stop,
             "curve": [[e["step"], e["value"]] for e in self.curve]}
 
   def save(self, model_dir: str) -> None:
@@ -98,14 +99,21 @@ class Selection:
 def load(model_dir: str, metric: str, patience: int, up_to_step: int, users: int = 0) -> Selection:
   """The selection recorded in a model folder, as it stood at `up_to_step` (the checkpoint a run
   resumes from): later entries belong to steps that run will train again."""
-  saved, curve = recorded(model_dir), []
-  if saved:
-    if saved.get("metric") == metric:
-      curve = [e for e in saved.get("curve", []) if e["step"] <= up_to_step]
-    else:
-      logging.warning("%s selected on %s, this run on %s: starting the curve again", model_dir, saved.get("metric"),
-                      metric)
-  return Selection(metric, patience, curve, users)
+  found = of_folder(model_dir, up_to_step)
+  if found is not None and found.metric != metric:
+    logging.warning("%s selected on %s, this run on %s: starting the curve again", model_dir, found.metric, metric)
+    found = None
+  return Selection(metric, patience, found.curve if found is not None else [], users)
+
+
+def of_folder(model_dir: str, latest_step: int) -> Optional[Selection]:
+  """The folder's own selection (its metric, patience and curve) up to its newest checkpoint
+  `latest_step`; None without one (a run without selection, or from before selection was kept)."""
+  saved = recorded(model_dir)
+  if not saved:
+    return None
+  return Selection(saved["metric"], saved.get("patience", 0), [e for e in saved["curve"] if e["step"] <= latest_step],
+                   saved.get("validated_users", 0))
 
 
 def recorded(model_dir: str) -> Optional[Dict]:
@@ -126,16 +134,11 @@ def recorded(model_dir: str) -> Optional[Dict]:
 def selected_step(model_dir: str, latest_step: int) -> Optional[int]:
   """The step the folder's validation curve selects, up to its newest checkpoint (None without a
   curve: a run without selection, or from before selection was kept)."""
-  saved = recorded(model_dir)
-  if not saved:
-    return None
-  best = load(model_dir, saved["metric"], saved.get("patience", 0), latest_step).best
-  return None if best is None else best["step"]
+  found = of_folder(model_dir, latest_step)
+  return found.best["step"] if found is not None and found.best is not None else None
 
 
 def stopped_early(model_dir: str, latest_step: int) -> bool:
   """Whether training of this folder ended early (its patience ran out by `latest_step`)."""
-  saved = recorded(model_dir)
-  if not saved or not saved.get("patience"):
-    return False
-  return load(model_dir, saved["metric"], saved["patience"], latest_step).should_stop
+  found = of_folder(model_dir, latest_step)
+  return found is not None and found.should_stop

@@ -224,7 +224,7 @@ def train(config, model_dir: str, train_seqs, valid_evaluator: Optional[evaluate
   start = int(state.step)
   sel = (selection.load(model_dir, tc.select_metric, tc.patience, start, len(valid_evaluator.index)) if selecting
          else None)
-  record = lambda early=False: sel.record(early) if sel is not None else None  # noqa: E731
+  record = lambda: sel.record() if sel is not None else None  # noqa: E731
   if sel is not None and sel.best is not None:
     protect.steps = {sel.best["step"]}
   seconds_before = model_store.training_seconds(model_dir, start)
@@ -233,7 +233,7 @@ def train(config, model_dir: str, train_seqs, valid_evaluator: Optional[evaluate
     logging.info("Training stopped early at step %d (no better validation %s in %d validations after step %d): "
                  "nothing to train", start, tc.select_metric, tc.patience, sel.best["step"])
     manager.close()
-    return Trained(start, True, record(True))
+    return Trained(start, True, record())
   if start >= end:
     if start >= tc.num_train_steps:
       logging.info("Model already trained to step %d (num_train_steps=%d): nothing to train", start,
@@ -312,17 +312,17 @@ def train(config, model_dir: str, train_seqs, valid_evaluator: Optional[evaluate
         if parallel.is_primary():
           k = min(config.eval.ks, key=lambda x: abs(x - 10))  # 10 when asked for (any cut-offs are valid)
           bar.write(f"step {done}: valid ndcg@{k} {scores[f'ndcg@{k}']:.4f} hr@{k} {scores[f'hr@{k}']:.4f}")
-        tracker.log({f"valid/{k}": v for k, v in scores.items()}, step=done)
         if sel is not None:
           sel.add(done, scores)
           sel.save(model_dir)  # before the checkpoint: a run resumed from an older one drops this entry
           protect.steps = {sel.best["step"]}
-          tracker.log({"valid/selected_step": sel.best["step"]}, step=done)
           early = sel.should_stop
           save = True
           if early:
             bar.write(f"step {done}: stopping early, no better valid {tc.select_metric} in {tc.patience} "
                       f"validations after step {sel.best['step']}")
+        tracker.log({f"valid/{k}": v for k, v in scores.items()}
+                    | ({"valid/selected_step": sel.best["step"]} if sel is not None else {}), step=done)
       if save:
         model_store.record_checksums(manager, model_dir)  # of the previous save, finished by now
         manager.save(done, args=ocp.args.StandardSave(parallel.unreplicate(p_state)), force=True)
@@ -347,4 +347,4 @@ def train(config, model_dir: str, train_seqs, valid_evaluator: Optional[evaluate
   if sel is not None and sel.best is not None and (early or step + 1 >= tc.num_train_steps):
     logging.info("Selected step %d: valid %s %.4f on %d users (of %d validations)", sel.best["step"],
                  tc.select_metric, sel.best["value"], sel.users, len(sel.curve))
-  return Trained(step + 1, early or step + 1 >= tc.num_train_steps, record(early))
+  return Trained(step + 1, early or step + 1 >= tc.num_train_steps, record())

@@ -30,7 +30,7 @@ def test_selection_picks_the_best_earliest_and_counts_patience(tmp_path):
   assert selection.selected_step(str(tmp_path), 40) == 20 and selection.selected_step(str(tmp_path), 15) == 10
   (tmp_path / selection.SELECTION_FILE).write_text('{"metric": "ndcg@10", "curve": [{"st')  # damaged
   assert selection.recorded(str(tmp_path)) is None and selection.selected_step(str(tmp_path), 40) is None
-  assert s.record(True)["curve"] == [[10, 0.3], [20, 0.5], [30, 0.5], [40, 0.4]]
+  assert s.record()["curve"] == [[10, 0.3], [20, 0.5], [30, 0.5], [40, 0.4]]
 
 
 @pytest.mark.parametrize("name,problem", [("ndcg@10", None), ("sampled_hr@5", None), ("mrr", None), ("", None),
