@@ -133,7 +133,8 @@ def _check_model(p: _Problems, config) -> None:
   p.fraction("model.attention_probs_dropout_prob", m.attention_probs_dropout_prob)
   p.need(m.initializer_range > 0 and math.isfinite(m.initializer_range), "model.initializer_range",
          m.initializer_range, "must be > 0")
-  length_ok = p.at_least("model.max_seq_length", m.max_seq_length, 2)
+  auto_length = m.max_seq_length == 0  # from the data (recipe); checked again once resolved
+  length_ok = auto_length or p.at_least("model.max_seq_length", m.max_seq_length, 2)
 
   if p.one_of("masking.mode", k.mode, masking.MODES):
     if k.mode == "static":
@@ -141,9 +142,10 @@ def _check_model(p: _Problems, config) -> None:
       p.need(m.kind != "sasrec", "masking.mode", k.mode, "does not apply to config.model.kind='sasrec' "
              "(it has no masking)")
   p.need(0.0 < k.masked_lm_prob <= 1.0, "masking.masked_lm_prob", k.masked_lm_prob, "must be in (0, 1]")
-  if length_ok:
-    p.need(1 <= k.max_predictions_per_seq <= m.max_seq_length, "masking.max_predictions_per_seq",
-           k.max_predictions_per_seq, f"must be between 1 and config.model.max_seq_length={m.max_seq_length}")
+  if length_ok and k.max_predictions_per_seq != 0:  # 0: from masked_lm_prob x the length (recipe)
+    p.need(1 <= k.max_predictions_per_seq <= (m.max_seq_length or k.max_predictions_per_seq),
+           "masking.max_predictions_per_seq", k.max_predictions_per_seq,
+           f"must be between 1 and config.model.max_seq_length={m.max_seq_length} (0 = from the masking rate)")
   p.fraction("masking.mask_prob", k.mask_prob, closed_top=True)
   p.fraction("masking.mask_last_prob", k.mask_last_prob, closed_top=True)
 
@@ -167,8 +169,14 @@ def _check_devices(p: _Problems, config, num_devices: int) -> None:
 def _check_training(p: _Problems, config) -> None:
   t, m = config.train, config.model
   p.at_least("train.batch_size", t.batch_size, 1)
-  p.at_least("train.num_train_steps", t.num_train_steps, 1)
-  p.at_least("train.num_warmup_steps", t.num_warmup_steps, 0)
+  p.at_least("train.num_train_steps", t.num_train_steps, 0)  # 0: from the data (recipe)
+  p.need(t.num_warmup_steps == -1 or (isinstance(t.num_warmup_steps, int) and t.num_warmup_steps >= 0),
+         "train.num_warmup_steps", t.num_warmup_steps, "must be >= 0 (-1 = 2% of the steps)")
+  if not t.num_train_steps and not t.get("num_epochs"):
+    p.need(isinstance(t.budget_per_interaction, (int, float)) and math.isfinite(t.budget_per_interaction)
+           and t.budget_per_interaction > 0, "train.budget_per_interaction", t.budget_per_interaction,
+           "must be > 0 (it sets the steps when config.train.num_train_steps=0)")
+  p.at_least("train.auto_validations", t.auto_validations, 1)
   for field in ("num_epochs", "num_warmup_epochs", "eval_every_epochs"):
     p.at_least(f"train.{field}", t[field], 0)
   problem = selection.metric_problem(t.select_metric, config.eval.num_negatives) if isinstance(
@@ -189,13 +197,14 @@ def _check_training(p: _Problems, config) -> None:
   p.at_least("train.max_grad_norm", t.max_grad_norm, 0)
   p.need(t.prop_sliding_window <= 0 or t.prop_sliding_window <= 1, "train.prop_sliding_window",
          t.prop_sliding_window, "must be in (0, 1] (a step of at most one window), or <= 0 for no sliding")
-  if t.warmup_seq_length:
+  if t.warmup_seq_length and m.max_seq_length:
     p.need(2 <= t.warmup_seq_length < m.max_seq_length, "train.warmup_seq_length", t.warmup_seq_length,
            f"must be between 2 and config.model.max_seq_length - 1 = {m.max_seq_length - 1} (0 turns the "
            "warmup off)")
   p.at_least("train.warmup_seq_steps", t.warmup_seq_steps, 0)
-  p.one_of("train.loss", t.loss, ("full", "sampled"))
-  if t.loss == "sampled":
+  p.one_of("train.length_buckets", t.get("length_buckets", False), (False, True))
+  p.one_of("train.loss", t.loss, ("full", "sampled", "auto"))
+  if t.loss in ("sampled", "auto"):
     p.need(t.num_negatives >= 1, "train.num_negatives", t.num_negatives, "must be >= 1 with the sampled loss")
   p.one_of("train.negative_sampler", t.negative_sampler, SAMPLERS[::-1])
   p.one_of("train.loss_positions", t.loss_positions, ("masked", "all"))
@@ -204,7 +213,9 @@ def _check_training(p: _Problems, config) -> None:
   p.one_of("train.compute_dtype", t.compute_dtype, ("float32", "bfloat16"))
   p.at_least("train.num_devices", t.num_devices, 0)
   p.at_least("train.log_every_steps", t.log_every_steps, 1)
-  p.at_least("train.eval_every_steps", t.eval_every_steps, 0)
+  p.need(t.eval_every_steps == -1 or (isinstance(t.eval_every_steps, int) and t.eval_every_steps >= 0),
+         "train.eval_every_steps", t.eval_every_steps, "must be >= 0 (0 = only at the end, -1 = "
+         "config.train.auto_validations over the schedule)")
   p.at_least("train.checkpoint_every_steps", t.checkpoint_every_steps, 1)
   p.at_least("train.keep_checkpoints", t.keep_checkpoints, 1)
   p.at_least("train.training_time_limit_seconds", t.training_time_limit_seconds, 0)

@@ -80,6 +80,18 @@ def sliding_windows(seqs: Sequences, length: int, prop_sliding_window: float):
   return w_rows, seqs.offsets[w_rows] + end_in_seq
 
 
+POOL_BATCHES = 32  # length buckets: batches formed together from this many batches' worth of examples
+
+
+def window_width(longest: int, max_seq_length: int) -> int:
+  """The width a length-bucketed batch is cut to: the next power of two >= its longest window
+  (at least 8), or the full window when that is no narrower. Few widths, few compilations."""
+  width = 8
+  while width < longest:
+    width *= 2
+  return min(width, max_seq_length)
+
+
 @dataclasses.dataclass
 class TrainStream:
   """The training batches as a pure function of (seed, step).
@@ -90,6 +102,12 @@ class TrainStream:
   (seed, epoch); batch `step` is stream positions [step * B, (step + 1) * B). Resuming at any
   step reproduces the batches of an uninterrupted run, and no example is dropped at epoch
   ends. Nothing is materialised per copy: memory is O(windows).
+
+  With `length_buckets`, the positions of POOL_BATCHES consecutive batches are pooled, ordered
+  by window length (ties in stream order) and cut into batches taken in an order drawn from
+  (seed, pool): every example is still trained once per epoch, give or take a pool at the
+  epoch's ends, but a batch holds windows of similar length and is cut to `width(step)` columns
+  (`window_width` of its longest), so short histories stop paying for the padding of long ones.
   """
   seqs: Sequences
   batch_size: int
@@ -97,11 +115,13 @@ class TrainStream:
   seed: int
   prop_sliding_window: float = -1.0
   static_copies: int = 0  # 0 = dynamic masking; else dupe_factor (+1 mask-last copy is added)
+  length_buckets: bool = False
 
   def __post_init__(self):
     self.window_rows, self.window_ends = sliding_windows(self.seqs, self.max_seq_length, self.prop_sliding_window)
     self.copies = self.static_copies + 1 if self.static_copies else 1
     self._cached_epoch, self._cached_perm = -1, None
+    self._cached_pool, self._pool = -1, None
 
   @property
   def num_examples(self) -> int:
@@ -113,27 +133,57 @@ class TrainStream:
       self._cached_perm, self._cached_epoch = rng.permutation(self.num_examples), epoch
     return self._cached_perm
 
-  def example_ids(self, step: int) -> np.ndarray:
-    """[B] int64 example indices of batch `step`."""
-    pos = step * self.batch_size + np.arange(self.batch_size, dtype=np.int64)
+  def _examples_at(self, pos: np.ndarray) -> np.ndarray:
+    """int64 example indices at stream positions `pos`."""
     epochs, within = np.divmod(pos, self.num_examples)
-    out = np.empty(self.batch_size, dtype=np.int64)
-    for e in np.unique(epochs):  # at most a few epochs per batch
+    out = np.empty(len(pos), dtype=np.int64)
+    for e in np.unique(epochs):  # a few epochs at most
       sel = epochs == e
       out[sel] = self._permutation(int(e))[within[sel]]
     return out
 
-  def lengths(self, step: int) -> np.ndarray:
-    """[B] items in each window of batch `step` (from the offsets alone: no item is read)."""
-    windows = self.example_ids(step) // self.copies
+  def _window_lengths(self, examples: np.ndarray) -> np.ndarray:
+    windows = examples // self.copies
     rows = self.window_rows[windows]
     return np.minimum(self.window_ends[windows] - self.seqs.offsets[rows], self.max_seq_length)
+
+  def _positions(self, step: int) -> tuple:
+    """([B] stream positions, [B] example indices) of batch `step`."""
+    if not self.length_buckets:
+      pos = step * self.batch_size + np.arange(self.batch_size, dtype=np.int64)
+      return pos, self._examples_at(pos)
+    pool, k = divmod(step, POOL_BATCHES)
+    if pool != self._cached_pool:
+      pos = pool * POOL_BATCHES * self.batch_size + np.arange(POOL_BATCHES * self.batch_size, dtype=np.int64)
+      examples = self._examples_at(pos)
+      order = np.argsort(self._window_lengths(examples), kind="stable")
+      turn = np.random.default_rng([self.seed, pool, POOL_BATCHES]).permutation(POOL_BATCHES)
+      self._cached_pool, self._pool = pool, (pos[order], examples[order], turn)
+    pos, examples, turn = self._pool
+    rows = slice(turn[k] * self.batch_size, (turn[k] + 1) * self.batch_size)
+    return pos[rows], examples[rows]
+
+  def example_ids(self, step: int) -> np.ndarray:
+    """[B] int64 example indices of batch `step`."""
+    return self._positions(step)[1]
+
+  def lengths(self, step: int) -> np.ndarray:
+    """[B] items in each window of batch `step` (from the offsets alone: no item is read)."""
+    return self._window_lengths(self.example_ids(step))
+
+  def width(self, step: int) -> int:
+    """Columns of batch `step`: max_seq_length, or with length buckets the `window_width` of
+    its longest window (the same for every process: lengths need no item reads)."""
+    if not self.length_buckets:
+      return self.max_seq_length
+    return window_width(int(self.lengths(step).max()), self.max_seq_length)
 
   def batch(self, step: int, block: slice = slice(None)) -> dict:
     """Batch `step`, or only its rows `block` (a process's share of the global batch: the
     other rows are never read)."""
-    positions = step * self.batch_size + np.arange(self.batch_size, dtype=np.int64)
-    examples, positions = self.example_ids(step)[block], positions[block]
+    positions, examples = self._positions(step)
+    width = self.width(step)
+    examples, positions = examples[block], positions[block]
     windows, copy = np.divmod(examples, self.copies)
     if self.static_copies:
       # Static: an example's mask is a function of the example alone, the same every epoch.
@@ -144,8 +194,8 @@ class TrainStream:
       mask_key = positions
       only_last = np.zeros(len(examples), bool)
     return {
-        "item_ids": right_aligned(self.seqs, self.window_rows[windows], self.max_seq_length,
-                                  ends=self.window_ends[windows]),  # [B, L]
+        "item_ids": right_aligned(self.seqs, self.window_rows[windows], width,
+                                  ends=self.window_ends[windows]),  # [B, L] (L = width(step))
         "example_ids": (mask_key % np.iinfo(np.int32).max).astype(np.int32),  # [B]
         "only_last": only_last,  # [B] bool
     }
@@ -165,7 +215,8 @@ def make_stream(config, train_seqs, length: int = 0) -> TrainStream:
   return TrainStream(
       train_seqs, config.train.batch_size, length or config.model.max_seq_length, config.seed,
       prop_sliding_window=config.train.prop_sliding_window,
-      static_copies=config.masking.dupe_factor if config.masking.mode == "static" and config.model.kind == "bert4rec" else 0)
+      static_copies=config.masking.dupe_factor if config.masking.mode == "static" and config.model.kind == "bert4rec" else 0,
+      length_buckets=bool(config.train.get("length_buckets", False)))
 
 
 def target_bucket(lengths: np.ndarray, max_seq_length: int, masking_config, num_devices: int,
@@ -203,6 +254,8 @@ def batch_iterator(config, stream, start: int, devices, stop: Optional[int] = No
         yield b, 0
         continue
       lengths = stream.lengths(step)
+      if stream.length_buckets:  # one bound per width (every window full): one compiled step per width
+        lengths = np.full(len(lengths), stream.width(step))
       bound = target_bucket(lengths, stream.max_seq_length, config.masking, num_global, config.model.kind)
       if next_item:
         bound = (bound, target_bucket(lengths, stream.max_seq_length, config.masking, num_global, "sasrec"))

@@ -51,12 +51,14 @@ NOT_IN_IDENTITY = {
     "data.num_buckets", "distributed", "train.overwrite",
     "train.log_every_steps", "train.eval_every_steps", "train.eval_every_epochs", "train.checkpoint_every_steps",
     "train.keep_checkpoints", "train.training_time_limit_seconds", "train.prefetch", "train.num_devices",
+    # What the recipe turns into steps (recipe.resolve runs before a model is named): the steps are the identity.
+    "train.budget_per_interaction", "train.auto_validations",
 }
 # Fields added after models were first trained: part of the identity only when set away from
 # this value, so that adding a field never renames (and so never orphans) an existing model.
 ONLY_IF_CHANGED = {"model.kind": "bert4rec", "train.warmup_seq_length": 0, "train.warmup_seq_steps": 0,
                    "train.next_item_loss_weight": 0.0, "train.select_metric": "ndcg@10", "train.patience": 0,
-                   "train.num_epochs": 0.0, "train.num_warmup_epochs": 0.0}
+                   "train.num_epochs": 0.0, "train.num_warmup_epochs": 0.0, "train.length_buckets": False}
 # What a schedule in epochs replaces (the step counts then follow from the data).
 BY_EPOCHS = {"train.num_epochs": "train.num_train_steps", "train.num_warmup_epochs": "train.num_warmup_steps"}
 # Switches that change speed, not the model: in the name's hash (existing names keep their hash),

@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 
 from bert4rec_jax import (baselines, config_checks, dataset, evaluate, io_utils, model as model_lib, model_store,
-                          parallel, predict, preprocess, selection, train)
+                          parallel, predict, preprocess, recipe, selection, train)
 from bert4rec_jax.errors import ConfigError, InUseError, MissingError
 from bert4rec_jax.model_store import model_name  # noqa: F401 (the name of a config's model: part of the API)
 from bert4rec_jax.tracking import Tracker
@@ -119,6 +119,10 @@ def _model_lock(workdir: str, model_dir: str) -> str:
 def _run_training_task(config, workdir, mode, devices, stop_at):
   min_length = min_seq_length(config)
   data_key = dataset.input_key(config.data, min_length)
+  if recipe.auto_fields(config):  # settings left to the data are chosen before the model is named
+    prepared, _ = _load_or_prepare(config.data, workdir, min_length)
+    recipe.resolve(config, task_splits(config.task, prepared.sequences)[0], prepared.vocab.num_items)
+    config_checks.validate(config, mode)  # what the chosen values allow (e.g. a warmup length below the window)
   name = config.model_name or model_name(config, data_key)
   folder = model_store.Folder(os.path.join(workdir, "models", name))
   results_root = os.path.join(workdir, "results", name)

@@ -37,7 +37,7 @@ from configs import default
 
 
 def get_config():
-  c = default.get_config()
+  c = default.base()
   c.project = "beauty"
   c.task = "train_test"  # the paper's protocol: the last item is the test, everything before it trains
   c.data.format = "text"

@@ -1,7 +1,17 @@
-"""Default configuration: every field, one line each.
+"""Every field, one line each (`base()`), and the recipe for a dataset never seen (`get_config()`).
 
-Other configs start from `get_config()` here and change what they need. Any field can be
-overridden on the command line, e.g.
+`get_config()`, what `--config=configs/default.py` trains, is the recipe: point it at a file
+and it chooses from the data what depends on the data (bert4rec_jax/recipe.py: the window length
+from the length distribution, the full or sampled softmax from the catalogue size, the schedule
+from the number of interactions, ended early on validation); see RECIPE below and the README,
+"One recipe for any dataset".
+
+  python -m bert4rec_jax.main --config=configs/default.py --config.data.format=text \
+      --config.data.path=my_interactions.txt
+
+Other configs start from `base()` (every field at the value it had before the recipe, so their
+models keep their names) and change what they need. Any field can be overridden on the command
+line, e.g.
 
   python -m bert4rec_jax.main --config=configs/synthetic.py --config.train.num_train_steps=500
 """
@@ -17,7 +27,8 @@ DATA_DIR = os.environ.get(
 )
 
 
-def get_config():
+def base():
+  """Every field, each at its fixed value (nothing chosen from the data)."""
   c = ml_collections.ConfigDict()
   c.project = "default"  # projects/<project>/ holds data, models and results unless --workdir is given.
   c.task = "train_val_test"  # train_val_test | train_val | train_test | test | inference (see README, "Tasks").
@@ -59,7 +70,7 @@ def get_config():
   c.model.hidden_dropout_prob = 0.1  # Drop RATE (not keep prob) after embeddings, attention output and FFN.
   c.model.attention_probs_dropout_prob = 0.1  # Drop rate on attention weights.
   c.model.initializer_range = 0.02  # Std of the truncated-normal weight init.
-  c.model.max_seq_length = 50  # Items per example, including the [MASK] slot at evaluation; = max_position_embeddings.
+  c.model.max_seq_length = 50  # Items per example, including the [MASK] slot at evaluation; = max_position_embeddings. 0 = from the data.
   # How evaluation and inference read the history (bert4rec): mask (bidirectional, [MASK] in the last slot, the
   # paper's) | causal (the last slot computed causally from the history, as the next-item loss trains it; see
   # train.next_item_loss_weight) | "" = as the trained model was read (its saved config; mask for a new model).
@@ -70,14 +81,15 @@ def get_config():
   c.masking.mode = "dynamic"  # dynamic: fresh masks every step, on device | static: dupe_factor fixed copies (the seed's).
   c.masking.dupe_factor = 10  # static: differently-masked copies per window (plus one mask-last copy).
   c.masking.masked_lm_prob = 0.2  # Fraction of real positions picked as targets (at least one per sequence).
-  c.masking.max_predictions_per_seq = 10  # Cap on picked positions; loss is computed only at these.
+  c.masking.max_predictions_per_seq = 10  # Cap on picked positions; loss is computed only at these. 0 = ceil(masked_lm_prob x L).
   c.masking.mask_prob = 1.0  # A picked position becomes [MASK] with this prob., else a random item or stays (50/50); 0.8 = BERT.
   c.masking.mask_last_prob = 0.1  # dynamic: probability an example instead masks only its last item (the inference case).
 
   c.train = ml_collections.ConfigDict()
   c.train.batch_size = 128  # Global batch (sequences per step), split evenly over devices.
-  c.train.num_train_steps = 2000  # Total optimizer steps; a finished run only evaluates.
-  c.train.num_warmup_steps = 100  # Linear warmup steps, then linear decay to 0 at num_train_steps.
+  c.train.num_train_steps = 2000  # Total optimizer steps; a finished run only evaluates. 0 = from the data (budget_per_interaction).
+  c.train.num_warmup_steps = 100  # Linear warmup steps, then linear decay to 0 at num_train_steps. -1 = 2% of the steps.
+  c.train.budget_per_interaction = 400.0  # num_train_steps=0: window positions trained (batch x L a step) per training interaction.
   # The schedule in epochs (an epoch = every training example once) instead of steps: > 0 replaces
   # num_train_steps / num_warmup_steps / eval_every_steps, computed from the data (0 = use the steps).
   c.train.num_epochs = 0.0  # Training epochs.
@@ -97,7 +109,10 @@ def get_config():
   c.train.prop_sliding_window = -1.0  # Extra windows over sequences longer than L, step = prop * L; -1 = last L only.
   c.train.warmup_seq_length = 0  # Sequence-length warmup: the first warmup_seq_steps steps train on windows this long (0 = off).
   c.train.warmup_seq_steps = 0  # Steps of the sequence-length warmup.
-  c.train.loss = "full"  # full softmax over all items | sampled (softmax over shared sampled negatives, logQ-corrected).
+  # Batches of windows of similar length, each cut to the next power of two >= its longest window (>= 8): short
+  # histories stop paying for long ones' padding (the batches' composition changes, not what an epoch holds).
+  c.train.length_buckets = False
+  c.train.loss = "full"  # full softmax over all items | sampled (over shared sampled negatives, logQ-corrected) | auto (full up to 2 x num_negatives items).
   c.train.num_negatives = 8192  # sampled loss: negatives drawn per step, shared by the whole batch (>= items: full softmax).
   c.train.negative_sampler = "popularity"  # sampled loss: popularity (training counts + 1) | uniform.
   c.train.loss_positions = "masked"  # masked: output layer only at the gathered masked positions | all: at every position.
@@ -107,7 +122,8 @@ def get_config():
   c.train.donate_buffers = True  # Donate the old train state's buffers to the step (no copy of params/optimizer).
   c.train.num_devices = 0  # Local devices for pmap; 0 = all.
   c.train.log_every_steps = 50  # Loss / throughput logging period (the only host sync in the loop).
-  c.train.eval_every_steps = 500  # Validation period in steps (0 = only at the end).
+  c.train.eval_every_steps = 500  # Validation period in steps (0 = only at the end; -1 = num_train_steps / auto_validations).
+  c.train.auto_validations = 20  # eval_every_steps=-1: validations over the whole schedule.
   c.train.checkpoint_every_steps = 500  # Orbax checkpoint period in steps (the last step is always saved).
   c.train.keep_checkpoints = 2  # Newest checkpoints kept on disk (>= 1), plus the selected one when selecting.
   c.train.overwrite = False  # True: replace a model folder (and its results) that another config or data made under this name.
@@ -152,4 +168,32 @@ def get_config():
   c.wandb.name = ""  # Run name; empty = the model name.
   c.wandb.group = ""  # Run group (sweeps set this).
   c.wandb.tags = ()  # Run tags.
+  return c
+
+
+def get_config():
+  """The recipe for a dataset never seen: base() with everything that depends on the data left
+  to the data (bert4rec_jax/recipe.py resolves it, logs each choice and saves it in the model's
+  config.json), and the settings below."""
+  c = base()
+  # From the data: the window from the length distribution, the masked positions from it, the
+  # softmax from the catalogue size, the schedule from the number of interactions.
+  c.model.max_seq_length = 0
+  c.masking.max_predictions_per_seq = 0
+  c.train.loss = "auto"
+  c.train.num_train_steps = 0
+  c.train.num_warmup_steps = -1
+  c.train.eval_every_steps = -1
+  # Ended on validation: the best of 20 validations (full NDCG@10); stopped when half of them bring nothing better.
+  c.train.patience = 10
+  c.train.batch_size = 256
+  c.train.prop_sliding_window = 0.5  # histories longer than the window train on every part of them
+  c.train.length_buckets = True
+  c.train.budget_per_interaction = 120.0  # about 80 minutes of training on 2 CPU cores for 300k interactions (sampled softmax)
+  # The objective: BERT4Rec's masked-item loss plus SASRec's next-item loss on the same weights, read
+  # causally at evaluation and serving (as configs/beauty.py; see docs/reproduction.md).
+  c.train.next_item_loss_weight = 10.0
+  c.model.read_last = "causal"
+  c.model.hidden_dropout_prob = 0.2
+  c.model.attention_probs_dropout_prob = 0.2
   return c

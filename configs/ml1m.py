@@ -25,7 +25,7 @@ from configs import default
 
 
 def get_config():
-  c = default.get_config()
+  c = default.base()
   c.project = "ml1m"
   c.task = "train_test"  # the paper's protocol: the last item is the test, everything before it trains
   c.data.format = "text"

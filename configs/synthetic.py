@@ -10,7 +10,7 @@ from configs import default
 
 
 def get_config(variant: str = ""):
-  c = default.get_config()
+  c = default.base()
   c.project = "synthetic"
   c.data.format = "synthetic"
   c.model.max_seq_length = 30

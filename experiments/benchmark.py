@@ -67,7 +67,7 @@ def synthetic_sequences(users, items, mean_len, min_len, seed=0):
 def shape_config(shape, overrides):
   from configs import default
   s = SHAPES[shape]
-  c = default.get_config()
+  c = default.base()
   c.model.max_seq_length, c.masking.max_predictions_per_seq, c.masking.masked_lm_prob = s["L"], s["P"], s["p"]
   c.train.batch_size = 256
   c.wandb.mode = "disabled"
@@ -290,7 +290,7 @@ def bucketed_child(n: int, chunk_rows: int) -> dict:
                                 "item": (np.floor(items * rng.random(m) ** 3) * 13 + 5).astype(np.int64)}))
     write_s, file_mb = time.perf_counter() - t0, os.path.getsize(path) / 2 ** 20
     rss_before = peak_rss_mb()
-    cfg = default.get_config().data
+    cfg = default.base().data
     cfg.format, cfg.path, cfg.chunk_rows, cfg.drop_duplicates = "parquet", path, chunk_rows, True
     t0 = time.perf_counter()
     prepared, _ = dataset.load_or_prepare(cfg, os.path.join(tmp, "work"), 1)

@@ -95,7 +95,7 @@ def recbole_section(doc: dict) -> str:
   sh = doc["shape"]
   overrides = ours.get("settings", {}).get("overrides") or []
   lines = [f"## Side by side with RecBole {rb['recbole_version']} (torch {rb['torch']}), {doc['cpu_count']} CPU cores,"
-           f" ours {'with ' + ', '.join(overrides) if overrides else 'with configs/default.py as is'}",
+           f" ours {'with ' + ', '.join(overrides) if overrides else 'with configs/default.py base() as is'}",
            "", f"Command: `{doc['command']}` ({doc['date']})", "",
            f"Data: {d['file']}, {d['users']:,} users, {d['items']:,} items, {d['interactions']:,} interactions,"
            " leave-one-out. Both models: hidden 64, inner 256, 2 layers, 2 heads,"
@@ -125,7 +125,7 @@ def recbole_section(doc: dict) -> str:
   settings = ours.get("settings", {}).get("overrides") or []
   lines += ["", "\"First reaches\" is the first evaluation at or above RecBole's figure; \"holds it from\" the first"
             " one after which ours never fell below it again in its run (early peaks can be transient).",
-            "", f"Our training settings: configs/default.py{' with ' + ', '.join(f'`{x}`' for x in settings) if settings else ''}.",
+            "", f"Our training settings: configs/default.py base(){' with ' + ', '.join(f'`{x}`' for x in settings) if settings else ''}.",
             "", "Against the project's targets: tokens/s on identical shapes "
             f"{t['ours_tokens_per_second'] / t['recbole_tokens_per_second']:.2f}x (target >= 1.5x), peak RSS "
             f"{m['ratio']:.2f}x (target <= 0.5x), time to RecBole's {final['recbole_train_seconds'] / 60:.0f}-minute"

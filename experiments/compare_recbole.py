@@ -21,7 +21,7 @@ What it does, in order:
    target: the first crossing ("ours_train_seconds") and the time from which ours never fell
    below it again within its run ("ours_held_from_seconds"): early in training a model can
    cross a target on a transient peak and dip below it again. Our training settings are
-   configs/default.py's plus, for lengths >= 100, a sequence-length warmup (the first 400
+   configs/default.py's base() plus, for lengths >= 100, a sequence-length warmup (the first 400
    steps on windows of L / 4 items; --set=train.warmup_seq_steps=0 turns it off) and --set.
 5. Measures both on identical shapes: RecBole's batches are always [256, L] with
    int(0.2 L) mask slots over the whole catalogue; ours is timed on [256, L] windows that are
@@ -145,7 +145,7 @@ def ours_child(spec: dict) -> dict:
   prepare_s = time.perf_counter() - t0
   num_items = prepared.vocab.num_items
 
-  c = default.get_config()
+  c = default.base()
   c.model.max_seq_length = spec["max_seq_length"]
   c.model.hidden_size, c.model.intermediate_size = 64, 256
   c.masking.masked_lm_prob = 0.2
@@ -230,7 +230,7 @@ def held_from(curve, target):
 
 
 def our_settings(max_seq_length: int, overrides) -> list:
-  """Our training settings on top of configs/default.py: a sequence-length warmup for long
+  """Our training settings on top of configs/default.py's base(): a sequence-length warmup for long
   sequences (400 steps on windows of L / 4 items), then the user's --set overrides."""
   warmup = [f"train.warmup_seq_length={max_seq_length // 4}", "train.warmup_seq_steps=400"]
   return (warmup if max_seq_length >= 100 else []) + list(overrides)

@@ -18,7 +18,7 @@ pairs = st.lists(st.tuples(st.integers(-3, 12), st.integers(-5, 40)), min_size=1
 
 def data_config(fmt, path, **kw):
   from configs import default
-  c = default.get_config().data
+  c = default.base().data
   c.format, c.path = fmt, path
   for k, v in kw.items():
     c[k] = v

@@ -129,7 +129,7 @@ def test_drop_last_is_a_view_that_never_leaks_held_out_items():
   from configs import default
   view, n = seqs.drop_last(1), p.vocab.num_items
   np.testing.assert_array_equal(evaluate.popularity_params(view, n), evaluate.popularity_params(view.compact(), n))
-  tc = default.get_config().train
+  tc = default.base().train
   tc.loss, tc.negative_sampler, tc.num_negatives = "sampled", "popularity", n - 1
   for table in ("threshold", "alias", "log_q"):
     np.testing.assert_array_equal(getattr(losses.negative_sampler(tc, view, n), table),

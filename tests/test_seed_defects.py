@@ -60,7 +60,7 @@ def test_validation_never_runs_on_training_data():
 
 def _prepare_in_subprocess(workdir, hash_seed):
   code = ("import sys; from configs import default; from bert4rec_jax import dataset;"
-          "c = default.get_config().data; c.format = 'csv'; c.path = sys.argv[1];"
+          "c = default.base().data; c.format = 'csv'; c.path = sys.argv[1];"
           "print(dataset.load_or_prepare(c, sys.argv[2], 3)[1])")
   env = dict(os.environ, PYTHONHASHSEED=str(hash_seed))
   out = subprocess.run([sys.executable, "-c", code, str(workdir / "in.csv"), str(workdir / f"w{hash_seed}")],

@@ -14,7 +14,7 @@ ROWS = [(1, 10, 100), (1, 11, 101), (2, 10, 100), (1, 12, 103), (2, 13, 102), (3
 
 def data_config(fmt, path, **kw):
   from configs import default
-  c = default.get_config().data
+  c = default.base().data
   c.format, c.path = fmt, str(path)
   for k, v in kw.items():
     c[k] = v

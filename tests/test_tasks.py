@@ -189,7 +189,7 @@ def test_static_masking_same_seed_same_examples():
   assert a.num_examples == len(a.window_rows) * (dupe + 1)
   import jax
   from configs import default
-  mc = default.get_config().masking
+  mc = default.base().masking
   mc.mode, mc.masked_lm_prob, mc.max_predictions_per_seq = "static", 0.4, 4
   kw = masking.masking_kwargs(mc, num_items=30)
   key = jax.random.PRNGKey(0)

@@ -39,8 +39,11 @@ def test_four_devices_train_the_same_model_as_one(tiny_config, tmp_path):
 
 
 def test_resume_equals_uninterrupted(tiny_config, tmp_path):
+  """With length buckets (steps of widths 8 and 16, stopped inside a pool): the plain stream's
+  resume is kept by the warmup, selection and kill tests."""
   c = tiny_config  # dropout on: its randomness is keyed by step too
   c.train.num_train_steps, c.train.checkpoint_every_steps, c.train.eval_every_steps = 20, 100, 0
+  c.train.length_buckets = True
   _, straight = trained_params(c, tmp_path / "straight")
   out, _ = trained_params(c, tmp_path / "resumed", stop_at=10)
   assert out["step"] == 10
@@ -207,7 +210,7 @@ def test_sampled_loss_with_as_many_draws_as_items_is_the_full_softmax(tiny_confi
 
 def test_target_bucket_bounds_the_used_slots():
   from configs import default
-  mc = default.get_config().masking
+  mc = default.base().masking
   mc.masked_lm_prob, mc.max_predictions_per_seq = 0.3, 5
   rng = np.random.default_rng(0)
   ids = (rng.random((64, 20)) < rng.random((64, 1))).astype(np.int32)
@@ -391,3 +394,45 @@ def test_model_names_never_change():
                                                       beauty.get_config(), ml1m.get_config())]
   assert names == ["hs64_msl30_mpps8_nts1500_lr0.001_28ee1f4b", "hs32_msl16_mpps4_nts300_lr0.01_e06ea48b",
                    "hs64_msl50_mpps30_nts6000_lr0.003_23e1dc87", "hs64_msl200_mpps40_nts30000_lr0.001_7512995d"]
+
+
+def _skewed_sequences(seed=0, users=3000):
+  from bert4rec_jax import preprocess
+  rng = np.random.default_rng(seed)
+  lengths = np.minimum(1 + rng.lognormal(1.5, 1.0, users).astype(np.int64), 300)
+  offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+  return preprocess.Sequences(offsets, rng.integers(1, 500, int(lengths.sum())).astype(np.int32))
+
+
+def test_length_buckets_only_regroup_each_pool_and_cut_no_item():
+  """Pooled by length: each pool of POOL_BATCHES batches holds exactly the examples the plain
+  stream puts there (so an epoch is still every example once, up to the pools at its ends), each
+  batch's windows fit its width, the columns cut off are padding only, the mean width is far
+  below L on skewed data, and any batch is a pure function of (seed, step)."""
+  seqs = _skewed_sequences()
+  pool = input_pipeline.POOL_BATCHES
+  plain = input_pipeline.TrainStream(seqs, 32, 50, seed=3, prop_sliding_window=0.5)
+  kw = dict(prop_sliding_window=0.5, length_buckets=True)
+  stream = input_pipeline.TrainStream(seqs, 32, 50, seed=3, **kw)
+  steps = range(3 * pool)
+  for p in range(3):
+    mine = np.concatenate([stream.example_ids(s) for s in steps[p * pool:(p + 1) * pool]])
+    theirs = np.concatenate([plain.example_ids(s) for s in steps[p * pool:(p + 1) * pool]])
+    assert sorted(mine) == sorted(theirs) and not np.array_equal(mine, theirs)
+  widths = []
+  for s in steps:
+    lengths, width = stream.lengths(s), stream.width(s)
+    assert width == input_pipeline.window_width(int(lengths.max()), 50) and lengths.max() <= width
+    cut = stream.batch(s)["item_ids"]
+    full = input_pipeline.right_aligned(seqs, stream.window_rows[stream.example_ids(s)], 50,
+                                        ends=stream.window_ends[stream.example_ids(s)])
+    assert cut.shape == (32, width) and (full[:, :50 - width] == 0).all()
+    np.testing.assert_array_equal(full[:, 50 - width:], cut)
+    widths.append(width)
+  assert set(widths) >= {8, 16, 50} and np.mean(widths) < 25
+  fresh = input_pipeline.TrainStream(seqs, 32, 50, seed=3, **kw)  # a resumed run, asked out of order
+  for s in (70, 3, 40):
+    np.testing.assert_array_equal(fresh.batch(s)["item_ids"], stream.batch(s)["item_ids"])
+    np.testing.assert_array_equal(fresh.batch(s)["example_ids"], stream.batch(s)["example_ids"])
+  block = slice(8, 16)  # a process's rows of the global batch
+  np.testing.assert_array_equal(stream.batch(5, block)["item_ids"], stream.batch(5)["item_ids"][block])

@@ -1,0 +1,116 @@
+"""Settings chosen from the data: what `configs/default.py` leaves to the dataset it meets.
+
+A field set to its "from the data" value below is filled in by `resolve` once the dataset is
+prepared and split, before the model is named: the model's name, identity and saved config.json
+hold the values chosen, so a trained model is the same whichever way its settings were given,
+and a rerun on the same data resumes it. Each choice is logged with the rule that made it.
+
+  model.max_seq_length = 0           the 99th percentile of the training sequences' lengths plus
+                                     the [MASK] slot, rounded up to a multiple of 50, at most 200
+                                     (the paper's 50 for Amazon Beauty, 200 for MovieLens-1M)
+  masking.max_predictions_per_seq=0  ceil(masking.masked_lm_prob x max_seq_length) (the paper's
+                                     30 for Beauty at 0.6 x 50, 40 for ML-1M at 0.2 x 200)
+  train.loss = "auto"                the softmax over every item while the catalogue has at most
+                                     2 x train.num_negatives items, else the sampled softmax over
+                                     train.num_negatives items (the full one then costs more than
+                                     twice as much per target, for no measured gain)
+  train.num_train_steps = 0          train.budget_per_interaction window positions (batch x
+                                     columns per step; with train.length_buckets the mean width
+                                     of a batch) per training interaction: compute in proportion
+                                     to the data, which early stopping on validation
+                                     (train.patience) may end sooner
+  train.num_warmup_steps = -1        2% of num_train_steps
+  train.eval_every_steps = -1        num_train_steps / train.auto_validations (rounded up)
+"""
+import logging
+import math
+from typing import List
+
+import numpy as np
+
+AUTO_LENGTH_QUANTILE = 99  # percent of training sequences whose whole history fits the window
+AUTO_LENGTH_GRAIN = 50  # the window length is a multiple of this
+AUTO_LENGTH_MAX = 200  # and at most this (attention costs length^2; longer histories add little)
+AUTO_WARMUP_FRACTION = 0.02  # of the training steps, when num_warmup_steps = -1
+
+
+def auto_fields(config) -> List[str]:
+  """The fields of `config` left to the data (empty: nothing to resolve)."""
+  m, k, t = config.model, config.masking, config.train
+  out = []
+  if m.max_seq_length == 0:
+    out.append("model.max_seq_length")
+  if k.max_predictions_per_seq == 0:
+    out.append("masking.max_predictions_per_seq")
+  if t.loss == "auto":
+    out.append("train.loss")
+  if t.num_train_steps == 0 and not t.get("num_epochs"):
+    out.append("train.num_train_steps")
+  if t.num_warmup_steps == -1 and not t.get("num_warmup_epochs"):
+    out.append("train.num_warmup_steps")
+  if t.eval_every_steps == -1 and not t.get("eval_every_epochs"):
+    out.append("train.eval_every_steps")
+  return out
+
+
+def sequence_length(lengths: np.ndarray) -> int:
+  """The window length for sequences of these lengths: the [MASK] slot plus the 99th percentile
+  of the lengths (an actual length, never interpolated), rounded up to a multiple of 50, at most
+  200."""
+  lengths = np.asarray(lengths)
+  p = int(np.percentile(lengths, AUTO_LENGTH_QUANTILE, method="higher")) if len(lengths) else 1
+  return int(min(AUTO_LENGTH_MAX, AUTO_LENGTH_GRAIN * math.ceil((p + 1) / AUTO_LENGTH_GRAIN)))
+
+
+def mean_width(config, train_seqs, max_steps: int = 1600) -> float:
+  """Columns of an average training batch: max_seq_length, or with train.length_buckets the mean
+  width of the stream's first epoch (at most `max_steps` batches of it)."""
+  from bert4rec_jax import input_pipeline
+  if not config.train.get("length_buckets"):
+    return float(config.model.max_seq_length)
+  stream = input_pipeline.make_stream(config, train_seqs)
+  steps = max(1, min(max_steps, math.ceil(stream.num_examples / config.train.batch_size)))
+  return float(np.mean([stream.width(s) for s in range(steps)]))
+
+
+def resolve(config, train_seqs, num_items: int) -> List[str]:
+  """Fills in every field left to the data (`auto_fields`) from the training sequences and the
+  catalogue size, in place; returns one line per choice (also logged)."""
+  m, k, t = config.model, config.masking, config.train
+  todo = set(auto_fields(config))
+  lines = []
+  lengths = np.asarray(train_seqs.lengths)
+  interactions = int(lengths.sum())
+  if "model.max_seq_length" in todo:
+    m.max_seq_length = sequence_length(lengths)
+    p = int(np.percentile(lengths, AUTO_LENGTH_QUANTILE, method="higher")) if len(lengths) else 0
+    lines.append(f"model.max_seq_length={m.max_seq_length}: 99% of the {len(lengths):,} training sequences have at "
+                 f"most {p} items (+1 for the [MASK] slot, rounded up to a multiple of {AUTO_LENGTH_GRAIN}, "
+                 f"at most {AUTO_LENGTH_MAX})")
+  if "masking.max_predictions_per_seq" in todo:
+    k.max_predictions_per_seq = max(1, math.ceil(k.masked_lm_prob * m.max_seq_length - 1e-9))
+    lines.append(f"masking.max_predictions_per_seq={k.max_predictions_per_seq}: masked_lm_prob "
+                 f"{k.masked_lm_prob:g} x max_seq_length {m.max_seq_length}")
+  if "train.loss" in todo:
+    t.loss = "full" if num_items <= 2 * t.num_negatives else "sampled"
+    lines.append(f"train.loss={t.loss!r}: {num_items:,} items "
+                 f"{'<=' if t.loss == 'full' else '>'} 2 x train.num_negatives ({2 * t.num_negatives:,})")
+  from bert4rec_jax import train  # a schedule in epochs, now that the windows are known
+  train.resolve_schedule(config, train_seqs)
+  if "train.num_train_steps" in todo:
+    width = mean_width(config, train_seqs)
+    per_step = t.batch_size * width
+    t.num_train_steps = max(1, math.ceil(t.budget_per_interaction * interactions / per_step))
+    lines.append(f"train.num_train_steps={t.num_train_steps:,}: {t.budget_per_interaction:g} window positions "
+                 f"per training interaction ({interactions:,}), {per_step:,.0f} per step (batch {t.batch_size} "
+                 f"x {'mean width' if t.get('length_buckets') else 'length'} {width:.4g})")
+  if "train.num_warmup_steps" in todo:
+    t.num_warmup_steps = int(round(AUTO_WARMUP_FRACTION * t.num_train_steps))
+    lines.append(f"train.num_warmup_steps={t.num_warmup_steps:,}: {AUTO_WARMUP_FRACTION:.0%} of the steps")
+  if "train.eval_every_steps" in todo:
+    t.eval_every_steps = max(1, math.ceil(t.num_train_steps / t.auto_validations))
+    lines.append(f"train.eval_every_steps={t.eval_every_steps:,}: {t.auto_validations} validations over the "
+                 f"{t.num_train_steps:,} steps")
+  for line in lines:
+    logging.info("From the data: %s", line)
+  return lines

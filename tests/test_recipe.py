@@ -1,0 +1,170 @@
+"""The recipe (configs/default.py): settings chosen from the data, resolved before the model is
+named, saved in its config.json, and the CLI trained end to end on a file it has never seen."""
+import json
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bert4rec_jax import config_checks, model_store, preprocess, recipe
+from bert4rec_jax.errors import ConfigError
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _seqs(lengths):
+  lengths = np.asarray(lengths, np.int64)
+  offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+  return preprocess.Sequences(offsets, np.ones(int(lengths.sum()), np.int32))
+
+
+def _reference_length(lengths):
+  """Written out: the 99th percentile taken as the element at rank ceil(0.99 (n - 1)) of the
+  sorted lengths, one more slot for [MASK], rounded up to a multiple of 50, at most 200."""
+  ordered = sorted(int(x) for x in lengths)
+  p = ordered[math.ceil(0.99 * (len(ordered) - 1))]
+  length = 50
+  while length < p + 1:
+    length += 50
+  return min(length, 200)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_sequence_length_matches_the_rule_written_out(seed):
+  rng = np.random.default_rng(seed)
+  lengths = rng.lognormal(rng.uniform(1, 5), 1.0, rng.integers(1, 3000)).astype(np.int64) + 1
+  assert recipe.sequence_length(lengths) == _reference_length(lengths)
+
+
+def test_the_paper_lengths_come_out_of_the_rule():
+  # Beauty's training sequences: 99% have at most 39 items -> 50; ML-1M's: far beyond 200 -> 200.
+  assert recipe.sequence_length([39] * 199 + [300]) == 50  # the longest 0.5% do not count
+  assert recipe.sequence_length([49] * 100) == 50 and recipe.sequence_length([50] * 100) == 100
+  assert recipe.sequence_length([904] * 100) == 200
+
+
+def test_resolve_fills_only_what_is_left_to_the_data():
+  from configs import default
+  c = default.get_config()
+  seqs = _seqs([5] * 1000)  # window 50; every batch (length buckets) 8 wide
+  lines = recipe.resolve(c, seqs, num_items=40_000)
+  assert c.model.max_seq_length == 50
+  assert c.masking.max_predictions_per_seq == math.ceil(c.masking.masked_lm_prob * 50)
+  assert c.train.loss == "sampled"  # 40,000 items > 2 x 8,192
+  assert c.train.num_train_steps == math.ceil(c.train.budget_per_interaction * 5000 / (256 * 8))
+  assert c.train.num_warmup_steps == round(0.02 * c.train.num_train_steps)
+  assert c.train.eval_every_steps == math.ceil(c.train.num_train_steps / c.train.auto_validations)
+  assert len(lines) == 6 and not recipe.auto_fields(c)
+  config_checks.validate(c)  # what was chosen is a valid config
+
+  # Given values are kept; a catalogue within 2 x num_negatives trains on the full softmax.
+  c = default.get_config()
+  c.model.max_seq_length, c.train.num_train_steps = 30, 700
+  recipe.resolve(c, seqs, num_items=16_384)
+  assert (c.model.max_seq_length, c.train.num_train_steps, c.train.loss) == (30, 700, "full")
+  assert c.train.eval_every_steps == 35 and c.masking.max_predictions_per_seq == math.ceil(
+      c.masking.masked_lm_prob * 30)
+
+
+def test_a_schedule_in_epochs_is_resolved_before_the_validation_period_left_to_the_data():
+  from configs import default
+  c = default.get_config()
+  c.train.num_epochs, c.train.batch_size = 4.0, 100
+  recipe.resolve(c, _seqs([10] * 1000), num_items=50)
+  assert c.train.num_train_steps == 40  # 1,000 windows / 100 a step x 4 epochs
+  assert c.train.eval_every_steps == 2 and c.train.num_warmup_steps == 1
+
+
+def test_absurd_recipe_settings_are_named_in_one_error():
+  from configs import default
+  c = default.get_config()
+  c.train.budget_per_interaction, c.train.auto_validations = -1.0, 0
+  c.train.num_warmup_steps, c.train.eval_every_steps, c.train.loss = -2, -3, "autoo"
+  with pytest.raises(ConfigError) as e:
+    config_checks.validate(c)
+  text = str(e.value)
+  assert text.startswith("5 settings need fixing")
+  for field in ("budget_per_interaction", "auto_validations", "num_warmup_steps", "eval_every_steps", "train.loss"):
+    assert f"config.train.{field.split('.')[-1]}=" in text
+
+
+def test_shipped_configs_leave_nothing_to_the_data():
+  from configs import beauty, default, ml1m, synthetic
+  for c in (default.base(), synthetic.get_config(), synthetic.get_config("tiny"), beauty.get_config(),
+            ml1m.get_config()):
+    assert recipe.auto_fields(c) == []
+  assert set(recipe.auto_fields(default.get_config())) == {
+      "model.max_seq_length", "masking.max_predictions_per_seq", "train.loss", "train.num_train_steps",
+      "train.num_warmup_steps", "train.eval_every_steps"}
+
+
+def _interactions(path, users, seed):
+  """A CSV with string ids and timestamps, rows shuffled: each user walks a cycle of 30 items
+  with one of 3 strides (a next-item pattern a sequence model can learn)."""
+  rng = np.random.default_rng(seed)
+  rows = []
+  for u in range(users):
+    stride, pos = rng.integers(1, 4), rng.integers(30)
+    for t in range(rng.integers(4, 14)):
+      rows.append((f"user-{u}", f"item-{(pos + stride * t) % 30:02d}", 1_600_000_000 + 60 * t))
+  frame = pd.DataFrame(rows, columns=["user", "item", "timestamp"]).sample(frac=1.0, random_state=seed)
+  frame.to_csv(path, index=False)
+  return frame
+
+
+def _cli(workdir, *args):
+  env = dict(os.environ, PYTHONUNBUFFERED="1", WANDB_DIR=str(workdir), WANDB_CACHE_DIR=str(workdir),
+             MPLCONFIGDIR=str(workdir))
+  return subprocess.run([sys.executable, "-m", "bert4rec_jax.main", f"--workdir={workdir}",
+                         "--config=configs/default.py", "--config.data.format=csv", *args, "--config.wandb.mode=disabled"],
+                        cwd=REPO, capture_output=True, text=True, timeout=900, env=env)
+
+
+@pytest.mark.slow
+def test_the_recipe_trains_a_file_it_has_never_seen(tmp_path):
+  """configs/default.py with only the data's format and path (the budget cut for CI): the
+  choices are logged and saved in config.json, the name carries them, the selected checkpoint
+  is tested once, a rerun resumes nothing, and another file is another model."""
+  data = tmp_path / "interactions.csv"
+  frame = _interactions(data, users=300, seed=0)
+  out = _cli(tmp_path, f"--config.data.path={data}", "--config.train.budget_per_interaction=200")
+  log = out.stdout + out.stderr
+  assert out.returncode == 0, log[-3000:]
+  for line in ("From the data: model.max_seq_length=50", "From the data: train.loss='full'",
+               "From the data: train.num_train_steps="):
+    assert line in log
+  (name,) = os.listdir(tmp_path / "models")
+  assert name.startswith("hs64_msl50_mpps")
+  saved = json.loads((tmp_path / "models" / name / "config.json").read_text())["config"]
+  train_interactions = len(frame) - 2 * frame.user.nunique()  # validation and test items held out
+  width = float(log.split("x mean width ")[1].split(")")[0])  # length buckets: the mean batch width
+  assert 8 <= width <= 16  # windows of 2 to 11 items
+  steps = math.ceil(200 * train_interactions / (256 * width))
+  assert f"({train_interactions:,})" in log
+  assert saved["model"]["max_seq_length"] == 50 and abs(saved["train"]["num_train_steps"] - steps) <= 1  # width rounded in the log
+  steps = saved["train"]["num_train_steps"]
+  assert saved["train"]["loss"] == "full" and saved["train"]["eval_every_steps"] == math.ceil(steps / 20)
+  assert not recipe.auto_fields(model_store.Folder(str(tmp_path / "models" / name)).saved_config())
+  test = json.loads((tmp_path / "results" / name / "test_metrics.json").read_text())
+  assert test["selection"]["metric"] == "ndcg@10" and test["checkpoint_step"] == test["selection"]["step"]
+  assert test["metrics"]["bert4rec"]["ndcg@10"] > test["metrics"]["popularity"]["ndcg@10"] + 0.1
+
+  again = _cli(tmp_path, f"--config.data.path={data}", "--config.train.budget_per_interaction=200", "--mode=train")
+  assert again.returncode == 0 and "nothing to train" in again.stdout + again.stderr
+  assert os.listdir(tmp_path / "models") == [name]
+
+  other = tmp_path / "other.csv"
+  _interactions(other, users=200, seed=1)
+  third = _cli(tmp_path, f"--config.data.path={other}", "--config.train.budget_per_interaction=20", "--mode=train")
+  assert third.returncode == 0, third.stderr[-2000:]
+  models = sorted(os.listdir(tmp_path / "models"))
+  assert len(models) == 2 and name in models  # another file: another model, the first untouched
+  # A window the data leaves too short for a warmup that is set is refused once the window is known.
+  refused = _cli(tmp_path, f"--config.data.path={other}", "--config.train.warmup_seq_length=60", "--mode=train")
+  assert refused.returncode == 1 and "config.train.warmup_seq_length=60" in refused.stderr
+  assert "max_seq_length - 1 = 49" in refused.stderr
+  assert sorted(os.listdir(tmp_path / "models")) == models
