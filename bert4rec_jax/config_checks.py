@@ -134,7 +134,8 @@ def _check_model(p: _Problems, config) -> None:
   p.need(m.initializer_range > 0 and math.isfinite(m.initializer_range), "model.initializer_range",
          m.initializer_range, "must be > 0")
   auto_length = m.max_seq_length == 0  # from the data (recipe); checked again once resolved
-  length_ok = auto_length or p.at_least("model.max_seq_length", m.max_seq_length, 2)
+  length_ok = auto_length or p.need(isinstance(m.max_seq_length, int) and m.max_seq_length >= 2, "model.max_seq_length",
+                                    m.max_seq_length, "must be >= 2 (0 = from the data)")
 
   if p.one_of("masking.mode", k.mode, masking.MODES):
     if k.mode == "static":
