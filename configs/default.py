@@ -110,7 +110,8 @@ def base():
   c.train.warmup_seq_length = 0  # Sequence-length warmup: the first warmup_seq_steps steps train on windows this long (0 = off).
   c.train.warmup_seq_steps = 0  # Steps of the sequence-length warmup.
   # Batches of windows of similar length, each cut to the next power of two >= its longest window (>= 8): short
-  # histories stop paying for long ones' padding (the batches' composition changes, not what an epoch holds).
+  # histories stop paying for long ones' padding. An epoch holds the same examples, but the loss is a mean per batch,
+  # so a target in a batch of short windows weighs more than one in a batch of long ones (docs/recipe.md, Next).
   c.train.length_buckets = False
   c.train.loss = "full"  # full softmax over all items | sampled (over shared sampled negatives, logQ-corrected) | auto (full up to 2 x num_negatives items).
   c.train.num_negatives = 8192  # sampled loss: negatives drawn per step, shared by the whole batch (>= items: full softmax).
