@@ -174,15 +174,18 @@ class TrainStream:
   def width(self, step: int) -> int:
     """Columns of batch `step`: max_seq_length, or with length buckets the `window_width` of
     its longest window (the same for every process: lengths need no item reads)."""
+    return self._width(self.example_ids(step))
+
+  def _width(self, examples: np.ndarray) -> int:
     if not self.length_buckets:
       return self.max_seq_length
-    return window_width(int(self.lengths(step).max()), self.max_seq_length)
+    return window_width(int(self._window_lengths(examples).max()), self.max_seq_length)
 
   def batch(self, step: int, block: slice = slice(None)) -> dict:
     """Batch `step`, or only its rows `block` (a process's share of the global batch: the
     other rows are never read)."""
     positions, examples = self._positions(step)
-    width = self.width(step)
+    width = self._width(examples)  # of the whole global batch, whatever the block
     examples, positions = examples[block], positions[block]
     windows, copy = np.divmod(examples, self.copies)
     if self.static_copies:
@@ -255,7 +258,7 @@ def batch_iterator(config, stream, start: int, devices, stop: Optional[int] = No
         continue
       lengths = stream.lengths(step)
       if stream.length_buckets:  # one bound per width (every window full): one compiled step per width
-        lengths = np.full(len(lengths), stream.width(step))
+        lengths = np.full(len(lengths), window_width(int(lengths.max()), stream.max_seq_length))
       bound = target_bucket(lengths, stream.max_seq_length, config.masking, num_global, config.model.kind)
       if next_item:
         bound = (bound, target_bucket(lengths, stream.max_seq_length, config.masking, num_global, "sasrec"))

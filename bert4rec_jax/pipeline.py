@@ -119,9 +119,10 @@ def _model_lock(workdir: str, model_dir: str) -> str:
 def _run_training_task(config, workdir, mode, devices, stop_at):
   min_length = min_seq_length(config)
   data_key = dataset.input_key(config.data, min_length)
+  loaded = None  # the prepared dataset, once read (its folder is content-addressed: never rewritten)
   if recipe.auto_fields(config):  # settings left to the data are chosen before the model is named
-    prepared, _ = _load_or_prepare(config.data, workdir, min_length)
-    recipe.resolve(config, task_splits(config.task, prepared.sequences)[0], prepared.vocab.num_items)
+    loaded = _load_or_prepare(config.data, workdir, min_length)
+    recipe.resolve(config, task_splits(config.task, loaded[0].sequences)[0], loaded[0].vocab.num_items)
     config_checks.validate(config, mode)  # what the chosen values allow (e.g. a warmup length below the window)
   name = config.model_name or model_name(config, data_key)
   folder = model_store.Folder(os.path.join(workdir, "models", name))
@@ -140,7 +141,7 @@ def _run_training_task(config, workdir, mode, devices, stop_at):
     if mode != "prepare" and is_baseline and folder.exists:
       raise ConfigError(f"models/{name} holds a trained model: a {config.model.kind} baseline needs another "
                         "config.model_name")
-    prepared, data_dir = _load_or_prepare(config.data, workdir, min_length)
+    prepared, data_dir = loaded or _load_or_prepare(config.data, workdir, min_length)
     result = {"data_dir": data_dir, "data_key": data_key}
     if mode == "prepare":
       return result

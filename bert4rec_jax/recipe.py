@@ -53,13 +53,16 @@ def auto_fields(config) -> List[str]:
   return out
 
 
+def _quantile(lengths: np.ndarray) -> int:
+  """The 99th percentile of the lengths: an actual length, never interpolated (0 for none)."""
+  return int(np.percentile(lengths, AUTO_LENGTH_QUANTILE, method="higher")) if len(lengths) else 0
+
+
 def sequence_length(lengths: np.ndarray) -> int:
-  """The window length for sequences of these lengths: the [MASK] slot plus the 99th percentile
-  of the lengths (an actual length, never interpolated), rounded up to a multiple of 50, at most
-  200."""
-  lengths = np.asarray(lengths)
-  p = int(np.percentile(lengths, AUTO_LENGTH_QUANTILE, method="higher")) if len(lengths) else 1
-  return int(min(AUTO_LENGTH_MAX, AUTO_LENGTH_GRAIN * math.ceil((p + 1) / AUTO_LENGTH_GRAIN)))
+  """The window length for sequences of these lengths: the [MASK] slot plus their 99th
+  percentile, rounded up to a multiple of 50, at most 200."""
+  p = _quantile(np.asarray(lengths))
+  return int(min(AUTO_LENGTH_MAX, AUTO_LENGTH_GRAIN * max(1, math.ceil((p + 1) / AUTO_LENGTH_GRAIN))))
 
 
 def mean_width(config, train_seqs, max_steps: int = 1600) -> float:
@@ -83,9 +86,8 @@ def resolve(config, train_seqs, num_items: int) -> List[str]:
   interactions = int(lengths.sum())
   if "model.max_seq_length" in todo:
     m.max_seq_length = sequence_length(lengths)
-    p = int(np.percentile(lengths, AUTO_LENGTH_QUANTILE, method="higher")) if len(lengths) else 0
     lines.append(f"model.max_seq_length={m.max_seq_length}: 99% of the {len(lengths):,} training sequences have at "
-                 f"most {p} items (+1 for the [MASK] slot, rounded up to a multiple of {AUTO_LENGTH_GRAIN}, "
+                 f"most {_quantile(lengths)} items (+1 for the [MASK] slot, rounded up to a multiple of {AUTO_LENGTH_GRAIN}, "
                  f"at most {AUTO_LENGTH_MAX})")
   if "masking.max_predictions_per_seq" in todo:
     k.max_predictions_per_seq = max(1, math.ceil(k.masked_lm_prob * m.max_seq_length - 1e-9))
