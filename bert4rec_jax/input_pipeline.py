@@ -142,6 +142,10 @@ class TrainStream:
       out[sel] = self._permutation(int(e))[within[sel]]
     return out
 
+  def window_lengths(self) -> np.ndarray:
+    """[W] items in each training window (copies of a window have its length)."""
+    return np.minimum(self.window_ends - self.seqs.offsets[self.window_rows], self.max_seq_length)
+
   def _window_lengths(self, examples: np.ndarray) -> np.ndarray:
     windows = examples // self.copies
     rows = self.window_rows[windows]

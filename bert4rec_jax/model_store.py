@@ -58,7 +58,8 @@ NOT_IN_IDENTITY = {
 # this value, so that adding a field never renames (and so never orphans) an existing model.
 ONLY_IF_CHANGED = {"model.kind": "bert4rec", "train.warmup_seq_length": 0, "train.warmup_seq_steps": 0,
                    "train.next_item_loss_weight": 0.0, "train.select_metric": "ndcg@10", "train.patience": 0,
-                   "train.num_epochs": 0.0, "train.num_warmup_epochs": 0.0, "train.length_buckets": False}
+                   "train.num_epochs": 0.0, "train.num_warmup_epochs": 0.0, "train.length_buckets": False,
+                   "train.target_weighting": "batch"}
 # What a schedule in epochs replaces (the step counts then follow from the data).
 BY_EPOCHS = {"train.num_epochs": "train.num_train_steps", "train.num_warmup_epochs": "train.num_warmup_steps"}
 # Switches that change speed, not the model: in the name's hash (existing names keep their hash),

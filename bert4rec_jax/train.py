@@ -87,7 +87,7 @@ def create_state(config, num_items: int) -> TrainState:
 
 def train_step(state: TrainState, batch, sampler=None, num_targets=0, *, model, mask_kwargs: dict, seed: int,
                static_masking: bool, loss: str = "full", num_negatives: int = 0, loss_positions: str = "masked",
-               kind: str = "bert4rec", next_item_loss_weight: float = 0.0):
+               kind: str = "bert4rec", next_item_loss_weight: float = 0.0, target_norms: tuple = ()):
   """One step on this device's shard; gradients are exact global means over all devices.
 
   batch: item_ids [b, L] int32 right-aligned windows; example_ids [b] int32, the key of each
@@ -107,6 +107,10 @@ def train_step(state: TrainState, batch, sampler=None, num_targets=0, *, model, 
   next_item_loss_weight > 0 (kind="bert4rec"): the loss is the masked-item mean cross-entropy
   plus this weight times SASRec's next-item mean cross-entropy, computed by the same weights
   reading the unmasked windows causally (same candidates, separate dropout draw).
+  target_norms (train.target_weighting="epoch"): (masked-item, next-item) divisors of each loss's
+  sum over the global batch's targets, in place of that batch's own target count: the mean
+  number of targets in a global batch over an epoch, so that every target weighs the same
+  whichever batch it lands in (with length buckets a batch of short windows holds few targets).
   Returns (new state, {'loss_sum', 'count'}) with the sums over all devices (the masked-item
   loss's; with the next-item loss also 'next_loss_sum', 'next_count').
   """
@@ -168,7 +172,8 @@ def train_step(state: TrainState, batch, sampler=None, num_targets=0, *, model, 
         logits = model.apply({"params": params}, picked, method=model.item_logits)  # [b, P, N]
         ce = optax.softmax_cross_entropy_with_integer_labels(logits, jnp.maximum(targets - 1, 0))  # [b, P]
       loss_sum = jnp.sum(ce * weights)
-      total = total + (next_item_loss_weight if i else 1.0) * loss_sum / jnp.maximum(count, 1.0)
+      norm = target_norms[i] if target_norms else jnp.maximum(count, 1.0)
+      total = total + (next_item_loss_weight if i else 1.0) * loss_sum / norm
       sums.append(loss_sum)
     return total, sums
 
@@ -179,6 +184,19 @@ def train_step(state: TrainState, batch, sampler=None, num_targets=0, *, model, 
   if next_item_loss_weight:
     out.update(next_loss_sum=parallel.psum(sums[1]), next_count=losses_[1][2])
   return new_state, out
+
+
+def target_norms(config, train_seqs) -> tuple:
+  """train.target_weighting="epoch": each loss's mean targets per global batch over an epoch of
+  the training stream (`losses.mean_targets` x batch size); "batch": () (each batch's own count)."""
+  if config.train.get("target_weighting", "batch") != "epoch":
+    return ()
+  lengths = input_pipeline.make_stream(config, train_seqs).window_lengths()
+  masked, following = losses.mean_targets(config, lengths)
+  norms = (max(masked, 1e-6) * config.train.batch_size, max(following, 1e-6) * config.train.batch_size)
+  logging.info("train.target_weighting='epoch': each batch's loss is divided by an epoch's mean of %.1f "
+               "targets per batch%s", norms[0], f" (next-item loss: {norms[1]:.1f})" if following else "")
+  return norms
 
 
 def make_step(config, num_items: int, devices, train_seqs):
@@ -193,7 +211,8 @@ def make_step(config, num_items: int, devices, train_seqs):
       train_step, model=model, mask_kwargs=masking.masking_kwargs(config.masking, num_items), seed=config.seed,
       static_masking=config.masking.mode == "static", loss=loss, num_negatives=tc.num_negatives,
       loss_positions=tc.loss_positions, kind=config.model.kind,
-      next_item_loss_weight=losses.next_item_loss_weight(config)), parallel.step_devices(devices),
+      next_item_loss_weight=losses.next_item_loss_weight(config),
+      target_norms=target_norms(config, train_seqs)), parallel.step_devices(devices),
       donate_argnums=(0,) if tc.donate_buffers else (),
       static_broadcasted_argnums=(3,))
   sampler = losses.negative_sampler(tc, train_seqs, num_items)

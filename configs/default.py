@@ -110,9 +110,12 @@ def base():
   c.train.warmup_seq_length = 0  # Sequence-length warmup: the first warmup_seq_steps steps train on windows this long (0 = off).
   c.train.warmup_seq_steps = 0  # Steps of the sequence-length warmup.
   # Batches of windows of similar length, each cut to the next power of two >= its longest window (>= 8): short
-  # histories stop paying for long ones' padding. An epoch holds the same examples, but the loss is a mean per batch,
-  # so a target in a batch of short windows weighs more than one in a batch of long ones (docs/recipe.md, Next).
+  # histories stop paying for long ones' padding. An epoch holds the same examples; with target_weighting "batch"
+  # a target in a batch of short windows (few targets) weighs more than one in a batch of long ones.
   c.train.length_buckets = False
+  # How a batch's loss is normalised: batch (the mean over its own targets) | epoch (the sum over its targets divided
+  # by the mean number of targets in a batch over an epoch: every target weighs the same, whatever batch it is in).
+  c.train.target_weighting = "batch"
   c.train.loss = "full"  # full softmax over all items | sampled (over shared sampled negatives, logQ-corrected) | auto (full up to 2 x num_negatives items).
   c.train.num_negatives = 8192  # sampled loss: negatives drawn per step, shared by the whole batch (>= items: full softmax).
   c.train.negative_sampler = "popularity"  # sampled loss: popularity (training counts + 1) | uniform.
@@ -192,6 +195,7 @@ def get_config():
   c.train.batch_size = 256
   c.train.prop_sliding_window = 0.5  # histories longer than the window train on every part of them
   c.train.length_buckets = True
+  c.train.target_weighting = "epoch"  # buckets change the batches, not the weight of any target
   c.train.budget_per_interaction = 120.0  # compute in proportion to the data (its time per 300k interactions: docs/recipe.md)
   # The objective: BERT4Rec's masked-item loss plus SASRec's next-item loss on the same weights, read
   # causally at evaluation and serving (as configs/beauty.py; see docs/reproduction.md).

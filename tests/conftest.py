@@ -1,5 +1,7 @@
 """Test session setup: 4 virtual CPU devices for pmap, and nothing written outside tmp."""
+import atexit
 import os
+import shutil
 import sys
 import tempfile
 
@@ -7,6 +9,7 @@ import tempfile
 if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
   os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4").strip()
 _SCRATCH = tempfile.mkdtemp(prefix="bert4rec-tests-")
+atexit.register(shutil.rmtree, _SCRATCH, ignore_errors=True)  # each test process removes its own
 for var in ("MPLCONFIGDIR", "WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR"):
   os.environ[var] = os.path.join(_SCRATCH, var.lower())
   os.makedirs(os.environ[var], exist_ok=True)

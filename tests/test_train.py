@@ -436,3 +436,98 @@ def test_length_buckets_only_regroup_each_pool_and_cut_no_item():
     np.testing.assert_array_equal(fresh.batch(s)["example_ids"], stream.batch(s)["example_ids"])
   block = slice(8, 16)  # a process's rows of the global batch
   np.testing.assert_array_equal(stream.batch(5, block)["item_ids"], stream.batch(5)["item_ids"][block])
+
+
+def test_mean_targets_are_the_targets_the_masks_draw(tiny_config):
+  """losses.mean_targets against the slots the device's masking and next-item targets actually
+  use, counted over every window of an epoch: dynamic masking (never and always mask-last, and a
+  mix in between), static copies, SASRec and the next-item loss."""
+  import copy
+  from bert4rec_jax import masking
+  seqs = _skewed_sequences(users=400)
+  c = copy.deepcopy(tiny_config)
+  c.model.max_seq_length, c.masking.max_predictions_per_seq, c.masking.masked_lm_prob = 40, 6, 0.3
+  n = c.data.synthetic.num_items
+
+  def counted(cc):
+    stream = input_pipeline.make_stream(cc, seqs)
+    ids = input_pipeline.right_aligned(seqs, stream.window_rows, 40, ends=stream.window_ends)
+    following = float(loss_lib.next_item_targets(jnp.asarray(ids)).weights.sum()) / len(ids)
+    if cc.model.kind == "sasrec":
+      return stream, following, 0.0
+    kw = masking.masking_kwargs(cc.masking, n)
+    copies = cc.masking.dupe_factor + 1 if cc.masking.mode == "static" else 1
+    masked = 0.0
+    for copy_ in range(copies):
+      only_last = np.full(len(ids), cc.masking.mode == "static" and copy_ == copies - 1)
+      m = masking.mask_batch(jax.random.PRNGKey(copy_), jnp.asarray(ids), jnp.arange(len(ids)), jnp.asarray(only_last), **kw)
+      masked += float(m.weights.sum()) / len(ids) / copies
+    return stream, masked, following if cc.train.next_item_loss_weight else 0.0
+
+  def check(cc):
+    stream, *want = counted(cc)
+    got = loss_lib.mean_targets(cc, stream.window_lengths())
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    return got
+
+  c.masking.mask_last_prob = 0.0
+  never = check(c)
+  c.masking.mask_last_prob = 1.0
+  always = check(c)
+  assert always[0] == 1.0 < never[0]  # every window has an item: one target each
+  c.masking.mask_last_prob = 0.3
+  assert loss_lib.mean_targets(c, input_pipeline.make_stream(c, seqs).window_lengths())[0] == pytest.approx(
+      0.7 * never[0] + 0.3 * always[0])
+  c.masking.mode, c.masking.dupe_factor = "static", 3
+  check(c)
+  c.masking.mode, c.train.next_item_loss_weight = "dynamic", 2.0
+  c.masking.mask_last_prob = 0.0
+  assert check(c)[1] > 0
+  c.model.kind = "sasrec"
+  check(c)
+
+
+def test_epoch_target_weighting_divides_by_the_epochs_mean_count(tiny_config):
+  """train.target_weighting="epoch": each loss's gradient is the batch-weighted one times the
+  batch's target count over the epoch's mean count per batch (checked through SGD with rate 1 on
+  length-bucketed batches of two widths, over two devices, with the next-item loss), so a target
+  weighs the same in a batch of short windows as in one of long windows."""
+  import copy
+  import optax
+  c = tiny_config
+  c.model.hidden_dropout_prob = c.model.attention_probs_dropout_prob = 0.0
+  c.model.max_seq_length, c.masking.max_predictions_per_seq = 32, 8
+  c.train.prefetch, c.train.batch_size, c.train.length_buckets = 0, 32, True
+  n = c.data.synthetic.num_items
+  seqs = _skewed_sequences(users=2000)
+  seqs = type(seqs)(seqs.offsets, (seqs.items % n + 1).astype(np.int32))
+  devices = parallel.local_devices(2)
+  start = train.create_state(c, n)
+  sgd = train.TrainState.create(apply_fn=start.apply_fn, params=start.params, tx=optax.sgd(1.0))
+
+  def step(at, kind, weight, weighting):
+    cc = copy.deepcopy(c)
+    cc.model.kind, cc.train.next_item_loss_weight, cc.train.target_weighting = kind, weight, weighting
+    p_step, sampler = train.make_step(cc, n, devices, seqs)
+    batch, bound = next(input_pipeline.batch_iterator(cc, input_pipeline.make_stream(cc, seqs), at, devices))
+    new, m = p_step(parallel.replicate(sgd, devices), batch, sampler, bound)
+    return batch["item_ids"].shape[-1], parallel.unreplicate(new.params), parallel.unreplicate(m), train.target_norms(cc, seqs)
+
+  stream = input_pipeline.make_stream(c, seqs)
+  widths = {stream.width(s): s for s in range(input_pipeline.POOL_BATCHES)}
+  assert min(widths) == 8 and max(widths) >= 16
+  for width, at in sorted(widths.items())[::len(widths) - 1]:  # the narrowest and the widest batch
+    got_width, mixed, _, norms = step(at, "bert4rec", 0.5, "epoch")
+    assert got_width == width and norms[0] > 0 and norms[1] > 0
+    _, masked_only, m_masked, none = step(at, "bert4rec", 0.0, "batch")
+    _, sasrec, m_sasrec, _ = step(at, "sasrec", 0.0, "batch")
+    assert none == ()
+    scale_m, scale_n = m_masked["count"] / norms[0], m_sasrec["count"] / norms[1]
+    # A batch of short windows holds fewer targets than the epoch's mean, one of long windows more.
+    assert (scale_m < 1 and scale_n < 0.7) if width == 8 else (scale_m > 1 and scale_n > 1.5)
+    want = jax.tree.map(lambda p0, a, b: p0 - scale_m * (p0 - a) - 0.5 * scale_n * (p0 - b),
+                        start.params, masked_only, sasrec)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=2e-6), mixed, want)
+  c.train.target_weighting = "target"
+  with pytest.raises(ConfigError, match="target_weighting"):
+    config_checks.validate(c, "train", 4)
