@@ -103,18 +103,20 @@ def next_item_loss_weight(config) -> float:
   return float(config.train.get("next_item_loss_weight", 0.0)) if config.model.kind == "bert4rec" else 0.0
 
 
-def mean_targets(config, window_lengths) -> tuple:
+def mean_targets(config, window_lengths, per_example: bool = False) -> tuple:
   """(masked-item, next-item) targets per training example, averaged over an epoch of windows
   holding `window_lengths` [W] items: what `masking.mask_example` and `next_item_targets` pick,
   in expectation over the masking draws (exact: float32 rounding as on device). The next-item
-  mean is 0 without the next-item loss; kind="sasrec" has only next-item targets (first)."""
+  mean is 0 without the next-item loss; kind="sasrec" has only next-item targets (first).
+  per_example: the fraction of examples with at least one target instead."""
   n = np.asarray(window_lengths, np.int64)
-  following = float(np.maximum(n - 1, 0).mean()) if len(n) else 0.0
+  following = np.maximum(n - 1, 0)
+  following = float((np.minimum(following, 1) if per_example else following).mean()) if len(n) else 0.0
   if config.model.kind == "sasrec":
     return following, 0.0
   mk = config.masking
   picked = np.clip(np.round(n.astype(np.float32) * np.float32(mk.masked_lm_prob)), 1, mk.max_predictions_per_seq)
-  picked = np.where(n > 0, np.minimum(picked, n), 0).mean() if len(n) else 0.0
+  picked = np.where(n > 0, 1 if per_example else np.minimum(picked, n), 0).mean() if len(n) else 0.0
   last = float((n > 0).mean()) if len(n) else 0.0  # a mask-last example has one target
   if mk.mode == "static":  # dupe_factor masked copies and one mask-last copy of every window
     masked = (mk.dupe_factor * picked + last) / (mk.dupe_factor + 1)

@@ -87,7 +87,8 @@ def create_state(config, num_items: int) -> TrainState:
 
 def train_step(state: TrainState, batch, sampler=None, num_targets=0, *, model, mask_kwargs: dict, seed: int,
                static_masking: bool, loss: str = "full", num_negatives: int = 0, loss_positions: str = "masked",
-               kind: str = "bert4rec", next_item_loss_weight: float = 0.0, target_norms: tuple = ()):
+               kind: str = "bert4rec", next_item_loss_weight: float = 0.0, target_norms: tuple = (),
+               per_example: bool = False):
   """One step on this device's shard; gradients are exact global means over all devices.
 
   batch: item_ids [b, L] int32 right-aligned windows; example_ids [b] int32, the key of each
@@ -111,6 +112,8 @@ def train_step(state: TrainState, batch, sampler=None, num_targets=0, *, model, 
   sum over the global batch's targets, in place of that batch's own target count: the mean
   number of targets in a global batch over an epoch, so that every target weighs the same
   whichever batch it lands in (with length buckets a batch of short windows holds few targets).
+  per_example (train.target_weighting="example"): each target weighs 1 / its example's number of
+  targets, so every example weighs the same (target_norms then count examples with a target).
   Returns (new state, {'loss_sum', 'count'}) with the sums over all devices (the masked-item
   loss's; with the next-item loss also 'next_loss_sum', 'next_count').
   """
@@ -129,21 +132,23 @@ def train_step(state: TrainState, batch, sampler=None, num_targets=0, *, model, 
   seq_len = batch["item_ids"].shape[1]
 
   def target_slots(batch_targets, num, every_position):
-    """(positions, targets, weights) of one loss: compacted to `num` used slots, or spread over
-    every position with loss_positions="all"."""
+    """(positions, targets, weights, shares) of one loss: compacted to `num` used slots, or
+    spread over every position with loss_positions="all". weights: 1 per target (the logged
+    loss); shares: each target's weight in the objective (weights, or 1 / the example's count)."""
     positions, targets, weights = batch_targets.positions, batch_targets.targets, batch_targets.weights
+    shares = weights / jnp.maximum(weights.sum(-1, keepdims=True), 1.0) if per_example else weights
     if num and loss_positions == "masked":
       # Short sequences fill few of their P slots: keep only used ones (weight 1 first, stable).
       slot = jnp.argsort(-weights.reshape(-1), stable=True)[:num]  # [T] into [b * P]
       row = slot // positions.shape[1]
       positions = row * seq_len + positions.reshape(-1)[slot]  # [T] flat row * L + pos
-      targets, weights = targets.reshape(-1)[slot], weights.reshape(-1)[slot]
+      targets, weights, shares = (x.reshape(-1)[slot] for x in (targets, weights, shares))
     if loss_positions == "all" and not every_position:  # every position carries a (possibly zero-weight) target
       rows = jnp.arange(positions.shape[0])[:, None]
-      targets = jnp.zeros((positions.shape[0], seq_len), targets.dtype).at[rows, positions].max(targets)
-      weights = jnp.zeros((positions.shape[0], seq_len), weights.dtype).at[rows, positions].max(weights)
+      spread = lambda x: jnp.zeros((positions.shape[0], seq_len), x.dtype).at[rows, positions].max(x)  # noqa: E731
+      targets, weights, shares = spread(targets), spread(weights), spread(shares)
       positions = jnp.broadcast_to(jnp.arange(seq_len), targets.shape)
-    return positions, targets, weights
+    return positions, targets, weights, shares
 
   losses_ = [(masked.inputs, target_slots(masked, num_masked, kind == "sasrec"), parallel.psum(masked.weights.sum()),
               None, example_keys(1))]  # (inputs, slots, global target count, causal, dropout keys [b])
@@ -162,7 +167,7 @@ def train_step(state: TrainState, batch, sampler=None, num_targets=0, *, model, 
 
   def loss_fn(params):
     total, sums = 0.0, []
-    for i, (inputs, (positions, targets, weights), count, causal, keys) in enumerate(losses_):
+    for i, (inputs, (positions, targets, weights, shares), count, causal, keys) in enumerate(losses_):
       picked = model_lib.gather(encode(params, inputs, keys, causal), positions)  # [b, P, H] or [T, H]
       if loss == "sampled":
         own, shared = model.apply({"params": params}, picked, targets, candidates,
@@ -173,7 +178,8 @@ def train_step(state: TrainState, batch, sampler=None, num_targets=0, *, model, 
         ce = optax.softmax_cross_entropy_with_integer_labels(logits, jnp.maximum(targets - 1, 0))  # [b, P]
       loss_sum = jnp.sum(ce * weights)
       norm = target_norms[i] if target_norms else jnp.maximum(count, 1.0)
-      total = total + (next_item_loss_weight if i else 1.0) * loss_sum / norm
+      objective = jnp.sum(ce * shares) if per_example else loss_sum
+      total = total + (next_item_loss_weight if i else 1.0) * objective / norm
       sums.append(loss_sum)
     return total, sums
 
@@ -187,15 +193,21 @@ def train_step(state: TrainState, batch, sampler=None, num_targets=0, *, model, 
 
 
 def target_norms(config, train_seqs) -> tuple:
-  """train.target_weighting="epoch": each loss's mean targets per global batch over an epoch of
-  the training stream (`losses.mean_targets` x batch size); "batch": () (each batch's own count)."""
-  if config.train.get("target_weighting", "batch") != "epoch":
+  """Each loss's divisor (masked-item, next-item) for train.target_weighting: "epoch", the mean
+  number of targets in a global batch over an epoch of the training stream (`losses.mean_targets`
+  x batch size); "example", the mean number of examples in a global batch with at least one
+  target; "batch": () (each batch divides by its own target count).
+  The means are over full-length windows: the shorter windows of a sequence-length warmup hold
+  fewer targets, so their steps weigh less, as their share of the data's targets says."""
+  weighting = config.train.get("target_weighting", "batch")
+  if weighting == "batch":
     return ()
   lengths = input_pipeline.make_stream(config, train_seqs).window_lengths()
-  masked, following = losses.mean_targets(config, lengths)
+  masked, following = losses.mean_targets(config, lengths, per_example=weighting == "example")
   norms = (max(masked, 1e-6) * config.train.batch_size, max(following, 1e-6) * config.train.batch_size)
-  logging.info("train.target_weighting='epoch': each batch's loss is divided by an epoch's mean of %.1f "
-               "targets per batch%s", norms[0], f" (next-item loss: {norms[1]:.1f})" if following else "")
+  what = "targets" if weighting == "epoch" else "examples with a target (each weighing the same)"
+  logging.info("train.target_weighting=%r: each batch's loss is divided by an epoch's mean of %.1f %s per batch%s",
+               weighting, norms[0], what, f" (next-item loss: {norms[1]:.1f})" if following else "")
   return norms
 
 
@@ -212,7 +224,8 @@ def make_step(config, num_items: int, devices, train_seqs):
       static_masking=config.masking.mode == "static", loss=loss, num_negatives=tc.num_negatives,
       loss_positions=tc.loss_positions, kind=config.model.kind,
       next_item_loss_weight=losses.next_item_loss_weight(config),
-      target_norms=target_norms(config, train_seqs)), parallel.step_devices(devices),
+      target_norms=target_norms(config, train_seqs),
+      per_example=config.train.get("target_weighting", "batch") == "example"), parallel.step_devices(devices),
       donate_argnums=(0,) if tc.donate_buffers else (),
       static_broadcasted_argnums=(3,))
   sampler = losses.negative_sampler(tc, train_seqs, num_items)

@@ -114,7 +114,9 @@ def base():
   # a target in a batch of short windows (few targets) weighs more than one in a batch of long ones.
   c.train.length_buckets = False
   # How a batch's loss is normalised: batch (the mean over its own targets) | epoch (the sum over its targets divided
-  # by the mean number of targets in a batch over an epoch: every target weighs the same, whatever batch it is in).
+  # by the mean number of targets in a batch over an epoch: every target weighs the same, whatever batch it is in) |
+  # example (each target weighs 1 / its example's targets, divided by the epoch's mean examples with a target per
+  # batch: every example weighs the same, as every user does in the metrics).
   c.train.target_weighting = "batch"
   c.train.loss = "full"  # full softmax over all items | sampled (over shared sampled negatives, logQ-corrected) | auto (full up to 2 x num_negatives items).
   c.train.num_negatives = 8192  # sampled loss: negatives drawn per step, shared by the whole batch (>= items: full softmax).

@@ -468,6 +468,12 @@ def test_mean_targets_are_the_targets_the_masks_draw(tiny_config):
     stream, *want = counted(cc)
     got = loss_lib.mean_targets(cc, stream.window_lengths())
     np.testing.assert_allclose(got, want, rtol=1e-6)
+    # Examples with at least one target (train.target_weighting="example"): windows of 1 item have
+    # no next-item target.
+    has = loss_lib.mean_targets(cc, stream.window_lengths(), per_example=True)
+    lengths = stream.window_lengths()
+    np.testing.assert_allclose(has, [(lengths >= (2 if cc.model.kind == "sasrec" else 1)).mean(),
+                                     (lengths >= 2).mean() if want[1] else 0.0], rtol=1e-6)
     return got
 
   c.masking.mask_last_prob = 0.0
@@ -531,3 +537,50 @@ def test_epoch_target_weighting_divides_by_the_epochs_mean_count(tiny_config):
   c.train.target_weighting = "target"
   with pytest.raises(ConfigError, match="target_weighting"):
     config_checks.validate(c, "train", 4)
+
+
+def test_example_weighting_weighs_every_example_the_same(tiny_config):
+  """train.target_weighting="example": the step's gradient is the sum over the batch's examples of
+  each one's own mean-over-its-targets gradient (one-example steps, each loss apart), divided by
+  the epoch's mean number of examples with a target per batch (checked through SGD with rate 1,
+  with the next-item loss, windows of 1 to 12 items)."""
+  import copy
+  import optax
+  from bert4rec_jax.preprocess import Sequences
+  c = tiny_config
+  c.model.hidden_dropout_prob = c.model.attention_probs_dropout_prob = 0.0
+  c.train.prefetch, c.train.batch_size, c.train.compact_targets = 0, 8, False
+  n = c.data.synthetic.num_items
+  rng = np.random.default_rng(1)
+  lengths = rng.integers(1, 13, 60)
+  seqs = Sequences(offsets=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+                   items=rng.integers(1, n + 1, lengths.sum()).astype(np.int32))
+  devices = parallel.local_devices(1)
+  start = train.create_state(c, n)
+  sgd = parallel.replicate(train.TrainState.create(apply_fn=start.apply_fn, params=start.params, tx=optax.sgd(1.0)),
+                           devices)
+
+  steps = {}
+
+  def stepped(kind, weight, weighting, rows):
+    cc = copy.deepcopy(c)
+    cc.model.kind, cc.train.next_item_loss_weight, cc.train.target_weighting = kind, weight, weighting
+    if (kind, weighting) not in steps:  # one compiled step per kind and weighting, reused for every row
+      steps[kind, weighting] = train.make_step(cc, n, devices, seqs)
+    p_step, sampler = steps[kind, weighting]
+    batch = input_pipeline.make_stream(cc, seqs).batch(3)
+    batch = {k: v[rows] for k, v in batch.items()}
+    new, _ = p_step(copy.deepcopy(sgd), parallel.put_sharded(batch, devices), sampler, 0)
+    return jax.tree.map(lambda p0, p: p0 - p, start.params, parallel.unreplicate(new.params)), train.target_norms(cc, seqs)
+
+  got, norms = stepped("bert4rec", 0.5, "example", slice(None))
+  batch_lengths = input_pipeline.make_stream(c, seqs).lengths(3)
+  assert batch_lengths.min() == 1 and len(set(batch_lengths)) > 3  # a window with no next-item target; mixed counts
+  want = jax.tree.map(np.zeros_like, start.params)
+  for r in range(c.train.batch_size):
+    masked, _ = stepped("bert4rec", 0.0, "batch", slice(r, r + 1))
+    following, _ = stepped("sasrec", 0.0, "batch", slice(r, r + 1))
+    want = jax.tree.map(lambda w, a, b: w + a / norms[0] + 0.5 * b / norms[1], want, masked, following)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=2e-6), got, want)
+  epoch, _ = stepped("bert4rec", 0.5, "epoch", slice(None))
+  assert not np.allclose(epoch["output_bias"], got["output_bias"], atol=1e-5)
