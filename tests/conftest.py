@@ -8,6 +8,12 @@ import tempfile
 # Must happen before JAX is imported anywhere: 4 host devices exercise pmap on a CPU machine.
 if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
   os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4").strip()
+# The 4 virtual devices are threads of one process: on 2 busy cores one can wait past XLA's 40 s
+# for the others to reach an all-reduce, and XLA then aborts the process. Give them 10 minutes
+# (passed on to the CLI runs the tests start).
+if "xla_cpu_collective_call_terminate_timeout_seconds" not in os.environ["XLA_FLAGS"]:
+  os.environ["XLA_FLAGS"] += (" --xla_cpu_collective_call_terminate_timeout_seconds=600"
+                              " --xla_cpu_collective_call_warn_stuck_timeout_seconds=120")
 _SCRATCH = tempfile.mkdtemp(prefix="bert4rec-tests-")
 atexit.register(shutil.rmtree, _SCRATCH, ignore_errors=True)  # each test process removes its own
 for var in ("MPLCONFIGDIR", "WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR"):
