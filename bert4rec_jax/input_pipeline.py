@@ -142,14 +142,12 @@ class TrainStream:
       out[sel] = self._permutation(int(e))[within[sel]]
     return out
 
-  def window_lengths(self) -> np.ndarray:
-    """[W] items in each training window (copies of a window have its length)."""
-    return np.minimum(self.window_ends - self.seqs.offsets[self.window_rows], self.max_seq_length)
+  def window_lengths(self, windows=slice(None)) -> np.ndarray:
+    """Items in each training window (default: all [W]; copies of a window have its length)."""
+    return np.minimum(self.window_ends[windows] - self.seqs.offsets[self.window_rows[windows]], self.max_seq_length)
 
   def _window_lengths(self, examples: np.ndarray) -> np.ndarray:
-    windows = examples // self.copies
-    rows = self.window_rows[windows]
-    return np.minimum(self.window_ends[windows] - self.seqs.offsets[rows], self.max_seq_length)
+    return self.window_lengths(examples // self.copies)
 
   def _positions(self, step: int) -> tuple:
     """([B] stream positions, [B] example indices) of batch `step`."""

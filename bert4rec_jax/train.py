@@ -176,10 +176,9 @@ def train_step(state: TrainState, batch, sampler=None, num_targets=0, *, model, 
       else:
         logits = model.apply({"params": params}, picked, method=model.item_logits)  # [b, P, N]
         ce = optax.softmax_cross_entropy_with_integer_labels(logits, jnp.maximum(targets - 1, 0))  # [b, P]
-      loss_sum = jnp.sum(ce * weights)
+      loss_sum = jnp.sum(ce * weights)  # logged: every target once
       norm = target_norms[i] if target_norms else jnp.maximum(count, 1.0)
-      objective = jnp.sum(ce * shares) if per_example else loss_sum
-      total = total + (next_item_loss_weight if i else 1.0) * objective / norm
+      total = total + (next_item_loss_weight if i else 1.0) * jnp.sum(ce * shares) / norm
       sums.append(loss_sum)
     return total, sums
 
