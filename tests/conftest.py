@@ -16,6 +16,12 @@ if "xla_cpu_collective_call_terminate_timeout_seconds" not in os.environ["XLA_FL
                               " --xla_cpu_collective_call_warn_stuck_timeout_seconds=120")
 _SCRATCH = tempfile.mkdtemp(prefix="bert4rec-tests-")
 atexit.register(shutil.rmtree, _SCRATCH, ignore_errors=True)  # each test process removes its own
+# One compilation cache for the whole session: the pytest process that loads this first (the
+# xdist controller) makes it, its workers and every CLI run a test starts inherit it, so the same
+# small models are compiled once instead of once per process (about half of some files' time).
+# Read errors of a concurrently written entry are warnings and a recompile in JAX, never wrong code.
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = os.path.join(_SCRATCH, "jax_cache")
 for var in ("MPLCONFIGDIR", "WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR"):
   os.environ[var] = os.path.join(_SCRATCH, var.lower())
   os.makedirs(os.environ[var], exist_ok=True)
