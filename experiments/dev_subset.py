@@ -1,0 +1,62 @@
+"""A development subset of a `user item` text file (the SASRec/BERT4Rec format: one interaction
+per line, a user's lines in time order): the first --users users (by id), then the k-core
+filter applied again until it holds (every kept user and item has at least --core interactions),
+as public sequential datasets are prepared. Subsetting users alone leaves most items with one or
+two interactions, a sparser set than any public one; --core=0 keeps that.
+
+  python experiments/dev_subset.py --input=beauty.txt --users=20000 --core=5 --output=beauty_dev.txt
+
+Prints one JSON line: users, items, interactions, training interactions per item (two items per
+user held out for validation and test).
+"""
+import argparse
+import gzip
+import json
+
+import numpy as np
+
+
+def read_pairs(path: str):
+  opener = gzip.open if path.endswith(".gz") else open
+  with opener(path, "rt") as f:
+    pairs = np.loadtxt(f, dtype=np.int64, ndmin=2)
+  if pairs.shape[1] != 2:
+    raise SystemExit(f"{path}: expected two columns (user item), found {pairs.shape[1]}")
+  return pairs[:, 0], pairs[:, 1]
+
+
+def k_core(users: np.ndarray, items: np.ndarray, core: int) -> np.ndarray:
+  """The rows kept once every remaining user and item has at least `core` rows (iterated)."""
+  keep = np.ones(len(users), bool)
+  while core > 0:
+    _, u_inv, u_count = np.unique(users[keep], return_inverse=True, return_counts=True)
+    _, i_inv, i_count = np.unique(items[keep], return_inverse=True, return_counts=True)
+    ok = (u_count[u_inv] >= core) & (i_count[i_inv] >= core)
+    if ok.all():
+      break
+    keep[np.flatnonzero(keep)[~ok]] = False
+  return keep
+
+
+def main():
+  ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  ap.add_argument("--input", required=True)
+  ap.add_argument("--output", required=True)
+  ap.add_argument("--users", type=int, required=True, help="keep users whose id is at most this")
+  ap.add_argument("--core", type=int, default=5, help="k-core filter applied after the cut (0 = none)")
+  args = ap.parse_args()
+  users, items = read_pairs(args.input)
+  rows = users <= args.users
+  users, items = users[rows], items[rows]
+  keep = k_core(users, items, args.core)
+  users, items = users[keep], items[keep]
+  if not len(users):
+    raise SystemExit(f"nothing left: no user and item of the first {args.users} users has {args.core} interactions")
+  np.savetxt(args.output, np.stack([users, items], 1), fmt="%d")
+  n_users, n_items = len(np.unique(users)), len(np.unique(items))
+  print(json.dumps({"output": args.output, "users": n_users, "items": n_items, "interactions": int(len(users)),
+                    "training_interactions_per_item": round((len(users) - 2 * n_users) / n_items, 2)}))
+
+
+if __name__ == "__main__":
+  main()
