@@ -18,8 +18,13 @@ import numpy as np
 
 def read_pairs(path: str):
   opener = gzip.open if path.endswith(".gz") else open
-  with opener(path, "rt") as f:
-    pairs = np.loadtxt(f, dtype=np.int64, ndmin=2)
+  try:
+    with opener(path, "rt") as f:
+      pairs = np.loadtxt(f, dtype=np.int64, ndmin=2)
+  except OSError as e:
+    raise SystemExit(f"{path}: {e.strerror or e}")
+  except ValueError as e:  # ids that are not integers: the file is not in this format
+    raise SystemExit(f"{path}: expected integer user and item ids, one `user item` pair per line ({e})")
   if pairs.shape[1] != 2:
     raise SystemExit(f"{path}: expected two columns (user item), found {pairs.shape[1]}")
   return pairs[:, 0], pairs[:, 1]
@@ -52,7 +57,10 @@ def main():
   users, items = users[keep], items[keep]
   if not len(users):
     raise SystemExit(f"nothing left: no user and item of the first {args.users} users has {args.core} interactions")
-  np.savetxt(args.output, np.stack([users, items], 1), fmt="%d")
+  try:
+    np.savetxt(args.output, np.stack([users, items], 1), fmt="%d")
+  except OSError as e:
+    raise SystemExit(f"{args.output}: cannot write ({e.strerror or e})")
   n_users, n_items = len(np.unique(users)), len(np.unique(items))
   print(json.dumps({"output": args.output, "users": n_users, "items": n_items, "interactions": int(len(users)),
                     "training_interactions_per_item": round((len(users) - 2 * n_users) / n_items, 2)}))

@@ -38,3 +38,8 @@ def test_subset_matches_the_reference_and_keeps_each_users_order(tmp_path):
   empty = subprocess.run([sys.executable, "experiments/dev_subset.py", f"--input={src}", "--users=3", "--core=50",
                           f"--output={tmp_path / 'none.txt'}"], cwd=REPO, capture_output=True, text=True)
   assert empty.returncode != 0 and "nothing left" in empty.stderr
+  (tmp_path / "names.txt").write_text("u1 i1\nu1 i2\n")
+  for bad, why in (("names.txt", "integer user and item ids"), ("absent.txt", "No such file")):
+    done = subprocess.run([sys.executable, "experiments/dev_subset.py", f"--input={tmp_path / bad}", "--users=3",
+                           f"--output={tmp_path / 'none.txt'}"], cwd=REPO, capture_output=True, text=True)
+    assert done.returncode != 0 and why in done.stderr and "Traceback" not in done.stderr
