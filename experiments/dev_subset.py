@@ -10,24 +10,28 @@ Prints one JSON line: users, items, interactions, training interactions per item
 user held out for validation and test).
 """
 import argparse
-import gzip
 import json
+import os
+import sys
 
 import numpy as np
+import pandas as pd
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from bert4rec_jax import sources  # noqa: E402
+from bert4rec_jax.errors import DataError  # noqa: E402
 
 
 def read_pairs(path: str):
-  opener = gzip.open if path.endswith(".gz") else open
+  """The file's (users, items) through the project's own text reader (.gz, short lines and bad
+  ids named as in training); the user cut needs integer ids."""
   try:
-    with opener(path, "rt") as f:
-      pairs = np.loadtxt(f, dtype=np.int64, ndmin=2)
-  except OSError as e:
-    raise SystemExit(f"{path}: {e.strerror or e}")
-  except ValueError as e:  # ids that are not integers: the file is not in this format
-    raise SystemExit(f"{path}: expected integer user and item ids, one `user item` pair per line ({e})")
-  if pairs.shape[1] != 2:
-    raise SystemExit(f"{path}: expected two columns (user item), found {pairs.shape[1]}")
-  return pairs[:, 0], pairs[:, 1]
+    df = sources.read_text(path)
+  except DataError as e:
+    raise SystemExit(str(e))
+  if not all(pd.api.types.is_integer_dtype(df[c]) for c in ("user", "item")):
+    raise SystemExit(f"{path}: expected integer user and item ids, one `user item` pair per line")
+  return df["user"].to_numpy(), df["item"].to_numpy()
 
 
 def k_core(users: np.ndarray, items: np.ndarray, core: int) -> np.ndarray:
