@@ -94,7 +94,9 @@ def _check_data(p: _Problems, config) -> None:
   d = config.data
   if not p.one_of("data.format", d.format, sources.FORMATS):
     return
-  if d.format != "synthetic":
+  if d.format == "tfds":
+    p.need(bool(d.get("tfds_name")), "data.tfds_name", d.get("tfds_name"), "name the TFDS dataset, e.g. movielens/1m-ratings")
+  elif d.format != "synthetic":
     p.need(bool(d.path), "data.path", d.path, f"format {d.format!r} reads from a file: set the input's path")
   p.at_least("data.chunk_rows", d.chunk_rows, 0)
   if d.chunk_rows > 0:
@@ -234,6 +236,7 @@ def _check_eval(p: _Problems, e) -> None:
   p.at_least("eval.max_valid_users", e.max_valid_users, 0)
   p.at_least("eval.item_chunk_size", e.item_chunk_size, 1)
   p.one_of("eval.rank_method", e.rank_method, ("count", "sort"))
+  p.one_of("eval.print_metrics", e.get("print_metrics", "short"), ("short", "all"))
   p.at_least("eval.per_user_top_k", e.per_user_top_k, 0)
 
 

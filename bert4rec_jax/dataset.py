@@ -33,7 +33,9 @@ from bert4rec_jax.errors import DataError
 
 FORMAT_VERSION = 2  # bump when the artifact or preprocessing semantics change (2: ids are labels, time columns found)
 _NAME_VERSION = 1  # the version model names were first hashed with: never changes (see input_key)
-READING_FIELDS = ("chunk_rows", "num_buckets")  # config.data fields that only choose how the input is read
+# config.data fields that only choose how the input is read (a tfds source is read into a Parquet file
+# first: its content is that file's)
+READING_FIELDS = ("chunk_rows", "num_buckets", "tfds_name", "tfds_split", "tfds_data_dir")
 _SHA_CACHE = {}  # (path, size, mtime_ns) -> sha256: a large input is hashed once per process
 
 

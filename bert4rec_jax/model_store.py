@@ -47,7 +47,7 @@ CHECKSUMS_FILE = "checksums.json"  # {step: {file under checkpoints/<step>: sha2
 # Fields that do not change the trained model, left out of its identity (and name), so that,
 # e.g., a different log period or device count resumes the same model.
 NOT_IN_IDENTITY = {
-    "project", "wandb", "eval", "predict", "model_name", "model.read_last", "data.path", "data.chunk_rows",
+    "project", "wandb", "tracking", "eval", "predict", "model_name", "model.read_last", "data.path", "data.tfds_name", "data.tfds_split", "data.tfds_data_dir", "data.chunk_rows",
     "data.num_buckets", "distributed", "train.overwrite",
     "train.log_every_steps", "train.eval_every_steps", "train.eval_every_epochs", "train.checkpoint_every_steps",
     "train.keep_checkpoints", "train.training_time_limit_seconds", "train.prefetch", "train.num_devices",
@@ -98,7 +98,7 @@ def settings(config) -> Dict:
 
 
 def model_name(config, data_key: str = "") -> str:
-  """The seed's scheme `hs64_msl50_mpps10_nts2000_lr0.001` plus a hash of every other setting
+  """The model kind and the seed's scheme, `bert4rec_hs64_msl50_mpps10_nts2000_lr0.001`, plus a hash of every other setting
   that changes the model, including the key of the input data (`dataset.input_key`)."""
   flat = {"data_hash": data_key, **settings(config)}
   digest = hashlib.sha256(json.dumps(flat, sort_keys=True, default=list).encode()).hexdigest()[:8]
@@ -106,8 +106,21 @@ def model_name(config, data_key: str = "") -> str:
   if m.kind in baselines.KINDS:
     return f"{m.kind}_{digest}"
   length = f"ne{t.num_epochs:g}" if t.get("num_epochs") else f"nts{t.num_train_steps}"
-  return (f"hs{m.hidden_size}_msl{m.max_seq_length}_mpps{config.masking.max_predictions_per_seq}"
-          f"_{length}_lr{t.learning_rate:g}_{digest}")
+  return (f"{m.get('kind', 'bert4rec')}_hs{m.hidden_size}_msl{m.max_seq_length}"
+          f"_mpps{config.masking.max_predictions_per_seq}_{length}_lr{t.learning_rate:g}_{digest}")
+
+
+def find_name(models_dir: str, config, data_key: str = "") -> str:
+  """The automatic name of a config's model in `models_dir`: `model_name`, or the name the same
+  model had before names began with the model kind (`hs64_..._<hash>`, the same hash) when only
+  a folder of that name is there, so that no model trained before is orphaned."""
+  name = model_name(config, data_key)
+  kind = config.model.get("kind", "bert4rec")
+  legacy = name[len(kind) + 1:] if name.startswith(kind + "_hs") else ""
+  if legacy and not os.path.isdir(os.path.join(models_dir, name)) and os.path.isdir(os.path.join(models_dir, legacy)):
+    logging.info("Using models/%s, the name this model had before names began with the model kind", legacy)
+    return legacy
+  return name
 
 
 def identity(config, data_key: str, fingerprint: Optional[Dict] = None) -> Dict:

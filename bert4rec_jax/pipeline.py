@@ -41,12 +41,12 @@ import numpy as np
 import pandas as pd
 
 from bert4rec_jax import (baselines, config_checks, dataset, evaluate, io_utils, model as model_lib, model_store,
-                          parallel, predict, preprocess, recipe, selection, train)
+                          parallel, predict, preprocess, recipe, selection, tfds_source, trainer)
 from bert4rec_jax.errors import ConfigError, InUseError, MissingError
-from bert4rec_jax.model_store import model_name  # noqa: F401 (the name of a config's model: part of the API)
 from bert4rec_jax.tracking import Tracker
 
 TASKS, TRAINING_TASKS, MODES = config_checks.TASKS, config_checks.TRAINING_TASKS, config_checks.MODES
+model_name = model_store.model_name  # the automatic name of a config's model (part of the API)
 SETTINGS_FILE = "settings.json"
 
 # What makes each kind of output, beyond the model: a run whose settings differ writes beside the
@@ -86,6 +86,8 @@ def run(config, workdir: str, mode: str = "all", stop_at: Optional[int] = None) 
   config_checks.check_devices(config, parallel.global_device_count(devices))
   config = config.copy_and_resolve_references()
   logging.info("JAX %s on %d %s device(s)", jax.__version__, len(devices), devices[0].platform)
+  if config.data.format == "tfds":  # read once into a Parquet file of the workdir, then a Parquet run
+    tfds_source.as_parquet(config, workdir)
   if config.task in TRAINING_TASKS:
     return _run_training_task(config, workdir, mode, devices, stop_at)
   return _run_trained_model_task(config, workdir, mode, devices)
@@ -124,7 +126,7 @@ def _run_training_task(config, workdir, mode, devices, stop_at):
     loaded = _load_or_prepare(config.data, workdir, min_length)
     recipe.resolve(config, task_splits(config.task, loaded[0].sequences)[0], loaded[0].vocab.num_items)
     config_checks.validate(config, mode)  # what the chosen values allow (e.g. a warmup length below the window)
-  name = config.model_name or model_name(config, data_key)
+  name = config.model_name or model_store.find_name(os.path.join(workdir, "models"), config, data_key)
   folder = model_store.Folder(os.path.join(workdir, "models", name))
   results_root = os.path.join(workdir, "results", name)
   is_baseline = config.model.kind in baselines.KINDS
@@ -152,7 +154,7 @@ def _run_training_task(config, workdir, mode, devices, stop_at):
     _check_results(results_root, identity, overwrite, training)
     train_seqs, splits = task_splits(config.task, prepared.sequences)
     if not is_baseline:  # a schedule in epochs becomes steps of this data (saved so in config.json)
-      train.resolve_schedule(config, train_seqs)
+      trainer.resolve_schedule(config, train_seqs)
     if training:
       parallel.barrier("model folder checked")  # every process has read the folder before it is made
       model_store.create(folder, config, identity, data_dir)
@@ -182,10 +184,11 @@ def _train_evaluate_predict(config, mode, devices, stop_at, prepared, train_seqs
   # Training curves live with the model; an evaluate/predict-only run logs beside its results,
   # so re-evaluating never changes the model folder (a DVC stage output).
   tracker = Tracker(config, folder.path if mode in ("train", "all") else result["results_dir"], name, job_type=mode)
+  tracker.describe(result)
   scorer = evaluate.model_scorer(model_lib.from_config(config.model, num_items))  # validation's and evaluation's
   try:
     if mode in ("train", "all"):
-      trained = train.train(config, folder.path, train_seqs,
+      trained = trainer.train(config, folder.path, train_seqs,
                             evaluator(splits["valid"], config.eval.max_valid_users) if "valid" in splits else None,
                             num_items, tracker, devices, stop_at=stop_at, scorer=scorer)
       result["step"], result["finished"] = trained.step, trained.finished
@@ -194,7 +197,7 @@ def _train_evaluate_predict(config, mode, devices, stop_at, prepared, train_seqs
                      trained.step, config.train.num_train_steps)
         return result
     if mode in ("evaluate", "predict", "all"):
-      params, step, chosen = model_store.load_params(folder, train.create_state(config, num_items),
+      params, step, chosen = model_store.load_params(folder, trainer.create_state(config, num_items),
                                                      config.train.num_train_steps)
       result["checkpoint_step"] = step
       if chosen:
@@ -233,6 +236,7 @@ def _run_baseline(config, mode, result, prepared, train_seqs, splits, evaluator,
     logging.info("%s: a baseline, fitted from the %d training sequences when evaluated", config.model.kind,
                  len(train_seqs))
   tracker = Tracker(config, result["results_dir"], name, job_type=mode)
+  tracker.describe(result)
   try:
     if mode in ("evaluate", "all"):
       for split_name, split in splits.items():
@@ -310,7 +314,7 @@ def _run_on_trained_model(config, workdir, mode, devices, folder):
   if mode == "prepare":
     return result
 
-  params, step, chosen = model_store.load_params(folder, train.create_state(trained, vocab.num_items),
+  params, step, chosen = model_store.load_params(folder, trainer.create_state(trained, vocab.num_items),
                                          trained.train.num_train_steps)
   trained.model.read_last = config.model.read_last
   empty = bool((prepared.sequences.lengths == 0).any()) or config.task == "test" and bool(
@@ -340,6 +344,7 @@ def _run_on_trained_model(config, workdir, mode, devices, folder):
 def _test_or_inference(config, devices, result, stats, prepared, vocab, name, out_dir, made_by, scorer, model_params,
                        popularity, L, step, stem, trained, chosen=None):
   tracker = Tracker(config, out_dir, name, job_type=config.task)
+  tracker.describe(result)
   try:
     if parallel.is_primary():
       io_utils.write_json(os.path.join(out_dir, SETTINGS_FILE), {"made_by": made_by, "input_path": config.data.path})
@@ -480,8 +485,14 @@ def _write_split_results(config, ranks, extra_rows, prepared, ev, split_name, na
                                                                                   ranks["top_scores"])]
     with io_utils.atomic_path(os.path.join(out_dir, f"{split_name}_per_user.parquet")) as tmp:
       pd.DataFrame(table).to_parquet(tmp, index=False)
+  shown = list(rows[kind])
+  if config.eval.get("print_metrics", "short") == "short":
+    short = ("hr@10", "ndcg@10", "mrr", "sampled_hr@10", "sampled_ndcg@10")
+    if split_name == "valid":
+      short += (config.train.select_metric,)
+    shown = [k for k in shown if k in short] or shown
   print(f"\n{split_name} metrics ({rows[kind]['num_users']} users) -> {path}\n"
-        + evaluate.format_table(rows, list(rows[kind])), flush=True)
+        + evaluate.format_table(rows, shown), flush=True)
   tracker.log({f"{split_name}/{k}": v for k, v in rows[kind].items()})
   tracker.summary({f"{split_name}/{k}": v for k, v in rows[kind].items()})
   return rows
@@ -511,6 +522,6 @@ def _load_or_prepare(data_config, workdir: str, min_length: int, **kwargs):
 
 def load_params(config, model_dir: str, num_items: int):
   """Parameters of the latest checkpoint (read only); a clear error when the model was never trained."""
-  params, _, _ = model_store.load_params(model_store.Folder(model_dir), train.create_state(config, num_items),
+  params, _, _ = model_store.load_params(model_store.Folder(model_dir), trainer.create_state(config, num_items),
                                       config.train.num_train_steps)
   return params

@@ -97,8 +97,8 @@ def resolve(config, train_seqs, num_items: int) -> List[str]:
     t.loss = "full" if num_items <= 2 * t.num_negatives else "sampled"
     lines.append(f"train.loss={t.loss!r}: {num_items:,} items "
                  f"{'<=' if t.loss == 'full' else '>'} 2 x train.num_negatives ({2 * t.num_negatives:,})")
-  from bert4rec_jax import train  # a schedule in epochs, now that the windows are known
-  train.resolve_schedule(config, train_seqs)
+  from bert4rec_jax import trainer  # a schedule in epochs, now that the windows are known
+  trainer.resolve_schedule(config, train_seqs)
   if "train.num_train_steps" in todo:
     width = mean_width(config, train_seqs)
     per_step = t.batch_size * width

@@ -29,7 +29,7 @@ import pandas as pd
 from bert4rec_jax import synthetic
 from bert4rec_jax.errors import DataError
 
-FORMATS = ("synthetic", "text", "csv", "parquet", "pickle", "movielens")
+FORMATS = ("synthetic", "text", "csv", "parquet", "pickle", "movielens", "tfds")  # tfds: read by tfds_source
 
 
 def read_interactions(data_config) -> pd.DataFrame:

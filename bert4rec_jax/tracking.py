@@ -1,7 +1,12 @@
-"""Run tracking at the edge: metrics.jsonl in the model folder, plus Weights & Biases.
+"""Run tracking at the edge: metrics.jsonl in the model folder, plus Weights & Biases and,
+optionally, TensorBoard event files.
 
 W&B runs offline by default (no account or network needed); `config.wandb.mode=disabled`
 turns it off (the tests do), `online` syncs when the user has an account.
+`config.tracking.tensorboard=True` also writes every numeric scalar logged (the same names and
+steps as W&B, "@" written "_" as TensorBoard's tag rules want: valid/ndcg_10) to
+`<folder>/tensorboard/`, through tensorboardX (the `tensorboard` extra); a record logged without
+a step (a final evaluation) takes the last step logged.
 """
 import json
 import logging
@@ -11,6 +16,7 @@ import time
 from typing import Dict, Optional
 
 from bert4rec_jax import parallel
+from bert4rec_jax.errors import ConfigError
 
 
 def git_commit() -> str:
@@ -33,6 +39,15 @@ class Tracker:
     if self._active:
       os.makedirs(model_dir, exist_ok=True)
     self._run = None
+    self.run_dir = None  # the W&B run's folder (what `wandb sync` takes), when W&B is on
+    self._tb, self._last_step = None, 0
+    if config.get("tracking", {}).get("tensorboard", False) and self._active:
+      try:
+        from tensorboardX import SummaryWriter
+      except ImportError:
+        raise ConfigError('tracking.tensorboard=True needs tensorboardX: pip install "bert4rec_jax[tensorboard]" '
+                          "(or pip install tensorboardX)") from None
+      self._tb = SummaryWriter(logdir=os.path.join(model_dir, "tensorboard"), flush_secs=30)
     wb = config.wandb
     self._mode = wb.mode
     if wb.mode != "disabled" and self._active:
@@ -44,6 +59,12 @@ class Tracker:
           dir=model_dir, config=config.to_dict(), reinit="finish_previous",
           settings=wandb.Settings(console="off"))
       self._run.config.update({"git_commit": git_commit(), "model_name": model_name}, allow_val_change=True)
+      self.run_dir = os.path.dirname(os.path.abspath(self._run.dir))  # <dir>/wandb/<mode>-run-<time>-<id>
+
+  def describe(self, result: Dict) -> None:
+    """Adds the W&B run's folder and mode to a run's `result` (what the command line prints)."""
+    if self.run_dir:
+      result["wandb_run_dir"], result["wandb_mode"] = self.run_dir, self._mode
 
   def log(self, record: Dict, step: Optional[int] = None) -> None:
     if not self._active:
@@ -53,6 +74,11 @@ class Tracker:
       f.write(json.dumps(record, default=float) + "\n")
     if self._run is not None:
       self._run.log({k: v for k, v in record.items() if k not in ("step", "time")}, step=step)
+    if self._tb is not None:
+      self._last_step = int(step) if step is not None else self._last_step  # unstepped: the final evaluation
+      for k, v in record.items():
+        if k not in ("step", "time") and isinstance(v, (int, float)) and not isinstance(v, bool):
+          self._tb.add_scalar(k, v, self._last_step)
 
   def summary(self, values: Dict) -> None:
     if self._run is not None:
@@ -73,6 +99,9 @@ class Tracker:
     self._run.log_artifact(art)
 
   def close(self) -> None:
+    if self._tb is not None:
+      self._tb.close()
+      self._tb = None
     if self._run is not None:
       try:
         self._run.finish()

@@ -28,12 +28,12 @@ Changes from the paper, each measured in docs/reproduction.md:
 The paper's objective, reading and schedule: --config.train.next_item_loss_weight=0
 --config.model.read_last=mask --config.train.learning_rate=1e-4 --config.train.weight_decay=0.01
 --config.train.num_train_steps=400000 --config.train.loss=full.
-The data file is `beauty.txt` (the paper's exact file) in BERT4REC_DATA_DIR (default:
-shared/data beside the checkout).
+The data file is `beauty.txt` (the paper's exact file) in BERT4REC_DATA_DIR (default: shared/data
+beside a checkout, data/ in the working directory for an installed package).
 """
 import os
 
-from configs import default
+from bert4rec_jax.configs import default
 
 
 def get_config():

@@ -19,12 +19,12 @@ import os
 
 import ml_collections
 
-# Real datasets live outside the repository; the default is `shared/data` beside the checkout,
-# resolved from this file (not the working directory), and `BERT4REC_DATA_DIR` overrides it.
-DATA_DIR = os.environ.get(
-    "BERT4REC_DATA_DIR",
-    os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data")),
-)
+# Real datasets: BERT4REC_DATA_DIR when set; in a checkout, `shared/data` beside it (resolved from this
+# file, not the working directory); for an installed package, `data/` in the working directory.
+_CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DATA_DIR = os.environ.get("BERT4REC_DATA_DIR") or (
+    os.path.normpath(os.path.join(_CHECKOUT, "..", "shared", "data"))
+    if os.path.isfile(os.path.join(_CHECKOUT, "pyproject.toml")) else os.path.abspath("data"))
 
 
 def base():
@@ -32,11 +32,11 @@ def base():
   c = ml_collections.ConfigDict()
   c.project = "default"  # projects/<project>/ holds data, models and results unless --workdir is given.
   c.task = "train_val_test"  # train_val_test | train_val | train_test | test | inference (see README, "Tasks").
-  c.model_name = ""  # Training: "" = automatic hs{H}_msl{L}_mpps{P}_nts{S}_lr{LR}_{hash}. test/inference: the trained model (name or path).
+  c.model_name = ""  # Training: "" = automatic {kind}_hs{H}_msl{L}_mpps{P}_nts{S}_lr{LR}_{hash}. test/inference: the trained model (name or path).
   c.seed = 0  # Seeds parameter init, data order, masking, dropout and evaluation negatives.
 
   c.data = ml_collections.ConfigDict()
-  c.data.format = "synthetic"  # synthetic | text | csv | parquet | pickle | movielens.
+  c.data.format = "synthetic"  # synthetic | text | csv | parquet | pickle | movielens | tfds.
   c.data.path = ""  # Input file (text/csv/parquet/pickle/movielens); .gz is read transparently.
   c.data.user_col = "user"  # csv/parquet/pickle: user id column (the seed pipeline's pickles use "uid").
   c.data.item_col = "item"  # csv/parquet: item id column.
@@ -44,6 +44,11 @@ def base():
   # time, ts, date, ...) when the file has one (logged); "file_order" = never sorted.
   c.data.time_col = ""
   c.data.list_col = "sid_add_to_cart"  # pickle: column holding each user's time-ordered list of items.
+  # tfds: a prepared TensorFlow Datasets source, read without TensorFlow when built as array_record or parquet
+  # (README, "Data"); user/item/time fields from data.user_col / item_col / time_col, else found by name.
+  c.data.tfds_name = ""  # tfds: the dataset, e.g. movielens/1m-ratings.
+  c.data.tfds_split = "train"  # tfds: the split read (TFDS split syntax, e.g. train[:50%]).
+  c.data.tfds_data_dir = ""  # tfds: where it is prepared; "" = TFDS's default (TFDS_DATA_DIR or ~/tensorflow_datasets).
   c.data.min_rating = 0.0  # movielens: keep ratings >= this (0 keeps all).
   c.data.drop_duplicates = False  # Collapse consecutive repeats of the same item in a sequence.
   c.data.chunk_rows = 0  # text/csv/parquet larger than memory: read this many rows at a time, bucketed by user on disk (0 = whole file).
@@ -148,6 +153,7 @@ def base():
   # count: rank = number of items scoring >= the target, chunk by chunk (no sort, O(N) per user).
   # sort: argsort the whole catalogue per user, the textbook way; kept to benchmark the difference.
   c.eval.rank_method = "count"
+  c.eval.print_metrics = "short"  # Console table: short (HR/NDCG@10, MRR, sampled HR/NDCG@10) | all (--all_metrics). The JSON has all.
   c.eval.per_user_top_k = 0  # > 0: also write <split>_per_user.parquet (user, target, rank, top-K items).
 
   c.predict = ml_collections.ConfigDict()
@@ -174,6 +180,11 @@ def base():
   c.wandb.name = ""  # Run name; empty = the model name.
   c.wandb.group = ""  # Run group (sweeps set this).
   c.wandb.tags = ()  # Run tags.
+
+  c.tracking = ml_collections.ConfigDict()
+  # Also write TensorBoard event files (<model or results folder>/tensorboard/) with the scalars sent to W&B;
+  # needs tensorboardX (pip install "bert4rec_jax[tensorboard]").
+  c.tracking.tensorboard = False
   return c
 
 

@@ -16,12 +16,12 @@ Changes from the paper, each measured in docs/reproduction.md:
 about 10 hours on 2 CPU cores (~1.2 s a step); the 6,000-step schedule, for two hours of a 2-core
 CPU: --config.train.num_train_steps=6000. The paper's schedule:
 --config.train.learning_rate=1e-4 --config.train.num_train_steps=400000. The data file is
-`ml-1m.txt.gz` (SASRec/BERT4Rec format) in BERT4REC_DATA_DIR (default: shared/data beside the
-checkout).
+`ml-1m.txt.gz` (SASRec/BERT4Rec format) in BERT4REC_DATA_DIR (default: shared/data beside a
+checkout, data/ in the working directory for an installed package).
 """
 import os
 
-from configs import default
+from bert4rec_jax.configs import default
 
 
 def get_config():

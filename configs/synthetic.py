@@ -6,7 +6,7 @@ Runs in a few minutes on a 2-core CPU and needs no downloads:
 
 `configs/synthetic.py:tiny` shrinks everything further (used by the tests).
 """
-from configs import default
+from bert4rec_jax.configs import default
 
 
 def get_config(variant: str = ""):

@@ -14,6 +14,10 @@ Suites:
            time reported separately.
   eval     full-ranking (+ sampled) evaluation of every user of the two shapes (6,040 / 40,226).
   predict  top-10 inference to Parquet for every user of the two shapes.
+  recommend  the Python API (`Recommender.recommend`, top-10, history excluded): latency of one
+           history (p50 / p99 over --recommend_calls calls, after a first pass over the same
+           histories that compiles each input width; its time is reported too) and throughput for
+           10,000 histories in one call, for the two shapes.
   large    a 1M-item catalogue in a fresh process: sampled-softmax training steps and a full
            evaluation, with peak RSS.
   bucketed (not in the default run: minutes) inputs larger than memory: 100M interactions in a
@@ -38,7 +42,8 @@ import time
 import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
+if os.path.isdir(os.path.join(REPO, "bert4rec_jax")):  # a checkout (installed: the package is importable)
+  sys.path.insert(0, REPO)
 
 SHAPES = {
     # name: users, items, mean length, min length, max_seq_length, max_predictions, masked_lm_prob
@@ -65,7 +70,7 @@ def synthetic_sequences(users, items, mean_len, min_len, seed=0):
 
 
 def shape_config(shape, overrides):
-  from configs import default
+  from bert4rec_jax.configs import default
   s = SHAPES[shape]
   c = default.base()
   c.model.max_seq_length, c.masking.max_predictions_per_seq, c.masking.masked_lm_prob = s["L"], s["P"], s["p"]
@@ -101,13 +106,13 @@ def emit_json(result: dict, out: str = "") -> None:
 
 def bench_train(shape, overrides, repeats, steps):
   import jax
-  from bert4rec_jax import input_pipeline, parallel, train
+  from bert4rec_jax import input_pipeline, parallel, trainer
   s = SHAPES[shape]
   c = shape_config(shape, overrides)
   seqs = synthetic_sequences(s["users"], s["items"], s["mean_len"], s["min_len"])
   devices = parallel.local_devices(c.train.num_devices)
-  step, sampler = train.make_step(c, s["items"], devices, seqs)
-  p_state = parallel.replicate(train.create_state(c, s["items"]), devices)
+  step, sampler = trainer.make_step(c, s["items"], devices, seqs)
+  p_state = parallel.replicate(trainer.create_state(c, s["items"]), devices)
   batches = input_pipeline.batch_iterator(c, input_pipeline.make_stream(c, seqs), 0, devices)
   t0 = time.perf_counter()
   p_state, m = step(p_state, *_with_sampler(next(batches), sampler))
@@ -153,8 +158,8 @@ def _with_sampler(batch_and_targets, sampler):
 
 
 def _model_and_params(c, num_items):
-  from bert4rec_jax import evaluate, model as model_lib, train
-  state = train.create_state(c, num_items)
+  from bert4rec_jax import evaluate, model as model_lib, trainer
+  state = trainer.create_state(c, num_items)
   return evaluate.model_scorer(model_lib.from_config(c.model, num_items)), state.params
 
 
@@ -206,6 +211,37 @@ def bench_predict(shape, overrides, repeats):
   sec = statistics.median(times)
   return {"users": s["users"], "num_items": s["items"], "top_k": c.predict.top_k, "seconds": round(sec, 2),
           "users_per_second": round(s["users"] / sec), "repeats": repeats}
+
+
+def bench_recommend(shape, overrides, repeats, calls):
+  from bert4rec_jax import api, preprocess
+  s = SHAPES[shape]
+  c = shape_config(shape, overrides)
+  seqs = synthetic_sequences(10_000, s["items"], s["mean_len"], s["min_len"])
+  vocab = preprocess.ItemVocab(ids=np.arange(1, s["items"] + 1), counts=np.ones(s["items"], np.int64))
+  _, params = _model_and_params(c, s["items"])
+  rec = api.Recommender("benchmark", c, params, vocab, step=0)
+  histories = [list(vocab.ids[seqs[u] - 1]) for u in range(len(seqs))]
+  first, latencies = [], []
+  for timings in (first, latencies):  # the first pass compiles each input width it meets
+    for i in range(calls):
+      t0 = time.perf_counter()
+      rec.recommend(histories[i % len(histories):][:1], k=10)
+      timings.append(time.perf_counter() - t0)
+  rec.recommend(histories, k=10)  # compile the batch shapes
+  times = []
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    rec.recommend(histories, k=10)
+    times.append(time.perf_counter() - t0)
+  sec = statistics.median(times)
+  ms = np.asarray(latencies) * 1000
+  return {"num_items": s["items"], "max_seq_length": s["L"], "top_k": 10,
+          "one_history_ms_p50": round(float(np.percentile(ms, 50)), 2),
+          "one_history_ms_p99": round(float(np.percentile(ms, 99)), 2), "one_history_calls": calls,
+          "first_pass_seconds_incl_compile": round(sum(first), 2),
+          "histories": len(histories), "seconds": round(sec, 2), "histories_per_second": round(len(histories) / sec),
+          "repeats": repeats}
 
 
 def prepare_child(n: int) -> dict:
@@ -277,7 +313,7 @@ def bucketed_child(n: int, chunk_rows: int) -> dict:
   import pyarrow as pa
   import pyarrow.parquet as pq
   from bert4rec_jax import dataset
-  from configs import default
+  from bert4rec_jax.configs import default
   users, items = max(1, n // 20), max(2, min(n // 40, 500_000))
   rng = np.random.default_rng(0)
   with tempfile.TemporaryDirectory() as tmp:
@@ -345,7 +381,7 @@ def large_child(overrides, repeats, steps) -> dict:
 
 def in_child(kind: str, arg, extra=()):
   cmd = [sys.executable, os.path.abspath(__file__), f"--_child={kind}", f"--_arg={arg}", *extra]
-  out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+  out = subprocess.run(cmd, capture_output=True, text=True)
   if out.returncode:
     raise RuntimeError(f"benchmark child {kind} failed:\n{out.stderr[-3000:]}")
   return json.loads(out.stdout.strip().splitlines()[-1])
@@ -353,13 +389,14 @@ def in_child(kind: str, arg, extra=()):
 
 def main():
   ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  ap.add_argument("--only", default="prepare,train,eval,predict,large")
+  ap.add_argument("--only", default="prepare,train,eval,predict,recommend,large")
   ap.add_argument("--shapes", default="ml1m_like,beauty_like", help="shapes for train/eval/predict")
   ap.add_argument("--prepare_sizes", default="1000000,20000000")
   ap.add_argument("--bucketed_sizes", default="100000000", help="interactions for the larger-than-memory path")
   ap.add_argument("--chunk_rows", type=int, default=5_000_000, help="bucketed suite: rows read at a time")
   ap.add_argument("--stream_users", type=int, default=10_000_000, help="users for the stream_predict suite")
   ap.add_argument("--repeats", type=int, default=3)
+  ap.add_argument("--recommend_calls", type=int, default=200, help="recommend suite: one-history calls timed")
   ap.add_argument("--train_steps", type=int, default=10, help="timed steps per repeat")
   ap.add_argument("--set", action="append", default=[], help="config override section.field=value (repeatable)")
   ap.add_argument("--out", default="", help="also write the JSON here")
@@ -407,6 +444,7 @@ def main():
       "train": lambda: {sh: bench_train(sh, args.set, args.repeats, args.train_steps) for sh in shapes},
       "eval": lambda: {sh: bench_eval(sh, args.set, args.repeats) for sh in shapes},
       "predict": lambda: {sh: bench_predict(sh, args.set, args.repeats) for sh in shapes},
+      "recommend": lambda: {sh: bench_recommend(sh, args.set, args.repeats, args.recommend_calls) for sh in shapes},
       "large": lambda: in_child("large", "", extra),
       # One run each (minutes long): a fresh process, so its peak RSS is its own.
       "bucketed": lambda: [in_child("bucketed", f"{n}:{args.chunk_rows}")

@@ -28,7 +28,8 @@ import sys
 import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
+if os.path.isdir(os.path.join(REPO, "bert4rec_jax")):  # a checkout (installed: the package is importable)
+  sys.path.insert(0, REPO)
 
 TABLE_METRICS = ("hr@1", "hr@5", "hr@10", "hr@20", "ndcg@5", "ndcg@10", "ndcg@20", "mrr",
                  "sampled_hr@1", "sampled_hr@5", "sampled_hr@10", "sampled_ndcg@5", "sampled_ndcg@10", "sampled_mrr")
@@ -113,6 +114,8 @@ def main():
   ap.add_argument("--segment_metric", default="ndcg@10")
   ap.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples over users")
   ap.add_argument("--out", default="", help="also write the Markdown report here")
+  ap.add_argument("--figure", default="", help="the figure (PNG) of every --metrics value per model with its "
+                  "bootstrap interval (default: beside --out, <out>.png; none without --out)")
   args = ap.parse_args()
 
   import pandas as pd
@@ -251,11 +254,43 @@ def main():
     for label in order:
       sub = table[table["segment"] == label]
       lines.append(f"| {label} | {len(sub):,} | " + " | ".join(f"{sub[n].mean():.4f}" for n in names) + " |")
+  figure = args.figure or (os.path.splitext(args.out)[0] + ".png" if args.out else "")
+  if figure:
+    intervals = {(n, m): (values(n, m).mean(), *significance.bootstrap_ci(values(n, m), max(args.bootstrap, 100)))
+                 for n in names for m in args.metrics.split(",") if values(n, m) is not None}
+    plot_metrics(intervals, names, short, configs, args, len(base), figure)
+    lines += ["", f"Figure: `{figure}` (each metric per model, with its 95% bootstrap interval over users)."]
   text = "\n".join(lines) + "\n"
   print(text)
   if args.out:
     with open(args.out, "w") as f:
       f.write(text)
+
+
+def plot_metrics(intervals, names, short, configs, args, num_users, path):
+  """One panel per metric: each model's mean over users, with the 95% percentile bootstrap
+  interval of that mean as its error bar."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  metrics = [m for m in args.metrics.split(",") if any((n, m) in intervals for n in names)]
+  fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics) + 1, 3.6), squeeze=False)
+  for ax, metric in zip(axes[0], metrics):
+    shown = [n for n in names if (n, metric) in intervals]
+    mean = np.array([intervals[n, metric][0] for n in shown])
+    lo = np.array([intervals[n, metric][1] for n in shown])
+    hi = np.array([intervals[n, metric][2] for n in shown])
+    x = np.arange(len(shown))
+    ax.bar(x, mean, color="#8fb3d9", edgecolor="#2b5d8a")
+    ax.errorbar(x, mean, yerr=[mean - lo, hi - mean], fmt="none", ecolor="black", capsize=4)
+    ax.set_xticks(x, [f"{short[n]}\n{configs[n].model.get('kind', 'bert4rec')}" for n in shown], fontsize=8)
+    ax.set_title(metric)
+    ax.set_ylabel(f"{metric} (mean over users)")
+  fig.suptitle(f"{args.split} split, {num_users:,} users; error bars: 95% percentile bootstrap interval of the "
+               f"mean over users ({max(args.bootstrap, 100)} resamples)", fontsize=9)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
 
 
 if __name__ == "__main__":

@@ -52,7 +52,8 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
-sys.path.insert(0, REPO)
+if os.path.isdir(os.path.join(REPO, "bert4rec_jax")):  # a checkout (installed: the package is importable)
+  sys.path.insert(0, REPO)
 sys.path.insert(0, HERE)
 import benchmark  # noqa: E402  (a sibling script)
 
@@ -135,8 +136,8 @@ def run_recbole(python: str, args, data_folder: str, name: str) -> dict:
 def ours_child(spec: dict) -> dict:
   """Our side, in a fresh process (its peak RSS is its own)."""
   import jax
-  from bert4rec_jax import evaluate, input_pipeline, model as model_lib, parallel, preprocess, train
-  from configs import default
+  from bert4rec_jax import evaluate, input_pipeline, model as model_lib, parallel, preprocess, trainer
+  from bert4rec_jax.configs import default
 
   t0 = time.perf_counter()
   df = load_users(spec["data"], spec["users"])
@@ -155,8 +156,8 @@ def ours_child(spec: dict) -> dict:
   c.eval.num_negatives, c.eval.ks = 0, (10,)
   benchmark.apply_overrides(c, spec.get("set", []))  # our training settings; the model size is fixed above
   devices = parallel.local_devices(0)
-  step, sampler = train.make_step(c, num_items, devices, train_seqs)
-  p_state = parallel.replicate(train.create_state(c, num_items), devices)
+  step, sampler = trainer.make_step(c, num_items, devices, train_seqs)
+  p_state = parallel.replicate(trainer.create_state(c, num_items), devices)
   batches = input_pipeline.training_batches(c, train_seqs, 0, devices)
   scorer = evaluate.model_scorer(model_lib.from_config(c.model, num_items))
   evaluators = {}
@@ -257,7 +258,7 @@ def run_ours(args, targets) -> dict:
 
 
 def main():
-  from configs import default
+  from bert4rec_jax.configs import default
   ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   ap.add_argument("--data", default=os.path.join(default.DATA_DIR, "ml-1m.txt.gz"), help="`user item` text file")
   ap.add_argument("--users", type=int, default=0, help="keep the first N users (0 = all)")

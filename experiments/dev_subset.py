@@ -17,7 +17,8 @@ import sys
 import numpy as np
 import pandas as pd
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+if os.path.isdir(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bert4rec_jax")):  # a checkout
+  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bert4rec_jax import sources  # noqa: E402
 from bert4rec_jax.errors import DataError  # noqa: E402
 

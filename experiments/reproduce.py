@@ -25,7 +25,8 @@ import time
 import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
+if os.path.isdir(os.path.join(REPO, "bert4rec_jax")):  # a checkout (installed: the package is importable)
+  sys.path.insert(0, REPO)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchmark  # noqa: E402  (a sibling script)
 from bert4rec_jax.significance import bootstrap_ci, per_user_metrics  # noqa: E402
@@ -259,7 +260,9 @@ def main():
                   help="evaluate nothing: rewrite only the sweep tables and notes of the report's existing sections")
   ap.add_argument("--time_limit_minutes", type=float, default=0, help="train at most this long per dataset, then report")
   ap.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples over users (0 = no intervals)")
-  ap.add_argument("--out", default=os.path.join(REPO, "docs", "reproduction.md"))
+  ap.add_argument("--out", default=os.path.join(REPO, "docs", "reproduction.md") if os.path.isdir(
+      os.path.join(REPO, "docs")) else "reproduction.md", help="the report (default: docs/reproduction.md of a "
+                  "checkout; reproduction.md here for an installed package)")
   ap.add_argument("--sweeps", default="sweeps", help="where experiments/sweep.py wrote the <dataset>_{choices,long,levers,next_item} sweeps")
   args = ap.parse_args()
 

@@ -47,10 +47,24 @@ import threading
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
+if os.path.isdir(os.path.join(REPO, "bert4rec_jax")):  # a checkout (installed: the package is importable)
+  sys.path.insert(0, REPO)
 
 # Metrics shown in the table (test split) and plotted (validation split); all others stay in results.csv.
 METRICS = ("ndcg@10", "hr@10", "mrr", "sampled_ndcg@10", "sampled_hr@10")
+
+
+def shipped_sweep(path: str) -> str:
+  """`path` when it is a file; else a shipped sweep's name (`recipe`, `recipe.py`,
+  `experiments/sweeps/recipe.py` outside a checkout) as that file."""
+  if os.path.isfile(path):
+    return path
+  name = os.path.basename(path)
+  candidate = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sweeps",
+                           name if name.endswith(".py") else name + ".py")
+  if os.path.isfile(candidate):
+    return candidate
+  raise SystemExit(f"error: {path}: no such sweep file, nor a shipped sweep of that name (see experiments/sweeps/)")
 
 
 def load_sweep(path: str) -> dict:
@@ -70,13 +84,17 @@ def load_sweep(path: str) -> dict:
 
 
 def load_config(spec: str):
-  """`configs/x.py` or `configs/x.py:variant` -> the ConfigDict, locked (unknown fields raise)."""
-  path, _, variant = spec.partition(":")
-  module_spec = importlib.util.spec_from_file_location("sweep_base_config", os.path.join(REPO, path)
-                                                       if not os.path.isabs(path) else path)
-  module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
-  config = module.get_config(variant) if variant else module.get_config()
+  """`configs/x.py[:variant]` (a path from the working folder or the checkout) or a shipped
+  config's name (`x`, `x:variant`) -> the ConfigDict, locked (unknown fields raise)."""
+  from bert4rec_jax import config_files
+  from bert4rec_jax.errors import ConfigError
+  path, sep, variant = spec.partition(":")
+  if not os.path.isabs(path) and not os.path.isfile(path) and os.path.isfile(os.path.join(REPO, path)):
+    path = os.path.join(REPO, path)
+  try:
+    config = config_files.load(path + sep + variant)
+  except ConfigError as e:
+    raise SystemExit(f"error: {e}") from None
   config.lock()
   return config
 
@@ -209,7 +227,7 @@ def run_group(group, workdir, logs_dir) -> list:
         if _STOPPING.is_set():
           break
         proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--_run=" + json.dumps(spec, default=list)],
-                                stdout=f, stderr=subprocess.STDOUT, cwd=REPO)
+                                stdout=f, stderr=subprocess.STDOUT)  # in this folder: paths mean the same
         _CHILDREN.add(proc)
       try:
         proc.wait()
@@ -374,7 +392,7 @@ def main():
   if len(sys.argv) == 2 and sys.argv[1].startswith("--_run="):
     return child(sys.argv[1][len("--_run="):])
   ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  ap.add_argument("sweep", help="sweep file, e.g. experiments/sweeps/mask_prob.py")
+  ap.add_argument("sweep", help="sweep file, e.g. experiments/sweeps/mask_prob.py, or a shipped sweep's name (mask_prob)")
   ap.add_argument("--config", default="", help="base config instead of the sweep file's CONFIG")
   ap.add_argument("--set", action="append", default=[], help="a.b=value for every run (after SETTINGS)")
   ap.add_argument("--seeds", default="", help="comma-separated seeds instead of the sweep file's SEEDS")
@@ -383,6 +401,7 @@ def main():
   ap.add_argument("--report_only", action="store_true", help="only rebuild the table and plots from finished runs")
   args = ap.parse_args()
 
+  args.sweep = shipped_sweep(args.sweep)
   sweep = load_sweep(args.sweep)
   name = os.path.splitext(os.path.basename(args.sweep))[0]
   workdir = os.path.abspath(args.workdir or os.path.join("sweeps", name))

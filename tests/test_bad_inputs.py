@@ -212,7 +212,8 @@ def test_the_command_line_answers_mistakes_in_one_line(tmp_path):
        "error: --config.trian.batch_size: the config has no field 'trian'"),
       (["--config=configs/synthetic.py:tiny", "--config.train.num_train_steps=abc"],
        "error: flag --config.train.num_train_steps=abc"),
-      (["--config=configs/nope.py"], "error: --config=configs/nope.py: cannot load the config file (no such file)"),
+      (["--config=configs/nope.py"], "error: --config=configs/nope.py: cannot load the config file (no such file, "
+       "nor a shipped config of that name: beauty, default, ml1m, synthetic)"),
       (["--config=configs/synthetic.py:tiny", "--config.train.batch_size=0"],
        "error: config.train.batch_size=0: must be >= 1"),
   ]

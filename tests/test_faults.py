@@ -267,7 +267,7 @@ def test_a_flipped_byte_in_a_checkpoint_fails_its_checksum(named, tmp_path, capl
 
 
 def test_a_checkpoint_of_another_shape_is_a_config_error_not_corruption(named, tmp_path):
-  from bert4rec_jax import model_store, train
+  from bert4rec_jax import model_store, trainer
   c, workdir = copy_of(named, tmp_path)
   folder = model_store.Folder(os.path.join(workdir, "models", "m"))
   other = c.copy_and_resolve_references()
@@ -276,7 +276,7 @@ def test_a_checkpoint_of_another_shape_is_a_config_error_not_corruption(named, t
   manager = model_store.checkpoint_manager(folder, keep=2)
   try:
     with pytest.raises(ConfigError, match=r"holds parameters of another model \(.*: \(2, 16\) saved, \(2, 8\) in this config\)"):
-      model_store.restore_latest(manager, train.create_state(other, c.data.synthetic.num_items))
+      model_store.restore_latest(manager, trainer.create_state(other, c.data.synthetic.num_items))
   finally:
     manager.close()
   assert snapshot(folder.path) == before

@@ -75,7 +75,14 @@ def test_two_processes_match_one_process(tmp_path):
   assert name_one == name_two  # the process layout is not part of the model
   import jax
   for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(params_one), jax.tree.leaves(params_two)):
-    np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5, err_msg=jax.tree_util.keystr(path))
+    name = jax.tree_util.keystr(path)
+    if "['key']['bias']" in name:
+      # The attention key bias adds the same q.b to every logit of a query, which the softmax
+      # ignores: its exact gradient is zero, so its value is rounding noise that Adam scales up
+      # (about 1e-5 here, of either sign), and another reduction order gives other noise.
+      assert np.abs(a).max() < 1e-4 and np.abs(b).max() < 1e-4, name
+      continue
+    np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5, err_msg=name)
 
   results_one, results_two = (tmp_path / d / "results" / name_one for d in ("one", "two"))
   for split in ("valid", "test"):

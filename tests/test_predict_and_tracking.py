@@ -5,8 +5,9 @@ import os
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
+import pytest
 
-from bert4rec_jax import evaluate, input_pipeline, model as model_lib, parallel, predict, preprocess, train
+from bert4rec_jax import evaluate, input_pipeline, model as model_lib, parallel, predict, preprocess, trainer
 from bert4rec_jax.tracking import Tracker
 from tests.test_preprocess import random_interactions
 
@@ -16,7 +17,7 @@ def test_predictions_and_embeddings_match_the_model(tiny_config, tmp_path):
                          drop_duplicates=False, min_seq_length=3)
   c = tiny_config
   c.predict.with_embeddings, c.predict.top_k, c.predict.batch_size = True, 5, 32
-  state = train.create_state(c, p.vocab.num_items)
+  state = trainer.create_state(c, p.vocab.num_items)
   model = model_lib.from_config(c.model, p.vocab.num_items)
   path = str(tmp_path / "preds.parquet")
   n = predict.predict(evaluate.model_scorer(model), state.params, p.sequences, p.users, p.vocab, predict_config=c.predict,
@@ -57,7 +58,7 @@ def test_predictions_in_parts_are_the_single_file_split(tiny_config, tmp_path):
                          drop_duplicates=False, min_seq_length=1)
   c = tiny_config
   c.predict.batch_size = 8
-  state = train.create_state(c, p.vocab.num_items)
+  state = trainer.create_state(c, p.vocab.num_items)
   scorer = evaluate.model_scorer(model_lib.from_config(c.model, p.vocab.num_items))
 
   def run(path):
@@ -106,3 +107,40 @@ def test_baselines_predict_fewer_items_when_few_are_left(tiny_config, tmp_path):
       items, history = list(df["items"][u]), set(prepared.vocab.decode(prepared.sequences[u]))
       assert len(items) == len(set(items)) == prepared.vocab.num_items - len(history), kind
       assert not set(items) & history, kind
+
+
+def _tensorboard_scalars(folder):
+  """{(tag, step): value} from the TFRecord event files in `folder`: each record is a length
+  (uint64), its masked CRC, the Event proto bytes and their masked CRC."""
+  import glob
+  import struct
+  from tensorboardX.proto import event_pb2
+  out = {}
+  for path in glob.glob(os.path.join(folder, "events.out.tfevents.*")):
+    data = open(path, "rb").read()
+    pos = 0
+    while pos < len(data):
+      (length,) = struct.unpack("<Q", data[pos:pos + 8])
+      event = event_pb2.Event.FromString(data[pos + 12:pos + 12 + length])
+      pos += 12 + length + 4
+      for value in event.summary.value:
+        out[value.tag, event.step] = value.simple_value
+  return out
+
+
+def test_tensorboard_event_files_hold_what_wandb_gets(tiny_config, tmp_path):
+  c = tiny_config
+  c.tracking.tensorboard = True
+  t = Tracker(c, str(tmp_path), "run-name")
+  t.log({"train/loss": 1.5, "train/learning_rate": 0.01}, step=3)
+  t.log({"valid/ndcg@10": 0.25, "valid/num_users": 600, "note": "text is not a scalar"}, step=10)
+  t.log({"test/ndcg@10": 0.5})  # the final evaluation: no step of its own
+  t.close()
+  scalars = _tensorboard_scalars(str(tmp_path / "tensorboard"))
+  # TensorBoard's tag rules write "@" as "_": valid/ndcg@10 is the tag valid/ndcg_10.
+  assert scalars == pytest.approx({("train/loss", 3): 1.5, ("train/learning_rate", 3): 0.01,
+                                   ("valid/ndcg_10", 10): 0.25, ("valid/num_users", 10): 600.0,
+                                   ("test/ndcg_10", 10): 0.5})
+  c.tracking.tensorboard = False
+  Tracker(c, str(tmp_path / "off"), "run").close()
+  assert not os.path.exists(tmp_path / "off" / "tensorboard")

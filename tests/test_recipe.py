@@ -138,7 +138,7 @@ def test_the_recipe_trains_a_file_it_has_never_seen(tmp_path):
                "From the data: train.num_train_steps="):
     assert line in log
   (name,) = os.listdir(tmp_path / "models")
-  assert name.startswith("hs64_msl50_mpps")
+  assert name.startswith("bert4rec_hs64_msl50_mpps")
   saved = json.loads((tmp_path / "models" / name / "config.json").read_text())["config"]
   train_interactions = len(frame) - 2 * frame.user.nunique()  # validation and test items held out
   width = float(log.split("x mean width ")[1].split(")")[0])  # length buckets: the mean batch width

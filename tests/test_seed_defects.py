@@ -37,10 +37,10 @@ def test_rank100_counts_the_100th_item():
 def test_special_tokens_are_never_ranked(tiny_config):
   """PAD and MASK were ranked as items. The output table has rows for the N real items only,
   and history PAD tokens exclude nothing."""
-  from bert4rec_jax import evaluate, model as model_lib, train
+  from bert4rec_jax import evaluate, model as model_lib, trainer
   n = 20
   m = model_lib.from_config(tiny_config.model, n)
-  params = train.create_state(tiny_config, n).params
+  params = trainer.create_state(tiny_config, n).params
   assert m.apply({"params": params}, method=m.output_table).shape[0] == n
   scores = jnp.array([[0.0, 0.0, 0.0, 0.0, 1.0]])
   out = evaluate.scan_catalogue(scores, jnp.eye(5), chunk=5, targets=jnp.array([4]),

@@ -9,7 +9,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from bert4rec_jax import dataset, evaluate, model as model_lib, pipeline, selection, train
+from bert4rec_jax import dataset, evaluate, model as model_lib, pipeline, selection, trainer
 from bert4rec_jax.errors import ConfigError
 
 
@@ -52,7 +52,7 @@ def _config(c, **train):
 
 
 def _restore(c, model_dir, step, num_items):
-  state = train.create_state(c, num_items)
+  state = trainer.create_state(c, num_items)
   with ocp.CheckpointManager(os.path.join(model_dir, "checkpoints"),
                              options=ocp.CheckpointManagerOptions(read_only=True)) as m:
     return m.restore(step, args=ocp.args.StandardRestore(state)).params
@@ -162,7 +162,7 @@ def test_schedule_in_epochs(tiny_config, tmp_path):
   from bert4rec_jax import input_pipeline
   per_epoch = input_pipeline.make_stream(c, train_seqs).num_examples / c.train.batch_size
   assert out["step"] == math.ceil(1.5 * per_epoch)
-  assert out["model_name"].startswith("hs32_msl16_mpps4_ne1.5_lr0.01_")
+  assert out["model_name"].startswith("bert4rec_hs32_msl16_mpps4_ne1.5_lr0.01_")
   with open(os.path.join(out["model_dir"], "config.json")) as f:
     saved = json.load(f)["config"]["train"]
   assert saved["num_train_steps"] == out["step"] and saved["num_warmup_steps"] == round(0.25 * per_epoch)

@@ -339,7 +339,7 @@ def test_sampled_protocol_records_users_with_fewer_negatives_than_asked(trained)
 def test_static_masking_trains_resumes_and_keeps_each_copy(tiny_config, tmp_path):
   """The seed's masking: dupe_factor fixed copies of each window plus one mask-last copy, each
   masked the same way in every epoch; it trains, and a resumed run reaches the same model."""
-  from bert4rec_jax import train
+  from bert4rec_jax import trainer
   c = tiny_config
   c.masking.mode, c.masking.dupe_factor = "static", 2
   c.train.num_train_steps, c.train.checkpoint_every_steps, c.train.eval_every_steps = 16, 100, 0
@@ -358,7 +358,7 @@ def test_static_masking_trains_resumes_and_keeps_each_copy(tiny_config, tmp_path
   assert stream.copies == 3
   batch = stream.batch(0)
   import jax.numpy as jnp
-  key = jax.random.fold_in(jax.random.PRNGKey(c.seed), train.STATIC_MASK_STREAM)
+  key = jax.random.fold_in(jax.random.PRNGKey(c.seed), trainer.STATIC_MASK_STREAM)
   kw = masking.masking_kwargs(c.masking, n)
   masked = masking.mask_batch(key, jnp.asarray(batch["item_ids"]), jnp.asarray(batch["example_ids"]),
                               jnp.asarray(batch["only_last"]), **kw)

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bert4rec_jax import config_checks, input_pipeline, losses as loss_lib, model_store, parallel, pipeline, train
+from bert4rec_jax import config_checks, input_pipeline, losses as loss_lib, model_store, parallel, pipeline, trainer
 from bert4rec_jax.errors import ConfigError
 
 
@@ -100,10 +100,10 @@ def test_training_reduces_loss(tiny_config, tmp_path):
 
 
 def test_weight_decay_spares_biases_and_layernorm(tiny_config):
-  state = train.create_state(tiny_config, num_items=20)
+  state = trainer.create_state(tiny_config, num_items=20)
   flat = {"/".join(k): v for k, v in jax.tree_util.tree_flatten_with_path(state.params)[0]
           and __import__("flax").traverse_util.flatten_dict(state.params).items()}
-  decayed = {k for k in flat if k.split("/")[-1] not in train.NO_DECAY}
+  decayed = {k for k in flat if k.split("/")[-1] not in trainer.NO_DECAY}
   assert any(k.endswith("item_embedding/embedding") for k in decayed)
   assert any(k.endswith("query/kernel") for k in decayed)
   assert not any(k.endswith(("bias", "scale")) for k in decayed)
@@ -111,7 +111,7 @@ def test_weight_decay_spares_biases_and_layernorm(tiny_config):
   zero = jax.tree.map(np.zeros_like, state.params)
   tc = tiny_config.train
   tc.num_warmup_steps = 0
-  tx = train.make_optimizer(tc)
+  tx = trainer.make_optimizer(tc)
   params = jax.tree.map(lambda x: x + 1.0, state.params)  # LayerNorm biases start at 0: shift so decay shows
   updates, _ = tx.update(zero, tx.init(params), params)
   moved = {"/".join(k) for k, v in __import__("flax").traverse_util.flatten_dict(updates).items()
@@ -122,7 +122,7 @@ def test_weight_decay_spares_biases_and_layernorm(tiny_config):
 def test_learning_rate_schedule(tiny_config):
   tc = tiny_config.train
   tc.num_train_steps, tc.num_warmup_steps, tc.learning_rate = 100, 10, 1.0
-  s = train.learning_rate_schedule(tc)
+  s = trainer.learning_rate_schedule(tc)
   assert float(s(0)) == 0.0 and float(s(5)) == pytest.approx(0.5)
   assert float(s(10)) == pytest.approx(1.0) and float(s(55)) == pytest.approx(0.5) and float(s(100)) == 0.0
 
@@ -274,7 +274,7 @@ def test_diverging_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpo
   c = tiny_config
   c.train.num_train_steps, c.train.checkpoint_every_steps, c.train.eval_every_steps = 30, 10, 0
   c.train.log_every_steps = 5
-  make_step = train.make_step
+  make_step = trainer.make_step
 
   def diverging_after_step_12(*args, **kwargs):  # the loss turns NaN from step 13 on
     step, sampler = make_step(*args, **kwargs)
@@ -285,7 +285,7 @@ def test_diverging_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpo
       return new, (dict(m, loss_sum=m["loss_sum"] * np.nan) if next(calls) >= 12 else m)
     return wrapped, sampler
 
-  monkeypatch.setattr(train, "make_step", diverging_after_step_12)
+  monkeypatch.setattr(trainer, "make_step", diverging_after_step_12)
   with pytest.raises(FloatingPointError, match="non-finite training loss .* last good checkpoint \\(step 10\\)"):
     pipeline.run(c, str(tmp_path), mode="train")
   (name,) = os.listdir(tmp_path / "models")
@@ -339,13 +339,13 @@ def test_next_item_loss_adds_sasrecs_gradient_to_bert4recs(tiny_config, loss):
   seqs = Sequences(offsets=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
                    items=rng.integers(1, n + 1, lengths.sum()).astype(np.int32))
   devices = parallel.local_devices(2)
-  start = train.create_state(c, n)
-  sgd = train.TrainState.create(apply_fn=start.apply_fn, params=start.params, tx=optax.sgd(1.0))
+  start = trainer.create_state(c, n)
+  sgd = trainer.TrainState.create(apply_fn=start.apply_fn, params=start.params, tx=optax.sgd(1.0))
 
   def step(kind, weight, compact=True):
     cc = copy.deepcopy(c)
     cc.model.kind, cc.train.next_item_loss_weight, cc.train.compact_targets = kind, weight, compact
-    p_step, sampler = train.make_step(cc, n, devices, seqs)
+    p_step, sampler = trainer.make_step(cc, n, devices, seqs)
     batch, bound = next(input_pipeline.batch_iterator(cc, input_pipeline.make_stream(cc, seqs), 3, devices))
     new, m = p_step(parallel.replicate(sgd, devices), batch, sampler, bound)
     return bound, parallel.unreplicate(new.params), parallel.unreplicate(m)
@@ -392,8 +392,25 @@ def test_model_names_never_change():
   from configs import beauty, ml1m, synthetic
   names = [model_store.model_name(c, "abc") for c in (synthetic.get_config(), synthetic.get_config("tiny"),
                                                       beauty.get_config(), ml1m.get_config())]
-  assert names == ["hs64_msl30_mpps8_nts1500_lr0.001_28ee1f4b", "hs32_msl16_mpps4_nts300_lr0.01_e06ea48b",
-                   "hs64_msl50_mpps30_nts6000_lr0.003_23e1dc87", "hs64_msl200_mpps40_nts30000_lr0.001_7512995d"]
+  # New names begin with the kind; the rest (and the hash) is the name such a model always had.
+  assert names == ["bert4rec_" + n for n in (
+      "hs64_msl30_mpps8_nts1500_lr0.001_28ee1f4b", "hs32_msl16_mpps4_nts300_lr0.01_e06ea48b",
+      "hs64_msl50_mpps30_nts6000_lr0.003_23e1dc87", "hs64_msl200_mpps40_nts30000_lr0.001_7512995d")]
+
+
+def test_a_model_named_before_names_began_with_its_kind_is_still_found(tiny_config, tmp_path):
+  """A folder of the old scheme (no kind prefix) is the same model: a run of its config resumes
+  it instead of starting a new one beside it; a new model gets the new name."""
+  tiny_config.train.num_train_steps = 4
+  first = pipeline.run(tiny_config, str(tmp_path), mode="train")
+  assert first["model_name"].startswith("bert4rec_hs32_")
+  legacy = first["model_name"][len("bert4rec_"):]
+  os.rename(tmp_path / "models" / first["model_name"], tmp_path / "models" / legacy)
+  again = pipeline.run(tiny_config, str(tmp_path), mode="train")
+  assert again["model_name"] == legacy and again["step"] == 4
+  assert os.listdir(tmp_path / "models") == [legacy]
+  tiny_config.model.kind = "sasrec"  # another model: the new scheme, beside it
+  assert pipeline.run(tiny_config, str(tmp_path), mode="train")["model_name"].startswith("sasrec_hs32_")
 
 
 def _skewed_sequences(seed=0, users=3000):
@@ -508,16 +525,16 @@ def test_epoch_target_weighting_divides_by_the_epochs_mean_count(tiny_config):
   seqs = _skewed_sequences(users=2000)
   seqs = type(seqs)(seqs.offsets, (seqs.items % n + 1).astype(np.int32))
   devices = parallel.local_devices(2)
-  start = train.create_state(c, n)
-  sgd = train.TrainState.create(apply_fn=start.apply_fn, params=start.params, tx=optax.sgd(1.0))
+  start = trainer.create_state(c, n)
+  sgd = trainer.TrainState.create(apply_fn=start.apply_fn, params=start.params, tx=optax.sgd(1.0))
 
   def step(at, kind, weight, weighting):
     cc = copy.deepcopy(c)
     cc.model.kind, cc.train.next_item_loss_weight, cc.train.target_weighting = kind, weight, weighting
-    p_step, sampler = train.make_step(cc, n, devices, seqs)
+    p_step, sampler = trainer.make_step(cc, n, devices, seqs)
     batch, bound = next(input_pipeline.batch_iterator(cc, input_pipeline.make_stream(cc, seqs), at, devices))
     new, m = p_step(parallel.replicate(sgd, devices), batch, sampler, bound)
-    return batch["item_ids"].shape[-1], parallel.unreplicate(new.params), parallel.unreplicate(m), train.target_norms(cc, seqs)
+    return batch["item_ids"].shape[-1], parallel.unreplicate(new.params), parallel.unreplicate(m), trainer.target_norms(cc, seqs)
 
   stream = input_pipeline.make_stream(c, seqs)
   widths = {stream.width(s): s for s in range(input_pipeline.POOL_BATCHES)}
@@ -557,8 +574,8 @@ def test_example_weighting_weighs_every_example_the_same(tiny_config):
   seqs = Sequences(offsets=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
                    items=rng.integers(1, n + 1, lengths.sum()).astype(np.int32))
   devices = parallel.local_devices(1)
-  start = train.create_state(c, n)
-  sgd = parallel.replicate(train.TrainState.create(apply_fn=start.apply_fn, params=start.params, tx=optax.sgd(1.0)),
+  start = trainer.create_state(c, n)
+  sgd = parallel.replicate(trainer.TrainState.create(apply_fn=start.apply_fn, params=start.params, tx=optax.sgd(1.0)),
                            devices)
 
   steps = {}
@@ -567,12 +584,12 @@ def test_example_weighting_weighs_every_example_the_same(tiny_config):
     cc = copy.deepcopy(c)
     cc.model.kind, cc.train.next_item_loss_weight, cc.train.target_weighting = kind, weight, weighting
     if (kind, weighting) not in steps:  # one compiled step per kind and weighting, reused for every row
-      steps[kind, weighting] = train.make_step(cc, n, devices, seqs)
+      steps[kind, weighting] = trainer.make_step(cc, n, devices, seqs)
     p_step, sampler = steps[kind, weighting]
     batch = input_pipeline.make_stream(cc, seqs).batch(3)
     batch = {k: v[rows] for k, v in batch.items()}
     new, _ = p_step(sgd, parallel.put_sharded(batch, devices), sampler, 0)
-    return jax.tree.map(lambda p0, p: p0 - p, start.params, parallel.unreplicate(new.params)), train.target_norms(cc, seqs)
+    return jax.tree.map(lambda p0, p: p0 - p, start.params, parallel.unreplicate(new.params)), trainer.target_norms(cc, seqs)
 
   got, norms = stepped("bert4rec", 0.5, "example", slice(None))
   batch_lengths = input_pipeline.make_stream(c, seqs).lengths(3)

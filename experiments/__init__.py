@@ -1,0 +1,1 @@
+"""Experiment tools (sweeps, comparisons, the reproduction report, benchmarks), installed as bert4rec_jax.experiments; run them as `python experiments/<tool>.py` in a checkout or by their commands (README, "Commands")."""

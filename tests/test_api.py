@@ -1,0 +1,197 @@
+"""The Python API (bert4rec_jax/api.py): training from a DataFrame, and a loaded model that ranks,
+embeds and lists its items exactly as the pipeline's batch inference and a NumPy reference do."""
+import logging
+import os
+
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+import pytest
+
+import bert4rec_jax
+from bert4rec_jax import Recommender, model as model_lib, synthetic
+from bert4rec_jax.errors import ConfigError, DataError, MissingError
+
+STEPS = 60
+
+
+def frame(seed: int = 0) -> pd.DataFrame:
+  """Interactions as a user would have them: string item ids, a timestamp column, rows shuffled."""
+  df = synthetic.generate(num_users=300, num_items=40, min_length=5, max_length=16, num_strides=2, noise=0.1,
+                          seed=seed)
+  df["item"] = "sku-" + df["item"].astype(str)
+  df["timestamp"] = df.groupby("user").cumcount() * 60 + 1_700_000_000
+  return df.sample(frac=1.0, random_state=seed).reset_index(drop=True)
+
+
+def histories_of(df: pd.DataFrame) -> dict:
+  return {u: list(g.sort_values("timestamp", kind="stable")["item"]) for u, g in df.groupby("user", sort=False)}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+  """A model trained through `bert4rec_jax.train` from a DataFrame (mode all: test metrics and
+  every user's predictions, with embeddings, written by the pipeline)."""
+  from configs import synthetic as synthetic_config
+  workdir = str(tmp_path_factory.mktemp("api"))
+  config = synthetic_config.get_config("tiny")
+  config.wandb.mode = "disabled"
+  df = frame()
+  result = bert4rec_jax.train(config, data=df, workdir=workdir, overrides={
+      "train.num_train_steps": STEPS, "train.eval_every_steps": 30, "train.checkpoint_every_steps": 30,
+      "predict.with_embeddings": True, "predict.top_k": 7})
+  return {"workdir": workdir, "df": df, "result": result, "config": config}
+
+
+def test_training_from_a_dataframe_runs_the_whole_pipeline(trained):
+  result = trained["result"]
+  assert result["finished"] and result["step"] == STEPS
+  assert result["test_metrics"]["bert4rec"]["num_users"] == 300
+  inputs = os.listdir(os.path.join(trained["workdir"], "data", "inputs"))
+  assert len(inputs) == 1 and inputs[0].startswith("frame-")
+  # The same frame again (rows in another order are another input: the order is data) finds the
+  # same model, finished: nothing is trained again.
+  again = bert4rec_jax.train(trained["config"], data=trained["df"], workdir=trained["workdir"], mode="train",
+                             overrides={"train.num_train_steps": STEPS, "train.eval_every_steps": 30,
+                                        "train.checkpoint_every_steps": 30})
+  assert again["model_dir"] == result["model_dir"] and again["step"] == STEPS
+  assert len(os.listdir(os.path.join(trained["workdir"], "data", "inputs"))) == 1
+
+
+def test_a_bad_dataframe_is_one_error_naming_it(tmp_path, tiny_config):
+  bad = frame().rename(columns={"item": "product"})
+  with pytest.raises(DataError, match=r"data \(the DataFrame\)"):
+    bert4rec_jax.train(tiny_config, data=bad, workdir=str(tmp_path), mode="prepare")
+  with pytest.raises(DataError, match="pandas DataFrame"):
+    bert4rec_jax.train(tiny_config, data={"user": [1]}, workdir=str(tmp_path), mode="prepare")
+  with pytest.raises(ConfigError, match="did you mean train.num_train_steps"):
+    bert4rec_jax.train(tiny_config, workdir=str(tmp_path), overrides={"train.num_train_step": 3})
+
+
+def test_recommendations_are_the_pipelines_batch_inference(trained):
+  """Every user's whole history, through the API, gives the items and scores the pipeline's
+  inference wrote (which tests/test_predict_and_tracking.py checks against the model's logits)."""
+  rec = Recommender.load(trained["result"]["model_dir"])
+  assert rec.step == trained["result"]["checkpoint_step"]  # the checkpoint validation selected
+  written = pd.read_parquet(trained["result"]["predictions"])
+  hist = histories_of(trained["df"])
+  users = list(written["user"])
+  out = rec.recommend([hist[u] for u in users], k=7)
+  assert len(out) == len(users)
+  for u, items, scores, row in zip(users, out, out.scores, written.itertuples()):
+    assert items == list(row.items), u
+    np.testing.assert_allclose(scores, row.scores, rtol=1e-5, atol=1e-6)
+    assert not set(items) & set(hist[u])  # the history is excluded
+  np.testing.assert_allclose(rec.embed([hist[u] for u in users]), np.stack(written["embedding"]), atol=1e-5)
+  assert not out.unknown.any() and not out.fallback.any()
+
+
+def test_recommend_matches_a_numpy_reference_without_exclusion(trained):
+  rec = Recommender.load(trained["workdir"], os.path.basename(trained["result"]["model_dir"]))
+  hist = list(histories_of(trained["df"]).values())[:5]
+  out = rec.recommend(hist, k=40, exclude_history=False)  # the whole catalogue, in order
+  L = rec.max_seq_length
+  tokens = [rec.vocab.encode(np.array(h, dtype=object)) for h in hist]
+  inputs = np.stack([np.concatenate([np.zeros(max(0, L - 1 - len(t)), np.int32), t[-(L - 1):], [rec.vocab.mask_id]])
+                     for t in tokens]).astype(np.int32)
+  model = model_lib.from_config(rec.config.model, rec.vocab.num_items)
+  logits, _ = model.apply({"params": rec._params[0]}, jnp.asarray(inputs), jnp.full((len(inputs), 1), L - 1))
+  for row, items, scores in zip(np.asarray(logits[:, 0]), out, out.scores):
+    np.testing.assert_allclose(np.sort(scores)[::-1], np.sort(row)[::-1], rtol=1e-5, atol=1e-5)
+    assert list(np.asarray(items)[np.argsort(-scores, kind="stable")]) == items  # best first
+    np.testing.assert_allclose(scores, row[rec.vocab.encode(np.array(items, dtype=object)) - 1], rtol=1e-5,
+                               atol=1e-5)
+
+
+def test_unknown_items_are_dropped_and_counted(trained, caplog):
+  rec = Recommender.load(trained["result"]["model_dir"])
+  hist = list(histories_of(trained["df"]).values())[0]
+  with caplog.at_level(logging.WARNING):
+    out = rec.recommend([hist + ["nope-1"], ["nope-2", "nope-3"], [], hist], k=5)
+  assert list(out.unknown) == [1, 2, 0, 0]
+  assert list(out.fallback) == [False, True, True, False]
+  assert out[0] == out[3]  # an unknown item changes nothing
+  popular = list(rec.items[np.argsort(-rec.vocab.counts, kind="stable")[:5]])
+  assert out[1] == out[2] == popular  # no known item: training popularity
+  assert "3 item(s) in 2 of 4 histories are unknown" in caplog.text
+  frame_ = out.to_frame()
+  assert list(frame_.columns) == ["items", "scores", "unknown", "fallback"] and len(frame_) == 4
+
+
+def test_inputs_of_every_kind(trained):
+  rec = Recommender.load(trained["result"]["model_dir"])
+  hist = list(histories_of(trained["df"]).values())[1]
+  expected = rec.recommend([hist], k=3)[0]
+  ro = np.array(hist, dtype=object)
+  ro.setflags(write=False)  # arrays from Arrow / pandas are often read-only
+  assert rec.recommend([ro], k=3)[0] == expected
+  assert rec.recommend((pd.Series(hist),), k=3)[0] == expected
+  assert rec.recommend([tuple(hist)] * 300, k=3)[299] == expected  # more than one batch
+  assert rec.recommend([], k=3) == [] and rec.embed([]).shape == (0, rec.config.model.hidden_size)
+  with pytest.raises(DataError, match="for one user"):
+    rec.recommend(hist, k=3)  # one history without its outer list
+  with pytest.raises(DataError, match="missing id"):
+    rec.recommend([[hist[0], None]], k=3)
+  with pytest.raises(ConfigError, match="positive"):
+    rec.recommend([hist], k=0)
+  many = rec.recommend([hist], k=10_000)[0]  # more than the catalogue: every item left, once
+  assert len(many) == rec.vocab.num_items - len(set(hist)) and len(set(many)) == len(many)
+
+
+def test_item_embeddings_are_the_models_table(trained):
+  rec = Recommender.load(trained["result"]["model_dir"])
+  ids, vectors = rec.item_embeddings()
+  assert list(ids) == list(rec.items) and vectors.shape == (40, rec.config.model.hidden_size)
+  table = np.asarray(rec._params[0]["item_embedding"]["embedding"])
+  np.testing.assert_array_equal(vectors[3], table[rec.vocab.encode(np.array([ids[3]], dtype=object))[0]])
+  ids[0] = "changed"
+  assert rec.item_embeddings()[0][0] != "changed"  # a copy: the model's vocabulary is not the caller's
+
+
+def test_load_errors_say_what_to_do(trained, tmp_path):
+  with pytest.raises(MissingError, match="pass the model's name too"):
+    Recommender.load(trained["workdir"])
+  with pytest.raises(MissingError, match="no trained model"):
+    Recommender.load(str(tmp_path))
+  with pytest.raises(ConfigError, match="read_last"):
+    Recommender.load(trained["result"]["model_dir"], read_last="sideways")
+  causal = Recommender.load(trained["result"]["model_dir"], read_last="causal")
+  assert causal.read_last == "causal" and "causal" in repr(causal)
+
+
+def test_the_readme_example_runs_as_written(tmp_path):
+  """The README's Python API example, exactly as printed there, in a fresh process and folder."""
+  import re
+  import subprocess
+  import sys
+  readme = open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")).read()
+  section = readme[readme.index("### Python API"):]
+  code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+  out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                       env=dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+  assert out.returncode == 0, out.stderr[-3000:]
+  ndcg, first = out.stdout.splitlines()[-2:]  # after the run's own tables
+  assert 0 < float(ndcg) <= 1
+  assert first.startswith("['sku-") and "[0 1]" in first  # five ids; the unknown item counted
+  assert os.path.isdir(tmp_path / "projects" / "api_demo" / "models")
+
+
+def test_histories_are_cleaned_as_the_pipeline_cleans_its_data(trained):
+  """With data.drop_duplicates, consecutive repeats go first, on the ids as given, and unknown items
+  after (as preparation does): [a, unknown, a] keeps both a's; [a, a, b] keeps one a."""
+  from bert4rec_jax import preprocess
+  rec = Recommender.load(trained["result"]["model_dir"])
+  rec._drop_duplicates = True
+  a, b = rec.items[0], rec.items[1]
+  histories = [[a, "nope", a], [a, a, b], [b, "nope", "nope", a, a], []]
+  seqs, unknown = rec._encode(histories)
+  users = np.repeat(np.arange(len(histories)), [len(h) for h in histories])
+  groups = preprocess.group_users(users, np.array([x for h in histories for x in h], dtype=object),
+                                  drop_duplicates=True, min_seq_length=0)
+  expected = rec.vocab.encode(groups.items)
+  bounds = np.concatenate([[0], np.cumsum(groups.lengths)])
+  for row, user in enumerate(groups.users):
+    mine = list(seqs[int(user)])
+    reference = [t for t in expected[bounds[row]:bounds[row + 1]] if t != 0]
+    assert mine == reference, (histories[int(user)], mine, reference)
+  assert list(unknown) == [1, 0, 1, 0] and list(seqs.lengths) == [2, 2, 2, 0]
