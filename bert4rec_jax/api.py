@@ -76,7 +76,7 @@ class Recommender:
     model_config = config.model.copy_and_resolve_references()
     model_config.read_last = self.read_last
     self._model = model_lib.from_config(model_config, vocab.num_items)
-    scorer = evaluate.with_popularity_fallback(evaluate.model_scorer(self._model))
+    scorer = _scorer(self._model)
     self._params = (jax.device_put(params), jnp.asarray(vocab.counts, jnp.float32))
     self._scorer = scorer
     self._drop_duplicates = bool(config.data.get("drop_duplicates", False))
@@ -119,10 +119,13 @@ class Recommender:
     histories = _as_histories(histories)
     lengths = np.array([len(h) for h in histories], dtype=np.int64)
     flat = [x for h in histories for x in h]
-    raw = np.array(flat, dtype=object) if flat else np.zeros(0, np.int64)
-    if flat and all(isinstance(x, (int, np.integer)) and not isinstance(x, bool) for x in flat):
-      raw = np.array(flat, dtype=np.int64)
-    elif flat:
+    raw = np.zeros(0, np.int64)
+    if flat and all(isinstance(x, int) for x in flat):
+      try:
+        raw = np.array(flat, dtype=np.int64)
+      except OverflowError:  # beyond 64 bits: a label, read as text (as the readers read it)
+        flat = [str(x) for x in flat]
+    if flat and raw.size == 0:
       raw = np.array([str(x) for x in flat], dtype=object)
     owner = np.repeat(np.arange(len(histories)), lengths)
     if self._drop_duplicates and len(raw):  # the cleaning the model's data had, on the ids as given (as prepare)
@@ -150,7 +153,7 @@ class Recommender:
       longest = int(lengths[rows].max())
       size = 1 << (len(rows) - 1).bit_length()
       width = min(self.max_seq_length, input_pipeline.bucket(longest + 1, floor=8))
-      history = input_pipeline.bucket(longest, floor=8) if exclusion else 8
+      history = max(width, input_pipeline.bucket(longest, floor=8)) if exclusion else 8  # one shape per width up to L
       _, batch = input_pipeline.scoring_batch(seqs, rows, size, width, self.vocab.mask_id, history)
       yield rows, batch
 
@@ -158,7 +161,7 @@ class Recommender:
     """The `k` best next items of each history (original ids, best first). History items are
     never recommended unless `exclude_history=False`; fewer than k come back only when fewer are
     left."""
-    if not isinstance(k, (int, np.integer)) or k < 1:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
       raise ConfigError(f"k={k!r}: a positive number of items")
     k = min(int(k), self.vocab.num_items)
     seqs, unknown = self._encode(histories)
@@ -212,6 +215,19 @@ def _hidden(scorer, params, item_ids):
   return scorer.query(params, item_ids)[1]
 
 
+_SCORERS = {}  # model -> its scorer: one jitted function per model settings, however many times it is loaded
+
+
+def _scorer(model):
+  """The model's scorer with the popularity fallback, shared by every Recommender of equal model
+  settings (a Flax module compares by its fields), so loading a model again compiles nothing new."""
+  if model not in _SCORERS:
+    if len(_SCORERS) >= 16:
+      _SCORERS.clear()
+    _SCORERS[model] = evaluate.with_popularity_fallback(evaluate.model_scorer(model))
+  return _SCORERS[model]
+
+
 def _chunk(num_items: int) -> int:
   return min(num_items, 1 << 16)
 
@@ -235,11 +251,24 @@ def _as_histories(histories) -> List[Sequence]:
       raise DataError(f"histories[{i}] is {h!r}, not a list of item ids: pass a list of histories, each a list "
                       "of item ids (for one user: [history])")
     h = list(h.tolist() if isinstance(h, (np.ndarray, pd.Series)) else h)
-    for x in h:
-      if x is None or (isinstance(x, float) and not np.isfinite(x)):
-        raise DataError(f"histories[{i}] holds a missing id ({x!r})")
-    out.append(h)
+    out.append([_id(x, i) for x in h])
   return out
+
+
+def _id(x, i: int):
+  """One id as the readers read it (the labels rule): integers as integers, a whole float as the
+  integer it is (as a typed column's), anything else as its text; missing and boolean ids refused."""
+  if isinstance(x, (bool, np.bool_)):
+    raise DataError(f"histories[{i}] holds a boolean ({x!r}), not an item id")
+  if isinstance(x, (np.integer,)):
+    return int(x)
+  if isinstance(x, (float, np.floating)):
+    if not np.isfinite(x):
+      raise DataError(f"histories[{i}] holds a missing id ({x!r})")
+    return int(x) if float(x).is_integer() else x
+  if x is None or (not isinstance(x, (str, bytes)) and pd.api.types.is_scalar(x) and pd.isna(x)):
+    raise DataError(f"histories[{i}] holds a missing id ({x!r})")
+  return x
 
 
 # --- training from memory -----------------------------------------------------------------------
@@ -273,7 +302,9 @@ def save_frame(df: pd.DataFrame, folder: str) -> str:
   """Saves `df` as `folder/frame-<content hash>.parquet` (unless that file is already there) and
   returns its path. The hash covers the column names, dtypes and values, in order."""
   h = hashlib.sha256()
-  h.update(repr([(str(c), str(t)) for c, t in df.dtypes.items()]).encode())
+  # Names, dtypes and the kinds of values an object column holds (hash_pandas_object reads 1 and "1" alike).
+  h.update(repr([(str(c), str(df.dtypes.iloc[i]), pd.api.types.infer_dtype(df.iloc[:, i], skipna=True))
+                 for i, c in enumerate(df.columns)]).encode())
   try:
     h.update(pd.util.hash_pandas_object(df, index=False).to_numpy().tobytes())
   except TypeError as e:  # unhashable cells (lists, dicts)

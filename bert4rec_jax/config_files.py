@@ -28,7 +28,9 @@ def resolve(spec: str) -> str:
   """`path[:variant]` unchanged when `path` is a file; a shipped config's name (`ml1m`, `ml1m.py`,
   `configs/ml1m.py` outside a checkout) as that file's path (`:variant` kept); anything else
   unchanged (loading it then fails naming it)."""
-  path, sep, variant = spec.partition(":")
+  if os.path.isfile(spec):
+    return spec
+  path, sep, variant = spec.rpartition(":") if ":" in spec else (spec, "", "")
   if not path or os.path.isfile(path):
     return spec
   name = os.path.basename(path)
@@ -39,10 +41,18 @@ def resolve(spec: str) -> str:
   return candidate + sep + variant if os.path.isfile(candidate) else spec
 
 
+def split_variant(spec: str):
+  """(path, variant) of `path[:variant]`: a file whose own name holds a colon is a path whole."""
+  if os.path.isfile(spec) or ":" not in spec:
+    return spec, ""
+  path, _, variant = spec.rpartition(":")
+  return path, variant
+
+
 def load(spec: str):
   """The ConfigDict of `spec` (a shipped config's name or a file's path, `:variant` allowed)."""
   resolved = resolve(str(spec))
-  path, _, variant = resolved.partition(":")
+  path, variant = split_variant(resolved)
   if not os.path.isfile(path):
     raise ConfigError(f"config {spec!r}: no such file, and no shipped config of that name (shipped: "
                       f"{', '.join(names())})")

@@ -201,7 +201,8 @@ def main(argv):
     config = _CONFIG.value  # the config file is loaded (and overridden) on first use
     config.project  # noqa: B018
     if _ALL_METRICS.value:
-      config.eval.print_metrics = "all"
+      with config.unlocked():  # a config file of one's own may not have the field
+        config.eval.print_metrics = "all"
   except Exception as e:  # a config file that is missing or fails, a mistyped field: the user's to fix
     _fail(flag_error(sys.argv, e))
   workdir = _WORKDIR.value or os.path.join("projects", config.project)

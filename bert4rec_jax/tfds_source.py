@@ -45,7 +45,7 @@ def _open(tfds, d):
   """(random-access source or None, DatasetInfo, a tf.data fallback or None)."""
   data_dir = d.tfds_data_dir or None
   try:
-    source = tfds.data_source(d.tfds_name, split=d.tfds_split, data_dir=data_dir, try_gcs=False)
+    source = tfds.data_source(d.tfds_name, split=d.tfds_split, data_dir=data_dir, try_gcs=False, download=False)
     return source, source.dataset_info, None
   except NotImplementedError:  # built as tfrecord: only TensorFlow reads it
     import importlib.util
@@ -63,16 +63,19 @@ def _open(tfds, d):
 
 
 def _content_key(info) -> str:
-  """sha256 over the names and bytes of every file of the prepared dataset's folder."""
+  """sha256 over dataset_info.json and the names, sizes and modification times of every file of
+  the prepared dataset's folder (TFDS writes them once; a rebuild changes the times). It only
+  names the Parquet file: the model's input is that file's own bytes' hash."""
   folder = str(info.data_dir)
   h = hashlib.sha256()
   for root, _, files in sorted(os.walk(folder)):
     for name in sorted(files):
       path = os.path.join(root, name)
-      h.update(os.path.relpath(path, folder).encode() + b"\0")
-      with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-          h.update(block)
+      stat = os.stat(path)
+      h.update(f"{os.path.relpath(path, folder)}\0{stat.st_size}\0{stat.st_mtime_ns}\0".encode())
+      if name == "dataset_info.json":
+        with open(path, "rb") as f:
+          h.update(f.read())
   return h.hexdigest()[:16]
 
 
@@ -120,25 +123,32 @@ def materialize(data_config, workdir: str) -> tuple:
   names = list(info.features.keys())
   user = _pick(d.user_col, "user", names, USER_FIELDS, "user_col", d)
   item = _pick(d.item_col, "item", names, ITEM_FIELDS, "item_col", d)
+  if d.time_col == sources.FILE_ORDER:
+    raise DataError(f"data.time_col={sources.FILE_ORDER!r}: TFDS stores records shuffled, so a TFDS source has no "
+                    "order of its own: name its time field")
   time_col = sources.time_column(_describe(d), names, user, item, d.time_col)
   if time_col and time_col not in names:
     raise DataError(f"{_describe(d)} has no field {time_col!r} (data.time_col); its fields: {', '.join(names)}")
   if not time_col:
     raise DataError(f"{_describe(d)}: TFDS stores records shuffled, so each user's order needs a time field, and "
                     f"none of {', '.join(names)} is named like one: set data.time_col")
-  safe = "".join(ch if ch.isalnum() or ch in "_-" else "_" for ch in f"{d.tfds_name}-{d.tfds_split}")[:60]
-  path = os.path.join(workdir, "data", "inputs", f"tfds-{safe}-{_content_key(info)}.parquet")
-  if not os.path.isfile(path):
-    from bert4rec_jax import parallel
-    if parallel.is_primary():
-      logging.info("Reading %s (%s, %s, %s) into %s", _describe(d), user, item, time_col, path)
-      frame = pd.DataFrame(_records(source, builder, d, [user, item, time_col]))
-      if not len(frame):
-        raise DataError(f"{_describe(d)}: no records")
-      os.makedirs(os.path.dirname(path), exist_ok=True)
-      with io_utils.atomic_path(path) as tmp:
-        frame.to_parquet(tmp, index=False)
-    parallel.barrier("tfds source written")
+  if source is not None and not len(source):
+    raise DataError(f"{_describe(d)}: no records")
+  # Named by the dataset, the split and the fields read (hashed: a long split expression is never cut
+  # into another's name) and by the prepared files.
+  what = hashlib.sha256(repr((d.tfds_name, d.tfds_split, user, item, time_col)).encode()).hexdigest()[:8]
+  safe = "".join(ch if ch.isalnum() or ch in "_-" else "_" for ch in f"{d.tfds_name}-{d.tfds_split}")[:40]
+  path = os.path.join(workdir, "data", "inputs", f"tfds-{safe}-{what}-{_content_key(info)}.parquet")
+  from bert4rec_jax import parallel
+  if parallel.is_primary() and not os.path.isfile(path):
+    logging.info("Reading %s (%s, %s, %s) into %s", _describe(d), user, item, time_col, path)
+    frame = pd.DataFrame(_records(source, builder, d, [user, item, time_col]))
+    if not len(frame):
+      raise DataError(f"{_describe(d)}: no records")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with io_utils.atomic_path(path) as tmp:
+      frame.to_parquet(tmp, index=False)
+  parallel.barrier("tfds source written")  # every process, whether or not the file was there
   return path, user, item, time_col
 
 

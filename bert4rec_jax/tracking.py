@@ -78,7 +78,7 @@ class Tracker:
       self._last_step = int(step) if step is not None else self._last_step  # unstepped: the final evaluation
       for k, v in record.items():
         if k not in ("step", "time") and isinstance(v, (int, float)) and not isinstance(v, bool):
-          self._tb.add_scalar(k, v, self._last_step)
+          self._tb.add_scalar(k.replace("@", "_"), v, self._last_step)  # TensorBoard's tag rules
 
   def summary(self, values: Dict) -> None:
     if self._run is not None:

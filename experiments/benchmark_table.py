@@ -10,7 +10,7 @@ import json
 import sys
 
 
-MEDIAN_SUITES = ("prepare", "train", "eval", "predict", "large_1m_items")
+MEDIAN_SUITES = ("prepare", "train", "eval", "predict", "recommend", "large_1m_items")
 
 
 def section(doc: dict, title: str) -> str:
@@ -22,7 +22,7 @@ def section(doc: dict, title: str) -> str:
            f"Command: `{doc['command']}`" + (f" ({doc['date']})" if "date" in doc else ""), ""]
   if doc["overrides"]:
     lines += [f"Overrides: `{' '.join(doc['overrides'])}`", ""]
-  for key in ("prepare", "train", "eval", "predict", "large_1m_items", "bucketed", "stream_predict"):
+  for key in ("prepare", "train", "eval", "predict", "recommend", "large_1m_items", "bucketed", "stream_predict"):
     if isinstance(doc.get(key), dict) and "error" in doc[key]:
       lines += [f"Suite `{key}` failed: `{doc.pop(key)['error'].splitlines()[-1]}`", ""]
   if "prepare" in doc:
@@ -52,6 +52,16 @@ def section(doc: dict, title: str) -> str:
                    f" {r['sequences_per_second']:,.1f} | {r['tokens_per_second']:,} | {r.get('model_tflops_per_second', '-')} |"
                    f" {r['compile_seconds']:.1f} |")
     lines.append("")
+  if "recommend" in doc:
+    lines += ["### `Recommender.recommend` (Python API, top-10, history excluded)", "",
+              "| shape | len | items | one history p50 (ms) | one history p99 (ms) | first pass, compiles included (s) |"
+              " histories | seconds | histories/s |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines += [f"| {n} | {r['max_seq_length']} | {r['num_items']:,} | {r['one_history_ms_p50']:.2f} |"
+              f" {r['one_history_ms_p99']:.2f} | {r['first_pass_seconds_incl_compile']:.1f} | {r['histories']:,} |"
+              f" {r['seconds']:.2f} | {r['histories_per_second']:,} |" for n, r in doc["recommend"].items()]
+    lines += ["", "One history: latency of a call with one history, over the histories of the first pass (which "
+              "compiled each input width it met), repeated once compiled. Throughput: one call with every "
+              "history (batched shortest-first, each batch cut to the window its longest history needs).", ""]
   for key, label in (("eval", "Full-ranking + sampled evaluation of every user"),
                      ("predict", "Inference (top-10 to Parquet) for every user")):
     if key in doc:

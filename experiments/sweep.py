@@ -88,11 +88,11 @@ def load_config(spec: str):
   config's name (`x`, `x:variant`) -> the ConfigDict, locked (unknown fields raise)."""
   from bert4rec_jax import config_files
   from bert4rec_jax.errors import ConfigError
-  path, sep, variant = spec.partition(":")
+  path, variant = config_files.split_variant(spec)
   if not os.path.isabs(path) and not os.path.isfile(path) and os.path.isfile(os.path.join(REPO, path)):
     path = os.path.join(REPO, path)
   try:
-    config = config_files.load(path + sep + variant)
+    config = config_files.load(path + (":" + variant if variant else ""))
   except ConfigError as e:
     raise SystemExit(f"error: {e}") from None
   config.lock()

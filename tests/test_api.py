@@ -195,3 +195,22 @@ def test_histories_are_cleaned_as_the_pipeline_cleans_its_data(trained):
     reference = [t for t in expected[bounds[row]:bounds[row + 1]] if t != 0]
     assert mine == reference, (histories[int(user)], mine, reference)
   assert list(unknown) == [1, 0, 1, 0] and list(seqs.lengths) == [2, 2, 2, 0]
+
+
+def test_ids_are_read_as_the_readers_read_them():
+  from bert4rec_jax import api
+  assert api._id(3.0, 0) == 3 and isinstance(api._id(np.int64(3), 0), int) and api._id(2.5, 0) == 2.5
+  assert api._id("007", 0) == "007"
+  for missing in (None, float("nan"), pd.NA, pd.NaT, np.nan):
+    with pytest.raises(DataError, match="missing id"):
+      api._id(missing, 0)
+  with pytest.raises(DataError, match="boolean"):
+    api._id(True, 0)
+
+
+def test_loading_a_model_again_compiles_nothing_new(trained):
+  first = Recommender.load(trained["result"]["model_dir"])
+  second = Recommender.load(trained["result"]["model_dir"])
+  assert first._scorer is second._scorer  # the jitted functions' static argument: one compile per shape
+  huge = 2 ** 70  # beyond 64 bits: a label, unknown here, never an OverflowError
+  assert list(second.recommend([[huge]], k=2).unknown) == [1]

@@ -133,3 +133,12 @@ def test_the_migration_guide_names_every_argument_of_the_tf2_pipeline():
                    "masked_lm_prob", "max_predictions_per_seq", "prop_sliding_window", "drop_duplicates",
                    "training_time_limit_seconds", "predictions_per_user"):
     assert f"`{argument}`" in text, argument
+
+
+def test_a_config_path_with_a_colon_in_its_name(tmp_path):
+  folder = tmp_path / "2024-01-01T10:00"
+  folder.mkdir()
+  (folder / "cfg.py").write_text("from bert4rec_jax.configs import synthetic\n\ndef get_config(v=''):\n"
+                                 "  c = synthetic.get_config(v)\n  c.project = 'colon' + v\n  return c\n")
+  assert config_files.load(str(folder / "cfg.py")).project == "colon"
+  assert config_files.load(str(folder / "cfg.py") + ":tiny").project == "colontiny"

@@ -3,6 +3,7 @@ the checkout: the commands, the shipped configs by name, no top-level `configs` 
 data folder default that belongs to the user, not to site-packages."""
 import glob
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -11,7 +12,7 @@ import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COMMANDS = ("bert4rec-jax", "bert4rec-sweep", "bert4rec-compare", "bert4rec-reproduce", "bert4rec-benchmark",
-            "bert4rec-dev-subset")
+            "bert4rec-dev-subset", "bert4rec-plot")
 
 
 @pytest.fixture(scope="module")
@@ -19,8 +20,14 @@ def installed(tmp_path_factory):
   """A venv holding only the project's wheel; its dependencies come from this environment's
   site-packages through a .pth file (so no download, and none of this checkout on its path)."""
   root = tmp_path_factory.mktemp("packaged")
+  source = root / "source"  # a copy: building leaves build/ and *.egg-info beside the sources it read
+  source.mkdir()
+  for name in ("pyproject.toml", "setup.cfg", "README.md", "bert4rec_jax", "configs", "experiments"):
+    (shutil.copytree if os.path.isdir(os.path.join(REPO, name)) else shutil.copy)(
+        os.path.join(REPO, name), source / name, **({"ignore": shutil.ignore_patterns("__pycache__")}
+                                                    if os.path.isdir(os.path.join(REPO, name)) else {}))
   wheels = root / "wheels"
-  build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheels), REPO],
+  build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheels), str(source)],
                          capture_output=True, text=True, timeout=600, cwd=root)
   assert build.returncode == 0, build.stdout + build.stderr
   (wheel,) = glob.glob(str(wheels / "*.whl"))

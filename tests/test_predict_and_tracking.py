@@ -128,7 +128,7 @@ def _tensorboard_scalars(folder):
   return out
 
 
-def test_tensorboard_event_files_hold_what_wandb_gets(tiny_config, tmp_path):
+def test_tensorboard_event_files_hold_what_wandb_gets(tiny_config, tmp_path, caplog):
   c = tiny_config
   c.tracking.tensorboard = True
   t = Tracker(c, str(tmp_path), "run-name")
@@ -141,6 +141,7 @@ def test_tensorboard_event_files_hold_what_wandb_gets(tiny_config, tmp_path):
   assert scalars == pytest.approx({("train/loss", 3): 1.5, ("train/learning_rate", 3): 0.01,
                                    ("valid/ndcg_10", 10): 0.25, ("valid/num_users", 10): 600.0,
                                    ("test/ndcg_10", 10): 0.5})
+  assert "illegal" not in caplog.text  # tags are written TensorBoard's way, not renamed with a log line each
   c.tracking.tensorboard = False
   Tracker(c, str(tmp_path / "off"), "run").close()
   assert not os.path.exists(tmp_path / "off" / "tensorboard")

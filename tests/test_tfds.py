@@ -24,7 +24,7 @@ def interactions(seed=0) -> pd.DataFrame:
 
 def build(data_dir: str, df: pd.DataFrame, name: str = "tiny_ratings", with_time: bool = True) -> None:
   """A GeneratorBasedBuilder with MovieLens ratings' field names and types, prepared as array_record."""
-  features = {"user_id": np.str_, "movie_id": np.str_, "user_rating": np.float32}
+  features = {"user_id": np.str_, "movie_id": np.str_, "movie_title": np.str_, "user_rating": np.float32}
   if with_time:
     features["timestamp"] = np.int64
 
@@ -36,7 +36,8 @@ def build(data_dir: str, df: pd.DataFrame, name: str = "tiny_ratings", with_time
 
   def _generate_examples(self):
     for i, row in enumerate(df.itertuples()):
-      record = {"user_id": row.user, "movie_id": str(row.item), "user_rating": 4.0}
+      record = {"user_id": row.user, "movie_id": str(row.item), "movie_title": f"title {row.item}",
+                "user_rating": 4.0}
       if with_time:
         record["timestamp"] = row.timestamp
       yield i, record
@@ -88,6 +89,10 @@ def test_a_tfds_source_trains_like_the_same_rows_from_a_file(prepared, tiny_conf
   again = pipeline.run(c, str(tmp_path), mode="train")
   assert again["model_name"] == out["model_name"] and again["step"] == 20
   assert os.listdir(tmp_path / "data" / "inputs") == [saved]
+  # Another field as the item: another file (never the first one's columns), another model.
+  c.data.item_col = "movie_title"
+  titles = pipeline.run(c, str(tmp_path), mode="prepare")
+  assert len(os.listdir(tmp_path / "data" / "inputs")) == 2 and titles["data_key"] != out["data_key"]
 
 
 def test_tfds_mistakes_are_one_line_each(prepared, tiny_config, tmp_path):
@@ -110,6 +115,10 @@ def test_tfds_mistakes_are_one_line_each(prepared, tiny_config, tmp_path):
     with pytest.raises(DataError, match="tfrecord format, which only TensorFlow reads: rebuild it"):
       pipeline.run(tfds_config(tiny_config.copy_and_resolve_references(), tfrecord_dir), str(tmp_path),
                    mode="prepare")
+  file_order = tfds_config(tiny_config.copy_and_resolve_references(), data_dir)
+  file_order.data.time_col = "file_order"
+  with pytest.raises(DataError, match="TFDS source has no order of its own"):
+    pipeline.run(file_order, str(tmp_path), mode="prepare")
   # No time field: TFDS shuffles records, so there is no order to train on.
   untimed = str(tmp_path / "untimed")
   build(untimed, df, name="untimed_ratings", with_time=False)
