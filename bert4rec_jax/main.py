@@ -76,6 +76,9 @@ def flag_error(argv, error: Exception) -> str:
       meant = re.search(r'Did you mean "([^"]+)"', message)
       hint = f" (did you mean {path.rsplit('.', 1)[0]}.{meant.group(1)}?)" if meant and path.endswith(field) else ""
       return f"{path}: the config has no field {field!r}{hint}; `bert4rec-jax --fields` lists every field"
+  if "--config must have a value" in message:
+    return (f"--config is required: a shipped config's name ({', '.join(config_files.names())}) or a config file's "
+            "path; bert4rec-jax --help shows the flags")
   if "Failed loading config file" in message:
     given = next((a.split("=", 1)[1] for a in argv[1:] if a.startswith("--config=")), "")
     reason = (f"no such file, nor a shipped config of that name: {', '.join(config_files.names())}"
@@ -227,8 +230,13 @@ def main(argv):
 
 
 def _fail(message: str):
-  logging.error("%s", message)
+  if not _console_active():  # logging to files: the message goes there too; on the console, once
+    logging.error("%s", message)
   sys.exit(f"error: {message}")
+
+
+def _console_active() -> bool:
+  return any(isinstance(h, _Console) for h in py_logging.getLogger().handlers)
 
 
 def run_cli():

@@ -212,6 +212,7 @@ def test_the_command_line_answers_mistakes_in_one_line(tmp_path):
        "error: --config.trian.batch_size: the config has no field 'trian'"),
       (["--config=configs/synthetic.py:tiny", "--config.train.num_train_steps=abc"],
        "error: flag --config.train.num_train_steps=abc"),
+      ([], "error: --config is required: a shipped config's name (beauty, default, ml1m, synthetic)"),
       (["--config=configs/nope.py"], "error: --config=configs/nope.py: cannot load the config file (no such file, "
        "nor a shipped config of that name: beauty, default, ml1m, synthetic)"),
       (["--config=configs/synthetic.py:tiny", "--config.train.batch_size=0"],
@@ -222,3 +223,4 @@ def test_the_command_line_answers_mistakes_in_one_line(tmp_path):
     lines = [x for x in out.stderr.splitlines() if x.startswith("error:")]
     assert out.returncode == 1 and "Traceback" not in out.stderr, (args, out.stderr[-2000:])
     assert len(lines) == 1 and lines[0].startswith(want), (args, out.stderr[-2000:])
+    assert out.stderr.count(lines[0][len("error: "):]) == 1, out.stderr  # said once, not logged as well
