@@ -18,6 +18,7 @@ does. Histories are read exactly as the pipeline's inference reads them: the sam
 the model's reading (model.read_last) and, by default, every item of the history excluded from
 its recommendations.
 """
+import contextlib
 import functools
 import hashlib
 import logging
@@ -102,7 +103,7 @@ class Recommender:
     # A shared lock while the checkpoint is read: never while a run trains or replaces the model.
     parent = os.path.dirname(os.path.abspath(model_dir))
     lock = (io_utils.lock(pipeline._model_lock(os.path.dirname(parent), model_dir), f"model {model_dir}",
-                          shared=True) if os.path.basename(parent) == "models" else _nothing())
+                          shared=True) if os.path.basename(parent) == "models" else contextlib.nullcontext())
     with lock:
       params, step, _ = model_store.load_params(folder, trainer.create_state(config, vocab.num_items),
                                                 config.train.num_train_steps)
@@ -230,14 +231,6 @@ def _scorer(model):
 
 def _chunk(num_items: int) -> int:
   return min(num_items, 1 << 16)
-
-
-class _nothing:
-  def __enter__(self):
-    return self
-
-  def __exit__(self, *exc):
-    return False
 
 
 def _as_histories(histories) -> List[Sequence]:
