@@ -10,7 +10,7 @@ A model folder is an identity. `<workdir>/models/<name>/` holds
   checkpoints/        Orbax; damaged_checkpoints/ holds any that failed to restore
   checksums.json      sha256 of every file of every finished checkpoint, checked before a restore
   selection.json      the validation curve that selects the checkpoint used (`selection`)
-  train_time.json, train_devices.json, metrics.jsonl, wandb/
+  train_time.json, valid_time.json, train_devices.json, metrics.jsonl, wandb/
 
 Any run that would resume, evaluate or serve a folder under another identity stops before any
 work with one line naming what differs and the two ways out (another model name, or
@@ -42,6 +42,7 @@ IDENTITY_FILE = "identity.json"
 CONFIG_FILE = "config.json"
 TRAIN_TIME_FILE = "train_time.json"  # {step: training seconds of every invocation that led to it}
 TRAIN_DEVICES_FILE = "train_devices.json"  # {step: the devices of the invocation that saved it}
+VALID_TIME_FILE = "valid_time.json"  # {step: seconds of periodic validation inside those training seconds}
 CHECKSUMS_FILE = "checksums.json"  # {step: {file under checkpoints/<step>: sha256}}
 
 # Fields that do not change the trained model, left out of its identity (and name), so that,
@@ -456,15 +457,47 @@ def load_params(folder: Folder, state, num_train_steps: int) -> Tuple[object, in
 
 # --- training time and devices -----------------------------------------------------------------
 
+def _record(model_dir: str, name: str) -> Dict[int, object]:
+  path = os.path.join(model_dir, name)
+  return {int(k): v for k, v in io_utils.read_json(path).items()} if os.path.exists(path) else {}
+
+
+def _newest(record: Dict[int, object], step: int) -> Optional[int]:
+  """The newest step of a {step: value} record at or before `step` (None: none)."""
+  known = [s for s in record if s <= step]
+  return max(known) if known else None
+
+
 def training_seconds(model_dir: str, step: int) -> float:
   """Wall-clock training seconds that produced the checkpoint at `step`, summed over every
   invocation that contributed to it (0 when unknown)."""
-  path = os.path.join(model_dir, TRAIN_TIME_FILE)
-  if not os.path.exists(path):
+  record = _record(model_dir, TRAIN_TIME_FILE)
+  at = _newest(record, step)
+  return float(record[at]) if at is not None else 0.0
+
+
+def validation_seconds(model_dir: str, step: int) -> Optional[float]:
+  """The part of `training_seconds(model_dir, step)` spent in periodic validation: 0 before any
+  training, None when an invocation that led to `step` did not record it (a model trained before
+  it was kept)."""
+  at = _newest(_record(model_dir, TRAIN_TIME_FILE), step)
+  if at is None:
     return 0.0
-  record = io_utils.read_json(path)
-  known = [int(s) for s in record if int(s) <= step]
-  return float(record[str(max(known))]) if known else 0.0
+  valid = _record(model_dir, VALID_TIME_FILE)
+  return float(valid[at]) if at in valid else None
+
+
+def training_time(model_dir: str) -> Optional[dict]:
+  """What training the model cost, to the newest step recorded: {"step", "seconds",
+  "validation_seconds", "validation_share"} (periodic validation's part of the seconds; both
+  None when it was not recorded), or None for a folder with no record."""
+  record = _record(model_dir, TRAIN_TIME_FILE)
+  if not record:
+    return None
+  step = max(record)
+  seconds, valid = float(record[step]), validation_seconds(model_dir, step)
+  return {"step": step, "seconds": round(seconds, 2), "validation_seconds": valid,
+          "validation_share": round(valid / seconds, 4) if valid is not None and seconds > 0 else None}
 
 
 def training_devices(model_dir: str, step: int) -> list:
@@ -483,8 +516,14 @@ def training_devices(model_dir: str, step: int) -> list:
   return out
 
 
-def record_training_seconds(model_dir: str, step: int, seconds: float, devices: str) -> None:
-  for name, value in ((TRAIN_TIME_FILE, round(seconds, 2)), (TRAIN_DEVICES_FILE, devices)):
+def record_training_seconds(model_dir: str, step: int, seconds: float, devices: str,
+                             valid_seconds: Optional[float] = None) -> None:
+  """Records, for the checkpoint at `step`, the training seconds that led to it, the devices of
+  this invocation and (when given) the seconds of periodic validation among them."""
+  values = [(TRAIN_TIME_FILE, round(seconds, 2)), (TRAIN_DEVICES_FILE, devices)]
+  if valid_seconds is not None:
+    values.append((VALID_TIME_FILE, round(valid_seconds, 2)))
+  for name, value in values:
     path = os.path.join(model_dir, name)
     record = io_utils.read_json(path) if os.path.exists(path) else {}
     record = {s: v for s, v in record.items() if int(s) < step}  # a re-run from an older checkpoint replaces later ones

@@ -203,12 +203,17 @@ def _train_evaluate_predict(config, mode, devices, stop_at, prepared, train_seqs
       if chosen:
         result["selection"] = chosen
         tracker.summary({f"selection/{k}": v for k, v in chosen.items() if k != "curve"})
+      timing = model_store.training_time(folder.path)
+      if timing:
+        result["training_time"] = timing
+        tracker.summary({f"training_time/{k}": v for k, v in timing.items() if v is not None})
     if mode in ("evaluate", "all"):
       popularity = evaluate.popularity_params(train_seqs, num_items)
       for split_name, split in splits.items():
         result[f"{split_name}_metrics"] = _evaluate_split(
             config, evaluator(split), scorer, params, popularity, prepared, split_name, name, eval_dir,
-            tracker, stats=prepared.stats, kind=config.model.kind, checkpoint_step=step, chosen=chosen)
+            tracker, stats=prepared.stats, kind=config.model.kind, checkpoint_step=step, chosen=chosen,
+            timing=result.get("training_time"))
       tracker.artifact(f"results-{name}", "results", [eval_dir])
     if mode in ("predict", "all"):
       path = os.path.join(predict_dir, "predictions.parquet")
@@ -450,17 +455,17 @@ def _announce(path: str) -> None:
 
 
 def _evaluate_split(config, ev, scorer, params, popularity, prepared, split_name, name, out_dir, tracker, stats,
-                    kind="bert4rec", checkpoint_step=None, chosen=None):
+                    kind="bert4rec", checkpoint_step=None, chosen=None, timing=None):
   """Ranks one split for the model (and the popularity baseline), writes JSON (+ per-user file).
   The model's row is named by its kind (bert4rec | sasrec)."""
   ranks = ev.ranks(scorer, params, top_k=config.eval.per_user_top_k)
   extra = {"popularity": ev.metrics(evaluate.popularity_scorer, popularity)} if config.eval.popularity_baseline else {}
   return _write_split_results(config, ranks, extra, prepared, ev, split_name, name, out_dir, tracker, stats, kind,
-                              checkpoint_step, chosen)
+                              checkpoint_step, chosen, timing)
 
 
 def _write_split_results(config, ranks, extra_rows, prepared, ev, split_name, name, out_dir, tracker, stats, kind,
-                         checkpoint_step, chosen=None):
+                         checkpoint_step, chosen=None, timing=None):
   """`<split>_metrics.json` ({kind: metrics, **extra_rows}, the checkpoint step and how it was
   selected, the settings and the sampled protocol's real negative counts), the per-user file when
   config.eval.per_user_top_k > 0 (user, target, rank[, sampled_rank][, top_items]), the printed
@@ -474,6 +479,7 @@ def _write_split_results(config, ranks, extra_rows, prepared, ev, split_name, na
   path = os.path.join(out_dir, f"{split_name}_metrics.json")
   io_utils.write_json(path, {"model_name": name, "split": split_name, "metrics": rows, "data_stats": stats,
                              "checkpoint_step": checkpoint_step, **({"selection": chosen} if chosen else {}),
+                             **({"training_time": timing} if timing else {}),
                              "settings": _settings(config, "eval"),
                              **({"sampled_negatives": negatives} if negatives else {})})
   if config.eval.per_user_top_k:

@@ -259,6 +259,8 @@ def train(config, model_dir: str, train_seqs, valid_evaluator: Optional[evaluate
   if sel is not None and sel.best is not None:
     protect.steps = {sel.best["step"]}
   seconds_before = model_store.training_seconds(model_dir, start)
+  valid_before = model_store.validation_seconds(model_dir, start)  # None: an earlier invocation did not time it
+  valid_seconds = 0.0  # this invocation's periodic validation (part of its training seconds)
   end = tc.num_train_steps if stop_at is None else min(stop_at, tc.num_train_steps)
   if sel is not None and sel.should_stop:
     logging.info("Training stopped early at step %d (no better validation %s in %d validations after step %d): "
@@ -338,8 +340,10 @@ def train(config, model_dir: str, train_seqs, valid_evaluator: Optional[evaluate
       periodic = bool(tc.eval_every_steps) and done % tc.eval_every_steps == 0
       if valid_evaluator is not None and ((periodic or done == tc.num_train_steps) if selecting
                                           else periodic and not last):
+        valid_t0 = time.perf_counter()
         scores = valid_evaluator.metrics(valid_scorer, p_state.params, replicated=True,
                                          ks=selection.cutoffs(config.eval.ks, tc.select_metric))
+        valid_seconds += time.perf_counter() - valid_t0
         if parallel.is_primary():
           k = min(config.eval.ks, key=lambda x: abs(x - 10))  # 10 when asked for (any cut-offs are valid)
           bar.write(f"step {done}: valid ndcg@{k} {scores[f'ndcg@{k}']:.4f} hr@{k} {scores[f'hr@{k}']:.4f}")
@@ -359,7 +363,8 @@ def train(config, model_dir: str, train_seqs, valid_evaluator: Optional[evaluate
         manager.save(done, args=ocp.args.StandardSave(parallel.unreplicate(p_state)), force=True)
         if parallel.is_primary():
           model_store.record_training_seconds(model_dir, done, seconds_before + time.perf_counter() - t0,
-                                   parallel.describe_devices(devices))
+                                              parallel.describe_devices(devices),
+                                              None if valid_before is None else valid_before + valid_seconds)
       if out_of_time:
         logging.info("Stopping at step %d: training_time_limit_seconds=%s reached", done,
                      tc.training_time_limit_seconds)
@@ -372,6 +377,10 @@ def train(config, model_dir: str, train_seqs, valid_evaluator: Optional[evaluate
     manager.wait_until_finished()
     model_store.record_checksums(manager, model_dir)
     manager.close()
+  ran = time.perf_counter() - t0
+  if valid_seconds and ran > 0:
+    logging.info("This run trained for %.0f s, of which periodic validation took %.1f s (%.1f%%)", ran, valid_seconds,
+                 100 * valid_seconds / ran)
   if interrupted and step + 1 < end and not early:
     name = stop.received or "SIGTERM"  # another process received it
     raise Interrupted(name, step + 1, int(getattr(signal, name)))

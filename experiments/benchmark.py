@@ -18,6 +18,14 @@ Suites:
            history (p50 / p99 over --recommend_calls calls, after a first pass over the same
            histories that compiles each input width; its time is reported too) and throughput for
            10,000 histories in one call, for the two shapes.
+  validation  (not in the default run: minutes) what periodic validation costs inside the training
+           loop, for each shipped config on
+           its own data (--validation_configs; `default@<file>`: the recipe on a file of
+           BERT4REC_DATA_DIR; a row whose file is missing says so): the median step (after each
+           timed width has compiled), one validation of eval.max_valid_users users, and their
+           share of a whole run's time (the config's steps and validation period, resolved from
+           the data as a run resolves them). The trainer also records the measured share of every
+           run (`training_time` in the results JSON).
   large    a 1M-item catalogue in a fresh process: sampled-softmax training steps and a full
            evaluation, with peak RSS.
   bucketed (not in the default run: minutes) inputs larger than memory: 100M interactions in a
@@ -244,6 +252,82 @@ def bench_recommend(shape, overrides, repeats, calls):
           "repeats": repeats}
 
 
+def bench_validation(spec, overrides, repeats, steps):
+  """Periodic validation against training for one shipped config (`name` or `name@data file`)."""
+  import tempfile
+  import jax
+  from bert4rec_jax import config_files, evaluate, input_pipeline, model as model_lib, parallel, pipeline, recipe
+  from bert4rec_jax import selection, trainer
+  from bert4rec_jax.configs import default
+  name, _, data_file = spec.partition("@")
+  c = config_files.load(name)
+  if data_file:
+    c.data.format, c.data.path = "text", os.path.join(default.DATA_DIR, data_file)
+  c.wandb.mode = "disabled"
+  c = apply_overrides(c, overrides)
+  if c.data.format != "synthetic" and not os.path.exists(c.data.path):
+    return {"skipped": f"no data file {c.data.path} (set BERT4REC_DATA_DIR)"}
+  with tempfile.TemporaryDirectory() as work:
+    prepared, _ = pipeline._load_or_prepare(c.data, work, pipeline.min_seq_length(c))
+  train_seqs, splits = pipeline.task_splits(c.task, prepared.sequences)
+  if "valid" not in splits:
+    return {"skipped": f"task {c.task} has no validation split"}
+  num_items = prepared.vocab.num_items
+  if recipe.auto_fields(c):
+    recipe.resolve(c, train_seqs, num_items)
+  trainer.resolve_schedule(c, train_seqs)
+  devices = parallel.local_devices(c.train.num_devices)
+  step, sampler = trainer.make_step(c, num_items, devices, train_seqs)
+  p_state = parallel.replicate(trainer.create_state(c, num_items), devices)
+
+  def run_steps(state):
+    batches = input_pipeline.training_batches(c, train_seqs, 0, devices)
+    for _ in range(steps):
+      batch, num_targets = next(batches)
+      state, m = step(state, batch, sampler, num_targets)
+    jax.block_until_ready(m)
+    return state
+
+  t0 = time.perf_counter()
+  p_state = run_steps(p_state)  # compiles every batch width of the timed steps (the same steps each time)
+  first_steps_s = time.perf_counter() - t0
+  step_times = []
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    p_state = run_steps(p_state)
+    step_times.append((time.perf_counter() - t0) / steps)
+  step_s = statistics.median(step_times)
+  ev = evaluate.Evaluator(splits["valid"], prepared.vocab, eval_config=c.eval, max_seq_length=c.model.max_seq_length,
+                          devices=devices, seed=c.seed, max_users=c.eval.max_valid_users)
+  scorer = evaluate.model_scorer(model_lib.from_config(c.model, num_items))
+  ks = selection.cutoffs(c.eval.ks, c.train.select_metric)
+  t0 = time.perf_counter()
+  ev.metrics(scorer, p_state.params, replicated=True, ks=ks)
+  first_valid_s = time.perf_counter() - t0
+  valid_times = []
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    ev.metrics(scorer, p_state.params, replicated=True, ks=ks)
+    valid_times.append(time.perf_counter() - t0)
+  valid_s = statistics.median(valid_times)
+  n, every = c.train.num_train_steps, c.train.eval_every_steps
+  validations = (n // every if every else 0) + (1 if c.train.select_metric and (not every or n % every) else 0)
+  train_total, valid_total = n * step_s, validations * valid_s
+  valid_compile = max(0.0, first_valid_s - valid_s)  # what compiling the evaluation step added
+  train_compile = max(0.0, first_steps_s - steps * step_s)  # and the training step's widths met in the timed steps
+  return {"config": name, "data": os.path.basename(c.data.path) if c.data.format != "synthetic" else "synthetic",
+          "num_train_steps": n, "eval_every_steps": every, "validations": validations,
+          "validated_users": len(ev.index), "batch_size": c.train.batch_size,
+          "max_seq_length": c.model.max_seq_length, "num_items": num_items, "loss": c.train.loss,
+          "step_seconds": round(step_s, 4), "validation_seconds": round(valid_s, 3),
+          "first_validation_seconds_incl_compile": round(first_valid_s, 2),
+          "first_steps_seconds_incl_compile": round(first_steps_s, 2),
+          "validation_share": round(valid_total / (train_total + valid_total), 4),
+          "validation_share_incl_compilation": round((valid_total + valid_compile)
+                                                     / (train_total + train_compile + valid_total + valid_compile), 4),
+          "timed_steps": steps, "repeats": repeats}
+
+
 def prepare_child(n: int) -> dict:
   """In a fresh process: synthetic interactions -> prepare -> save; time and peak RSS."""
   import pandas as pd
@@ -396,6 +480,8 @@ def main():
   ap.add_argument("--chunk_rows", type=int, default=5_000_000, help="bucketed suite: rows read at a time")
   ap.add_argument("--stream_users", type=int, default=10_000_000, help="users for the stream_predict suite")
   ap.add_argument("--repeats", type=int, default=3)
+  ap.add_argument("--validation_configs", default="synthetic,ml1m,beauty,default@ml-1m.txt.gz,default@beauty.txt",
+                  help="validation suite: shipped configs, `name@file` for one on a file of BERT4REC_DATA_DIR")
   ap.add_argument("--recommend_calls", type=int, default=200, help="recommend suite: one-history calls timed")
   ap.add_argument("--train_steps", type=int, default=10, help="timed steps per repeat")
   ap.add_argument("--set", action="append", default=[], help="config override section.field=value (repeatable)")
@@ -445,6 +531,8 @@ def main():
       "eval": lambda: {sh: bench_eval(sh, args.set, args.repeats) for sh in shapes},
       "predict": lambda: {sh: bench_predict(sh, args.set, args.repeats) for sh in shapes},
       "recommend": lambda: {sh: bench_recommend(sh, args.set, args.repeats, args.recommend_calls) for sh in shapes},
+      "validation": lambda: {sp: bench_validation(sp, args.set, args.repeats, args.train_steps)
+                             for sp in args.validation_configs.split(",")},
       "large": lambda: in_child("large", "", extra),
       # One run each (minutes long): a fresh process, so its peak RSS is its own.
       "bucketed": lambda: [in_child("bucketed", f"{n}:{args.chunk_rows}")

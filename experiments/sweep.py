@@ -158,6 +158,7 @@ def child(spec_json: str) -> None:
   record = {"run": spec["run"], "point": spec["point"], "seed": spec["seed"], "model_name": out["model_name"],
             "model_dir": out["model_dir"], "results_dir": out["results_dir"],
             "train_seconds": model_store.training_seconds(out["model_dir"], last),
+            "validation_seconds": model_store.validation_seconds(out["model_dir"], last),
             "devices": model_store.training_devices(out["model_dir"], last),
             "wall_seconds": time.time() - t0, "steps_trained": last,
             "selection": {k: v for k, v in out.get("selection", {}).items() if k != "curve"},
@@ -276,7 +277,8 @@ def results_frame(records, values):
     row = {"run": rec["run"], "seed": rec["seed"], **{k: _cell(v) for k, v in values[rec["run"]].items()}}
     row.update({f"test/{k}": v for k, v in rec["test"].items()})
     row.update({f"valid/{k}": v for k, v in rec["valid"].items()})
-    row.update({"train_seconds": rec["train_seconds"], "model_name": rec["model_name"],
+    row.update({"train_seconds": rec["train_seconds"], "validation_seconds": rec.get("validation_seconds"),
+                "model_name": rec["model_name"],
                 "selected_step": rec.get("selection", {}).get("step")})
     rows.append(row)
   return pd.DataFrame(rows)

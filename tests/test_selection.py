@@ -9,7 +9,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from bert4rec_jax import dataset, evaluate, model as model_lib, pipeline, selection, trainer
+from bert4rec_jax import dataset, evaluate, model as model_lib, model_store, pipeline, selection, trainer
 from bert4rec_jax.errors import ConfigError
 
 
@@ -126,9 +126,23 @@ def test_resuming_keeps_the_same_selection(tiny_config, tmp_path):
   record["curve"].append({"step": 120, "value": 2.0, "metrics": {"ndcg@10": 2.0}})
   with open(path, "w") as f:
     json.dump(record, f)
+  before = model_store.training_time(first["model_dir"])
+  assert before["step"] == 100 and 0 < before["validation_seconds"] < before["seconds"]
   resumed = pipeline.run(c, str(tmp_path / "resumed"), mode="all")
   assert resumed["step"] == straight["step"] and resumed["checkpoint_step"] == straight["checkpoint_step"]
   assert resumed["selection"] == straight["selection"]
+  # What training cost, summed over both invocations: periodic validation's part of it too.
+  timing = resumed["training_time"]
+  assert timing["step"] == resumed["step"] and timing["seconds"] > before["seconds"]
+  assert before["validation_seconds"] < timing["validation_seconds"] < timing["seconds"]
+  assert timing["validation_share"] == pytest.approx(timing["validation_seconds"] / timing["seconds"], abs=1e-4)
+  with open(os.path.join(resumed["results_dir"], "test_metrics.json")) as f:
+    assert json.load(f)["training_time"] == timing
+  # A model trained before validation was timed: its share is unknown, never counted as zero.
+  os.remove(os.path.join(straight["model_dir"], model_store.VALID_TIME_FILE))
+  old = pipeline.run(c, str(tmp_path / "straight"), mode="evaluate")
+  assert old["training_time"]["seconds"] > 0 and old["training_time"]["validation_seconds"] is None
+  assert old["training_time"]["validation_share"] is None
   for split in ("valid_metrics", "test_metrics"):
     for k, v in straight[split]["bert4rec"].items():
       assert resumed[split]["bert4rec"][k] == pytest.approx(v, abs=1e-6), (split, k)
