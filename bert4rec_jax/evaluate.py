@@ -239,25 +239,33 @@ class Evaluator:
     self.block = parallel.process_block(len(self.index))  # this process's users (all, with one process)
     d = len(devices)
     self.batch_size = -(-eval_config.batch_size // d) * d  # round up to a multiple of the devices
-    # One static history width for the whole split: one compilation.
-    self.history_width = input_pipeline.bucket(int(split.history.lengths[self.index].max()))
+    # Users are scored shortest history first, each batch's input cut to the window its longest
+    # history needs (a power of two, at most max_seq_length) and its history (for exclusion) to a
+    # power of two as well: the model reads a right-aligned window the same at any width (padding
+    # is never attended), so a short history costs what it holds, in a few compiled shapes.
+    self._order = np.argsort(split.history.lengths[self.index[self.block]], kind="stable")
     self._negatives: Optional[tuple] = None  # (negatives, valid) of this process's block
     self._all_negatives: Optional[tuple] = None  # of every evaluated user, when asked for
 
   def _host_batches(self, with_negatives: bool):
-    """(real rows, batch) over this process's block of users; an empty block still gives one
-    batch (of padding), so that every process has outputs of the same shape to gather."""
+    """(real rows, batch) over this process's block of users in `_order` (shortest history
+    first); an empty block still gives one batch (of padding), so that every process has outputs
+    of the same shape to gather."""
     split, index = self.split, self.index[self.block]
     negatives = self._negatives if with_negatives else ()
+    lengths = split.history.lengths
     for start in range(0, max(len(index), 1), self.batch_size):
       real = min(self.batch_size, len(index) - start)
-      rows = index[start:start + self.batch_size] if real else self.index[:1]
-      idx, batch = input_pipeline.scoring_batch(split.history, rows, self.batch_size, self.max_seq_length,
-                                                self.vocab.mask_id, self.history_width)
+      picked = self._order[start:start + self.batch_size]
+      rows = index[picked] if real else self.index[:1]
+      longest = int(lengths[rows].max())
+      width = min(self.max_seq_length, input_pipeline.bucket(longest + 1, floor=8))
+      idx, batch = input_pipeline.scoring_batch(split.history, rows, self.batch_size, width, self.vocab.mask_id,
+                                                input_pipeline.bucket(longest))
       batch["targets"] = split.targets[idx].astype(np.int32)  # [B]
       if with_negatives:  # padding rows get no valid negative
         for key, values in zip(("negatives", "negative_valid"), negatives):
-          chunk = values[start:start + real]
+          chunk = values[picked]
           batch[key] = np.concatenate([chunk, np.zeros((self.batch_size - real,) + chunk.shape[1:], chunk.dtype)])
       yield real, batch
 
@@ -318,8 +326,10 @@ class Evaluator:
       reals.append(real)
       outs.append(step(p_params, parallel.put_sharded(batch, self.devices)))
     result = {}
-    for name in outs[0]:  # this process's users, then every process's, in order
-      local = np.concatenate([parallel.unshard(o[name])[:r] for o, r in zip(outs, reals)])
+    for name in outs[0]:  # this process's users (back from shortest-first), then every process's, in order
+      scored = np.concatenate([parallel.unshard(o[name])[:r] for o, r in zip(outs, reals)])
+      local = np.empty_like(scored)
+      local[self._order] = scored
       result[name] = parallel.gather_blocks(local, len(self.index))
     return result
 

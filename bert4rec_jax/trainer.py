@@ -340,6 +340,7 @@ def train(config, model_dir: str, train_seqs, valid_evaluator: Optional[evaluate
       periodic = bool(tc.eval_every_steps) and done % tc.eval_every_steps == 0
       if valid_evaluator is not None and ((periodic or done == tc.num_train_steps) if selecting
                                           else periodic and not last):
+        jax.block_until_ready(p_state)  # the steps dispatched before it are training's time, not validation's
         valid_t0 = time.perf_counter()
         scores = valid_evaluator.metrics(valid_scorer, p_state.params, replicated=True,
                                          ks=selection.cutoffs(config.eval.ks, tc.select_metric))
