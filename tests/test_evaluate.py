@@ -117,3 +117,44 @@ def test_a_nan_score_ranks_the_target_worst_never_first(tiny_config):
     # Column 0 would score lowest; as NaN it counts against the target wherever it is shown (user 1
     # only: users 0 and 2 have item token 1 in their history).
     np.testing.assert_array_equal(ev.ranks(nan_low, params)["full"], ev.ranks(plain, params)["full"] + [0, 1, 0])
+
+
+def test_cut_windows_rank_as_the_full_window(tiny_config):
+  """Users are scored shortest history first, each batch cut to the window its longest history
+  needs: a real model's ranks (full and sampled, history excluded or not, on several devices)
+  equal a per-user reference that reads every history at the full window, up to float rounding."""
+  from bert4rec_jax import model as model_lib, trainer
+  rng = np.random.default_rng(3)
+  lengths = rng.choice([2, 3, 5, 9, 14, 20, 33, 47, 70, 90], size=70)  # every window width from 8 to 64
+  seqs = preprocess.Sequences(offsets=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+                              items=rng.integers(1, 61, int(lengths.sum())).astype(np.int32))
+  _, _, test = preprocess.leave_one_out(seqs)
+  vocab = preprocess.ItemVocab(ids=np.arange(1, 61), counts=np.bincount(seqs.items, minlength=61)[1:].astype(np.int64))
+  c = tiny_config
+  L = c.model.max_seq_length = 64
+  c.eval.batch_size, c.eval.num_negatives = 8, 10
+  model = model_lib.from_config(c.model, vocab.num_items)
+  params = trainer.create_state(c, vocab.num_items).params
+  scorer = evaluate.model_scorer(model)
+  table = np.asarray(scorer.table(params))
+  for exclude in (True, False):
+    c.eval.exclude_history = exclude
+    ev = evaluate.Evaluator(test, vocab, eval_config=c.eval, max_seq_length=L, devices=parallel.local_devices(2),
+                            seed=0)
+    ranks = ev.ranks(scorer, params)
+    negatives, valid = ev._negatives
+    for u in range(len(test.rows)):
+      hist = list(test.history[u])
+      window = ([0] * L + hist[-(L - 1):])[-(L - 1):] + [vocab.mask_id]
+      scores = np.asarray(scorer.query(params, jnp.asarray([window], jnp.int32))[0])[0] @ table.T
+      target = test.targets[u] - 1
+      others = np.ones(vocab.num_items, bool)
+      others[target] = False
+      if exclude:
+        others[np.asarray(hist) - 1] = False
+      tol = 1e-5 * max(1.0, float(np.abs(scores).max()))
+      low, high = (others & (scores > scores[target] + tol)).sum(), (others & (scores >= scores[target] - tol)).sum()
+      assert low <= ranks["full"][u] <= high, (u, len(hist))
+      negs = negatives[u][valid[u]]
+      s_low, s_high = (scores[negs] > scores[target] + tol).sum(), (scores[negs] >= scores[target] - tol).sum()
+      assert s_low <= ranks["sampled"][u] <= s_high, (u, len(hist))
