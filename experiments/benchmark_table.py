@@ -10,7 +10,7 @@ import json
 import sys
 
 
-MEDIAN_SUITES = ("prepare", "train", "eval", "predict", "recommend", "large_1m_items")
+MEDIAN_SUITES = ("prepare", "train", "eval", "predict", "recommend", "validation", "large_1m_items")
 
 
 def section(doc: dict, title: str) -> str:
@@ -22,7 +22,8 @@ def section(doc: dict, title: str) -> str:
            f"Command: `{doc['command']}`" + (f" ({doc['date']})" if "date" in doc else ""), ""]
   if doc["overrides"]:
     lines += [f"Overrides: `{' '.join(doc['overrides'])}`", ""]
-  for key in ("prepare", "train", "eval", "predict", "recommend", "large_1m_items", "bucketed", "stream_predict"):
+  for key in ("prepare", "train", "eval", "predict", "recommend", "validation", "large_1m_items", "bucketed",
+              "stream_predict"):
     if isinstance(doc.get(key), dict) and "error" in doc[key]:
       lines += [f"Suite `{key}` failed: `{doc.pop(key)['error'].splitlines()[-1]}`", ""]
   if "prepare" in doc:
@@ -62,6 +63,22 @@ def section(doc: dict, title: str) -> str:
     lines += ["", "One history: latency of a call with one history, over the histories of the first pass (which "
               "compiled each input width it met), repeated once compiled. Throughput: one call with every "
               "history (batched shortest-first, each batch cut to the window its longest history needs).", ""]
+  if "validation" in doc:
+    lines += ["### Periodic validation inside training, per shipped config (target: under 10% of the run)", "",
+              "| config | data | steps | validated every | validations | users | step (s) | one validation (s) |"
+              " validation's share | with compilation |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for n, r in doc["validation"].items():
+      if "skipped" in r or "error" in r:
+        lines.append(f"| {n} | {r.get('skipped') or r.get('error')} | | | | | | | | |")
+        continue
+      lines.append(f"| {r['config']} ({r.get('task', '')}) | {r['data']} | {r['num_train_steps']:,} | {r['eval_every_steps']:,} |"
+                   f" {r['validations']} | {r['validated_users']:,} | {r['step_seconds']:.3f} |"
+                   f" {r['validation_seconds']:.2f} | {100 * r['validation_share']:.1f}% |"
+                   f" {100 * r['validation_share_incl_compilation']:.1f}% |")
+    lines += ["", "Share: validations x one validation over the run's steps x the median step plus those validations "
+              "(each step width compiled first); with compilation: the first validation's and the timed steps' "
+              "compile time added. Each trained model's measured share is in its results JSON (`training_time`).",
+              ""]
   for key, label in (("eval", "Full-ranking + sampled evaluation of every user"),
                      ("predict", "Inference (top-10 to Parquet) for every user")):
     if key in doc:
