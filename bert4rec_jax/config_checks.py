@@ -131,7 +131,8 @@ def _check_model(p: _Problems, config) -> None:
   p.at_least("model.num_hidden_layers", m.num_hidden_layers, 0)
   p.at_least("model.intermediate_size", m.intermediate_size, 1)
   p.one_of("model.hidden_act", m.hidden_act, sorted(model_lib.ACTIVATIONS))
-  p.fraction("model.hidden_dropout_prob", m.hidden_dropout_prob)
+  if m.hidden_dropout_prob != -1:  # -1: from the data (recipe)
+    p.fraction("model.hidden_dropout_prob", m.hidden_dropout_prob)
   p.fraction("model.attention_probs_dropout_prob", m.attention_probs_dropout_prob)
   p.need(m.initializer_range > 0 and math.isfinite(m.initializer_range), "model.initializer_range",
          m.initializer_range, "must be > 0")
@@ -191,9 +192,10 @@ def _check_training(p: _Problems, config) -> None:
     p.need(bool(t.select_metric), "train.patience", t.patience, "early stopping needs config.train.select_metric")
     p.need(bool(t.eval_every_steps or t.eval_every_epochs), "train.patience", t.patience,
            "early stopping needs periodic validation (config.train.eval_every_steps or eval_every_epochs > 0)")
-  p.need(t.learning_rate > 0 and math.isfinite(t.learning_rate), "train.learning_rate", t.learning_rate,
-         "must be > 0")
-  p.at_least("train.weight_decay", t.weight_decay, 0)
+  p.need(t.learning_rate >= 0 and math.isfinite(t.learning_rate), "train.learning_rate", t.learning_rate,
+         "must be > 0 (0 = from the data)")
+  if t.weight_decay != -1:  # -1: from the data (recipe)
+    p.at_least("train.weight_decay", t.weight_decay, 0)
   p.fraction("train.adam_b1", t.adam_b1)
   p.fraction("train.adam_b2", t.adam_b2)
   p.need(t.adam_eps > 0 and math.isfinite(t.adam_eps), "train.adam_eps", t.adam_eps, "must be > 0")

@@ -58,16 +58,38 @@ def test_resolve_fills_only_what_is_left_to_the_data():
   assert c.train.num_train_steps == math.ceil(c.train.budget_per_interaction * 5000 / (256 * 8))
   assert c.train.num_warmup_steps == round(0.02 * c.train.num_train_steps)
   assert c.train.eval_every_steps == math.ceil(c.train.num_train_steps / c.train.auto_validations)
-  assert len(lines) == 6 and not recipe.auto_fields(c)
+  # 5,000 training interactions over 40,000 items: sparse data, the faster rate with strong regularisation.
+  assert (c.train.learning_rate, c.train.weight_decay, c.model.hidden_dropout_prob) == recipe.SPARSE_SETTINGS
+  assert len(lines) == 9 and not recipe.auto_fields(c)
+  assert "train.learning_rate=0.003: 0.1 training interactions per item < 23 (sparse data)" in lines
   config_checks.validate(c)  # what was chosen is a valid config
 
   # Given values are kept; a catalogue within 2 x num_negatives trains on the full softmax.
   c = default.get_config()
-  c.model.max_seq_length, c.train.num_train_steps = 30, 700
+  c.model.max_seq_length, c.train.num_train_steps, c.train.learning_rate = 30, 700, 5e-4
   recipe.resolve(c, seqs, num_items=16_384)
   assert (c.model.max_seq_length, c.train.num_train_steps, c.train.loss) == (30, 700, "full")
+  assert (c.train.learning_rate, c.train.weight_decay, c.model.hidden_dropout_prob) == (5e-4, 0.3, 0.5)
   assert c.train.eval_every_steps == 35 and c.masking.max_predictions_per_seq == math.ceil(
       c.masking.masked_lm_prob * 30)
+
+
+def test_the_rate_and_regularisation_follow_training_interactions_per_item():
+  """Fewer than 23 training interactions per item: 3e-3, weight decay 0.3, dropout 0.5; at 23
+  and above: 1e-3, 0.01, 0.2 (the boundary is dense). Only what is left to the data changes."""
+  from configs import default
+  seqs = _seqs([23] * 100)  # 2,300 training interactions
+  for num_items, expected in ((101, recipe.SPARSE_SETTINGS), (100, recipe.DENSE_SETTINGS),
+                              (1, recipe.DENSE_SETTINGS)):
+    c = default.get_config()
+    recipe.resolve(c, seqs, num_items=num_items)
+    assert (c.train.learning_rate, c.train.weight_decay, c.model.hidden_dropout_prob) == expected, num_items
+    assert c.model.attention_probs_dropout_prob == 0.2
+  c = default.get_config()
+  c.train.weight_decay, c.model.hidden_dropout_prob = 0.0, 0.1
+  lines = recipe.resolve(c, seqs, num_items=101)
+  assert (c.train.learning_rate, c.train.weight_decay, c.model.hidden_dropout_prob) == (3e-3, 0.0, 0.1)
+  assert [x.split("=")[0] for x in lines if "interactions per item" in x] == ["train.learning_rate"]
 
 
 def test_a_schedule_in_epochs_is_resolved_before_the_validation_period_left_to_the_data():
@@ -84,12 +106,15 @@ def test_absurd_recipe_settings_are_named_in_one_error():
   c = default.get_config()
   c.train.budget_per_interaction, c.train.auto_validations = -1.0, 0
   c.train.num_warmup_steps, c.train.eval_every_steps, c.train.loss = -2, -3, "autoo"
+  c.train.learning_rate, c.train.weight_decay, c.model.hidden_dropout_prob = -1.0, -0.5, -0.2
   with pytest.raises(ConfigError) as e:
     config_checks.validate(c)
   text = str(e.value)
-  assert text.startswith("5 settings need fixing")
-  for field in ("budget_per_interaction", "auto_validations", "num_warmup_steps", "eval_every_steps", "train.loss"):
+  assert text.startswith("8 settings need fixing")
+  for field in ("budget_per_interaction", "auto_validations", "num_warmup_steps", "eval_every_steps", "train.loss",
+                "learning_rate", "weight_decay"):
     assert f"config.train.{field.split('.')[-1]}=" in text
+  assert "config.model.hidden_dropout_prob=-0.2" in text
 
 
 def test_shipped_configs_leave_nothing_to_the_data():
@@ -99,18 +124,19 @@ def test_shipped_configs_leave_nothing_to_the_data():
     assert recipe.auto_fields(c) == []
   assert set(recipe.auto_fields(default.get_config())) == {
       "model.max_seq_length", "masking.max_predictions_per_seq", "train.loss", "train.num_train_steps",
-      "train.num_warmup_steps", "train.eval_every_steps"}
+      "train.num_warmup_steps", "train.eval_every_steps", "train.learning_rate", "train.weight_decay",
+      "model.hidden_dropout_prob"}
 
 
-def _interactions(path, users, seed):
-  """A CSV with string ids and timestamps, rows shuffled: each user walks a cycle of 30 items
-  with one of 3 strides (a next-item pattern a sequence model can learn)."""
+def _interactions(path, users, seed, items=30):
+  """A CSV with string ids and timestamps, rows shuffled: each user walks a cycle of `items`
+  items with one of 3 strides (a next-item pattern a sequence model can learn)."""
   rng = np.random.default_rng(seed)
   rows = []
   for u in range(users):
-    stride, pos = rng.integers(1, 4), rng.integers(30)
+    stride, pos = rng.integers(1, 4), rng.integers(items)
     for t in range(rng.integers(4, 14)):
-      rows.append((f"user-{u}", f"item-{(pos + stride * t) % 30:02d}", 1_600_000_000 + 60 * t))
+      rows.append((f"user-{u}", f"item-{(pos + stride * t) % items:03d}", 1_600_000_000 + 60 * t))
   frame = pd.DataFrame(rows, columns=["user", "item", "timestamp"]).sample(frac=1.0, random_state=seed)
   frame.to_csv(path, index=False)
   return frame
@@ -135,7 +161,8 @@ def test_the_recipe_trains_a_file_it_has_never_seen(tmp_path):
   log = out.stdout + out.stderr
   assert out.returncode == 0, log[-3000:]
   for line in ("From the data: model.max_seq_length=50", "From the data: train.loss='full'",
-               "From the data: train.num_train_steps="):
+               "From the data: train.num_train_steps=", "From the data: train.learning_rate=0.001: ",
+               "From the data: model.hidden_dropout_prob=0.2: "):  # about 70 training interactions per item: dense
     assert line in log
   (name,) = os.listdir(tmp_path / "models")
   assert name.startswith("bert4rec_hs64_msl50_mpps")
@@ -158,11 +185,15 @@ def test_the_recipe_trains_a_file_it_has_never_seen(tmp_path):
   assert os.listdir(tmp_path / "models") == [name]
 
   other = tmp_path / "other.csv"
-  _interactions(other, users=200, seed=1)
+  _interactions(other, users=200, seed=1, items=600)  # about 2 training interactions per item: sparse
   third = _cli(tmp_path, f"--config.data.path={other}", "--config.train.budget_per_interaction=20", "--mode=train")
   assert third.returncode == 0, third.stderr[-2000:]
+  assert "From the data: train.learning_rate=0.003: " in third.stdout + third.stderr
   models = sorted(os.listdir(tmp_path / "models"))
   assert len(models) == 2 and name in models  # another file: another model, the first untouched
+  sparse = json.loads((tmp_path / "models" / next(m for m in models if m != name) / "config.json").read_text())
+  assert (sparse["config"]["train"]["learning_rate"], sparse["config"]["train"]["weight_decay"],
+          sparse["config"]["model"]["hidden_dropout_prob"]) == (3e-3, 0.3, 0.5)
   # A window the data leaves too short for a warmup that is set is refused once the window is known.
   refused = _cli(tmp_path, f"--config.data.path={other}", "--config.train.warmup_seq_length=60", "--mode=train")
   assert refused.returncode == 1 and "config.train.warmup_seq_length=60" in refused.stderr
