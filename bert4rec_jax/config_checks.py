@@ -131,8 +131,9 @@ def _check_model(p: _Problems, config) -> None:
   p.at_least("model.num_hidden_layers", m.num_hidden_layers, 0)
   p.at_least("model.intermediate_size", m.intermediate_size, 1)
   p.one_of("model.hidden_act", m.hidden_act, sorted(model_lib.ACTIVATIONS))
-  if m.hidden_dropout_prob != -1:  # -1: from the data (recipe)
-    p.fraction("model.hidden_dropout_prob", m.hidden_dropout_prob)
+  d = m.hidden_dropout_prob
+  p.need(isinstance(d, (int, float)) and (d == -1 or 0.0 <= d < 1.0), "model.hidden_dropout_prob", d,
+         "must be in [0, 1) (-1 = from the data)")
   p.fraction("model.attention_probs_dropout_prob", m.attention_probs_dropout_prob)
   p.need(m.initializer_range > 0 and math.isfinite(m.initializer_range), "model.initializer_range",
          m.initializer_range, "must be > 0")
@@ -194,8 +195,9 @@ def _check_training(p: _Problems, config) -> None:
            "early stopping needs periodic validation (config.train.eval_every_steps or eval_every_epochs > 0)")
   p.need(t.learning_rate >= 0 and math.isfinite(t.learning_rate), "train.learning_rate", t.learning_rate,
          "must be > 0 (0 = from the data)")
-  if t.weight_decay != -1:  # -1: from the data (recipe)
-    p.at_least("train.weight_decay", t.weight_decay, 0)
+  w = t.weight_decay
+  p.need(isinstance(w, (int, float)) and math.isfinite(w) and (w == -1 or w >= 0), "train.weight_decay", w,
+         "must be >= 0 (-1 = from the data)")
   p.fraction("train.adam_b1", t.adam_b1)
   p.fraction("train.adam_b2", t.adam_b2)
   p.need(t.adam_eps > 0 and math.isfinite(t.adam_eps), "train.adam_eps", t.adam_eps, "must be > 0")
