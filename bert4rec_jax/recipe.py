@@ -82,14 +82,15 @@ def sequence_length(lengths: np.ndarray) -> int:
   return int(min(AUTO_LENGTH_MAX, AUTO_LENGTH_GRAIN * max(1, math.ceil((p + 1) / AUTO_LENGTH_GRAIN))))
 
 
-def mean_width(config, train_seqs, max_steps: int = 1600) -> float:
+def mean_width(config, train_seqs, max_steps: int = 1600, min_steps: int = 400) -> float:
   """Columns of an average training batch: max_seq_length, or with train.length_buckets the mean
-  width of the stream's first epoch (at most `max_steps` batches of it)."""
+  width of the stream's first batches: its first epoch, at least `min_steps` batches (a small
+  dataset's epoch is a few batches, whose widths vary with the seed) and at most `max_steps`."""
   from bert4rec_jax import input_pipeline
   if not config.train.get("length_buckets"):
     return float(config.model.max_seq_length)
   stream = input_pipeline.make_stream(config, train_seqs)
-  steps = max(1, min(max_steps, math.ceil(stream.num_examples / config.train.batch_size)))
+  steps = max(min_steps, min(max_steps, math.ceil(stream.num_examples / config.train.batch_size)))
   return float(np.mean([stream.width(s) for s in range(steps)]))
 
 
