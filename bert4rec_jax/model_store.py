@@ -495,7 +495,8 @@ def training_time(model_dir: str) -> Optional[dict]:
   if not record:
     return None
   step = max(record)
-  seconds, valid = float(record[step]), validation_seconds(model_dir, step)
+  valid = _record(model_dir, VALID_TIME_FILE).get(step)  # recorded at the same steps, when it was
+  seconds, valid = float(record[step]), None if valid is None else float(valid)
   return {"step": step, "seconds": round(seconds, 2), "validation_seconds": valid,
           "validation_share": round(valid / seconds, 4) if valid is not None and seconds > 0 else None}
 
@@ -505,9 +506,7 @@ def training_devices(model_dir: str, step: int) -> list:
   `step`, in order, a repeat of the same devices listed once; "unrecorded devices" stands for
   invocations from before this was kept (their time is in train_time.json, their devices not)."""
   def steps(name):
-    path = os.path.join(model_dir, name)
-    record = io_utils.read_json(path) if os.path.exists(path) else {}
-    return sorted(((int(s), v) for s, v in record.items() if int(s) <= step))
+    return sorted((s, v) for s, v in _record(model_dir, name).items() if s <= step)
   devices, timed = steps(TRAIN_DEVICES_FILE), steps(TRAIN_TIME_FILE)
   out = ["unrecorded devices"] if timed and (not devices or timed[0][0] < devices[0][0]) else []
   for _, d in devices:
