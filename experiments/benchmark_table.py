@@ -3,7 +3,8 @@
   python experiments/benchmark_table.py results/cpu.json [more.json ...] > docs/benchmarks.md
 
 Each document becomes one section headed by its device and the exact command that produced it;
-documents of experiments/compare_recbole.py become a side-by-side section.
+documents of experiments/compare_recbole.py become a side-by-side section, and those of
+experiments/time_to_quality.py a quality-against-seconds section.
 """
 import datetime
 import json
@@ -205,6 +206,34 @@ def recbole_section(doc: dict) -> str:
   return "\n".join(lines)
 
 
+def time_to_quality_section(doc: dict) -> str:
+  """A document of experiments/time_to_quality.py: one line per row, then each row's curve."""
+  name = {"ml1m": "MovieLens-1M", "beauty": "Amazon Beauty"}.get(doc["dataset"], doc["dataset"])
+  lines = [f"## Time to quality, {name}, {doc.get('device', 'no device')}", "", f"Command: `{doc['command']}` ({doc['date']})", ""]
+  if "skipped" in doc:
+    return "\n".join(lines + [f"Skipped: {doc['skipped']}.", ""])
+  d, base, th = doc["data"], doc["baselines"], doc["thresholds"]
+  lines += [f"Data: {d['file']}, {d['users']:,} users, {d['items']:,} items, train_val_test. Every row trains from scratch"
+            f" for at most {doc['budget_seconds']:g} s of training wall-clock, compilation included; every"
+            f" {doc['eval_every_seconds']:g} s of it, validation and test are scored in full (not on the clock). The model"
+            " shipped at each moment is the one with the best validation NDCG@10 so far; test figures are that model's."
+            f" For scale: Markov chain test NDCG@10 {base['markov']['test_ndcg@10']:.4f}, most popular"
+            f" {base['most_popular']['test_ndcg@10']:.4f}.", "",
+            "| row | what | trained (s) | steps | schedule ended | compile (s) | chosen step | its test NDCG@10 | its test HR@10 | "
+            + " | ".join(f"s to {x:g}" for x in th) + " |",
+            "|---|---|---:|---:|---|---:|---:|---:|---:|" + "---:|" * len(th)]
+  for name_, r in doc["rows"].items():
+    f = r["final"] or {}
+    to = " | ".join("–" if r["seconds_to"][f"{x:g}"] is None else f"{r['seconds_to'][f'{x:g}']:.0f}" for x in th)
+    lines.append(f"| {name_} | {r['description']} | {r['train_seconds']:.0f} | {r['steps']:,} |"
+                 f" {'yes' if r['schedule_finished'] else 'no'} | {r['compile_seconds']:.1f} | {f.get('selected_step', 0):,} |"
+                 f" {f.get('selected_test_ndcg@10', 0):.4f} | {f.get('selected_test_hr@10', 0):.4f} | {to} |")
+  lines += ["", "Curves (seconds of training: test NDCG@10 of the model validation chose by then):", ""]
+  for name_, r in doc["rows"].items():
+    lines.append(f"- {name_}: " + ", ".join(f"{c['seconds']:.0f} s: {c['selected_test_ndcg@10']:.4f}" for c in r["curve"]))
+  return "\n".join(lines + [""])
+
+
 def main(paths):
   docs = [json.load(open(p)) for p in paths]
   out = ["# Benchmarks", "",
@@ -215,6 +244,9 @@ def main(paths):
   for doc in docs:
     if "throughput_identical_shapes" in doc:
       out.append(recbole_section(doc))
+      continue
+    if "budget_seconds" in doc and "dataset" in doc:
+      out.append(time_to_quality_section(doc))
       continue
     d = doc["devices"]
     title = (f"CPU, {doc['cpu_count']} cores" if d["platform"] == "cpu" else f"{d['kind']} x {d['count']}")
