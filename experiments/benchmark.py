@@ -104,13 +104,22 @@ def apply_overrides(config, overrides):
   return config
 
 
+def override_error(e: Exception) -> str:
+  """One line for an override apply_overrides could not apply (an unknown field, a bad value)."""
+  if isinstance(e, KeyError):
+    return f"no such setting '{str(e.args[0] if e.args else e).strip(chr(39) + chr(34))}'"
+  return str(e)
+
+
 def emit_json(result: dict, out: str = "") -> None:
-  """Prints the document, and writes it to `out` too when given."""
+  """Prints the document, and writes it to `out` too when given (atomically)."""
   text = json.dumps(result, indent=2)
   print(text)
-  if out:
-    with open(out, "w") as f:
-      f.write(text + "\n")
+  if out:  # whole or not at all: a run killed while writing leaves the previous file as it was
+    from bert4rec_jax import io_utils
+    with io_utils.atomic_path(out) as tmp:
+      with open(tmp, "w") as f:
+        f.write(text + "\n")
 
 
 def bench_train(shape, overrides, repeats, steps):

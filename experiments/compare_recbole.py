@@ -370,6 +370,10 @@ def main():
   if args._ours:
     print(json.dumps({"ours": ours_child(json.loads(args._ours))}), flush=True)
     return
+  try:  # our settings checked before RecBole's hour, not after it
+    benchmark.apply_overrides(default.get_config() if args.ours_settings == "recipe" else default.base(), args.set)
+  except (KeyError, ValueError) as e:
+    ap.error(f"--set {args.set}: {benchmark.override_error(e)}")
   if not os.path.exists(args.data):
     raise SystemExit(f"{args.data} not found: set BERT4REC_DATA_DIR or pass --data")
   os.makedirs(args.workdir, exist_ok=True)

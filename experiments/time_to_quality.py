@@ -218,6 +218,12 @@ def main():
     [float(x) for x in args.thresholds.split(",") if x]
   except ValueError:
     ap.error(f"--thresholds must be comma-separated numbers, not {args.thresholds!r}")
+  from bert4rec_jax import config_checks
+  for name in rows:  # every row's settings checked before anything runs
+    try:
+      config_checks.validate(row_config(args.dataset, ROWS[args.dataset][name][1], args), "train")
+    except (KeyError, ValueError, config_checks.ConfigError) as e:
+      ap.error(f"row {name} with --set {args.set}: {benchmark.override_error(e)}")
   args.data = args.data or os.path.join(default.DATA_DIR, DATA_FILES[args.dataset])
   result = {"command": "python experiments/time_to_quality.py " + " ".join(sys.argv[1:]),
             "date": time.strftime("%Y-%m-%d"), "dataset": args.dataset, "budget_seconds": args.budget_seconds,

@@ -107,7 +107,9 @@ def test_missing_data_is_a_skipped_document(tmp_path):
 @pytest.mark.parametrize("bad, says", [("--rows=paper,nope", "--rows: nope; the ml1m rows are paper,"),
                                        ("--budget_seconds=0", "--budget_seconds must be > 0"),
                                        ("--steps_scale=-1", "--steps_scale must be > 0"),
-                                       ("--thresholds=high", "--thresholds must be comma-separated numbers")])
+                                       ("--thresholds=high", "--thresholds must be comma-separated numbers"),
+                                       ("--set=train.nope=1", "no such setting 'nope'"),
+                                       ("--set=train.batch_size=-3", "config.train.batch_size=-3: must be >= 1")])
 def test_bad_flags_are_one_line(tmp_path, bad, says):
   done = _run(tmp_path, "--dataset=ml1m", bad)
   assert done.returncode == 2 and says in done.stderr.strip().splitlines()[-1]
