@@ -104,6 +104,13 @@ def apply_overrides(config, overrides):
   return config
 
 
+def ndcg_hr_at_10(full_ranks):
+  """(NDCG@10, HR@10) of full-ranking ranks, rounded as the experiment documents print them."""
+  from bert4rec_jax import evaluate
+  s = evaluate.summarize_ranks({"full": full_ranks}, (10,))
+  return round(s["ndcg@10"], 5), round(s["hr@10"], 5)
+
+
 def override_error(e: Exception) -> str:
   """One line for an override apply_overrides could not apply (an unknown field, a bad value)."""
   if isinstance(e, KeyError):

@@ -175,9 +175,9 @@ def ours_child(spec: dict) -> dict:
   for kind in baselines.KINDS:  # under both protocols, by the same evaluators, fitted on the same training data
     baseline[kind] = {}
     for ex, ev in evaluators.items():
-      s = evaluate.summarize_ranks({"full": baselines.split_ranks(kind, ev, train_seqs, num_items, ex)["full"]}, (10,))
       suffix = "_history_excluded" if ex else ""
-      baseline[kind][f"ndcg@10{suffix}"], baseline[kind][f"hr@10{suffix}"] = round(s["ndcg@10"], 5), round(s["hr@10"], 5)
+      baseline[kind][f"ndcg@10{suffix}"], baseline[kind][f"hr@10{suffix}"] = benchmark.ndcg_hr_at_10(
+          baselines.split_ranks(kind, ev, train_seqs, num_items, ex)["full"])
   print(json.dumps({"ours_baselines": baseline}), flush=True)
   curve, clock, steps = [], 0.0, 0
   compile_s = None
@@ -198,9 +198,8 @@ def ours_child(spec: dict) -> dict:
     row = {"train_seconds": round(clock, 1), "steps": steps, "sequences": steps * c.train.batch_size,
            "epochs": round(steps * c.train.batch_size / examples_per_epoch, 2)}
     for ex, r in ranks.items():
-      s = evaluate.summarize_ranks({"full": r}, (10,))
       suffix = "_history_excluded" if ex else ""
-      row[f"ndcg@10{suffix}"], row[f"hr@10{suffix}"] = round(s["ndcg@10"], 5), round(s["hr@10"], 5)
+      row[f"ndcg@10{suffix}"], row[f"hr@10{suffix}"] = benchmark.ndcg_hr_at_10(r)
     curve.append(row)
     print(json.dumps({"ours_progress": row}), flush=True)
     if clock >= budget or steps >= c.train.num_train_steps:  # a fixed horizon: a first crossing can be a transient peak

@@ -111,9 +111,7 @@ def load_splits(c, args):
 
 
 def score(ev, scorer, params):
-  from bert4rec_jax import evaluate
-  s = evaluate.summarize_ranks({"full": ev.ranks(scorer, params, replicated=True)["full"]}, (10,))
-  return round(s["ndcg@10"], 5), round(s["hr@10"], 5)
+  return benchmark.ndcg_hr_at_10(ev.ranks(scorer, params, replicated=True)["full"])
 
 
 def with_selection(curve, point):
@@ -130,7 +128,7 @@ def run_row(name, description, overrides, args, shared):
   from bert4rec_jax import config_checks, evaluate, input_pipeline, model as model_lib, parallel, trainer
   c = row_config(args.dataset, overrides, args)
   config_checks.validate(c, "train")
-  prepared, train, evaluators, valid_share_users = shared
+  prepared, train, evaluators = shared
   num_items = prepared.vocab.num_items
   devices = parallel.local_devices(0)
   trainer.resolve_schedule(c, train)
@@ -169,7 +167,7 @@ def run_row(name, description, overrides, args, shared):
   thresholds = [float(x) for x in args.thresholds.split(",") if x]
   per_eval = sum(eval_s) / max(len(eval_s), 1)
   # Each evaluation scored both splits, every user of each: a periodic validation of valid_users users costs
-  validation = per_eval * valid_share_users / max(2 * len(evaluators["valid"].split.rows), 1)
+  validation = per_eval * args.valid_users / max(2 * len(evaluators["valid"].split.rows), 1)
   return {"description": description, "overrides": list(overrides) + list(args.set),
           "settings": {"batch_size": c.train.batch_size, "learning_rate": c.train.learning_rate,
                        "num_train_steps": c.train.num_train_steps, "num_warmup_steps": c.train.num_warmup_steps,
@@ -253,9 +251,8 @@ def main():
   for kind in baselines.KINDS:
     base[kind] = {}
     for split, ev in evaluators.items():
-      s = evaluate.summarize_ranks({"full": baselines.split_ranks(kind, ev, train, prepared.vocab.num_items, True)["full"]},
-                                   (10,))
-      base[kind][f"{split}_ndcg@10"], base[kind][f"{split}_hr@10"] = round(s["ndcg@10"], 5), round(s["hr@10"], 5)
+      base[kind][f"{split}_ndcg@10"], base[kind][f"{split}_hr@10"] = benchmark.ndcg_hr_at_10(
+          baselines.split_ranks(kind, ev, train, prepared.vocab.num_items, True)["full"])
   result["baselines"] = base
   log(f"{result['data']['users']:,} users, {result['data']['items']:,} items on {result['device']}; Markov chain test "
       f"NDCG@10 {base['markov']['test_ndcg@10']:.4f}")
@@ -263,7 +260,7 @@ def main():
   for name in rows:
     description, overrides = ROWS[args.dataset][name]
     log(f"row {name}: {description}")
-    result["rows"][name] = run_row(name, description, overrides, args, (prepared, train, evaluators, args.valid_users))
+    result["rows"][name] = run_row(name, description, overrides, args, (prepared, train, evaluators))
   benchmark.emit_json(result, args.out)
 
 
