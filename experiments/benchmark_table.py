@@ -3,7 +3,8 @@
   python experiments/benchmark_table.py results/cpu.json [more.json ...] > docs/benchmarks.md
 
 Each document becomes one section headed by its device and the exact command that produced it;
-documents of experiments/compare_recbole.py become a side-by-side section, and those of
+documents of experiments/compare_recbole.py become a side-by-side section (with --ours_only, a
+section of our curve alone, as used to choose our settings on the validation split), and those of
 experiments/time_to_quality.py a quality-against-seconds section.
 """
 import datetime
@@ -234,6 +235,29 @@ def time_to_quality_section(doc: dict) -> str:
   return "\n".join(lines + [""])
 
 
+def ours_alone_section(doc: dict) -> str:
+  """A document of experiments/compare_recbole.py --ours_only: our curve alone on one split."""
+  d, ours, split = doc["data"], doc["ours"], doc["split"]
+  st = ours["settings"]
+  overrides = st.get("overrides") or []
+  what = ("configs/default.py's recipe" if st.get("config") == "recipe" else "configs/default.py base()") + (
+      " with " + ", ".join(f"`{x}`" for x in overrides) if overrides else " as is")
+  lines = [f"## Ours alone on the {split} split, {doc['cpu_count']} CPU cores: {what}", "",
+           f"Command: `{doc['command']}` ({doc['date']})", "",
+           f"Data: {d['file']}, {d['users']:,} users, {d['items']:,} items, {d['interactions']:,} interactions,"
+           f" leave-one-out; full ranking of the {split} split without history exclusion (history excluded beside"
+           " it). Training clock only (evaluation excluded); " + (
+               "what the recipe chose from the data: " + "; ".join(f"`{x.split(':')[0]}`" for x in st["from_the_data"])
+               if st.get("from_the_data") else "no settings chosen from the data") + ".", "",
+           f"| training (s) | step | {split} NDCG@10 | history excluded |", "|---:|---:|---:|---:|"]
+  lines += [f"| {r['train_seconds']:.0f} | {r['steps']:,} | {r['ndcg@10']:.4f} | {r['ndcg@10_history_excluded']:.4f} |"
+            for r in ours["curve"]]
+  b = ours["baselines"]
+  lines += ["", f"Same split and protocol: most-popular {b['most_popular']['ndcg@10']:.4f}, Markov chain"
+            f" {b['markov']['ndcg@10']:.4f}.", ""]
+  return "\n".join(lines)
+
+
 def main(paths):
   docs = [json.load(open(p)) for p in paths]
   out = ["# Benchmarks", "",
@@ -242,6 +266,9 @@ def main(paths):
          "Synthetic data with the real sets' shapes (users, items, length distribution); see the",
          "docstring of `experiments/benchmark.py` for what each suite measures.", ""]
   for doc in docs:
+    if "split" in doc and "ours" in doc and "recbole" not in doc:
+      out.append(ours_alone_section(doc))
+      continue
     if "throughput_identical_shapes" in doc:
       out.append(recbole_section(doc))
       continue

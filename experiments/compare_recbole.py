@@ -2,6 +2,7 @@
 
   python experiments/compare_recbole.py                          # ML-1M, RecBole trains 60 min
   python experiments/compare_recbole.py --users=300 --recbole_minutes=2 --eval_at=1,2 --ours_minutes=2   # a quick look
+  python experiments/compare_recbole.py --ours_only --split=valid --ours_minutes=10 --set=...   # choose our settings
 
 What it does, in order:
 1. Reads the data (the SASRec/BERT4Rec `user item` text format; default ml-1m.txt.gz from
@@ -46,6 +47,10 @@ each user's most recent L training items per epoch (6,040 examples on ML-1M) wit
 masks every step, so one of our epochs is ~160x shorter. Epoch counts are therefore not
 comparable (and the recipe's sliding windows give ours a few more examples per epoch on long
 histories); sequences/s on identical shapes and wall-clock time to a test NDCG@10 are.
+
+Choosing our settings: --ours_only runs step 4 alone (no RecBole) and --split=valid evaluates the
+validation split (second-to-last items) instead of test, so that settings for the side-by-side run
+are chosen on validation curves and the test split is read only by the run that reports them.
 
 Evaluation protocol: RecBole's full ranking of sequential models does not exclude the user's
 history (its FullSortEvalDataLoader passes no history for sequential models), so for the
@@ -153,7 +158,8 @@ def ours_child(spec: dict) -> dict:
   t0 = time.perf_counter()
   df = load_users(spec["data"], spec["users"])
   prepared = preprocess.prepare(df, drop_duplicates=False, min_seq_length=3)
-  train_seqs, _, test = preprocess.leave_one_out(prepared.sequences)
+  train_seqs, valid, test = preprocess.leave_one_out(prepared.sequences)
+  held_out = valid if spec.get("split", "test") == "valid" else test
   prepare_s = time.perf_counter() - t0
   num_items = prepared.vocab.num_items
 
@@ -168,7 +174,7 @@ def ours_child(spec: dict) -> dict:
   for exclude in (False, True):
     ec = c.eval.copy_and_resolve_references()
     ec.exclude_history = exclude
-    evaluators[exclude] = evaluate.Evaluator(test, prepared.vocab, eval_config=ec,
+    evaluators[exclude] = evaluate.Evaluator(held_out, prepared.vocab, eval_config=ec,
                                              max_seq_length=c.model.max_seq_length, devices=devices, seed=c.seed)
 
   baseline = {}
@@ -210,10 +216,10 @@ def ours_child(spec: dict) -> dict:
   L = spec["max_seq_length"]
   benchmark.SHAPES["recbole_identical"] = dict(users=4096, items=num_items, mean_len=2.0 * L, min_len=L, L=L,
                                                P=int(0.2 * L), p=0.2)
-  shaped = benchmark.bench_train("recbole_identical", [f"train.batch_size={spec['batch_size']}",
+  shaped = None if spec.get("ours_only") else benchmark.bench_train("recbole_identical", [f"train.batch_size={spec['batch_size']}",
                                                        "model.intermediate_size=256"], repeats=3, steps=10)
   return {"jax": jax.__version__, "devices": f"{len(devices)} x {devices[0].device_kind}",
-          "prepare_seconds": round(prepare_s, 1), "compile_seconds": round(compile_s, 1),
+          "split": spec.get("split", "test"), "prepare_seconds": round(prepare_s, 1), "compile_seconds": round(compile_s, 1),
           "training_examples_per_epoch": examples_per_epoch, "num_items": num_items,
           "settings": {"config": spec.get("settings", "base"), "from_the_data": chosen,
                        "learning_rate": c.train.learning_rate, "warmup_steps": c.train.num_warmup_steps,
@@ -315,9 +321,9 @@ def our_config(spec: dict, train_seqs, num_items: int):
 def run_ours(args) -> dict:
   spec = {"data": args.data, "users": args.users, "max_seq_length": args.max_seq_length, "batch_size": args.batch_size,
           "decay_steps": args.decay_steps, "set": our_settings(args.ours_settings, args.max_seq_length, args.set),
-          "settings": args.ours_settings,
+          "settings": args.ours_settings, "split": args.split, "ours_only": args.ours_only,
           "max_minutes": args.ours_minutes}
-  log(f"ours: {args.ours_minutes:g} min of training, evaluating the test split as it goes")
+  log(f"ours: {args.ours_minutes:g} min of training, evaluating the {args.split} split as it goes")
   proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--_ours=" + json.dumps(spec)],
                           stdout=subprocess.PIPE, text=True, cwd=REPO)
   result = None
@@ -325,11 +331,11 @@ def run_ours(args) -> dict:
     doc = json.loads(line)
     if "ours_progress" in doc:
       p = doc["ours_progress"]
-      log(f"ours at {p['train_seconds']:.0f} s (step {p['steps']}): test NDCG@10 {p['ndcg@10']:.4f} "
+      log(f"ours at {p['train_seconds']:.0f} s (step {p['steps']}): {args.split} NDCG@10 {p['ndcg@10']:.4f} "
           f"(history excluded {p['ndcg@10_history_excluded']:.4f})")
     if "ours_baselines" in doc:
       for kind, b in doc["ours_baselines"].items():
-        log(f"{kind}: test NDCG@10 {b['ndcg@10']:.4f} (history excluded {b['ndcg@10_history_excluded']:.4f})")
+        log(f"{kind}: {args.split} NDCG@10 {b['ndcg@10']:.4f} (history excluded {b['ndcg@10_history_excluded']:.4f})")
     result = doc.get("ours", result)
   if proc.wait() or result is None:
     raise SystemExit(f"our run failed (exit {proc.returncode})")
@@ -358,8 +364,14 @@ def main():
   ap.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "bert4rec_jax_compare_recbole"))
   ap.add_argument("--venv", default="", help="RecBole's environment (default: <workdir>/recbole-venv)")
   ap.add_argument("--out", default="", help="also write the JSON here")
+  ap.add_argument("--ours_only", action="store_true",
+                  help="run our side alone (no RecBole, no comparison): for choosing our settings with --split=valid")
+  ap.add_argument("--split", choices=("test", "valid"), default="test",
+                  help="the split ours is evaluated on; valid (second-to-last items) only with --ours_only")
   ap.add_argument("--_ours", default="", help=argparse.SUPPRESS)
   args = ap.parse_args()
+  if args.split == "valid" and not args.ours_only:
+    ap.error("--split=valid needs --ours_only: RecBole's curve is on the test split, and so must ours be beside it")
   for name, ok, need in (("--recbole_minutes", args.recbole_minutes > 0, "> 0"), ("--ours_minutes", args.ours_minutes > 0, "> 0"),
                          ("--max_seq_length", args.max_seq_length >= 5, ">= 5 (int(0.2 L) mask slots)"),
                          ("--batch_size", args.batch_size >= 1, ">= 1"), ("--users", args.users >= 0, ">= 0 (0 = all)"),
@@ -375,6 +387,16 @@ def main():
     ap.error(f"--set {args.set}: {benchmark.override_error(e)}")
   if not os.path.exists(args.data):
     raise SystemExit(f"{args.data} not found: set BERT4REC_DATA_DIR or pass --data")
+  if args.ours_only:
+    df = load_users(args.data, args.users)
+    ours = run_ours(args)
+    benchmark.emit_json({
+        "command": "python experiments/compare_recbole.py " + " ".join(sys.argv[1:]),
+        "date": time.strftime("%Y-%m-%d"), "cpu_count": os.cpu_count(), "split": args.split,
+        "data": {"file": os.path.basename(args.data), "users": int(df["user"].nunique()),
+                 "items": int(df["item"].nunique()), "interactions": len(df)},
+        "ours": ours}, args.out)
+    return
   os.makedirs(args.workdir, exist_ok=True)
   python = ensure_venv(args.venv or os.path.join(args.workdir, "recbole-venv"))
 

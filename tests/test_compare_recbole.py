@@ -145,3 +145,45 @@ def test_absurd_settings_are_refused_before_anything_runs(tmp_path, bad):
   last = done.stderr.strip().splitlines()[-1]
   assert done.returncode == 2 and ("must be" in last or "no such setting 'nope'" in last or "invalid literal" in last)
   assert not os.listdir(tmp_path)
+
+
+def test_ours_alone_on_the_validation_split_for_choosing_settings(tmp_path):
+  # Every user: item 1, some of items 2..40, item 1 again (the validation target), one more (test).
+  # Item 1 is the most popular training item, so most-popular ranks the validation target first.
+  rng = np.random.default_rng(1)
+  lines = []
+  for u in range(60):
+    seq = [1] + list(rng.integers(2, 41, size=rng.integers(6, 12))) + [1, int(rng.integers(2, 41))]
+    lines += [f"{u + 1} {i}" for i in seq]
+  data = tmp_path / "valid.txt"
+  data.write_text("\n".join(lines) + "\n")
+  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=1")
+  docs = {}
+  for split in ("valid", "test"):
+    out = tmp_path / f"{split}.json"
+    done = subprocess.run([sys.executable, "experiments/compare_recbole.py", "--ours_only", f"--split={split}",
+                           f"--data={data}", "--max_seq_length=20", "--batch_size=16", "--ours_minutes=0.01",
+                           f"--workdir={tmp_path / 'work'}", f"--venv={tmp_path / 'venv'}", f"--out={out}"],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    docs[split] = json.loads(out.read_text())
+    assert docs[split]["split"] == docs[split]["ours"]["split"] == split and docs[split]["ours"]["curve"]
+    assert "headline" not in docs[split] and docs[split]["ours"]["identical_shapes"] is None
+    assert f"{split} NDCG@10" in done.stderr
+  assert not (tmp_path / "venv").exists() and not (tmp_path / "work").exists()  # RecBole never set up
+  assert docs["valid"]["ours"]["baselines"]["most_popular"]["ndcg@10"] == 1.0
+  assert docs["test"]["ours"]["baselines"]["most_popular"]["ndcg@10"] < 0.5
+  # docs/benchmarks.md's section for it: the curve, on the split it was measured on.
+  table = subprocess.run([sys.executable, "experiments/benchmark_table.py", str(tmp_path / "valid.json")], cwd=REPO,
+                         capture_output=True, text=True, timeout=120)
+  assert table.returncode == 0, table.stderr[-3000:]
+  assert "## Ours alone on the valid split" in table.stdout and "| training (s) | step | valid NDCG@10 |" in table.stdout
+  assert table.stdout.count("\n| ") - 1 == len(docs["valid"]["ours"]["curve"])  # header + one row per evaluation
+  assert "most-popular 1.0000" in table.stdout
+
+
+def test_the_validation_split_is_only_for_our_side_alone(tmp_path):
+  done = subprocess.run([sys.executable, "experiments/compare_recbole.py", "--split=valid", f"--workdir={tmp_path}"],
+                        cwd=REPO, capture_output=True, text=True, timeout=120)
+  assert done.returncode == 2 and "--split=valid needs --ours_only" in done.stderr.strip().splitlines()[-1]
+  assert not os.listdir(tmp_path)
