@@ -342,6 +342,12 @@ def run_ours(args) -> dict:
   return result
 
 
+def data_summary(path: str, df) -> dict:
+  """The JSON's description of the interactions both sides read."""
+  return {"file": os.path.basename(path), "users": int(df["user"].nunique()),
+          "items": int(df["item"].nunique()), "interactions": len(df)}
+
+
 def main():
   from bert4rec_jax.configs import default
   ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -393,9 +399,7 @@ def main():
     benchmark.emit_json({
         "command": "python experiments/compare_recbole.py " + " ".join(sys.argv[1:]),
         "date": time.strftime("%Y-%m-%d"), "cpu_count": os.cpu_count(), "split": args.split,
-        "data": {"file": os.path.basename(args.data), "users": int(df["user"].nunique()),
-                 "items": int(df["item"].nunique()), "interactions": len(df)},
-        "ours": ours}, args.out)
+        "data": data_summary(args.data, df), "ours": ours}, args.out)
     return
   os.makedirs(args.workdir, exist_ok=True)
   python = ensure_venv(args.venv or os.path.join(args.workdir, "recbole-venv"))
@@ -414,8 +418,7 @@ def main():
   result = {
       "command": "python experiments/compare_recbole.py " + " ".join(sys.argv[1:]),
       "date": time.strftime("%Y-%m-%d"), "cpu_count": os.cpu_count(),
-      "data": {"file": os.path.basename(args.data), "users": int(df["user"].nunique()),
-               "items": int(df["item"].nunique()), "interactions": len(df)},
+      "data": data_summary(args.data, df),
       "shape": {"max_seq_length": args.max_seq_length, "batch_size": args.batch_size, "hidden_size": 64,
                 "inner_size": 256, "layers": 2, "heads": 2, "mask_slots": int(0.2 * args.max_seq_length)},
       "throughput_identical_shapes": {
