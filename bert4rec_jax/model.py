@@ -29,6 +29,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from bert4rec_jax import losses
+
 ACTIVATIONS = {
     "gelu": functools.partial(nn.gelu, approximate=False),  # BERT's erf form
     "gelu_approx": functools.partial(nn.gelu, approximate=True),
@@ -144,17 +146,24 @@ class BERT4Rec(nn.Module):
     items = self.item_embedding.embedding[1:self.num_items + 1].astype(self.dtype)  # [N, H], tied
     return (self.head(hidden) @ items.T).astype(jnp.float32) + self.output_bias
 
-  def sampled_logits(self, picked, targets, candidates):
-    """For sampled softmax: from final hidden states `picked` [..., H] (gathered at the target
-    positions), the logit of each position's own target token (targets [...], 0 = unused) and the
-    logits of shared candidate columns [C]: ([...], [..., C]).
+  def item_ce(self, hidden, labels, chunk_elements: int = 0):
+    """The full softmax's cross-entropy at item columns labels [...] from hidden [..., H]: the
+    same as softmax cross-entropy of item_logits(hidden), without holding those logits at once
+    (losses.full_softmax_ce) -> [...] float32."""
+    items = self.item_embedding.embedding[1:self.num_items + 1].astype(self.dtype)  # [N, H], tied
+    return losses.full_softmax_ce(self.head(hidden), items, self.output_bias, labels, chunk_elements)
+
+  def sampled_ce(self, picked, targets, candidates, log_q, chunk_elements: int = 0):
+    """The sampled softmax's cross-entropy (losses.sampled_softmax_ce) from final hidden states
+    `picked` [..., H] gathered at the target positions, targets [...] (tokens, 0 = unused),
+    shared candidate columns [C] drawn with log-probabilities log_q [N] -> [...] float32.
     Only C + |targets| rows of the output matrix are touched, however large the catalogue."""
     h = self.head(picked)  # [..., H]
     table = self.item_embedding.embedding
     own = jnp.sum(h * table[targets].astype(self.dtype), axis=-1).astype(jnp.float32)  # [...]
     own = own + self.output_bias[jnp.maximum(targets - 1, 0)]
-    shared = (h @ table[candidates + 1].astype(self.dtype).T).astype(jnp.float32) + self.output_bias[candidates]
-    return own, shared  # [...], [..., C]
+    return losses.sampled_softmax_ce(own, h, table[candidates + 1].astype(self.dtype), self.output_bias[candidates],
+                                     targets - 1, candidates, log_q, chunk_elements)
 
   def __call__(self, item_ids, positions, valid=None, train: bool = False,
                causal: Optional[bool] = None) -> Tuple[jax.Array, jax.Array]:

@@ -170,12 +170,11 @@ def train_step(state: TrainState, batch, sampler=None, num_targets=0, *, model, 
     for i, (inputs, (positions, targets, weights, shares), count, causal, keys) in enumerate(losses_):
       picked = model_lib.gather(encode(params, inputs, keys, causal), positions)  # [b, P, H] or [T, H]
       if loss == "sampled":
-        own, shared = model.apply({"params": params}, picked, targets, candidates,
-                                  method=model.sampled_logits)  # [b, P], [b, P, C]
-        ce = losses.sampled_softmax_ce(own, shared, targets - 1, candidates, sampler.log_q)  # [b, P]
+        ce = model.apply({"params": params}, picked, targets, candidates, sampler.log_q,
+                         method=model.sampled_ce)  # [b, P] or [T]: the [.., C] logits a chunk at a time
       else:
-        logits = model.apply({"params": params}, picked, method=model.item_logits)  # [b, P, N]
-        ce = optax.softmax_cross_entropy_with_integer_labels(logits, jnp.maximum(targets - 1, 0))  # [b, P]
+        ce = model.apply({"params": params}, picked, jnp.maximum(targets - 1, 0),
+                         method=model.item_ce)  # [b, P] or [T]: the [.., N] logits a chunk at a time
       loss_sum = jnp.sum(ce * weights)  # logged: every target once
       norm = target_norms[i] if target_norms else jnp.maximum(count, 1.0)
       total = total + (next_item_loss_weight if i else 1.0) * jnp.sum(ce * shares) / norm

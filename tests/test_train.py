@@ -22,6 +22,21 @@ def losses(model_dir):
     return [r["train/loss"] for r in map(json.loads, f) if "train/loss" in r]
 
 
+def random_sequences(rng, num_items: int, low: int, high: int, users: int):
+  """`users` sequences of random items, lengths drawn from [low, high)."""
+  from bert4rec_jax.preprocess import Sequences
+  lengths = rng.integers(low, high, users)
+  return Sequences(offsets=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+                   items=rng.integers(1, num_items + 1, lengths.sum()).astype(np.int32))
+
+
+def sgd_start(config, num_items: int):
+  """(initial state, the same parameters under SGD with rate 1: new params = params - gradient)."""
+  import optax
+  start = trainer.create_state(config, num_items)
+  return start, trainer.TrainState.create(apply_fn=start.apply_fn, params=start.params, tx=optax.sgd(1.0))
+
+
 def test_four_devices_train_the_same_model_as_one(tiny_config, tmp_path):
   """Dropout on: every random draw (masks and dropout) is keyed by the example, not the device."""
   assert jax.local_device_count() == 4
@@ -148,8 +163,12 @@ def test_sampled_softmax_matches_reference_and_estimates_full_softmax():
   q /= q.sum()
   cand = rng.integers(0, n, c)
   cand[0] = targets[0]  # an accidental hit
-  got = np.asarray(loss_lib.sampled_softmax_ce(jnp.asarray(logits[np.arange(rows), targets]), jnp.asarray(logits[:, cand]),
-                                            jnp.asarray(targets), jnp.asarray(cand), jnp.log(jnp.asarray(q, jnp.float32))))
+  def sampled(columns, log_q):  # logits[:, columns] as hidden [rows, rows] = I times table [C, rows]
+    return np.asarray(loss_lib.sampled_softmax_ce(
+        jnp.asarray(logits[np.arange(rows), targets]), jnp.eye(rows), jnp.asarray(logits[:, columns].T),
+        jnp.zeros(len(columns)), jnp.asarray(targets), jnp.asarray(columns), log_q))
+
+  got = sampled(cand, jnp.log(jnp.asarray(q, jnp.float32)))
   for r in range(rows):  # plain NumPy reference
     own = logits[r, targets[r]]
     others = [logits[r, j] - np.log(c * q[j]) for j in cand if j != targets[r]]
@@ -158,10 +177,106 @@ def test_sampled_softmax_matches_reference_and_estimates_full_softmax():
   # With many uniform draws it converges to the full softmax cross-entropy.
   big = rng.integers(0, n, 200_000)
   uniform = jnp.full(n, -np.log(n), jnp.float32)
-  est = np.asarray(loss_lib.sampled_softmax_ce(jnp.asarray(logits[np.arange(rows), targets]), jnp.asarray(logits[:, big]),
-                                            jnp.asarray(targets), jnp.asarray(big), uniform))
+  est = sampled(big, uniform)
   full = np.log(np.exp(logits).sum(1)) - logits[np.arange(rows), targets]
   np.testing.assert_allclose(est, full, rtol=0.02)
+
+
+def _ce_reference(h, table, bias, labels, weights, cand=None, log_q=None):
+  """Plain float64 NumPy, row by row: each row's cross-entropy over the columns its softmax runs
+  on (every item; or, sampled, the target then each draw but accidental hits, corrected by
+  -log(C q)), and the gradients of sum_r weights_r ce_r by the textbook formula (softmax minus
+  one-hot) with respect to h, table and bias."""
+  h, table, bias = (np.asarray(x, np.float64) for x in (h, table, bias))
+  ce, dh, dt, db = np.zeros(len(h)), np.zeros_like(h), np.zeros_like(table), np.zeros_like(bias)
+  for r in range(len(h)):
+    if cand is None:
+      cols, shift = list(range(len(table))), np.zeros(len(table))
+    else:
+      kept = [j for j in cand if j != labels[r]]
+      cols, shift = [labels[r]] + kept, np.array([0.0] + [-np.log(len(cand) * np.exp(log_q[j])) for j in kept])
+    target = labels[r] if cand is None else 0
+    z = table[cols] @ h[r] + bias[cols] + shift
+    p = np.exp(z - z.max()) / np.exp(z - z.max()).sum()
+    ce[r] = -np.log(p[target])
+    dz = p.copy()
+    dz[target] -= 1
+    dz *= weights[r]
+    dh[r] = dz @ table[cols]
+    np.add.at(dt, cols, np.outer(dz, h[r]))
+    np.add.at(db, cols, dz)
+  return ce, (dh, dt, db)
+
+
+@pytest.mark.parametrize("sampled", [False, True])
+@pytest.mark.parametrize("chunk", [1, 7 * 23, 10 ** 9])  # one row a chunk, a ragged last chunk, one chunk
+def test_losses_by_chunks_match_numpy(sampled, chunk):
+  """The full and the sampled softmax cross-entropies, their logits formed a chunk at a time with a
+  hand-written gradient, against the NumPy reference: values, and gradients for hidden states,
+  output table and bias (the sampled one with repeated draws and accidental hits)."""
+  rng = np.random.default_rng(1)
+  t, n, hdim = 17, 23, 5
+  h, table = rng.normal(size=(t, hdim)).astype(np.float32), rng.normal(size=(n, hdim)).astype(np.float32)
+  bias, labels, weights = rng.normal(size=n).astype(np.float32), rng.integers(0, n, t), rng.random(t).astype(np.float32)
+  cand = np.concatenate([labels[:3], labels[:1], rng.integers(0, n, 6)])  # hits, a repeat
+  log_q = np.log(rng.dirichlet(np.ones(n))).astype(np.float32)
+
+  def ce_of(h, tb, b):  # [t, 1]: a leading shape kept
+    hh, y = h.reshape(t, 1, hdim), jnp.asarray(labels).reshape(t, 1)
+    if not sampled:
+      return loss_lib.full_softmax_ce(hh, tb, b, y, chunk)
+    own = jnp.sum(hh * tb[y], -1) + b[y]
+    return loss_lib.sampled_softmax_ce(own, hh, tb[jnp.asarray(cand)], b[jnp.asarray(cand)], y, jnp.asarray(cand),
+                                       jnp.asarray(log_q), chunk)
+
+  args = (jnp.asarray(h), jnp.asarray(table), jnp.asarray(bias))
+  ce = ce_of(*args)
+  grads = jax.grad(lambda *a: jnp.sum(jnp.asarray(weights) * ce_of(*a)[:, 0]), (0, 1, 2))(*args)
+  want, want_grads = _ce_reference(h, table, bias, labels, weights, *((cand, log_q) if sampled else ()))
+  assert ce.shape == (t, 1)
+  np.testing.assert_allclose(np.asarray(ce)[:, 0], want, rtol=1e-5)
+  for got, ref in zip(grads, want_grads):
+    np.testing.assert_allclose(got, ref, atol=1e-5)
+
+
+def test_a_row_whose_every_draw_is_its_own_target_has_a_finite_loss_and_gradient():
+  own = jnp.asarray([1.5, 0.5])
+  f = lambda hh: jnp.sum(loss_lib.sampled_softmax_ce(own, hh, jnp.ones((2, 3)), jnp.zeros(2), jnp.asarray([4, 1]),  # noqa: E731
+                                                      jnp.asarray([4, 4]), jnp.zeros(6), 1))
+  hh = jnp.ones((2, 3))
+  assert np.isfinite(np.asarray(jax.grad(f)(hh))).all()
+  ce = loss_lib.sampled_softmax_ce(own, hh, jnp.ones((2, 3)), jnp.zeros(2), jnp.asarray([4, 1]), jnp.asarray([4, 4]),
+                                   jnp.zeros(6), 1)
+  assert ce[0] == 0.0 and ce[1] > 0  # row 0: nothing but its own target to compete with
+
+
+@pytest.mark.parametrize("loss", ["full", "sampled"])
+def test_the_step_does_not_depend_on_the_loss_chunk(tiny_config, monkeypatch, loss):
+  """One step with the masked-item and next-item losses, their logits formed three rows at a time
+  (a ragged last chunk), over two devices, moves the parameters as the step forming them at once."""
+  c = tiny_config
+  c.train.loss, c.train.num_negatives, c.train.prefetch, c.train.batch_size = loss, 16, 0, 32
+  c.train.next_item_loss_weight = 0.5
+  n = c.data.synthetic.num_items
+  rng = np.random.default_rng(0)
+  seqs = random_sequences(rng, n, 2, 12, 80)
+  devices = parallel.local_devices(2)
+  start, sgd = sgd_start(c, n)
+
+  def step(chunk_elements):
+    monkeypatch.setattr(loss_lib, "LOGIT_CHUNK_ELEMENTS", chunk_elements)
+    p_step, sampler = trainer.make_step(c, n, devices, seqs)
+    batch, bound = next(input_pipeline.batch_iterator(c, input_pipeline.make_stream(c, seqs), 3, devices))
+    new, m = p_step(parallel.replicate(sgd, devices), batch, sampler, bound)
+    return parallel.unreplicate(new.params), parallel.unreplicate(m)
+
+  width = n if loss == "full" else c.train.num_negatives
+  chunked, m_chunked = step(3 * width)
+  whole, m_whole = step(10 ** 9)
+  assert m_chunked["loss_sum"] == pytest.approx(m_whole["loss_sum"], rel=1e-5)
+  assert m_chunked["next_loss_sum"] == pytest.approx(m_whole["next_loss_sum"], rel=1e-5)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6), chunked, whole)
+  assert not np.allclose(whole["output_bias"], start.params["output_bias"], atol=1e-4)  # the step moved it
 
 
 @pytest.mark.parametrize("overrides", [dict(loss="sampled", num_negatives=16), dict(loss_positions="all"),
@@ -328,19 +443,14 @@ def test_next_item_loss_adds_sasrecs_gradient_to_bert4recs(tiny_config, loss):
   SGD with rate 1, where new params = params - gradient), over two devices, with and without
   target compaction; the logged losses are each objective's own."""
   import copy
-  import optax
-  from bert4rec_jax.preprocess import Sequences
   c = tiny_config
   c.model.hidden_dropout_prob = c.model.attention_probs_dropout_prob = 0.0
   c.train.loss, c.train.num_negatives, c.train.prefetch, c.train.batch_size = loss, 16, 0, 32
   n, L, P = c.data.synthetic.num_items, c.model.max_seq_length, c.masking.max_predictions_per_seq
   rng = np.random.default_rng(0)
-  lengths = rng.integers(2, 7, 80)  # short: compaction drops most slots of both losses
-  seqs = Sequences(offsets=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
-                   items=rng.integers(1, n + 1, lengths.sum()).astype(np.int32))
+  seqs = random_sequences(rng, n, 2, 7, 80)  # short: compaction drops most slots of both losses
   devices = parallel.local_devices(2)
-  start = trainer.create_state(c, n)
-  sgd = trainer.TrainState.create(apply_fn=start.apply_fn, params=start.params, tx=optax.sgd(1.0))
+  start, sgd = sgd_start(c, n)
 
   def step(kind, weight, compact=True):
     cc = copy.deepcopy(c)
@@ -516,7 +626,6 @@ def test_epoch_target_weighting_divides_by_the_epochs_mean_count(tiny_config):
   length-bucketed batches of two widths, over two devices, with the next-item loss), so a target
   weighs the same in a batch of short windows as in one of long windows."""
   import copy
-  import optax
   c = tiny_config
   c.model.hidden_dropout_prob = c.model.attention_probs_dropout_prob = 0.0
   c.model.max_seq_length, c.masking.max_predictions_per_seq = 32, 8
@@ -525,8 +634,7 @@ def test_epoch_target_weighting_divides_by_the_epochs_mean_count(tiny_config):
   seqs = _skewed_sequences(users=2000)
   seqs = type(seqs)(seqs.offsets, (seqs.items % n + 1).astype(np.int32))
   devices = parallel.local_devices(2)
-  start = trainer.create_state(c, n)
-  sgd = trainer.TrainState.create(apply_fn=start.apply_fn, params=start.params, tx=optax.sgd(1.0))
+  start, sgd = sgd_start(c, n)
 
   def step(at, kind, weight, weighting):
     cc = copy.deepcopy(c)
@@ -562,21 +670,16 @@ def test_example_weighting_weighs_every_example_the_same(tiny_config):
   the epoch's mean number of examples with a target per batch (checked through SGD with rate 1,
   with the next-item loss, windows of 1 to 12 items)."""
   import copy
-  import optax
-  from bert4rec_jax.preprocess import Sequences
   c = tiny_config
   c.model.hidden_dropout_prob = c.model.attention_probs_dropout_prob = 0.0
   c.train.prefetch, c.train.batch_size, c.train.compact_targets = 0, 8, False
   c.train.donate_buffers = False  # every step starts from the same state (copying a pmapped state compiles per leaf)
   n = c.data.synthetic.num_items
   rng = np.random.default_rng(1)
-  lengths = rng.integers(1, 13, 60)
-  seqs = Sequences(offsets=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
-                   items=rng.integers(1, n + 1, lengths.sum()).astype(np.int32))
+  seqs = random_sequences(rng, n, 1, 13, 60)
   devices = parallel.local_devices(1)
-  start = trainer.create_state(c, n)
-  sgd = parallel.replicate(trainer.TrainState.create(apply_fn=start.apply_fn, params=start.params, tx=optax.sgd(1.0)),
-                           devices)
+  start, sgd = sgd_start(c, n)
+  sgd = parallel.replicate(sgd, devices)
 
   steps = {}
 
