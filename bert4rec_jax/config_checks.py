@@ -228,6 +228,7 @@ def _check_training(p: _Problems, config) -> None:
   p.at_least("train.keep_checkpoints", t.keep_checkpoints, 1)
   p.at_least("train.training_time_limit_seconds", t.training_time_limit_seconds, 0)
   p.at_least("train.prefetch", t.prefetch, 0)
+  p.at_least("train.logit_chunk_elements", t.get("logit_chunk_elements", 0), 0)
 
 
 def _check_eval(p: _Problems, e) -> None:

@@ -81,17 +81,15 @@ def sampled_softmax_ce(own, hidden, table, bias, target_columns, candidates, log
   return jnp.logaddexp(own, others) - own
 
 
-# Logits formed at once by the training losses (None: `logit_chunk_elements` chooses).
-LOGIT_CHUNK_ELEMENTS = None
-
-
-def logit_chunk_elements() -> int:
-  """About 4M logits (16 MB) a chunk on CPU: on MovieLens-1M's recipe step (256 x 200 windows,
-  3,416 items, the next-item loss) chunks of 4M made the step 1.4x faster and its peak RSS 1.3 GB
-  smaller than forming the logits at once, and 1M or 16M were no better. 128M (512 MB) on an
-  accelerator, whose memory holds a batch's logits in one or two chunks (not measured there)."""
-  if LOGIT_CHUNK_ELEMENTS:
-    return LOGIT_CHUNK_ELEMENTS
+def logit_chunk_elements(configured: int = 0) -> int:
+  """The training losses' logits formed at once (train.logit_chunk_elements; 0 chooses): about 4M
+  (16 MB) on CPU: on MovieLens-1M's recipe step (256 x 200 windows, 3,416 items, the next-item
+  loss; 2 cores) chunks of 4M made the step 1.4x faster and its peak RSS 1.3 GB smaller than
+  autodiff through the whole logits (1.2x and 1.7 GB against a single chunk), and 1M or 16M were
+  no better. 128M (512 MB) on an accelerator,
+  whose memory holds a batch's logits in one or two chunks (not measured there)."""
+  if configured:
+    return configured
   return 1 << 22 if jax.default_backend() == "cpu" else 1 << 27
 
 
@@ -119,7 +117,7 @@ def chunked_logsumexp(hidden, table, bias, row_keys=None, column_keys=None, chun
   keyed = row_keys is not None
   rk = (row_keys.reshape(-1) if keyed else jnp.zeros(h.shape[0])).astype(jnp.int32)
   ck = (column_keys if keyed else jnp.full(table.shape[0], -1)).astype(jnp.int32)
-  rows = max(1, min(h.shape[0], (chunk_elements or logit_chunk_elements()) // max(table.shape[0], 1)))
+  rows = max(1, min(h.shape[0], logit_chunk_elements(chunk_elements) // max(table.shape[0], 1)))
   pad = -h.shape[0] % rows
   h, rk = jnp.pad(h, ((0, pad), (0, 0))), jnp.pad(rk, (0, pad), constant_values=-2)
   lse = _chunked_lse(rows, keyed, h, table, bias, rk, ck)

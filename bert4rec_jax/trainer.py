@@ -88,7 +88,7 @@ def create_state(config, num_items: int) -> TrainState:
 def train_step(state: TrainState, batch, sampler=None, num_targets=0, *, model, mask_kwargs: dict, seed: int,
                static_masking: bool, loss: str = "full", num_negatives: int = 0, loss_positions: str = "masked",
                kind: str = "bert4rec", next_item_loss_weight: float = 0.0, target_norms: tuple = (),
-               per_example: bool = False):
+               per_example: bool = False, logit_chunk: int = 0):
   """One step on this device's shard; gradients are exact global means over all devices.
 
   batch: item_ids [b, L] int32 right-aligned windows; example_ids [b] int32, the key of each
@@ -114,6 +114,8 @@ def train_step(state: TrainState, batch, sampler=None, num_targets=0, *, model, 
   whichever batch it lands in (with length buckets a batch of short windows holds few targets).
   per_example (train.target_weighting="example"): each target weighs 1 / its example's number of
   targets, so every example weighs the same (target_norms then count examples with a target).
+  logit_chunk (train.logit_chunk_elements): the loss's logits are formed about this many at a time
+  (0: losses.logit_chunk_elements chooses); memory and speed only, not the result.
   Returns (new state, {'loss_sum', 'count'}) with the sums over all devices (the masked-item
   loss's; with the next-item loss also 'next_loss_sum', 'next_count').
   """
@@ -170,10 +172,10 @@ def train_step(state: TrainState, batch, sampler=None, num_targets=0, *, model, 
     for i, (inputs, (positions, targets, weights, shares), count, causal, keys) in enumerate(losses_):
       picked = model_lib.gather(encode(params, inputs, keys, causal), positions)  # [b, P, H] or [T, H]
       if loss == "sampled":
-        ce = model.apply({"params": params}, picked, targets, candidates, sampler.log_q,
+        ce = model.apply({"params": params}, picked, targets, candidates, sampler.log_q, logit_chunk,
                          method=model.sampled_ce)  # [b, P] or [T]: the [.., C] logits a chunk at a time
       else:
-        ce = model.apply({"params": params}, picked, jnp.maximum(targets - 1, 0),
+        ce = model.apply({"params": params}, picked, jnp.maximum(targets - 1, 0), logit_chunk,
                          method=model.item_ce)  # [b, P] or [T]: the [.., N] logits a chunk at a time
       loss_sum = jnp.sum(ce * weights)  # logged: every target once
       norm = target_norms[i] if target_norms else jnp.maximum(count, 1.0)
@@ -223,7 +225,8 @@ def make_step(config, num_items: int, devices, train_seqs):
       loss_positions=tc.loss_positions, kind=config.model.kind,
       next_item_loss_weight=losses.next_item_loss_weight(config),
       target_norms=target_norms(config, train_seqs),
-      per_example=config.train.get("target_weighting", "batch") == "example"), parallel.step_devices(devices),
+      per_example=config.train.get("target_weighting", "batch") == "example",
+      logit_chunk=config.train.get("logit_chunk_elements", 0)), parallel.step_devices(devices),
       donate_argnums=(0,) if tc.donate_buffers else (),
       static_broadcasted_argnums=(3,))
   sampler = losses.negative_sampler(tc, train_seqs, num_items)

@@ -129,6 +129,8 @@ def base():
   c.train.loss_positions = "masked"  # masked: output layer only at the gathered masked positions | all: at every position.
   c.train.next_item_loss_weight = 0.0  # kind=bert4rec: + this x SASRec's next-item loss, same weights read causally (0 = off).
   c.train.compact_targets = True  # Output layer only over the batch's used target slots (short sequences fill few of P).
+  # The loss's logits formed about this many at a time, never [targets, items] at once (0 = 4M on CPU, 128M on GPU/TPU).
+  c.train.logit_chunk_elements = 0
   c.train.compute_dtype = "float32"  # float32 | bfloat16 (activations and matmuls; parameters stay float32). For GPU/TPU.
   c.train.donate_buffers = True  # Donate the old train state's buffers to the step (no copy of params/optimizer).
   c.train.num_devices = 0  # Local devices for pmap; 0 = all.

@@ -256,7 +256,8 @@ def ours_alone_section(doc: dict) -> str:
             for r in ours["curve"]]
   b = ours["baselines"]
   lines += ["", f"Same split and protocol: most-popular {b['most_popular']['ndcg@10']:.4f}, Markov chain"
-            f" {b['markov']['ndcg@10']:.4f}.", ""]
+            f" {b['markov']['ndcg@10']:.4f}. Peak RSS of the whole run {ours['peak_rss_mb']:,} MB; first step"
+            f" (compilation) {ours['compile_seconds']:.1f} s.", ""]
   return "\n".join(lines)
 
 

@@ -146,6 +146,7 @@ BAD_SETTINGS = [
     ("train.log_every_steps", 0, "config.train.log_every_steps=0: must be >= 1"),
     ("train.checkpoint_every_steps", 0, "config.train.checkpoint_every_steps=0: must be >= 1"),
     ("train.keep_checkpoints", 0, "config.train.keep_checkpoints=0: must be >= 1"),
+    ("train.logit_chunk_elements", -1, "config.train.logit_chunk_elements=-1: must be >= 0"),
     ("eval.ks", (1, 0, 10), r"config.eval.ks=\(1, 0, 10\): cut-offs must be whole numbers >= 1"),
     ("eval.ks", (), r"config.eval.ks=\(\): cut-offs"),
     ("model.hidden_dropout_prob", 1.0, r"config.model.hidden_dropout_prob=1.0: must be in \[0, 1\)"),

@@ -180,6 +180,7 @@ def test_ours_alone_on_the_validation_split_for_choosing_settings(tmp_path):
   assert "## Ours alone on the valid split" in table.stdout and "| training (s) | step | valid NDCG@10 |" in table.stdout
   assert table.stdout.count("\n| ") - 1 == len(docs["valid"]["ours"]["curve"])  # header + one row per evaluation
   assert "most-popular 1.0000" in table.stdout
+  assert f"Peak RSS of the whole run {docs['valid']['ours']['peak_rss_mb']:,} MB" in table.stdout
 
 
 def test_the_validation_split_is_only_for_our_side_alone(tmp_path):

@@ -251,7 +251,7 @@ def test_a_row_whose_every_draw_is_its_own_target_has_a_finite_loss_and_gradient
 
 
 @pytest.mark.parametrize("loss", ["full", "sampled"])
-def test_the_step_does_not_depend_on_the_loss_chunk(tiny_config, monkeypatch, loss):
+def test_the_step_does_not_depend_on_the_loss_chunk(tiny_config, loss):
   """One step with the masked-item and next-item losses, their logits formed three rows at a time
   (a ragged last chunk), over two devices, moves the parameters as the step forming them at once."""
   c = tiny_config
@@ -264,7 +264,7 @@ def test_the_step_does_not_depend_on_the_loss_chunk(tiny_config, monkeypatch, lo
   start, sgd = sgd_start(c, n)
 
   def step(chunk_elements):
-    monkeypatch.setattr(loss_lib, "LOGIT_CHUNK_ELEMENTS", chunk_elements)
+    c.train.logit_chunk_elements = chunk_elements
     p_step, sampler = trainer.make_step(c, n, devices, seqs)
     batch, bound = next(input_pipeline.batch_iterator(c, input_pipeline.make_stream(c, seqs), 3, devices))
     new, m = p_step(parallel.replicate(sgd, devices), batch, sampler, bound)
