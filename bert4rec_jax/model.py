@@ -23,6 +23,7 @@ default) or, with read_last="causal", the way its next-item loss trained it: the
 output computed causally from the history alone (SASRec's reading; the [MASK] is never read).
 """
 import functools
+import math
 from typing import Optional, Tuple
 
 import flax.linen as nn
@@ -36,6 +37,43 @@ ACTIVATIONS = {
     "gelu_approx": functools.partial(nn.gelu, approximate=True),
     "relu": nn.relu,
 }
+
+
+def keep_mask(key, keep_prob: float, shape) -> Tuple[jax.Array, float]:
+  """Dropout's keep mask [shape] bool from 16 random bits an element, two to each 32-bit draw
+  (jax.random.bernoulli takes 32 bits an element; half the draws made the recipe's first 200
+  steps on ML-1M 1.07x faster on 2 CPU cores), and the keep probability it draws with: keep_prob
+  rounded to a multiple of 1/65536 (at least one), by which the kept values are divided so that
+  the expectation is exact."""
+  n = math.prod(shape)
+  bits = jax.random.bits(key, ((n + 1) // 2,), jnp.uint32)
+  half = jax.lax.bitcast_convert_type(bits, jnp.uint16).reshape(-1)[:n].reshape(shape)
+  threshold = min(max(round(keep_prob * 65536), 1), 65536)
+  return half.astype(jnp.int32) < threshold, threshold / 65536
+
+
+class Dropout(nn.Module):
+  """Inverted dropout (as nn.Dropout) drawing its mask with `keep_mask`."""
+  rate: float
+
+  @nn.compact
+  def __call__(self, x, deterministic: bool):
+    if deterministic or self.rate == 0.0:
+      return x
+    keep, keep_prob = keep_mask(self.make_rng("dropout"), 1.0 - self.rate, x.shape)
+    return jnp.where(keep, x / jnp.asarray(keep_prob, x.dtype), jnp.zeros_like(x))
+
+
+def attention(query, key, value, bias=None, mask=None, dropout_rng=None, dropout_rate: float = 0.0,
+              deterministic: bool = False, dtype=None, precision=None):
+  """nn.dot_product_attention with the dropout of its weights drawn by `keep_mask`, broadcast over
+  the batch and head dimensions as flax's default (broadcast_dropout) does: [..., Lq, heads, d]."""
+  weights = nn.dot_product_attention_weights(query, key, bias, mask, deterministic=True, dtype=dtype,
+                                             precision=precision)  # [..., heads, Lq, Lk]
+  if not deterministic and dropout_rate > 0.0:
+    keep, keep_prob = keep_mask(dropout_rng, 1.0 - dropout_rate, (1,) * (key.ndim - 2) + weights.shape[-2:])
+    weights = weights * (keep.astype(weights.dtype) / jnp.asarray(keep_prob, weights.dtype))
+  return jnp.einsum("...hqk,...khd->...qhd", weights, value, precision=precision)
 
 
 class TransformerBlock(nn.Module):
@@ -59,15 +97,15 @@ class TransformerBlock(nn.Module):
       x, attention_mask = x[:, -1:], attention_mask[:, :, -1:]  # queries: the last position only
     h = nn.MultiHeadDotProductAttention(
         num_heads=self.num_heads, qkv_features=self.hidden_size, out_features=self.hidden_size,
-        dropout_rate=self.attention_dropout, kernel_init=init, dtype=self.dtype,
+        dropout_rate=self.attention_dropout, kernel_init=init, dtype=self.dtype, attention_fn=attention,
         deterministic=not train, name="attention")(x, keys, mask=attention_mask)  # [B, Lq, H]
     x = nn.LayerNorm(epsilon=1e-12, dtype=self.dtype, name="attention_ln")(
-        x + nn.Dropout(self.dropout, deterministic=not train)(h))
+        x + Dropout(self.dropout)(h, deterministic=not train))
     h = nn.Dense(self.intermediate_size, kernel_init=init, dtype=self.dtype, name="ffn_in")(x)  # [B, L, I]
     h = ACTIVATIONS[self.act](h)
     h = nn.Dense(self.hidden_size, kernel_init=init, dtype=self.dtype, name="ffn_out")(h)  # [B, L, H]
     return nn.LayerNorm(epsilon=1e-12, dtype=self.dtype, name="ffn_ln")(
-        x + nn.Dropout(self.dropout, deterministic=not train)(h))
+        x + Dropout(self.dropout)(h, deterministic=not train))
 
 
 KINDS = ("bert4rec", "sasrec")
@@ -98,7 +136,7 @@ class BERT4Rec(nn.Module):
     self.position_embedding = self.param("position_embedding", init,
                                          (self.max_seq_length, self.hidden_size))
     self.embedding_ln = nn.LayerNorm(epsilon=1e-12, dtype=self.dtype)
-    self.embedding_dropout = nn.Dropout(self.hidden_dropout_prob)
+    self.embedding_dropout = Dropout(self.hidden_dropout_prob)
     self.blocks = [
         TransformerBlock(self.hidden_size, self.num_attention_heads, self.intermediate_size,
                          self.hidden_act, self.hidden_dropout_prob, self.attention_probs_dropout_prob,

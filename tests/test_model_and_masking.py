@@ -88,6 +88,55 @@ def test_dropout_is_a_drop_rate():
   assert float(jnp.mean(h == 0)) == pytest.approx(0.1, abs=0.02)
 
 
+@pytest.mark.parametrize("keep", [0.9, 0.8, 0.5, 0.123456])
+def test_keep_masks_draw_at_their_rate_with_independent_halves(keep):
+  """16 bits an element, two elements to a 32-bit draw: the kept share is the returned
+  probability (keep rounded to 1/65536), also for the pairs that share a draw, and for odd sizes."""
+  from bert4rec_jax.model import keep_mask
+  shape = (501, 999)  # odd: the last draw's second half is unused
+  mask, kp = keep_mask(jax.random.PRNGKey(7), keep, shape)
+  mask = np.asarray(mask)
+  assert mask.shape == shape and mask.dtype == bool
+  assert abs(kp - keep) <= 0.5 / 65536 and kp * 65536 == round(kp * 65536)
+  n = mask.size
+  assert mask.mean() == pytest.approx(kp, abs=5 * np.sqrt(kp * (1 - kp) / n))
+  flat = mask.reshape(-1)[: n - n % 2].reshape(-1, 2)  # the two halves of each draw
+  both = flat.all(axis=1).mean()
+  assert both == pytest.approx(kp * kp, abs=5 * np.sqrt(kp * kp * (1 - kp * kp) / len(flat)))
+  other, _ = keep_mask(jax.random.PRNGKey(8), keep, shape)
+  assert (np.asarray(other) != mask).any()  # another key, another mask
+  assert keep_mask(jax.random.PRNGKey(7), 1e-9, (4,))[1] == 1 / 65536  # never a zero keep probability
+
+
+def test_dropout_layer_and_attention_dropout_against_a_reference():
+  """The Dropout layer: kept values divided by the drawn keep probability, dropped ones 0, the
+  identity when deterministic. Attention: without dropout it is flax's dot_product_attention;
+  with it, softmax weights times one keep mask per (query, key) shared by every head, computed
+  here in NumPy."""
+  from flax import linen as nn
+  from bert4rec_jax.model import Dropout, attention, keep_mask
+  x = jax.random.normal(jax.random.PRNGKey(0), (3, 5, 8))
+  k = jax.random.PRNGKey(1)
+  out = np.asarray(Dropout(0.3).apply({}, x, False, rngs={"dropout": k}))
+  np.testing.assert_array_equal(np.asarray(Dropout(0.3).apply({}, x, True)), np.asarray(x))
+  kept = out != 0
+  np.testing.assert_allclose(out[kept], np.asarray(x)[kept] / keep_mask(k, 0.7, x.shape)[1], rtol=1e-6)
+  assert 0.5 < kept.mean() < 0.9
+  b, lq, heads, d = 2, 6, 3, 4
+  q, kk, v = (jax.random.normal(jax.random.PRNGKey(i), (b, lq, heads, d)) for i in (2, 3, 4))
+  allowed = jnp.asarray(np.random.default_rng(0).random((b, 1, lq, lq)) < 0.8) | jnp.eye(lq, dtype=bool)
+  np.testing.assert_allclose(attention(q, kk, v, mask=allowed, deterministic=True),
+                             nn.dot_product_attention(q, kk, v, mask=allowed, deterministic=True), rtol=1e-5, atol=1e-6)
+  got = np.asarray(attention(q, kk, v, mask=allowed, dropout_rng=k, dropout_rate=0.4, deterministic=False))
+  keep, kp = keep_mask(k, 0.6, (1, 1, lq, lq))
+  qn, kn, vn, an = (np.asarray(a, np.float64) for a in (q, kk, v, allowed))
+  logits = np.einsum("bqhd,bkhd->bhqk", qn, kn) / np.sqrt(d)
+  logits = np.where(an, logits, -np.inf)
+  w = np.exp(logits - logits.max(-1, keepdims=True))
+  w = w / w.sum(-1, keepdims=True) * np.asarray(keep) / kp
+  np.testing.assert_allclose(got, np.einsum("bhqk,bkhd->bqhd", w, vn), rtol=1e-5, atol=1e-6)
+
+
 MASK_KW = dict(num_items=N, masked_lm_prob=0.3, max_predictions=5, mask_prob=0.8,
                mask_last_prob=0.0)
 
