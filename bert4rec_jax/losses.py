@@ -150,7 +150,7 @@ def _chunked_lse_bwd(rows, keyed, saved, g):
   def one(carry, chunk):
     d_table, d_bias = carry
     hc, rc, lc, gc = chunk
-    live = jnp.isfinite(lc)[:, None]  # a row with every column left out has no gradient
+    live = (lc > -jnp.inf)[:, None]  # a row with every column left out has no gradient (NaN stays NaN)
     p = jnp.where(live, jnp.exp(_masked_logits(keyed, hc, table, bias, rc, ck) - jnp.where(live, lc[:, None], 0.0)), 0.0)
     d = p * gc[:, None]  # d lse / d logits = softmax, times the incoming gradient
     dh = jnp.dot(d.astype(table.dtype), table, preferred_element_type=jnp.float32).astype(h.dtype)

@@ -135,6 +135,18 @@ def test_dropout_layer_and_attention_dropout_against_a_reference():
   w = np.exp(logits - logits.max(-1, keepdims=True))
   w = w / w.sum(-1, keepdims=True) * np.asarray(keep) / kp
   np.testing.assert_allclose(got, np.einsum("bhqk,bkhd->bqhd", w, vn), rtol=1e-5, atol=1e-6)
+  # Wired into flax's multi-head attention as the model does: dropout in training only, drawn from
+  # the "dropout" stream; flax's per-head dropout is refused rather than silently broadcast.
+  mha = nn.MultiHeadDotProductAttention(num_heads=2, qkv_features=8, dropout_rate=0.5, attention_fn=attention)
+  xs = jax.random.normal(jax.random.PRNGKey(5), (2, 6, 8))
+  params = mha.init(jax.random.PRNGKey(6), xs, deterministic=True)
+  train = lambda key: mha.apply(params, xs, deterministic=False, rngs={"dropout": key})  # noqa: E731
+  np.testing.assert_array_equal(train(k), train(k))
+  assert not np.allclose(train(k), mha.apply(params, xs, deterministic=True))
+  assert not np.allclose(train(k), train(jax.random.PRNGKey(9)))
+  with pytest.raises(NotImplementedError, match="broadcast"):
+    nn.MultiHeadDotProductAttention(num_heads=2, qkv_features=8, dropout_rate=0.5, attention_fn=attention,
+                                    broadcast_dropout=False).apply(params, xs, deterministic=False, rngs={"dropout": k})
 
 
 MASK_KW = dict(num_items=N, masked_lm_prob=0.3, max_predictions=5, mask_prob=0.8,

@@ -243,8 +243,12 @@ def test_a_row_whose_every_draw_is_its_own_target_has_a_finite_loss_and_gradient
   own = jnp.asarray([1.5, 0.5])
   f = lambda hh: jnp.sum(loss_lib.sampled_softmax_ce(own, hh, jnp.ones((2, 3)), jnp.zeros(2), jnp.asarray([4, 1]),  # noqa: E731
                                                       jnp.asarray([4, 4]), jnp.zeros(6), 1))
-  hh = jnp.ones((2, 3))
-  assert np.isfinite(np.asarray(jax.grad(f)(hh))).all()
+  hh = jnp.asarray([[1.0, 2.0, 3.0], [0.5, -1.0, 2.0]])
+  grad = np.asarray(jax.grad(f)(hh))
+  np.testing.assert_array_equal(grad[0], 0.0)  # row 0 has nothing to compete with: no gradient
+  # Row 1 (target 1; both draws item 4): autodiff through the plain formula.
+  plain = lambda h1: jnp.logaddexp(own[1], jax.nn.logsumexp(jnp.ones((2, 3)) @ h1 - jnp.log(2.0))) - own[1]  # noqa: E731
+  np.testing.assert_allclose(grad[1], jax.grad(plain)(hh[1]), rtol=1e-6)
   ce = loss_lib.sampled_softmax_ce(own, hh, jnp.ones((2, 3)), jnp.zeros(2), jnp.asarray([4, 1]), jnp.asarray([4, 4]),
                                    jnp.zeros(6), 1)
   assert ce[0] == 0.0 and ce[1] > 0  # row 0: nothing but its own target to compete with
