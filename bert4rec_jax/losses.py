@@ -86,8 +86,8 @@ def logit_chunk_elements(configured: int = 0) -> int:
   (16 MB) on CPU: on MovieLens-1M's recipe step (256 x 200 windows, 3,416 items, the next-item
   loss; 2 cores) chunks of 4M made the step 1.4x faster and its peak RSS 1.3 GB smaller than
   autodiff through the whole logits (1.2x and 1.7 GB against a single chunk), and 1M or 16M were
-  no better. 128M (512 MB) on an accelerator,
-  whose memory holds a batch's logits in one or two chunks (not measured there)."""
+  no better. 128M (512 MB) on an accelerator, whose memory holds a batch's logits in one or two
+  chunks (not measured there)."""
   if configured:
     return configured
   return 1 << 22 if jax.default_backend() == "cpu" else 1 << 27
@@ -98,8 +98,14 @@ def full_softmax_ce(hidden, table, bias, labels, chunk_elements: int = 0):
   (hidden's dtype), bias [N], labels [...] int in [0, N) -> [...] float32; the [..., N] logits
   are formed a chunk at a time (`chunked_logsumexp`). The same value and gradients as the plain
   computation (tested against NumPy)."""
-  own = jnp.einsum("...h,...h->...", hidden, table[labels], preferred_element_type=jnp.float32) + bias[labels]
+  own = target_logits(hidden, table[labels], bias[labels])
   return chunked_logsumexp(hidden, table, bias, chunk_elements=chunk_elements) - own
+
+
+def target_logits(hidden, rows, bias):
+  """Each row's logit of its own target: hidden [..., H] . rows [..., H] (the target's output row)
+  + bias [...], accumulated in float32 as `chunked_logsumexp`'s logits are -> [...] float32."""
+  return jnp.einsum("...h,...h->...", hidden, rows, preferred_element_type=jnp.float32) + bias
 
 
 def chunked_logsumexp(hidden, table, bias, row_keys=None, column_keys=None, chunk_elements: int = 0):
@@ -109,9 +115,9 @@ def chunked_logsumexp(hidden, table, bias, row_keys=None, column_keys=None, chun
 
   The rows are taken about chunk_elements logits at a time (0: `logit_chunk_elements()`), and the
   gradient is written by hand: the forward pass keeps only each row's result, the backward pass
-  recomputes a chunk's logits and forms their softmax from it. Memory is O(chunk x N + T x H) instead of several [T, N]
-  buffers (BERT4Rec's next-item loss over every position of 256 windows of 200 items on 3,416
-  items is 175M logits, 700 MB a buffer)."""
+  recomputes a chunk's logits and forms their softmax from it. Memory is O(chunk x N + T x H)
+  instead of several [T, N] buffers (BERT4Rec's next-item loss over every position of 256 windows
+  of 200 items on 3,416 items is 175M logits, 700 MB a buffer)."""
   shape = hidden.shape[:-1]
   h = hidden.reshape((-1, hidden.shape[-1]))
   keyed = row_keys is not None

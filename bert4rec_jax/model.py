@@ -184,17 +184,19 @@ class BERT4Rec(nn.Module):
     """The masked-item head's transform: dense + activation + LayerNorm, [..., H] -> [..., H]."""
     return self.head_ln(ACTIVATIONS[self.hidden_act](self.head_dense(hidden)))
 
+  def item_table(self):
+    """The output rows of the N real items [N, H] (row j = token j + 1), tied to the embedding."""
+    return self.item_embedding.embedding[1:self.num_items + 1].astype(self.dtype)
+
   def item_logits(self, hidden):
     """hidden [..., H] -> logits [..., N] over real items (column j = token j + 1)."""
-    items = self.item_embedding.embedding[1:self.num_items + 1].astype(self.dtype)  # [N, H], tied
-    return (self.head(hidden) @ items.T).astype(jnp.float32) + self.output_bias
+    return (self.head(hidden) @ self.item_table().T).astype(jnp.float32) + self.output_bias
 
   def item_ce(self, hidden, labels, chunk_elements: int = 0):
     """The full softmax's cross-entropy at item columns labels [...] from hidden [..., H]: the
     same as softmax cross-entropy of item_logits(hidden), without holding those logits at once
     (losses.full_softmax_ce) -> [...] float32."""
-    items = self.item_embedding.embedding[1:self.num_items + 1].astype(self.dtype)  # [N, H], tied
-    return losses.full_softmax_ce(self.head(hidden), items, self.output_bias, labels, chunk_elements)
+    return losses.full_softmax_ce(self.head(hidden), self.item_table(), self.output_bias, labels, chunk_elements)
 
   def sampled_ce(self, picked, targets, candidates, log_q, chunk_elements: int = 0):
     """The sampled softmax's cross-entropy (losses.sampled_softmax_ce) from final hidden states
@@ -203,9 +205,7 @@ class BERT4Rec(nn.Module):
     Only C + |targets| rows of the output matrix are touched, however large the catalogue."""
     h = self.head(picked)  # [..., H]
     table = self.item_embedding.embedding
-    own = jnp.einsum("...h,...h->...", h, table[targets].astype(self.dtype),
-                     preferred_element_type=jnp.float32)  # [...], accumulated as the negatives' logits are
-    own = own + self.output_bias[jnp.maximum(targets - 1, 0)]
+    own = losses.target_logits(h, table[targets].astype(self.dtype), self.output_bias[jnp.maximum(targets - 1, 0)])
     return losses.sampled_softmax_ce(own, h, table[candidates + 1].astype(self.dtype), self.output_bias[candidates],
                                      targets - 1, candidates, log_q, chunk_elements)
 
