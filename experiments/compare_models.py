@@ -101,6 +101,54 @@ def popularity_labels(counts: np.ndarray, quantiles: int = 5) -> np.ndarray:
   return np.array([names[g] for g in group], object)
 
 
+def selection_table(names, seeds, short, dirs, split):
+  """Report lines: per trained model (each seed), what the pipeline selected on validation and
+  what it cost, from the metrics files of the evaluation compared here (nothing recomputed)."""
+  from bert4rec_jax import io_utils
+
+  def read(folder, which):
+    path = os.path.join(folder, f"{which}_metrics.json")
+    return io_utils.read_json(path) if os.path.isfile(path) else None
+
+  def metric(saved, name):
+    if not saved:
+      return "–"
+    own = [v for k, v in saved["metrics"].items() if k != "popularity"]  # the model's, not the popularity reference
+    return f"{own[0][name]:.4f}" if own and name in own[0] else "–"
+
+  saved = {m: (read(dirs[m], split), read(dirs[m], "valid")) for n in names for m in seeds[n]}
+  trained = {m: held for m, (held, _) in saved.items() if held and held.get("checkpoint_step") is not None}
+  if not trained:
+    return []
+  select = next((h["selection"]["metric"] for h in trained.values() if h.get("selection")), "ndcg@10")
+  rows = []
+  for n in names:
+    for m in seeds[n]:
+      held, valid = saved[m]
+      if m not in trained:  # a baseline: fitted, not trained
+        rows.append(f"| {short[n]} | `{m}` | – (fitted) | – | {metric(valid, select)} | {metric(held, select)} "
+                    "| – | – | – |")
+        continue
+      chosen, timing = held.get("selection") or {}, held.get("training_time") or {}
+      last = timing.get("step")
+      step = (f"{held['checkpoint_step']:,}" + (f" of {last:,}" if last else "")
+              + (" (stopped early)" if chosen.get("stopped_early") else ""))
+      periodic = (f"{chosen['value']:.4f} ({chosen['validated_users']:,} users)"
+                  if "value" in chosen and chosen.get("validated_users") else
+                  f"{chosen['value']:.4f}" if "value" in chosen else "–")
+      on = chosen.get("metric", "– (the last step)")
+      minutes = f"{timing['seconds'] / 60:.1f}" if timing.get("seconds") is not None else "–"
+      share = f"{100 * timing['validation_share']:.1f}%" if timing.get("validation_share") is not None else "–"
+      rows.append(f"| {short[n]} | `{m}` | {on} | {periodic} | {metric(valid, select)} | "
+                  f"{metric(held, select)} | {step} | {minutes} | {share} |")
+  return ["", "## Selection on validation and training time", "",
+          "Per model (each seed): the metric a trained model was selected on and its value at the selected "
+          f"checkpoint over the users validated during training; {select} over the whole validation split and "
+          f"over the {split} split; the selected step; the training wall-clock (minutes, periodic validation "
+          "included) and periodic validation's share of it. From the pipeline's results files.", "",
+          f"| id | model | selected on | periodic validation | valid {select} | {split} {select} | selected step | "
+          "training (min) | validation share |", "|---|---|---|---:|---:|---:|---:|---:|---:|", *rows]
+
 def main():
   ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   ap.add_argument("--workdir", required=True, help="the project folder holding models/ and results/")
@@ -201,6 +249,7 @@ def main():
     kind = configs[n].model.get("kind", "bert4rec")
     models = " + ".join(f"`{m}`" for m in seeds[n])
     lines.append(f"| {short[n]} | {models} | {kind}{' (reference)' if n == reference else ''} | {len(seeds[n])} |")
+  lines += selection_table(names, seeds, short, dirs, args.split)
   lines += ["", "## All metrics (means over users" + ("; mean ± std over seeds" if several else "") + ")", "",
             "| metric | " + " | ".join(short[n] for n in names) + " |", "|---|" + "---:|" * len(names)]
   for metric in TABLE_METRICS:

@@ -1,4 +1,5 @@
 """experiments/compare_models.py and the statistics it reports."""
+import json
 import os
 import subprocess
 import sys
@@ -53,7 +54,7 @@ def test_compare_models_end_to_end(tiny_config, tmp_path):
   for kind, seed in (("bert4rec", 0), ("bert4rec", 1), ("sasrec", 0)):
     c = tiny_config.copy_and_resolve_references()
     c.model.kind, c.seed = kind, seed
-    c.train.num_train_steps, c.train.eval_every_steps = 120, 0
+    c.train.num_train_steps, c.train.eval_every_steps = 120, 60  # selection on validation at steps 60 and 120
     c.eval.per_user_top_k = 5 if kind == "bert4rec" else 0  # SASRec's ranks are not kept: the script evaluates it
     names[kind, seed] = pipeline.run(c, str(tmp_path), mode="all")["model_name"]
   assert not os.path.exists(tmp_path / "results" / names["sasrec", 0] / "test_per_user.parquet")
@@ -84,6 +85,22 @@ def test_compare_models_end_to_end(tiny_config, tmp_path):
       for s in (0, 1)]
   row = next(line for line in text.splitlines() if line.startswith("| ndcg@10 |"))
   assert row.split(" | ")[1] == f"{np.mean(seed_means):.4f} ± {np.std(seed_means, ddof=1):.4f}"
+  # Selection and cost of each trained model (each seed), as the pipeline's results files hold them.
+  table = [line.split(" | ") for line in text.split("## Selection on validation and training time")[1]
+           .split("## All metrics")[0].splitlines() if line.startswith("| M")]
+  assert [t[1] for t in table[:3]] == [f"`{names[k]}`" for k in (("bert4rec", 0), ("bert4rec", 1), ("sasrec", 0))]
+  assert [(t[0], t[1].split("_")[0]) for t in table[3:]] == [("| M2", "`most"), ("| M3", "`markov")]
+  for t in table[:3]:
+    name = t[1].strip("`")
+    folder = next(d for d in [tmp_path / "results" / name, *sorted((tmp_path / "results" / name).glob("eval-*"))]
+                  if (d / "test_per_user.parquet").exists())
+    held, valid = (json.loads((folder / f"{s}_metrics.json").read_text()) for s in ("test", "valid"))
+    kind = name.split("_")[0]
+    assert t[2] == "ndcg@10" and t[3] == f"{held['selection']['value']:.4f} ({held['selection']['validated_users']:,} users)"
+    assert held["selection"]["step"] in (60, 120) and t[6] == f"{held['checkpoint_step']:,} of 120"
+    assert t[4] == f"{valid['metrics'][kind]['ndcg@10']:.4f}" and t[5] == f"{held['metrics'][kind]['ndcg@10']:.4f}"
+    assert float(t[7]) == round(held["training_time"]["seconds"] / 60, 1)
+  assert [t[2] for t in table[3:]] == ["– (fitted)"] * 2
   # Holm over the 3 models x 4 metrics tested against the reference; the verdict uses it.
   tests = [line.split(" | ") for line in text.splitlines() if line.startswith("| M") and " | [" not in line
            and line.count("|") == 11]
