@@ -1,5 +1,6 @@
-"""Compare trained models on the same split: every metric under both protocols, paired
-significance tests against a reference model, and per-segment breakdowns.
+"""Compare trained models on the same split: what each was selected on and what it cost, every
+metric under both protocols, paired significance tests against a reference model, and
+per-segment breakdowns.
 
   python experiments/compare_models.py --workdir=projects/beauty \\
       --models=<bert4rec model>,<sasrec model> --baselines --out=docs/beauty_comparison.md
