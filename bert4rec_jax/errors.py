@@ -2,7 +2,9 @@
 configuration, a model folder that belongs to another config, no room on disk): the command line
 prints its message as one line, never a traceback. Anything else is a bug of ours and keeps its
 traceback."""
+import functools
 import re
+import sys
 
 
 class UserError(Exception):
@@ -28,6 +30,18 @@ class StorageError(UserError, OSError):
 
 class InUseError(UserError):
   """Another run holds the lock of the model (or dataset) this run would write."""
+
+
+def one_line(main):
+  """Wraps a command's main: a UserError ends it with its message as one line ("error: ..."), exit
+  status 1, as `python -m bert4rec_jax.main` does; anything else keeps its traceback."""
+  @functools.wraps(main)
+  def wrapped(*args, **kwargs):
+    try:
+      return main(*args, **kwargs)
+    except UserError as e:
+      sys.exit(f"error: {e}")
+  return wrapped
 
 
 class Interrupted(Exception):

@@ -54,6 +54,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if os.path.isdir(os.path.join(REPO, "bert4rec_jax")):  # a checkout (installed: the package is importable)
   sys.path.insert(0, REPO)
 
+from bert4rec_jax.errors import one_line  # noqa: E402
+
 SHAPES = {
     # name: users, items, mean length, min length, max_seq_length, max_predictions, masked_lm_prob
     "ml1m_like": dict(users=6040, items=3416, mean_len=165.0, min_len=20, L=200, P=40, p=0.2),
@@ -490,6 +492,7 @@ def in_child(kind: str, arg, extra=()):
   return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+@one_line
 def main():
   ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   ap.add_argument("--only", default="prepare,train,eval,predict,recommend,large")

@@ -32,6 +32,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if os.path.isdir(os.path.join(REPO, "bert4rec_jax")):  # a checkout (installed: the package is importable)
   sys.path.insert(0, REPO)
 
+from bert4rec_jax.errors import one_line  # noqa: E402
+
 TABLE_METRICS = ("hr@1", "hr@5", "hr@10", "hr@20", "ndcg@5", "ndcg@10", "ndcg@20", "mrr",
                  "sampled_hr@1", "sampled_hr@5", "sampled_hr@10", "sampled_ndcg@5", "sampled_ndcg@10", "sampled_mrr")
 HISTORY_EDGES = (1, 5, 10, 20, 50, 100, 200)
@@ -150,6 +152,7 @@ def selection_table(names, seeds, short, dirs, split):
           f"| id | model | selected on | periodic validation | valid {select} | {split} {select} | selected step | "
           "training (min) | validation share |", "|---|---|---|---:|---:|---:|---:|---:|---:|", *rows]
 
+@one_line
 def main():
   ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   ap.add_argument("--workdir", required=True, help="the project folder holding models/ and results/")

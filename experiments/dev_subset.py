@@ -20,7 +20,7 @@ import pandas as pd
 if os.path.isdir(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bert4rec_jax")):  # a checkout
   sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bert4rec_jax import sources  # noqa: E402
-from bert4rec_jax.errors import DataError  # noqa: E402
+from bert4rec_jax.errors import DataError, one_line  # noqa: E402
 
 
 def read_pairs(path: str):
@@ -48,6 +48,7 @@ def k_core(users: np.ndarray, items: np.ndarray, core: int) -> np.ndarray:
   return keep
 
 
+@one_line
 def main():
   ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   ap.add_argument("--input", required=True)

@@ -18,6 +18,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if os.path.isdir(os.path.join(REPO, "bert4rec_jax")):  # a checkout (installed: the package is importable)
   sys.path.insert(0, REPO)
 
+from bert4rec_jax.errors import one_line  # noqa: E402
+
 
 def read_curves(path: str, metric: str) -> dict:
   """{'train': [(step, loss)], 'valid': [(step, value)], 'selected': step or None, 'users': n} of a
@@ -79,6 +81,7 @@ def plot(curves: dict, metric: str, out: str) -> None:
   plt.close(fig)
 
 
+@one_line
 def main(argv=None):
   ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   ap.add_argument("models", nargs="+", help="model folders (models/<name>) or metrics.jsonl files")

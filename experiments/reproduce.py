@@ -27,6 +27,8 @@ import numpy as np
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if os.path.isdir(os.path.join(REPO, "bert4rec_jax")):  # a checkout (installed: the package is importable)
   sys.path.insert(0, REPO)
+
+from bert4rec_jax.errors import one_line  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchmark  # noqa: E402  (a sibling script)
 from bert4rec_jax.significance import bootstrap_ci, per_user_metrics  # noqa: E402
@@ -250,6 +252,7 @@ def refresh_section(body: str, dataset: str, sweep_dir: str) -> str:
   return "\n".join(head + [""] + choices_table(sweep_dir, dataset, body) + notes(dataset))
 
 
+@one_line
 def main():
   ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   ap.add_argument("--datasets", default="ml1m,beauty")

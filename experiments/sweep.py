@@ -50,6 +50,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if os.path.isdir(os.path.join(REPO, "bert4rec_jax")):  # a checkout (installed: the package is importable)
   sys.path.insert(0, REPO)
 
+from bert4rec_jax.errors import one_line  # noqa: E402
+
 # Metrics shown in the table (test split) and plotted (validation split); all others stay in results.csv.
 METRICS = ("ndcg@10", "hr@10", "mrr", "sampled_ndcg@10", "sampled_hr@10")
 
@@ -390,6 +392,7 @@ def plot(frame, keys, out_dir) -> list:
   return written
 
 
+@one_line
 def main():
   if len(sys.argv) == 2 and sys.argv[1].startswith("--_run="):
     return child(sys.argv[1][len("--_run="):])

@@ -112,6 +112,14 @@ def test_compare_models_end_to_end(tiny_config, tmp_path):
   # The most-popular baseline is far below a trained model on the planted structure: significant.
   rows = [line for line in text.splitlines() if line.startswith("| M2 | ndcg@10 |")]
   assert rows and rows[0].rstrip().endswith("| worse |")
+  # A model another run holds (training it): refused in one line, never evaluated half-trained.
+  from bert4rec_jax import io_utils
+  sasrec_dir = str(tmp_path / "models" / names["sasrec", 0])
+  with io_utils.lock(pipeline._model_lock(str(tmp_path), sasrec_dir), f"model {names['sasrec', 0]}"):
+    busy = compare(names["sasrec", 0], "--evaluate")
+  assert busy.returncode == 1 and "Traceback" not in busy.stderr, busy.stderr[-2000:]
+  last = busy.stderr.strip().splitlines()[-1]
+  assert last.startswith(f"error: model {names['sasrec', 0]} ") and " is in use by " in last
   # Only seeds of one model may be joined.
   bad = compare(f"{names['bert4rec', 0]}+{names['sasrec', 0]}")
   assert bad.returncode != 0 and "differs from" in bad.stderr and "in more than config.seed" in bad.stderr
