@@ -136,9 +136,8 @@ def selection_table(names, seeds, short, dirs, split):
       last = timing.get("step")
       step = (f"{held['checkpoint_step']:,}" + (f" of {last:,}" if last else "")
               + (" (stopped early)" if chosen.get("stopped_early") else ""))
-      periodic = (f"{chosen['value']:.4f} ({chosen['validated_users']:,} users)"
-                  if "value" in chosen and chosen.get("validated_users") else
-                  f"{chosen['value']:.4f}" if "value" in chosen else "–")
+      users = chosen.get("validated_users")
+      periodic = "–" if "value" not in chosen else f"{chosen['value']:.4f}" + (f" ({users:,} users)" if users else "")
       on = chosen.get("metric", "– (the last step)")
       minutes = f"{timing['seconds'] / 60:.1f}" if timing.get("seconds") is not None else "–"
       share = f"{100 * timing['validation_share']:.1f}%" if timing.get("validation_share") is not None else "–"
@@ -151,6 +150,7 @@ def selection_table(names, seeds, short, dirs, split):
           "included) and periodic validation's share of it. From the pipeline's results files.", "",
           f"| id | model | selected on | periodic validation | valid {select} | {split} {select} | selected step | "
           "training (min) | validation share |", "|---|---|---|---:|---:|---:|---:|---:|---:|", *rows]
+
 
 @one_line
 def main():
