@@ -5,11 +5,13 @@ per-segment breakdowns.
   python experiments/compare_models.py --workdir=projects/beauty \\
       --models=<bert4rec model>,<sasrec model> --baselines --out=docs/beauty_comparison.md
 
-Models are names of folders in <workdir>/models (or paths to them); all must be trained on
-the same data. Each model's per-user ranks come from <workdir>/results/<model>/<split>_per_user.parquet;
-a model without that file (evaluated without eval.per_user_top_k, or not yet) is evaluated
-first (its per-user file then lies in the folder beside its results that the pipeline names
-for those settings), and --evaluate re-evaluates every model. --baselines adds most-popular and the first-order Markov chain, run by
+Models are names of folders in <workdir>/models (or paths to them), or paths to records of
+models (experiments/record_run.py: a model's config, metrics and per-user ranks, kept without its
+checkpoints, from this or another machine); all must be trained on the same data. Each model's
+per-user ranks come from <workdir>/results/<model>/<split>_per_user.parquet; a model without that
+file (evaluated without eval.per_user_top_k, or not yet) is evaluated first (its per-user file then
+lies in the folder beside its results that the pipeline names for those settings), and --evaluate
+re-evaluates every model; a record's ranks are used as recorded. --baselines adds most-popular and the first-order Markov chain, run by
 the pipeline on the reference model's data and evaluation settings (model.kind).
 
 For each model and metric: the mean; against the reference (default: the first model) the
@@ -28,9 +30,11 @@ import sys
 
 import numpy as np
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
 if os.path.isdir(os.path.join(REPO, "bert4rec_jax")):  # a checkout (installed: the package is importable)
   sys.path.insert(0, REPO)
+sys.path.insert(0, HERE)  # record_run, a sibling script
 
 from bert4rec_jax.errors import one_line  # noqa: E402
 
@@ -51,7 +55,16 @@ def saved_config(folder: str):
   if not os.path.isfile(path):
     raise SystemExit(f"{folder}: no trained model there (no config.json)")
   saved = io_utils.read_json(path)
-  return ml_collections.ConfigDict(saved["config"]), saved["model_name"]
+  config = ml_collections.ConfigDict(saved["config"])
+  if is_record(folder):  # its data file named portably ($BERT4REC_DATA_DIR/<file>)
+    import record_run
+    config.data.path = record_run.local_path(config.data.path)
+  return config, saved["model_name"]
+
+
+def is_record(folder: str) -> bool:
+  """A model's record (experiments/record_run.py): its config, metrics and per-user ranks, no checkpoints."""
+  return os.path.isfile(os.path.join(folder, "record.json"))
 
 
 def evaluate_model(config, workdir: str):
@@ -156,10 +169,12 @@ def selection_table(names, seeds, short, dirs, split):
 def main():
   ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   ap.add_argument("--workdir", required=True, help="the project folder holding models/ and results/")
-  ap.add_argument("--models", required=True, help="comma-separated model names (folders in <workdir>/models)")
+  ap.add_argument("--models", required=True, help="comma-separated model names (folders in <workdir>/models) or "
+                  "paths to models or to records (experiments/record_run.py); seeds of one model joined by '+'")
   ap.add_argument("--reference", default="", help="the model others are tested against (default: the first)")
   ap.add_argument("--baselines", action="store_true", help="add most-popular and the Markov chain")
-  ap.add_argument("--evaluate", action="store_true", help="re-evaluate every model first (models without per-user files always are)")
+  ap.add_argument("--evaluate", action="store_true", help="re-evaluate every model first (models without per-user "
+                  "files always are; records never are)")
   ap.add_argument("--split", default="test", choices=("test", "valid"))
   ap.add_argument("--metrics", default="ndcg@10,hr@10,sampled_ndcg@10,sampled_hr@10",
                   help="metrics tested for significance")
@@ -175,12 +190,16 @@ def main():
 
   from bert4rec_jax import model_store
   configs = {}  # model name -> its config
+  folders = {}  # model name -> its folder (a model's, or a record's)
   seeds = {}  # model (its first seed's name) -> the names of all its seeds' models
   for entry in (e for e in args.models.split(",") if e):
     members = []
     for m in entry.split("+"):
-      config, name = saved_config(model_folder(args.workdir, m))
-      configs[name] = config
+      folder = model_folder(args.workdir, m)
+      config, name = saved_config(folder)
+      if name in configs:
+        raise SystemExit(f"{name} is given twice (as {folders[name]} and {folder}): name each model once")
+      configs[name], folders[name] = config, folder
       members.append(name)
     first = configs[members[0]]
     same = lambda c: {k: v for k, v in model_store.settings(c).items() if k != "seed"}  # noqa: E731
@@ -198,6 +217,11 @@ def main():
   ref_config = configs[reference]
   dirs = {}  # model name -> the results folder holding its per-user ranks
   for name, config in configs.items():
+    if is_record(folders[name]):  # ranks as recorded: never re-evaluated (its checkpoints are not kept)
+      dirs[name] = folders[name]
+      if not os.path.isfile(os.path.join(dirs[name], f"{args.split}_per_user.parquet")):
+        raise SystemExit(f"{dirs[name]}: the record of {name} has no {args.split} split")
+      continue
     dirs[name] = os.path.join(args.workdir, "results", name)
     if args.evaluate or not os.path.isfile(os.path.join(dirs[name], f"{args.split}_per_user.parquet")):
       if not args.evaluate:

@@ -11,8 +11,8 @@ import sysconfig
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-COMMANDS = ("bert4rec-jax", "bert4rec-sweep", "bert4rec-compare", "bert4rec-reproduce", "bert4rec-benchmark",
-            "bert4rec-dev-subset", "bert4rec-plot")
+COMMANDS = ("bert4rec-jax", "bert4rec-sweep", "bert4rec-compare", "bert4rec-record", "bert4rec-reproduce",
+            "bert4rec-benchmark", "bert4rec-dev-subset", "bert4rec-plot")
 
 
 @pytest.fixture(scope="module")

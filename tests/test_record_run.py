@@ -1,0 +1,88 @@
+"""experiments/record_run.py: a trained model's record (config, metrics, per-user ranks; no
+checkpoints) that compare_models takes in place of the model, on a machine without the model."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pandas as pd
+
+from bert4rec_jax import pipeline, synthetic
+from tests.conftest import REPO
+
+
+def run_script(script, *args, env):
+  return subprocess.run([sys.executable, os.path.join(REPO, "experiments", script), *args],
+                        capture_output=True, text=True, cwd=REPO, env=env, timeout=600)
+
+
+def report_tables(text: str) -> str:
+  """A compare_models report from its metrics on: the same for a model and for its record."""
+  return text.split("## Selection on validation", 1)[1].split("Figure:", 1)[0]
+
+
+def test_records_replace_their_models_in_a_comparison(tiny_config, tmp_path):
+  data = tmp_path / "data"
+  data.mkdir()
+  df = synthetic.generate(num_users=300, num_items=60, min_length=6, max_length=20, num_strides=3, noise=0.1, seed=4)
+  (data / "seqs.txt").write_text("".join(f"{u} {i}\n" for u, i in zip(df["user"], df["item"])))
+  first, second, records = tmp_path / "first", tmp_path / "second", tmp_path / "records"
+  names = {}
+  for kind in ("bert4rec", "sasrec"):
+    c = tiny_config.copy_and_resolve_references()
+    c.data.format, c.data.path = "text", str(data / "seqs.txt")
+    c.model.kind = kind
+    c.train.num_train_steps, c.train.eval_every_steps = 80, 40
+    c.eval.per_user_top_k = 5 if kind == "sasrec" else 0  # BERT4Rec's ranks not kept: record_run evaluates it
+    names[kind] = pipeline.run(c, str(first), mode="all")["model_name"]
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1", BERT4REC_DATA_DIR=str(data))
+  both = f"{names['bert4rec']},{names['sasrec']}"
+
+  made = run_script("record_run.py", f"--workdir={first}", f"--models={both}", f"--out={records}", env=env)
+  assert made.returncode == 0, made.stderr[-3000:]
+  assert f"{names['bert4rec']}: no per-user ranks yet; evaluating it first" in made.stdout
+  for kind, name in names.items():
+    record = records / name
+    assert sorted(os.listdir(record)) == ["config.json", "record.json", "test_metrics.json", "test_per_user.parquet",
+                                          "valid_metrics.json", "valid_per_user.parquet"]
+    saved = json.loads((record / "config.json").read_text())
+    assert saved["config"]["data"]["path"] == "$BERT4REC_DATA_DIR/seqs.txt" and "data_dir" not in saved
+    assert str(tmp_path) not in (record / "config.json").read_text()  # no folder of this machine
+    ranks = pd.read_parquet(record / "test_per_user.parquet")
+    assert list(ranks.columns[:3]) == ["user", "target", "rank"] and "top_items" not in ranks
+    if kind == "sasrec":  # what the training run's own evaluation wrote, less the top items
+      own = pd.read_parquet(first / "results" / name / "test_per_user.parquet").drop(columns=["top_items"])
+      pd.testing.assert_frame_equal(ranks, own)
+      assert (record / "test_metrics.json").read_bytes() == (first / "results" / name / "test_metrics.json").read_bytes()
+  compared = run_script("compare_models.py", f"--workdir={first}", f"--models={both}", "--baselines",
+                        "--bootstrap=200", env=env)
+  assert compared.returncode == 0, compared.stderr[-3000:]
+
+  # Recording again: the same record, left as it is; a different one under the name: refused.
+  again = run_script("record_run.py", f"--workdir={first}", f"--models={names['sasrec']}", f"--out={records}", env=env)
+  assert again.returncode == 0 and "already recorded" in again.stdout, again.stderr[-2000:]
+  tampered = records / names["sasrec"] / "test_per_user.parquet"
+  kept = tampered.read_bytes()
+  frame = pd.read_parquet(tampered)
+  frame.loc[0, "rank"] += 1
+  frame.to_parquet(tampered, index=False)
+  other = run_script("record_run.py", f"--workdir={first}", f"--models={names['sasrec']}", f"--out={records}", env=env)
+  assert other.returncode == 1 and "Traceback" not in other.stderr
+  assert other.stderr.strip().splitlines()[-1].startswith(f"error: {records / names['sasrec']} holds another record")
+  assert pd.read_parquet(tampered).equals(frame), "the record on disk was replaced"
+  assert not [n for n in os.listdir(records) if n.startswith(".")], "a staging folder was left behind"
+  tampered.write_bytes(kept)
+
+  # The models gone (another machine, another session): their records compare as they did.
+  shutil.rmtree(first)
+  paths = f"{records / names['bert4rec']},{records / names['sasrec']}"
+  from_records = run_script("compare_models.py", f"--workdir={second}", f"--models={paths}", "--baselines",
+                            "--bootstrap=200", env=env)
+  assert from_records.returncode == 0, from_records.stderr[-3000:]
+  assert report_tables(from_records.stdout) == report_tables(compared.stdout)
+  assert "evaluating it first" not in from_records.stdout  # a record is never re-evaluated
+  # One model under two names (its record and itself) is refused.
+  twice = run_script("compare_models.py", f"--workdir={second}",
+                     f"--models={records / names['sasrec']},{records / names['sasrec']}", env=env)
+  assert twice.returncode != 0 and "is given twice" in twice.stderr
