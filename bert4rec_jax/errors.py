@@ -33,14 +33,20 @@ class InUseError(UserError):
 
 
 def one_line(main):
-  """Wraps a command's main: a UserError ends it with its message as one line ("error: ..."), exit
-  status 1, as `python -m bert4rec_jax.main` does; anything else keeps its traceback."""
+  """Wraps a command's main: a UserError, or a full, read-only or forbidden disk, ends it with one
+  line ("error: ..."), exit status 1, as `python -m bert4rec_jax.main` does; anything else keeps its
+  traceback."""
   @functools.wraps(main)
   def wrapped(*args, **kwargs):
     try:
       return main(*args, **kwargs)
     except UserError as e:
       sys.exit(f"error: {e}")
+    except Exception as e:  # noqa: BLE001 (re-raised unless the disk caused it)
+      problem = storage_problem(e)
+      if problem is None:
+        raise
+      sys.exit(f"error: {problem}")
   return wrapped
 
 

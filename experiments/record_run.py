@@ -118,11 +118,12 @@ def same_record(a: str, b: str) -> bool:
 
 def record(workdir: str, name: str, out: str) -> str:
   """Writes (or finds identical) the record of model `name` at <out>/<model name>; returns its path."""
+  from bert4rec_jax import io_utils
   os.makedirs(out, exist_ok=True)
-  staging = tempfile.mkdtemp(prefix=".record-", dir=out)
+  io_utils.clean_leftovers(out)  # what a killed recording left
+  staging = tempfile.mkdtemp(prefix=io_utils.temp_prefix("record"), dir=out)
   try:
     record_files(workdir, name, staging)
-    from bert4rec_jax import io_utils
     model_name = io_utils.read_json(os.path.join(staging, RECORD_MARK))["model_name"]
     target = os.path.join(out, model_name)
     if os.path.exists(target):

@@ -1,5 +1,6 @@
 """experiments/record_run.py: a trained model's record (config, metrics, per-user ranks; no
 checkpoints) that compare_models takes in place of the model, on a machine without the model."""
+import errno
 import json
 import os
 import shutil
@@ -7,8 +8,10 @@ import subprocess
 import sys
 
 import pandas as pd
+import pytest
 
 from bert4rec_jax import pipeline, synthetic
+from bert4rec_jax.errors import one_line
 from tests.conftest import REPO
 
 
@@ -86,3 +89,28 @@ def test_records_replace_their_models_in_a_comparison(tiny_config, tmp_path):
   twice = run_script("compare_models.py", f"--workdir={second}",
                      f"--models={records / names['sasrec']},{records / names['sasrec']}", env=env)
   assert twice.returncode != 0 and "is given twice" in twice.stderr
+
+
+def test_an_unwritable_out_is_one_line(tmp_path):
+  """Where the records cannot go (a file in the way; a read-only or full disk), the command says so
+  in one line, as every experiment command does (errors.one_line)."""
+  blocker = tmp_path / "a_file"
+  blocker.write_text("")
+  out = run_script("record_run.py", f"--workdir={tmp_path}", "--models=m", f"--out={blocker / 'records'}",
+                   env=dict(os.environ))
+  assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr[-2000:]
+  assert out.stderr.strip().splitlines()[-1].startswith(f"error: {blocker}")
+  assert "a file stands where a folder is needed" in out.stderr
+
+  @one_line
+  def read_only():
+    raise OSError(errno.EROFS, "Read-only file system", str(tmp_path / "records"))
+  with pytest.raises(SystemExit) as stop:
+    read_only()
+  assert str(stop.value).startswith(f"error: {tmp_path / 'records'}: cannot write") and "read-only" in str(stop.value)
+
+  @one_line
+  def ours():
+    raise FileNotFoundError(2, "No such file or directory", "/nowhere")
+  with pytest.raises(FileNotFoundError):  # not the disk's doing: the traceback stays
+    ours()
