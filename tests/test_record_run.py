@@ -4,6 +4,7 @@ import errno
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 
@@ -62,6 +63,11 @@ def test_records_replace_their_models_in_a_comparison(tiny_config, tmp_path):
                         "--bootstrap=200", env=env)
   assert compared.returncode == 0, compared.stderr[-3000:]
 
+  # A recording killed midway left its staging folder: the next one clears it.
+  gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+  from bert4rec_jax import io_utils
+  stale = records / f"{io_utils.TMP_PREFIX}{socket.gethostname().replace('-', '_')}-{gone.stdout.strip()}-record-x1"
+  (stale / "half").mkdir(parents=True)
   # Recording again: the same record, left as it is; a different one under the name: refused.
   again = run_script("record_run.py", f"--workdir={first}", f"--models={names['sasrec']}", f"--out={records}", env=env)
   assert again.returncode == 0 and "already recorded" in again.stdout, again.stderr[-2000:]
