@@ -62,9 +62,12 @@ def saved_config(folder: str):
   return config, saved["model_name"]
 
 
+RECORD_MARK = "record.json"
+
+
 def is_record(folder: str) -> bool:
   """A model's record (experiments/record_run.py): its config, metrics and per-user ranks, no checkpoints."""
-  return os.path.isfile(os.path.join(folder, "record.json"))
+  return os.path.isfile(os.path.join(folder, RECORD_MARK))
 
 
 def evaluate_model(config, workdir: str):

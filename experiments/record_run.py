@@ -30,7 +30,7 @@ import compare_models  # noqa: E402  (a sibling script)
 from bert4rec_jax.errors import UserError, one_line  # noqa: E402
 
 DATA_VAR = "$BERT4REC_DATA_DIR"
-RECORD_MARK = "record.json"
+RECORD_MARK = compare_models.RECORD_MARK
 
 
 def data_dir() -> str:
@@ -62,10 +62,6 @@ def local_path(path: str) -> str:
   return path
 
 
-def is_record(folder: str) -> bool:
-  return os.path.isfile(os.path.join(folder, RECORD_MARK))
-
-
 def splits_of(config) -> tuple:
   return ("valid", "test") if config.task == "train_val_test" else ("test",)
 
@@ -75,7 +71,7 @@ def record_files(workdir: str, name: str, staging: str) -> None:
   import pandas as pd
   from bert4rec_jax import baselines, io_utils
   folder = compare_models.model_folder(workdir, name)
-  if is_record(folder):
+  if compare_models.is_record(folder):
     raise UserError(f"{folder} is a record already: copy it as it is")
   config, model_name = compare_models.saved_config(folder)
   if config.model.kind in baselines.KINDS:
@@ -89,6 +85,11 @@ def record_files(workdir: str, name: str, staging: str) -> None:
     for needed in (f"{split}_metrics.json", f"{split}_per_user.parquet"):
       if not os.path.isfile(os.path.join(results, needed)):
         raise UserError(f"{os.path.join(results, needed)} is missing: evaluate {model_name} first")
+    held = io_utils.read_json(os.path.join(results, f"{split}_metrics.json"))
+    last = (held.get("training_time") or {}).get("step")
+    if last is not None and last < config.train.num_train_steps and not (held.get("selection") or {}).get("stopped_early"):
+      raise UserError(f"{model_name} is partly trained (step {last:,} of {config.train.num_train_steps:,}): finish "
+                      "its training (run its command again) before recording it")
     shutil.copyfile(os.path.join(results, f"{split}_metrics.json"), os.path.join(staging, f"{split}_metrics.json"))
     table = pd.read_parquet(os.path.join(results, f"{split}_per_user.parquet"))
     table.drop(columns=["top_items"], errors="ignore").to_parquet(os.path.join(staging, f"{split}_per_user.parquet"),
@@ -126,14 +127,19 @@ def record(workdir: str, name: str, out: str) -> str:
     record_files(workdir, name, staging)
     model_name = io_utils.read_json(os.path.join(staging, RECORD_MARK))["model_name"]
     target = os.path.join(out, model_name)
-    if os.path.exists(target):
-      if not (os.path.isdir(target) and same_record(staging, target)):
-        raise UserError(f"{target} holds another record of {model_name} (other results or config): "
-                        "choose another --out, or remove that record if it is yours to drop")
-      print(f"{model_name}: already recorded in {target} (the same)")
-      return target
-    os.rename(staging, target)  # whole or not at all
-    print(f"{model_name}: recorded in {target}")
+    if not os.path.exists(target):
+      try:  # whole or not at all; onto a record another recording made meanwhile, it fails: compared below
+        os.rename(staging, target)
+      except OSError:
+        if not os.path.isdir(target):
+          raise
+      else:
+        print(f"{model_name}: recorded in {target}")
+        return target
+    if not (os.path.isdir(target) and same_record(staging, target)):
+      raise UserError(f"{target} holds another record of {model_name} (other results or config): "
+                      "choose another --out, or remove that record if it is yours to drop")
+    print(f"{model_name}: already recorded in {target} (the same)")
     return target
   finally:
     shutil.rmtree(staging, ignore_errors=True)

@@ -40,13 +40,21 @@ def test_records_replace_their_models_in_a_comparison(tiny_config, tmp_path):
     c.train.num_train_steps, c.train.eval_every_steps = 80, 40
     c.eval.per_user_top_k = 5 if kind == "sasrec" else 0  # BERT4Rec's ranks not kept: record_run evaluates it
     names[kind] = pipeline.run(c, str(first), mode="all")["model_name"]
+    if kind == "bert4rec":  # and a seed of it killed halfway
+      c.seed = 1
+      names["half"] = pipeline.run(c, str(first), mode="train", stop_at=40)["model_name"]
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1", BERT4REC_DATA_DIR=str(data))
+  half = run_script("record_run.py", f"--workdir={first}", f"--models={names['half']}", f"--out={records}", env=env)
+  assert half.returncode == 1 and "Traceback" not in half.stderr, half.stderr[-2000:]
+  assert half.stderr.strip().splitlines()[-1] == (f"error: {names['half']} is partly trained (step 40 of 80): finish "
+                                                  "its training (run its command again) before recording it")
+  assert os.listdir(records) == []  # nothing of it kept
   both = f"{names['bert4rec']},{names['sasrec']}"
 
   made = run_script("record_run.py", f"--workdir={first}", f"--models={both}", f"--out={records}", env=env)
   assert made.returncode == 0, made.stderr[-3000:]
   assert f"{names['bert4rec']}: no per-user ranks yet; evaluating it first" in made.stdout
-  for kind, name in names.items():
+  for kind, name in ((k, names[k]) for k in ("bert4rec", "sasrec")):
     record = records / name
     assert sorted(os.listdir(record)) == ["config.json", "record.json", "test_metrics.json", "test_per_user.parquet",
                                           "valid_metrics.json", "valid_per_user.parquet"]
@@ -120,3 +128,31 @@ def test_an_unwritable_out_is_one_line(tmp_path):
     raise FileNotFoundError(2, "No such file or directory", "/nowhere")
   with pytest.raises(FileNotFoundError):  # not the disk's doing: the traceback stays
     ours()
+
+
+@pytest.mark.parametrize("same", [True, False])
+def test_two_recordings_of_one_model_at_once(tmp_path, monkeypatch, capsys, same):
+  """The other recording renames its record into place between this one's check and its rename:
+  an identical record is left as it is, a different one refused; nothing half-written either way."""
+  monkeypatch.syspath_prepend(os.path.join(REPO, "experiments"))
+  import record_run
+
+  def files(workdir, name, staging):
+    for folder, text in ((staging, "mine"), (os.path.join(tmp_path, "out", "m"), "mine" if same else "theirs")):
+      os.makedirs(folder, exist_ok=True)
+      with open(os.path.join(folder, "config.json"), "w") as f:
+        f.write(text)
+      with open(os.path.join(folder, record_run.RECORD_MARK), "w") as f:
+        f.write('{"model_name": "m"}')
+  monkeypatch.setattr(record_run, "record_files", files)
+  real_exists = os.path.exists
+  monkeypatch.setattr(record_run.os.path, "exists",
+                      lambda p: False if p == os.path.join(tmp_path, "out", "m") else real_exists(p))
+  if same:
+    assert record_run.record(str(tmp_path), "m", str(tmp_path / "out")) == str(tmp_path / "out" / "m")
+    assert "already recorded" in capsys.readouterr().out
+  else:
+    with pytest.raises(record_run.UserError, match="holds another record of m"):
+      record_run.record(str(tmp_path), "m", str(tmp_path / "out"))
+  assert (tmp_path / "out" / "m" / "config.json").read_text() == ("mine" if same else "theirs")
+  assert os.listdir(tmp_path / "out") == ["m"]
