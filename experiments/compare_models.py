@@ -11,8 +11,9 @@ checkpoints, from this or another machine); all must be trained on the same data
 per-user ranks come from <workdir>/results/<model>/<split>_per_user.parquet; a model without that
 file (evaluated without eval.per_user_top_k, or not yet) is evaluated first (its per-user file then
 lies in the folder beside its results that the pipeline names for those settings), and --evaluate
-re-evaluates every model; a record's ranks are used as recorded. --baselines adds most-popular and the first-order Markov chain, run by
-the pipeline on the reference model's data and evaluation settings (model.kind).
+re-evaluates every model; a record's ranks are used as recorded. --baselines adds most-popular and
+the first-order Markov chain, run by the pipeline on the reference model's data and evaluation
+settings (model.kind).
 
 For each model and metric: the mean; against the reference (default: the first model) the
 mean paired difference, its 95% bootstrap interval over users, and a two-sided paired t-test,
