@@ -18,7 +18,6 @@ import filecmp
 import os
 import shutil
 import sys
-import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -122,7 +121,7 @@ def record(workdir: str, name: str, out: str) -> str:
   from bert4rec_jax import io_utils
   os.makedirs(out, exist_ok=True)
   io_utils.clean_leftovers(out)  # what a killed recording left
-  staging = tempfile.mkdtemp(prefix=io_utils.temp_prefix("record"), dir=out)
+  staging = io_utils.make_temp_dir(out, "record")  # a normal folder's permissions once renamed
   try:
     record_files(workdir, name, staging)
     model_name = io_utils.read_json(os.path.join(staging, RECORD_MARK))["model_name"]

@@ -51,6 +51,8 @@ def test_records_replace_their_models_in_a_comparison(tiny_config, tmp_path):
   assert os.listdir(records) == []  # nothing of it kept
   both = f"{names['bert4rec']},{names['sasrec']}"
 
+  umask = os.umask(0)
+  os.umask(umask)
   made = run_script("record_run.py", f"--workdir={first}", f"--models={both}", f"--out={records}", env=env)
   assert made.returncode == 0, made.stderr[-3000:]
   assert f"{names['bert4rec']}: no per-user ranks yet; evaluating it first" in made.stdout
@@ -58,6 +60,7 @@ def test_records_replace_their_models_in_a_comparison(tiny_config, tmp_path):
     record = records / name
     assert sorted(os.listdir(record)) == ["config.json", "record.json", "test_metrics.json", "test_per_user.parquet",
                                           "valid_metrics.json", "valid_per_user.parquet"]
+    assert os.stat(record).st_mode & 0o777 == 0o777 & ~umask  # a normal folder, not a temporary's 0700
     saved = json.loads((record / "config.json").read_text())
     assert saved["config"]["data"]["path"] == "$BERT4REC_DATA_DIR/seqs.txt" and "data_dir" not in saved
     assert str(tmp_path) not in (record / "config.json").read_text()  # no folder of this machine
