@@ -64,6 +64,19 @@ def saved_config(folder: str):
 
 
 RECORD_MARK = "record.json"
+DATA_HASHES = {"data.content": "the prepared data", "data.vocab": "the item vocabulary"}
+
+
+def data_hashes(folder: str) -> dict:
+  """The content hashes of the data a model was trained on, as far as its folder (identity.json)
+  or record (record.json) knows them."""
+  from bert4rec_jax import io_utils, model_store
+  if is_record(folder):
+    known = io_utils.read_json(os.path.join(folder, RECORD_MARK)).get("data", {})
+  else:
+    path = os.path.join(folder, model_store.IDENTITY_FILE)
+    known = io_utils.read_json(path).get("identity", {}) if os.path.isfile(path) else {}
+  return {k: known[k] for k in DATA_HASHES if known.get(k)}
 
 
 def is_record(folder: str) -> bool:
@@ -219,6 +232,13 @@ def main():
     if reference is None:
       raise SystemExit(f"--reference={args.reference!r} is not among --models")
   ref_config = configs[reference]
+  ref_data = data_hashes(folders[reference])
+  for name in configs:  # models of one dataset: the same prepared data, wherever each was trained
+    other = data_hashes(folders[name])
+    changed = [what for k, what in DATA_HASHES.items() if k in other and k in ref_data and other[k] != ref_data[k]]
+    if changed:
+      raise SystemExit(f"{name} was trained on other data than {reference} ({' and '.join(changed)} differ): "
+                       "compare models of one dataset")
   dirs = {}  # model name -> the results folder holding its per-user ranks
   for name, config in configs.items():
     if is_record(folders[name]):  # ranks as recorded: never re-evaluated (its checkpoints are not kept)

@@ -8,7 +8,8 @@ A record is the folder <out>/<model>: config.json (the model's saved config; a d
 BERT4REC_DATA_DIR is written as $BERT4REC_DATA_DIR/<file>, so the record names no machine's
 folders), and for each split of the model's task <split>_metrics.json and <split>_per_user.parquet
 (user, target, rank[, sampled_rank]: no top items) of the evaluation compare_models reads, the
-model being evaluated first when it has no per-user file yet. With it a model trained in one session
+model being evaluated first when it has no per-user file yet; record.json names the model and the
+content hashes of the data it was trained on (compare_models refuses models of other data). With it a model trained in one session
 (or on a GPU machine) is compared, paired by user, with models trained elsewhere, seeds joined by "+"
 as for models, after its checkpoints are gone. A record is written whole or not at all, and an
 existing record that differs (another run under the same name) is refused, never replaced.
@@ -97,7 +98,8 @@ def record_files(workdir: str, name: str, staging: str) -> None:
   saved["config"]["data"]["path"] = portable_path(saved["config"]["data"]["path"])
   saved.pop("data_dir", None)  # this machine's prepared-data folder
   io_utils.write_json(os.path.join(staging, "config.json"), saved)
-  io_utils.write_json(os.path.join(staging, RECORD_MARK), {"model_name": model_name, "splits": list(splits)})
+  io_utils.write_json(os.path.join(staging, RECORD_MARK), {"model_name": model_name, "splits": list(splits),
+                                                          "data": compare_models.data_hashes(folder)})
 
 
 def same_record(a: str, b: str) -> bool:

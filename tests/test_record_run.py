@@ -61,6 +61,9 @@ def test_records_replace_their_models_in_a_comparison(tiny_config, tmp_path):
     assert sorted(os.listdir(record)) == ["config.json", "record.json", "test_metrics.json", "test_per_user.parquet",
                                           "valid_metrics.json", "valid_per_user.parquet"]
     assert os.stat(record).st_mode & 0o777 == 0o777 & ~umask  # a normal folder, not a temporary's 0700
+    identity = json.loads((first / "models" / name / "identity.json").read_text())["identity"]
+    hashes = json.loads((record / "record.json").read_text())["data"]
+    assert hashes == {k: identity[k] for k in ("data.content", "data.vocab")} and all(hashes.values())
     saved = json.loads((record / "config.json").read_text())
     assert saved["config"]["data"]["path"] == "$BERT4REC_DATA_DIR/seqs.txt" and "data_dir" not in saved
     assert str(tmp_path) not in (record / "config.json").read_text()  # no folder of this machine
@@ -102,6 +105,18 @@ def test_records_replace_their_models_in_a_comparison(tiny_config, tmp_path):
   assert from_records.returncode == 0, from_records.stderr[-3000:]
   assert report_tables(from_records.stdout) == report_tables(compared.stdout)
   assert "evaluating it first" not in from_records.stdout  # a record is never re-evaluated
+  # A record of a model trained on other data (the file changed under the same name): refused.
+  mark = records / names["sasrec"] / "record.json"
+  kept = mark.read_text()
+  changed = json.loads(kept)
+  changed["data"]["data.content"] = "0" * 16
+  mark.write_text(json.dumps(changed))
+  other_data = run_script("compare_models.py", f"--workdir={second}", f"--models={paths}", env=env)
+  assert other_data.returncode != 0 and "Traceback" not in other_data.stderr, other_data.stderr[-2000:]
+  assert other_data.stderr.strip().splitlines()[-1] == (f"{names['sasrec']} was trained on other data than "
+                                                        f"{names['bert4rec']} (the prepared data differ): compare "
+                                                        "models of one dataset")
+  mark.write_text(kept)
   # One model under two names (its record and itself) is refused.
   twice = run_script("compare_models.py", f"--workdir={second}",
                      f"--models={records / names['sasrec']},{records / names['sasrec']}", env=env)
