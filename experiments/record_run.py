@@ -9,10 +9,11 @@ BERT4REC_DATA_DIR is written as $BERT4REC_DATA_DIR/<file>, so the record names n
 folders), and for each split of the model's task <split>_metrics.json and <split>_per_user.parquet
 (user, target, rank[, sampled_rank]: no top items) of the evaluation compare_models reads, the
 model being evaluated first when it has no per-user file yet; record.json names the model and the
-content hashes of the data it was trained on (compare_models refuses models of other data). With it a model trained in one session
-(or on a GPU machine) is compared, paired by user, with models trained elsewhere, seeds joined by "+"
-as for models, after its checkpoints are gone. A record is written whole or not at all, and an
-existing record that differs (another run under the same name) is refused, never replaced.
+content hashes of the data it was trained on (compare_models refuses models of other data). With it
+a model trained in one session (or on a GPU machine) is compared, paired by user, with models
+trained elsewhere, seeds joined by "+" as for models, after its checkpoints are gone. A record is
+written whole or not at all, and an existing record that differs (another run under the same name)
+is refused, never replaced.
 """
 import argparse
 import filecmp
@@ -38,10 +39,13 @@ def data_dir() -> str:
   if os.environ.get("BERT4REC_DATA_DIR"):
     return os.environ["BERT4REC_DATA_DIR"]
   try:
-    from configs import default
-    return default.DATA_DIR
+    from configs import default  # a checkout
   except ImportError:
-    return ""
+    try:
+      from bert4rec_jax.configs import default  # installed
+    except ImportError:
+      return ""
+  return default.DATA_DIR
 
 
 def portable_path(path: str) -> str:
