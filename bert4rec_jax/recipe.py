@@ -70,6 +70,9 @@ def auto_fields(config) -> List[str]:
   return out
 
 
+ESTIMATE_SEED = 0  # the batches the mean width is measured on (seed 0: what every run measured before)
+
+
 def _quantile(lengths: np.ndarray) -> int:
   """The 99th percentile of the lengths: an actual length, never interpolated (0 for none)."""
   return int(np.percentile(lengths, AUTO_LENGTH_QUANTILE, method="higher")) if len(lengths) else 0
@@ -85,11 +88,15 @@ def sequence_length(lengths: np.ndarray) -> int:
 def mean_width(config, train_seqs, max_steps: int = 1600, min_steps: int = 400) -> float:
   """Columns of an average training batch: max_seq_length, or with train.length_buckets the mean
   width of the stream's first batches: its first epoch, at least `min_steps` batches (a small
-  dataset's epoch is a few batches, whose widths vary with the seed) and at most `max_steps`."""
+  dataset's epoch is a few batches, whose widths vary with the shuffle) and at most `max_steps`.
+  The batches are drawn with seed 0 whatever config.seed is: the schedule is the data's, so the
+  seeds of one model differ in config.seed alone (and can be joined as seeds of one model)."""
   from bert4rec_jax import input_pipeline
   if not config.train.get("length_buckets"):
     return float(config.model.max_seq_length)
-  stream = input_pipeline.make_stream(config, train_seqs)
+  fixed = config.copy_and_resolve_references()
+  fixed.seed = ESTIMATE_SEED
+  stream = input_pipeline.make_stream(fixed, train_seqs)
   steps = max(min_steps, min(max_steps, math.ceil(stream.num_examples / config.train.batch_size)))
   return float(np.mean([stream.width(s) for s in range(steps)]))
 
