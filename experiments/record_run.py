@@ -35,9 +35,7 @@ RECORD_MARK = compare_models.RECORD_MARK
 
 
 def data_dir() -> str:
-  """BERT4REC_DATA_DIR, else the checkout's default (configs/default.py), else ""."""
-  if os.environ.get("BERT4REC_DATA_DIR"):
-    return os.environ["BERT4REC_DATA_DIR"]
+  """The shipped configs' data folder (configs/default.py: BERT4REC_DATA_DIR, else its default)."""
   try:
     from configs import default  # a checkout
   except ImportError:
