@@ -155,7 +155,10 @@ def main():
   ap.add_argument("--models", required=True, help="comma-separated model names (folders in <workdir>/models)")
   ap.add_argument("--out", required=True, help="the folder the records go into, one sub-folder per model")
   args = ap.parse_args()
-  for name in (n for n in args.models.split(",") if n):
+  names = [n for n in args.models.split(",") if n]
+  if not names:
+    raise UserError("--models names no model: give the model names (folders in <workdir>/models), comma-separated")
+  for name in names:
     record(args.workdir, name, args.out)
 
 

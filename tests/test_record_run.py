@@ -133,6 +133,10 @@ def test_an_unwritable_out_is_one_line(tmp_path):
   assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr[-2000:]
   assert out.stderr.strip().splitlines()[-1].startswith(f"error: {blocker}")
   assert "a file stands where a folder is needed" in out.stderr
+  nothing = run_script("record_run.py", f"--workdir={tmp_path}", "--models=,", f"--out={tmp_path / 'r'}",
+                       env=dict(os.environ))
+  assert nothing.returncode == 1 and nothing.stderr.strip().startswith("error: --models names no model")
+  assert not (tmp_path / "r").exists()
 
   @one_line
   def read_only():
