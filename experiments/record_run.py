@@ -36,13 +36,7 @@ RECORD_MARK = compare_models.RECORD_MARK
 
 def data_dir() -> str:
   """The shipped configs' data folder (configs/default.py: BERT4REC_DATA_DIR, else its default)."""
-  try:
-    from configs import default  # a checkout
-  except ImportError:
-    try:
-      from bert4rec_jax.configs import default  # installed
-    except ImportError:
-      return ""
+  from bert4rec_jax.configs import default  # a checkout's configs/ or the installed ones
   return default.DATA_DIR
 
 

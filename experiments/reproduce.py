@@ -66,7 +66,14 @@ METRICS = ["sampled_hr@1", "sampled_hr@5", "sampled_hr@10", "sampled_ndcg@5", "s
 
 
 def load_config(dataset: str, overrides):
-  module = importlib.import_module(f"configs.{dataset}")
+  from bert4rec_jax.errors import UserError
+  try:  # a checkout's configs/ or the installed ones
+    module = importlib.import_module(f"bert4rec_jax.configs.{dataset}")
+  except ModuleNotFoundError as e:
+    if e.name != f"bert4rec_jax.configs.{dataset}":
+      raise
+    raise UserError(f"--datasets: no shipped config named {dataset!r} (configs/{dataset}.py); "
+                    "give shipped configs' names, e.g. ml1m,beauty") from None
   c = module.get_config()
   benchmark.apply_overrides(c, overrides)
   c.eval.per_user_top_k = max(c.eval.per_user_top_k, 10)  # keeps per-user ranks for the intervals

@@ -64,6 +64,19 @@ def test_the_installed_package_is_not_the_checkout(installed):
   assert squat.returncode == 1 and "No module named 'configs'" in squat.stderr
 
 
+def test_the_installed_reproduce_finds_the_shipped_configs(installed):
+  """bert4rec-reproduce loads configs by dataset name: from the installed package, not a checkout."""
+  out = run(installed, "bert4rec-reproduce", "--datasets=synthetic", "--workdir=rep", "--out=rep.md", "--bootstrap=0",
+            "--set=train.num_train_steps=5", "--set=data.synthetic.num_users=200", "--set=wandb.mode=disabled",
+            "--set=train.eval_every_steps=0", "--sweeps=sw")
+  assert out.returncode == 0, out.stderr[-3000:]
+  with open(os.path.join(installed["work"], "rep.md")) as f:
+    assert "## synthetic" in f.read()
+  unknown = run(installed, "bert4rec-reproduce", "--datasets=nosuch", "--out=rep2.md")
+  assert unknown.returncode == 1 and unknown.stderr.strip().splitlines() == [
+      "error: --datasets: no shipped config named 'nosuch' (configs/nosuch.py); give shipped configs' names, e.g. ml1m,beauty"]
+
+
 def test_every_command_answers_help(installed):
   for command in COMMANDS:
     out = run(installed, command, "--help")
