@@ -98,6 +98,10 @@ def _check_data(p: _Problems, config) -> None:
     p.need(bool(d.get("tfds_name")), "data.tfds_name", d.get("tfds_name"), "name the TFDS dataset, e.g. movielens/1m-ratings")
   elif d.format != "synthetic":
     p.need(bool(d.path), "data.path", d.path, f"format {d.format!r} reads from a file: set the input's path")
+  if d.format in ("synthetic", "tfds"):  # a path there would be ignored, and the wrong data used in silence
+    p.need(not d.path, "data.path", d.path, f"format {d.format!r} reads no file: give the file's format "
+           f"(data.format, one of {', '.join(f for f in sources.FORMATS if f not in ('synthetic', 'tfds'))}) "
+           "or leave data.path empty")
   p.at_least("data.chunk_rows", d.chunk_rows, 0)
   if d.chunk_rows > 0:
     p.need(d.format in sources.CHUNKED_FORMATS, "data.chunk_rows", d.chunk_rows,
