@@ -156,7 +156,11 @@ def recbole_section(doc: dict) -> str:
                else "with " + ", ".join(overrides) if overrides else "with configs/default.py base() as is")
   lines = [f"## Side by side with RecBole {rb['recbole_version']} (torch {rb['torch']}), {doc['cpu_count']} CPU cores,"
            f" RecBole {budget:.0f} min, ours {ours_what}",
-           "", f"Command: `{doc['command']}` ({doc['date']})", "",
+           "", f"Command: `{doc['command']}` ({doc['date']})" + (
+               "" if "args" in doc or recipe else  # runs of base() from before the script's defaults changed
+               ", with that date's defaults of the script, since changed: RecBole's budget and our settings are"
+               " the title's (today `--recbole_minutes`, `--ours_settings=base`, and for base() as is"
+               " `--set=train.warmup_seq_length=0`)") + ".", "",
            f"Data: {d['file']}, {d['users']:,} users, {d['items']:,} items, {d['interactions']:,} interactions,"
            " leave-one-out. Both models: hidden 64, inner 256, 2 layers, 2 heads,"
            f" length {sh['max_seq_length']}, batch {sh['batch_size']}, mask ratio 0.2 ({sh['mask_slots']} mask slots).", "",
@@ -265,7 +269,7 @@ def main(paths):
   docs = [json.load(open(p)) for p in paths]
   out = ["# Benchmarks", "",
          "Produced by `experiments/benchmark.py` (one JSON document per run) and turned into this page by",
-         f"`python experiments/benchmark_table.py {' '.join(paths)}` on {datetime.date.today().isoformat()}.",
+         f"`python experiments/benchmark_table.py {' '.join(paths)} > docs/benchmarks.md` on {datetime.date.today().isoformat()}.",
          "Synthetic data with the real sets' shapes (users, items, length distribution); see the",
          "docstring of `experiments/benchmark.py` for what each suite measures.", ""]
   for doc in docs:

@@ -285,6 +285,13 @@ def time_to_quality(recbole_curve, ours):
   return rows, headline
 
 
+def recorded_args(args) -> dict:
+  """Every argument the run used, defaults included (a later change of a default does not change
+  what the record says was run); folders of this machine left out."""
+  return {k: v for k, v in sorted(vars(args).items()) if k not in ("data", "workdir", "venv", "out", "_ours")} | {
+      "data": os.path.basename(args.data)}
+
+
 def our_settings(settings: str, max_seq_length: int, overrides) -> list:
   """The --set overrides of our side; with --ours_settings=base, first a sequence-length warmup for
   long sequences (400 steps on windows of L / 4 items)."""
@@ -417,7 +424,7 @@ def main():
   ttq, headline = time_to_quality(recbole["curve"], ours)
   result = {
       "command": "python experiments/compare_recbole.py " + " ".join(sys.argv[1:]),
-      "date": time.strftime("%Y-%m-%d"), "cpu_count": os.cpu_count(),
+      "date": time.strftime("%Y-%m-%d"), "cpu_count": os.cpu_count(), "args": recorded_args(args),
       "data": data_summary(args.data, df),
       "shape": {"max_seq_length": args.max_seq_length, "batch_size": args.batch_size, "hidden_size": 64,
                 "inner_size": 256, "layers": 2, "heads": 2, "mask_slots": int(0.2 * args.max_seq_length)},

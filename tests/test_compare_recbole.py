@@ -100,6 +100,9 @@ def test_whole_invocation_with_a_stand_in_for_recbole(tmp_path):
   assert inter[0] == "user_id:token\titem_id:token\ttimestamp:float" and len(inter) == len(lines) + 1
   assert inter[1].split("\t") == ["1", lines[0].split()[1], "0"] and inter[2].split("\t")[2] == "1"
 
+  args = doc["args"]  # every argument, defaults included, and no folder of this machine
+  assert args["data"] == "ring.txt" and args["ours_settings"] == "recipe" and "recbole_minutes" in args
+  assert not ({"workdir", "venv", "out"} & set(args)) and str(tmp_path) not in json.dumps(args)
   ours = doc["ours"]
   settings = ours["settings"]
   assert settings["config"] == "recipe" and settings["next_item_loss_weight"] == 10.0
