@@ -2,6 +2,7 @@
 the checkout: the commands, the shipped configs by name, no top-level `configs` package, and a
 data folder default that belongs to the user, not to site-packages."""
 import glob
+import json
 import os
 import shutil
 import subprocess
@@ -92,3 +93,15 @@ def test_the_cli_trains_a_shipped_config_by_name(installed):
   assert name.startswith("bert4rec_") and f"model:   {os.path.join(installed['work'], 'proj', 'models', name)}" in out.stdout
   sweep = run(installed, "bert4rec-sweep", "recipe", "--report_only", "--workdir=sw")
   assert "recipe" in sweep.stdout + sweep.stderr  # the shipped sweep file, found by name
+  # The other installed commands on that model, each doing its work (not only --help).
+  compare = run(installed, "bert4rec-compare", "--workdir=proj", f"--models={name}", "--bootstrap=50", "--out=cmp.md")
+  assert compare.returncode == 0, compare.stderr[-3000:]
+  record = run(installed, "bert4rec-record", "--workdir=proj", f"--models={name}", "--out=rec")
+  assert record.returncode == 0, record.stderr[-3000:]
+  assert os.path.isfile(os.path.join(installed["work"], "rec", name, "record.json"))
+  plot = run(installed, "bert4rec-plot", os.path.join("proj", "models", name), "--out=curves.png")
+  assert plot.returncode == 0 and os.path.getsize(os.path.join(installed["work"], "curves.png")) > 0, plot.stderr[-3000:]
+  with open(os.path.join(installed["work"], "rows.txt"), "w") as f:
+    f.writelines(f"{u} {i}\n" for u in range(1, 31) for i in range(1 + u % 3, 8 + u % 3))
+  subset = run(installed, "bert4rec-dev-subset", "--input=rows.txt", "--users=20", "--core=2", "--output=dev.txt")
+  assert subset.returncode == 0 and json.loads(subset.stdout.strip().splitlines()[-1])["users"] == 20, subset.stderr
