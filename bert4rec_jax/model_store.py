@@ -62,6 +62,12 @@ ONLY_IF_CHANGED = {"model.kind": "bert4rec", "train.warmup_seq_length": 0, "trai
                    "train.next_item_loss_weight": 0.0, "train.select_metric": "ndcg@10", "train.patience": 0,
                    "train.num_epochs": 0.0, "train.num_warmup_epochs": 0.0, "train.length_buckets": False,
                    "train.target_weighting": "batch"}
+# What the periodic validation's metrics measure, so which checkpoint is selected and where early
+# stopping ends training: part of the identity of a run that validates during training, when set
+# away from these values (the sampled protocol's settings only when a sampled metric selects). A
+# run that changes one is another model, never a resume that selects across two scales.
+SELECTION_SCALE = {"eval.exclude_history": True}
+SAMPLED_SCALE = {"eval.num_negatives": 100, "eval.negative_sampling": "popularity"}
 # What a schedule in epochs replaces (the step counts then follow from the data).
 BY_EPOCHS = {"train.num_epochs": "train.num_train_steps", "train.num_warmup_epochs": "train.num_warmup_steps"}
 # Switches that change speed, not the model: in the name's hash (existing names keep their hash),
@@ -91,6 +97,16 @@ def settings(config) -> Dict:
     if flat.get(epochs):
       flat.pop(steps, None)
   train = tree.get("train", {})
+  validates = tree.get("task") in ("train_val_test", "train_val") and bool(
+      train.get("eval_every_steps") or train.get("eval_every_epochs"))
+  if validates:
+    scale = dict(SELECTION_SCALE)
+    if str(train.get("select_metric", "ndcg@10")).startswith("sampled_"):
+      scale.update(SAMPLED_SCALE)
+    for key, default in scale.items():
+      value = tree.get("eval", {}).get(key.split(".", 1)[1], default)
+      if value != default:
+        flat[key] = list(value) if isinstance(value, tuple) else value
   if train.get("patience"):  # early stopping: when (and on which users) validation runs decides where training ends
     flat["eval.max_valid_users"] = tree.get("eval", {}).get("max_valid_users")
     by_epochs = bool(train.get("eval_every_epochs"))

@@ -512,6 +512,31 @@ def test_model_names_never_change():
       "hs64_msl50_mpps30_nts6000_lr0.003_23e1dc87", "hs64_msl200_mpps40_nts30000_lr0.001_7512995d")]
 
 
+def test_what_periodic_validation_measures_is_part_of_the_model(tiny_config, tmp_path):
+  """Validation during training selects the checkpoint (and ends training early): a setting that
+  changes its metric's scale names another model, so a rerun or a resume never selects across two
+  scales; without periodic validation it stays out (one model, evaluated either way)."""
+  c = tiny_config
+  c.train.num_train_steps, c.train.eval_every_steps = 4, 2
+  c.train.select_metric, c.eval.num_negatives = "sampled_hr@10", 20
+  first = pipeline.run(c, str(tmp_path), mode="train")
+  c.eval.num_negatives = 5  # an easier sampled protocol: every validation scores higher
+  second = pipeline.run(c, str(tmp_path), mode="train")
+  assert second["model_name"] != first["model_name"] and second["step"] == 4
+  assert sorted(os.listdir(tmp_path / "models")) == sorted([first["model_name"], second["model_name"]])
+  c.train.select_metric = "ndcg@10"  # full ranking: the sampled protocol does not select
+  name = pipeline.model_name(c)
+  c.eval.num_negatives = 20
+  assert pipeline.model_name(c) == name
+  c.eval.exclude_history = False  # the full ranking's own scale
+  assert pipeline.model_name(c) != name
+  c.train.eval_every_steps = 0  # no periodic validation: nothing selected, the eval settings stay out
+  c.eval.exclude_history = True
+  plain = pipeline.model_name(c)
+  c.eval.exclude_history = False
+  assert pipeline.model_name(c) == plain
+
+
 def test_a_model_named_before_names_began_with_its_kind_is_still_found(tiny_config, tmp_path):
   """A folder of the old scheme (no kind prefix) is the same model: a run of its config resumes
   it instead of starting a new one beside it; a new model gets the new name."""
