@@ -60,11 +60,12 @@ class Recommender:
 
   Attributes: `model_dir`, `model_name`, `kind` (bert4rec | sasrec), `step` (the checkpoint
   used: the one validation selected when training selected on validation), `config` (the model's
-  own), `items` (the catalogue's original ids, in token order), `max_seq_length`.
+  own), `items` (the catalogue's original ids, in token order), `popularity` (each item's count in
+  the training sequences: the order of the fallback), `max_seq_length`.
   """
 
   def __init__(self, model_dir: str, config, params, vocab: preprocess.ItemVocab, step: int,
-               read_last: str = ""):
+               read_last: str = "", popularity: Optional[np.ndarray] = None):
     self.model_dir = model_dir
     self.model_name = os.path.basename(os.path.normpath(model_dir))
     self.config = config
@@ -78,7 +79,8 @@ class Recommender:
     model_config.read_last = self.read_last
     self._model = model_lib.from_config(model_config, vocab.num_items)
     scorer = _scorer(self._model)
-    self._params = (jax.device_put(params), jnp.asarray(vocab.counts, jnp.float32))
+    self.popularity = np.asarray(vocab.counts if popularity is None else popularity, np.float32)
+    self._params = (jax.device_put(params), jnp.asarray(self.popularity))
     self._scorer = scorer
     self._drop_duplicates = bool(config.data.get("drop_duplicates", False))
 
@@ -107,7 +109,7 @@ class Recommender:
     with lock:
       params, step, _ = model_store.load_params(folder, trainer.create_state(config, vocab.num_items),
                                                 config.train.num_train_steps)
-    return cls(model_dir, config, params, vocab, step, read_last=read_last)
+    return cls(model_dir, config, params, vocab, step, read_last=read_last, popularity=folder.training_popularity(vocab))
 
   def __repr__(self):
     return (f"Recommender({self.model_name!r}: {self.kind}, {self.vocab.num_items} items, "

@@ -44,6 +44,9 @@ TRAIN_TIME_FILE = "train_time.json"  # {step: training seconds of every invocati
 TRAIN_DEVICES_FILE = "train_devices.json"  # {step: the devices of the invocation that saved it}
 VALID_TIME_FILE = "valid_time.json"  # {step: seconds of periodic validation inside those training seconds}
 CHECKSUMS_FILE = "checksums.json"  # {step: {file under checkpoints/<step>: sha256}}
+# [N] float32: each item's count in the training sequences of the model's task (held-out items not
+# counted): the popularity row and fallback of `test`, `inference` and `Recommender`, as its run's.
+TRAIN_COUNTS_FILE = os.path.join("vocab", "train_counts.npy")
 
 # Fields that do not change the trained model, left out of its identity (and name), so that,
 # e.g., a different log period or device count resumes the same model.
@@ -220,6 +223,22 @@ class Folder:
         fingerprint["content"] = dataset.fingerprint(data_dir)["content"]
     return identity(ml_collections.ConfigDict(saved["config"]), os.path.basename(data_dir), fingerprint)
 
+  def training_popularity(self, vocab) -> np.ndarray:
+    """[N] float32 popularity the model's training run ranked by: its training sequences' item
+    counts (TRAIN_COUNTS_FILE); for a model made before they were kept, its input's counts, held-out
+    items included (said in the log)."""
+    path = self.file(TRAIN_COUNTS_FILE)
+    if os.path.isfile(path):
+      counts = np.load(path, allow_pickle=False)
+      if counts.shape == (vocab.num_items,):
+        return counts.astype(np.float32)
+      logging.warning("%s holds %s counts for %d items: using the vocabulary's", path, counts.shape, vocab.num_items)
+    else:
+      logging.info("%s was made before its training counts were kept: popularity counts every interaction of "
+                   "its input, held-out items included (training it again for one step more keeps them)",
+                   os.path.basename(self.path))
+    return vocab.counts.astype(np.float32)
+
   def reading(self) -> str:
     """How the model was read when it was made (model.read_last of its config; 'mask' if unset)."""
     return (self.saved()["config"].get("model", {}).get("read_last") or "mask") if self.is_model else "mask"
@@ -259,10 +278,11 @@ def check(folder: Folder, wanted: Dict, *, training: bool, overwrite: bool, resu
   raise ConfigError(f"models/{name} {why}. To go on, {ways}")
 
 
-def create(folder: Folder, config, ident: Dict, data_dir: str) -> None:
+def create(folder: Folder, config, ident: Dict, data_dir: str, train_counts: Optional[np.ndarray] = None) -> None:
   """Makes a new model folder: identity.json first (a run killed at any moment after it leaves a
-  folder the same config completes), then config.json and the vocabulary it is trained on.
-  Written once: an existing folder (same identity, checked before) keeps its files."""
+  folder the same config completes), then config.json, the vocabulary it is trained on and its
+  training sequences' item counts. Written once: an existing folder (same identity, checked
+  before) keeps its files (a folder from before the counts were kept gets them: the same data)."""
   if not parallel.is_primary():
     return
   os.makedirs(folder.path, exist_ok=True)
@@ -276,6 +296,11 @@ def create(folder: Folder, config, ident: Dict, data_dir: str) -> None:
     if not os.path.isfile(target):
       with io_utils.atomic_path(target) as tmp:
         shutil.copyfile(os.path.join(data_dir, f), tmp)
+  target = folder.file(TRAIN_COUNTS_FILE)
+  if train_counts is not None and not os.path.isfile(target):
+    with io_utils.atomic_path(target) as tmp:
+      with open(tmp, "wb") as f:
+        np.save(f, np.asarray(train_counts, np.float32), allow_pickle=False)
 
 
 # --- checkpoints ---------------------------------------------------------------------------------

@@ -157,7 +157,8 @@ def _run_training_task(config, workdir, mode, devices, stop_at):
       trainer.resolve_schedule(config, train_seqs)
     if training:
       parallel.barrier("model folder checked")  # every process has read the folder before it is made
-      model_store.create(folder, config, identity, data_dir)
+      model_store.create(folder, config, identity, data_dir,
+                         train_counts=evaluate.popularity_params(train_seqs, prepared.vocab.num_items))
       parallel.barrier("model folder written")
     result.update(model_dir=folder.path, results_dir=results_root, model_name=name)
     return _train_evaluate_predict(config, mode, devices, stop_at, prepared, train_seqs, splits, folder,
@@ -325,7 +326,7 @@ def _run_on_trained_model(config, workdir, mode, devices, folder):
   empty = bool((prepared.sequences.lengths == 0).any()) or config.task == "test" and bool(
       (prepared.sequences.lengths[prepared.last_item_known] <= 1).any())
   inner = evaluate.model_scorer(model_lib.from_config(trained.model, vocab.num_items))
-  popularity = vocab.counts.astype(np.float32)  # training-data item counts, saved with the model
+  popularity = folder.training_popularity(vocab)  # the training sequences' item counts, saved with the model
   # Users with no known history are ranked by popularity; without any, the plain model scorer
   # (the very computation of the training run's own evaluation).
   scorer, model_params = ((evaluate.with_popularity_fallback(inner), (params, popularity)) if empty
@@ -348,17 +349,18 @@ def _run_on_trained_model(config, workdir, mode, devices, folder):
 
 def _test_or_inference(config, devices, result, stats, prepared, vocab, name, out_dir, made_by, scorer, model_params,
                        popularity, L, step, stem, trained, chosen=None):
+  if config.task == "test":  # before anything is written: a refused input leaves no output folder
+    eligible = np.flatnonzero(prepared.last_item_known & (prepared.sequences.lengths >= 1))
+    if not len(eligible):
+      raise ConfigError(f"{config.data.path}: no user's last item is known to the model: nothing to evaluate")
   tracker = Tracker(config, out_dir, name, job_type=config.task)
   tracker.describe(result)
   try:
     if parallel.is_primary():
       io_utils.write_json(os.path.join(out_dir, SETTINGS_FILE), {"made_by": made_by, "input_path": config.data.path})
     if config.task == "test":
-      eligible = np.flatnonzero(prepared.last_item_known & (prepared.sequences.lengths >= 1))
       stats["users_evaluated"] = int(len(eligible))
       stats["users_without_known_history"] = int((prepared.sequences.lengths[eligible] == 1).sum())
-      if not len(eligible):
-        raise ConfigError(f"{config.data.path}: no user's last item is known to the model: nothing to evaluate")
       split = preprocess.last_item_split(prepared.sequences, eligible)
       ev = evaluate.Evaluator(split, vocab, eval_config=config.eval, max_seq_length=L, devices=devices,
                               seed=config.seed)

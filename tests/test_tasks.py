@@ -49,6 +49,35 @@ def test_per_user_files_agree_with_metrics(trained):
     assert (row["rank"] == 0) == (row["top_items"][0] == row["target"])
 
 
+def test_the_test_task_on_the_training_input_repeats_the_runs_own_test_metrics(trained, tmp_path):
+  """Task test on the file the model was trained from gives the training run's test numbers, the
+  popularity row included: it ranks by the training sequences' counts (kept with the model), not
+  by counts that include the held-out items."""
+  c, workdir, out, data = trained
+  vocab = dataset.load_vocab(os.path.join(out["model_dir"], "vocab"))
+  kept = np.load(os.path.join(out["model_dir"], "vocab", "train_counts.npy"))
+  training = [item for items in data.groupby("user", sort=False)["item"].apply(list) for item in items[:-2]]
+  want = pd.Series(training).value_counts().reindex(vocab.ids, fill_value=0).to_numpy()
+  np.testing.assert_array_equal(kept, want)
+  path = tmp_path / "same.csv"
+  data.to_csv(path, index=False)
+  res = pipeline.run(trained_model_config(c, "test", path, out["model_name"]), workdir, mode="all")
+  for row in ("bert4rec", "popularity"):
+    assert set(res["test_metrics"][row]) == set(out["test_metrics"][row])
+    for metric, value in out["test_metrics"][row].items():
+      assert res["test_metrics"][row][metric] == pytest.approx(value, abs=1e-6), (row, metric)
+
+
+def test_an_input_with_nothing_to_evaluate_is_refused_and_leaves_no_output(trained, tmp_path):
+  c, workdir, out, data = trained
+  path = tmp_path / "unknown.csv"
+  pd.DataFrame({"user": [1, 1, 2, 2], "item": [91_001, 91_002, 91_003, 91_004]}).to_csv(path, index=False)
+  before = sorted(os.listdir(out["results_dir"]))
+  with pytest.raises(ConfigError, match="no user's last item is known to the model: nothing to evaluate"):
+    pipeline.run(trained_model_config(c, "test", path, out["model_name"]), workdir, mode="all")
+  assert sorted(os.listdir(out["results_dir"])) == before
+
+
 def test_test_task_uses_the_models_vocab_and_reports_unknowns(trained, tmp_path):
   c, workdir, out, data = trained
   vocab_dir = os.path.join(out["model_dir"], "vocab")
@@ -103,7 +132,9 @@ def test_inference_drops_unknown_items_without_shifting_positions(trained, tmp_p
   cold = preds["cold"].iloc[0]
   assert bool(cold["popularity_fallback"])
   vocab = dataset.load_vocab(os.path.join(out["model_dir"], "vocab"))
-  np.testing.assert_array_equal(np.asarray(cold["items"]), vocab.ids[:10])  # most popular first
+  trained_counts = np.load(os.path.join(out["model_dir"], "vocab", "train_counts.npy"))
+  most_popular = vocab.ids[np.argsort(-trained_counts, kind="stable")[:10]]  # in training, held-out items not counted
+  np.testing.assert_array_equal(np.asarray(cold["items"]), most_popular)
 
 
 def test_train_val_task_validates_on_the_last_item(tmp_path, tiny_config):
