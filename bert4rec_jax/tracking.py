@@ -2,7 +2,9 @@
 optionally, TensorBoard event files.
 
 W&B runs offline by default (no account or network needed); `config.wandb.mode=disabled`
-turns it off (the tests do), `online` syncs when the user has an account.
+turns it off (the tests do), `online` syncs when the user has an account. W&B's own WANDB_MODE
+variable, when set (online, offline, disabled; dryrun = offline, run = online), wins over the
+config, as a user who sets it expects.
 `config.tracking.tensorboard=True` also writes every numeric scalar logged (the same names and
 steps as W&B, "@" written "_" as TensorBoard's tag rules want: valid/ndcg_10) to
 `<folder>/tensorboard/`, through tensorboardX (the `tensorboard` extra); a record logged without
@@ -29,6 +31,21 @@ def git_commit() -> str:
     return ""
 
 
+ENV_MODES = {"online": "online", "offline": "offline", "disabled": "disabled", "dryrun": "offline", "run": "online"}
+
+
+def wandb_mode(configured: str) -> str:
+  """The W&B mode of a run: WANDB_MODE when the environment sets it, else config.wandb.mode."""
+  env = os.environ.get("WANDB_MODE", "").strip().lower()
+  if not env:
+    return configured
+  if env not in ENV_MODES:
+    raise ConfigError(f"WANDB_MODE={env!r}: use one of {', '.join(ENV_MODES)} (or unset it to use config.wandb.mode)")
+  if ENV_MODES[env] != configured:
+    logging.info("W&B mode %s from WANDB_MODE (config.wandb.mode=%s)", ENV_MODES[env], configured)
+  return ENV_MODES[env]
+
+
 class Tracker:
   """Appends every logged record to metrics.jsonl and mirrors it to W&B. With several processes
   only the first one records (the others' calls do nothing)."""
@@ -49,13 +66,13 @@ class Tracker:
                           "(or pip install tensorboardX)") from None
       self._tb = SummaryWriter(logdir=os.path.join(model_dir, "tensorboard"), flush_secs=30)
     wb = config.wandb
-    self._mode = wb.mode
-    if wb.mode != "disabled" and self._active:
+    self._mode = wandb_mode(wb.mode)
+    if self._mode != "disabled" and self._active:
       import wandb  # imported lazily: slow to import and not needed when disabled
       os.environ.setdefault("WANDB_SILENT", "true")
       self._run = wandb.init(
           project=wb.project, entity=wb.entity or None, name=wb.name or model_name,
-          group=wb.group or None, tags=list(wb.tags) or None, mode=wb.mode, job_type=job_type,
+          group=wb.group or None, tags=list(wb.tags) or None, mode=self._mode, job_type=job_type,
           dir=model_dir, config=config.to_dict(), reinit="finish_previous",
           settings=wandb.Settings(console="off"))
       self._run.config.update({"git_commit": git_commit(), "model_name": model_name}, allow_val_change=True)

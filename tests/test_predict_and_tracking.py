@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bert4rec_jax import evaluate, input_pipeline, model as model_lib, parallel, predict, preprocess, trainer
+from bert4rec_jax import evaluate, input_pipeline, model as model_lib, parallel, predict, preprocess, tracking, trainer
+from bert4rec_jax.errors import ConfigError
 from bert4rec_jax.tracking import Tracker
 from tests.test_preprocess import random_interactions
 
@@ -51,6 +52,25 @@ def test_wandb_offline_run_stays_in_the_model_folder(tiny_config, tmp_path, monk
   assert records[0]["train/loss"] == 1.5 and records[0]["step"] == 3
   runs = os.listdir(model_dir / "wandb")
   assert any(r.startswith("offline-run-") for r in runs), runs
+
+
+def test_the_environments_wandb_mode_wins_over_the_config(tiny_config, tmp_path, monkeypatch):
+  """WANDB_MODE=disabled turns W&B off whatever the config says (nothing written but
+  metrics.jsonl); unset, the config decides; a value W&B does not know is one clear error."""
+  c = tiny_config
+  c.wandb.mode = "offline"
+  monkeypatch.setenv("WANDB_MODE", "disabled")
+  t = Tracker(c, str(tmp_path / "off"), "run-name")
+  t.log({"train/loss": 1.5}, step=3)
+  t.close()
+  assert os.listdir(tmp_path / "off") == ["metrics.jsonl"]
+  monkeypatch.setenv("WANDB_MODE", "dryrun")  # W&B's old name for offline
+  assert tracking.wandb_mode("disabled") == "offline"
+  monkeypatch.delenv("WANDB_MODE")
+  assert tracking.wandb_mode("online") == "online"
+  monkeypatch.setenv("WANDB_MODE", "loud")
+  with pytest.raises(ConfigError, match="WANDB_MODE='loud': use one of online, offline, disabled"):
+    Tracker(c, str(tmp_path / "bad"), "run-name")
 
 
 def test_predictions_in_parts_are_the_single_file_split(tiny_config, tmp_path):
