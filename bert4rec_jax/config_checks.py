@@ -19,6 +19,7 @@ TASK_MODES = {"train_val_test": MODES, "train_val": MODES, "train_test": MODES, 
               "inference": ("prepare", "predict", "all")}
 READ_LAST = ("",) + model_lib.READINGS  # "": as the trained model was read (its saved config)
 WANDB_MODES = ("offline", "online", "disabled")
+MAX_NAME_BYTES = 150  # a model name's longest file (a results lock: <name>.<task>-<input>-<key>.lock) stays under 255
 SAMPLERS = ("popularity", "uniform")
 
 
@@ -65,6 +66,8 @@ def validate(config, mode: str = "all", num_devices: Optional[int] = None) -> No
   if training:
     p.need(not name or (os.sep not in name and name not in (".", "..") and "/" not in name), "model_name", name,
            "a training run's model name is a folder name under <workdir>/models (no '/')")
+    p.need(len(name.encode()) <= MAX_NAME_BYTES, "model_name", name[:20] + "...", f"at most {MAX_NAME_BYTES} bytes "
+           f"(it has {len(name.encode())}): files named after the model add to it, and a file name has at most 255")
   elif not name:
     p.lines.append(f"config.model_name='': task {config.task!r} needs the trained model's folder name under "
                    "<workdir>/models, or a path to it")

@@ -170,6 +170,7 @@ BAD_SETTINGS = [
     ("train.select_metric", "sampled_ndcg@500", r"config.train.select_metric='sampled_ndcg@500': sampled metrics stop"),
     ("train.patience", -1, "config.train.patience=-1: must be >= 0"),
     ("train.num_epochs", -2.0, "config.train.num_epochs=-2.0: must be >= 0"),
+    ("model_name", "m" * 151, r"config.model_name='mmmmmmmmmmmmmmmmmmmm...': at most 150 bytes \(it has 151\)"),
     ("data.path", "rows.txt", r"config.data.path='rows.txt': format 'synthetic' reads no file: give the file's format"),
 ]
 
