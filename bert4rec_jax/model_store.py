@@ -471,30 +471,35 @@ def _quarantine(manager, damaged: List[int], writable: bool) -> None:
 def load_params(folder: Folder, state, num_train_steps: int) -> Tuple[object, int, Optional[Dict]]:
   """(parameters, step, how it was selected) of the model's checkpoint, read without writing
   anything: the one with the best validation value when training selected on validation (and then
-  the selection's record, `selection.Selection.record`), else the newest (and None); a damaged one
-  is passed over for the next. A clear error when the model was never trained."""
+  the selection's record, `selection.Selection.record`), else the newest (and None). That
+  checkpoint or none: when it is damaged or gone, a clear error (as for a model never trained), so
+  that no other step's results pass for the model's."""
   if not os.path.isdir(folder.checkpoints):
     raise MissingError(f"no checkpoint in {folder.checkpoints}: run with --mode=train (or --mode=all) first")
   manager = checkpoint_manager(folder, writable=False)
   try:
+    steps = set(manager.all_steps())
     latest = manager.latest_step() or 0
     found = selection.of_folder(folder.path, latest)
     chosen = found.best["step"] if found is not None and found.best is not None else None
-    ranked = [chosen] if chosen in manager.all_steps() else []
-    order = ranked + sorted(set(manager.all_steps()) - set(ranked), reverse=True)
-    restored, step = restore_latest(manager, state, writable=False, order=order)
+    target = chosen if chosen is not None else latest
+    restored, step = (restore_latest(manager, state, writable=False, order=[target]) if target in steps
+                      else (None, None))
   finally:
     manager.close()
+  if not steps:
+    raise MissingError(f"no checkpoint in {folder.checkpoints}: run with --mode=train (or --mode=all) to train the model")
   if restored is None:
-    raise MissingError(f"no checkpoint in {folder.checkpoints} can be restored: run with --mode=train (or "
-                       "--mode=all) to train the model")
-  if chosen is not None and step != chosen:
-    logging.warning("The selected checkpoint (step %d) %s: using step %d", chosen,
-                    "cannot be restored" if ranked else "is not on disk", step)
+    raise MissingError(
+        f"{folder.path}: the {'selected' if chosen is not None else 'newest'} checkpoint (step {target}) "
+        f"{'cannot be restored' if target in steps else 'is not on disk'}, and no other step's results pass for the "
+        "model's. Run its training again (--mode=train): when that step is the newest, training moves the damaged "
+        "checkpoint aside and trains it again from the one before (the same parameters); otherwise remove the "
+        "model's folder and its results folder and train it anew (the same config and data train the same model)")
   if latest < num_train_steps and not (found is not None and found.should_stop):
     logging.warning("Using a partly trained model (step %d of %d%s)", latest, num_train_steps,
                     f"; selected step {step}" if step != latest else "")
-  return restored.params, step, found.record() if chosen is not None and step == chosen else None
+  return restored.params, step, found.record() if chosen is not None else None
 
 
 # --- training time and devices -----------------------------------------------------------------

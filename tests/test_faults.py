@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 
 from bert4rec_jax import pipeline
-from bert4rec_jax.errors import ConfigError, DataError
+from bert4rec_jax.errors import ConfigError, DataError, MissingError
 from tests.conftest import REPO
 
 
@@ -227,32 +227,35 @@ def test_speed_and_logging_switches_keep_the_same_model(named, tmp_path):
 
 def test_read_only_modes_never_write_under_models(named, tmp_path, caplog):
   """evaluate, predict, test and inference read the model and write nothing under models/, not
-  even to move a damaged checkpoint aside (they use the previous one); training then does."""
+  even to move a damaged checkpoint aside; when the model's checkpoint is damaged they refuse in
+  one line (no other step's numbers pass for the model's) and write nothing under results/
+  either; training then moves it aside and trains it again, and they work."""
   c, workdir = copy_of(named, tmp_path)
   model = os.path.join(workdir, "models", "m")
   for root, _, files in os.walk(os.path.join(model, "checkpoints", "20")):
     for name in files:
       with open(os.path.join(root, name), "r+b") as f:
         f.truncate(f.seek(0, 2) // 2)
-  before = snapshot(os.path.join(workdir, "models"))
-  with caplog.at_level(logging.WARNING):
-    out = pipeline.run(c, workdir, mode="evaluate")
-  assert "Checkpoint at step 20" in caplog.text and out["checkpoint_step"] == 10
-  with open(os.path.join(out["results_dir"], "test_metrics.json")) as f:
-    assert json.load(f)["checkpoint_step"] == 10  # what the metrics were computed from
-  pipeline.run(c, workdir, mode="predict")
+  before = snapshot(os.path.join(workdir, "models")), snapshot(os.path.join(workdir, "results"))
+  refused = r"the (selected|newest) checkpoint \(step 20\) cannot be restored, and no other step's results pass"
+  for mode in ("evaluate", "predict"):
+    with pytest.raises(MissingError, match=refused):
+      pipeline.run(c, workdir, mode=mode)
   for task in ("test", "inference"):
     t = c.copy_and_resolve_references()
     t.task = task
-    pipeline.run(t, workdir, mode="all")
-  assert snapshot(os.path.join(workdir, "models")) == before
+    with pytest.raises(MissingError, match=refused):
+      pipeline.run(t, workdir, mode="all")
+  assert (snapshot(os.path.join(workdir, "models")), snapshot(os.path.join(workdir, "results"))) == before
   out = pipeline.run(c, workdir, mode="train")  # a writable run moves the damaged one aside and retrains it
   assert out["step"] == 20 and len(os.listdir(os.path.join(model, "damaged_checkpoints"))) == 1
+  out = pipeline.run(c, workdir, mode="evaluate")
+  assert out["checkpoint_step"] == 20 and out["test_metrics"] == named[2]["test_metrics"]
 
 
 def test_a_flipped_byte_in_a_checkpoint_fails_its_checksum(named, tmp_path, caplog):
   """Damage that leaves every file readable and of the same size is caught by the checksums
-  recorded when the checkpoint was saved: the previous checkpoint is used."""
+  recorded when the checkpoint was saved: evaluation refuses it (no other step passes for the model)."""
   c, workdir = copy_of(named, tmp_path)
   step_dir = os.path.join(workdir, "models", "m", "checkpoints", "20")
   largest = max((os.path.join(r, f) for r, _, fs in os.walk(step_dir) for f in fs), key=os.path.getsize)
@@ -261,9 +264,9 @@ def test_a_flipped_byte_in_a_checkpoint_fails_its_checksum(named, tmp_path, capl
     byte = f.read(1)
     f.seek(-1, 1)
     f.write(bytes([byte[0] ^ 0x10]))
-  with caplog.at_level(logging.WARNING):
-    out = pipeline.run(c, workdir, mode="evaluate")
-  assert "fails its checksum" in caplog.text and out["checkpoint_step"] == 10
+  with caplog.at_level(logging.WARNING), pytest.raises(MissingError, match=r"checkpoint \(step 20\) cannot be restored"):
+    pipeline.run(c, workdir, mode="evaluate")
+  assert "fails its checksum" in caplog.text
 
 
 def test_a_checkpoint_of_another_shape_is_a_config_error_not_corruption(named, tmp_path):

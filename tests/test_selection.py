@@ -1,16 +1,16 @@
 """Selection on validation: the best checkpoint, early stopping, test once on the selected
 checkpoint, the same selection after a resume, schedules in epochs."""
 import json
-import logging
 import math
 import os
+import shutil
 
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
 from bert4rec_jax import dataset, evaluate, model as model_lib, model_store, pipeline, selection, trainer
-from bert4rec_jax.errors import ConfigError
+from bert4rec_jax.errors import ConfigError, MissingError
 
 
 def test_selection_picks_the_best_earliest_and_counts_patience(tmp_path):
@@ -58,7 +58,7 @@ def _restore(c, model_dir, step, num_items):
     return m.restore(step, args=ocp.args.StandardRestore(state)).params
 
 
-def test_training_selects_on_validation_stops_early_and_tests_the_selected_checkpoint(tiny_config, tmp_path, caplog):
+def test_training_selects_on_validation_stops_early_and_tests_the_selected_checkpoint(tiny_config, tmp_path):
   c = _config(tiny_config)
   out = pipeline.run(c, str(tmp_path), mode="all")
   with open(os.path.join(out["model_dir"], "metrics.jsonl")) as f:
@@ -98,16 +98,26 @@ def test_training_selects_on_validation_stops_early_and_tests_the_selected_check
   # Evaluating a trained model, and task=test on its training file, use the selected checkpoint too.
   ev_only = pipeline.run(c, str(tmp_path), mode="evaluate")
   assert ev_only["checkpoint_step"] == best and ev_only["selection"]["step"] == best
-  # A damaged selected checkpoint: evaluation says so and uses the newest one (and nothing moves).
+  # A damaged selected checkpoint: evaluation refuses (another step's numbers would pass for the
+  # model's), writes nothing and moves nothing.
+  results = {f: open(os.path.join(out["results_dir"], f), "rb").read() for f in sorted(os.listdir(out["results_dir"]))
+             if os.path.isfile(os.path.join(out["results_dir"], f))}
   for root, _, files in os.walk(os.path.join(out["model_dir"], "checkpoints", str(best))):
     for name in files:
       with open(os.path.join(root, name), "r+b") as f:
         f.truncate(f.seek(0, 2) // 2)
-  with caplog.at_level(logging.WARNING):
-    damaged = pipeline.run(c, str(tmp_path), mode="evaluate")
-  assert f"The selected checkpoint (step {best}) cannot be restored: using step {out['step']}" in caplog.text
-  assert damaged["checkpoint_step"] == out["step"] and "selection" not in damaged
+  for mode in ("evaluate", "all"):
+    with pytest.raises(MissingError, match=rf"the selected checkpoint \(step {best}\) cannot be restored, and no "
+                       "other step's results pass for the model's"):
+      pipeline.run(c, str(tmp_path), mode=mode)
+  assert results == {f: open(os.path.join(out["results_dir"], f), "rb").read() for f in results}
   assert os.path.isdir(os.path.join(out["model_dir"], "checkpoints", str(best)))
+  # The way out the error names (the selected step is not the newest): trained anew after the
+  # user removed the folders, the same model and numbers (training is deterministic).
+  shutil.rmtree(out["model_dir"])
+  shutil.rmtree(out["results_dir"])
+  anew = pipeline.run(c, str(tmp_path), mode="all")
+  assert anew["checkpoint_step"] == best and anew["test_metrics"] == out["test_metrics"]
 
 
 def test_resuming_keeps_the_same_selection(tiny_config, tmp_path):
