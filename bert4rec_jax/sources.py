@@ -56,14 +56,40 @@ def read_interactions(data_config) -> pd.DataFrame:
 
 def read_text(path: str) -> pd.DataFrame:
   """SASRec/BERT4Rec text format: `user item` per line, each user's lines in time order."""
-  df = _read_csv(path, sep=r"\s+", header=None, dtype=str)
-  if df.shape[1] != 2:
-    raise DataError(f"{path}: expected 2 whitespace-separated fields per line (user item), found {df.shape[1]}")
+  try:
+    df = _read_csv(path, sep=r"\s+", header=None, dtype=str)
+    _text_fields(df, path)
+  except DataError as e:  # a comment line of more words than two is a parse error: say what it is
+    raise _comment_error(path) or e from None
   df.columns = ["user", "item"]
   _no_missing_ids(df, path, line_offset=1)
+  _no_header_or_comments(df, path, line_offset=1, first_chunk=True)
   for col in ("user", "item"):
     df[col] = parse_ids(df[col], path, col)
   return df
+
+
+def _text_fields(df: pd.DataFrame, path: str) -> None:
+  if df.shape[1] != 2:
+    commas = df.shape[1] == 1 and df.iloc[:, 0].astype(str).str.contains(",").any()
+    raise DataError(f"{path}: expected 2 whitespace-separated fields per line (user item), found {df.shape[1]}"
+                    + ("; the lines hold commas: for a CSV file use data.format=csv" if commas else ""))
+
+
+def _no_header_or_comments(df: pd.DataFrame, path: str, line_offset: int, first_chunk: bool) -> None:
+  """The text format has neither: a '#' line, or a first line of words above lines of integers (a
+  header), would be read as an interaction and change the vocabulary in silence."""
+  comment = df["user"].astype(str).str.startswith("#").to_numpy()
+  if comment.any():
+    raise DataError(f"{path}: line {int(np.flatnonzero(comment)[0]) + line_offset} starts with '#': the text format "
+                    "has no comment lines; remove them")
+  if first_chunk and len(df) > 1:
+    first, rest = df.iloc[0], df.iloc[1:1001]
+    numeric = lambda x: x.astype(str).str.strip().str.fullmatch(_PLAIN_INT)  # noqa: E731
+    if (not numeric(pd.Series([first["user"], first["item"]])).any() and numeric(rest["user"]).all()
+        and numeric(rest["item"]).all()):
+      raise DataError(f"{path}: line {line_offset} ({first['user']} {first['item']}) looks like a header above "
+                      "integer ids: the text format has none; remove it, or use data.format=csv")
 
 
 def _no_missing_ids(df: pd.DataFrame, path: str, line_offset: int) -> None:
@@ -131,19 +157,13 @@ def read_chunks(data_config, chunk_rows: int) -> Iterator[pd.DataFrame]:
     raise DataError(f"config.data.chunk_rows: format {fmt!r} is read whole; chunked reading supports "
                     f"{', '.join(CHUNKED_FORMATS)}")
   _check_path(data_config)
-  seen = 0
   if fmt == "text":
-    for df in _csv_chunks(path, chunk_rows, sep=r"\s+", header=None, dtype=str):
-      if df.shape[1] != 2:
-        raise DataError(f"{path}: expected 2 whitespace-separated fields per line (user item), found {df.shape[1]}")
-      df.columns = ["user", "item"]
-      df = df.reset_index(drop=True)
-      _no_missing_ids(df, path, line_offset=1 + seen)
-      for col in ("user", "item"):
-        df[col] = parse_ids(df[col], path, col)
-      seen += len(df)
-      yield df
+    try:
+      yield from _text_chunks(path, chunk_rows)
+    except DataError as e:  # a comment line of more words than two is a parse error: say what it is
+      raise _comment_error(path) or e from None
     return
+  seen = 0
   user_col, item_col = data_config.user_col, data_config.item_col
   if _is_parquet(path):
     import pyarrow.parquet as pq
@@ -164,11 +184,28 @@ def read_chunks(data_config, chunk_rows: int) -> Iterator[pd.DataFrame]:
     seen += len(df)
 
 
+def _text_chunks(path: str, chunk_rows: int) -> Iterator[pd.DataFrame]:
+  seen = 0
+  for df in _csv_chunks(path, chunk_rows, sep=r"\s+", header=None, dtype=str):
+    _text_fields(df, path)
+    df.columns = ["user", "item"]
+    df = df.reset_index(drop=True)
+    _no_missing_ids(df, path, line_offset=1 + seen)
+    _no_header_or_comments(df, path, line_offset=1 + seen, first_chunk=not seen)
+    for col in ("user", "item"):
+      df[col] = parse_ids(df[col], path, col)
+    seen += len(df)
+    yield df
+
+
 def _check_path(data_config) -> None:
   if not data_config.path:
     raise DataError(f"config.data.path is empty; format {data_config.format!r} reads from a file")
-  if not os.path.isfile(data_config.path):
+  if not os.path.exists(data_config.path):
     raise DataError(f"{data_config.path}: no such file (config.data.path)")
+  if not os.path.isfile(data_config.path):
+    raise DataError(f"{data_config.path}: not a regular file (a folder, a device or a pipe); config.data.path names "
+                    "the input file itself")
 
 
 def _is_parquet(path: str) -> bool:
@@ -268,24 +305,90 @@ def read_movielens(path: str, min_rating: float = 0.0) -> pd.DataFrame:
   return df.iloc[order][["user", "item", "time"]].reset_index(drop=True)
 
 
-def _read_csv(path, **kwargs) -> pd.DataFrame:
+_MAGIC = ((b"\x1f\x8b", "gzip"), (b"BZh", "bz2"), (b"\xfd7zXZ\x00", "xz"), (b"(\xb5/\xfd", "zstd"),
+          (b"PK\x03\x04", "zip"))
+
+
+def compression(path: str):
+  """How a text or CSV input is compressed: by its first bytes (a gzip file named .txt is still
+  read), else by its name's suffix as pandas infers it."""
   try:
-    return pd.read_csv(path, compression="infer", **kwargs)
+    with open(path, "rb") as f:
+      head = f.read(6)
+  except OSError:
+    return "infer"
+  for magic, kind in _MAGIC:
+    if head.startswith(magic):
+      return kind
+  return "infer"
+
+
+def _first_line(path: str, kind, test) -> int:
+  """The number of the input's first line (bytes, decompressed) for which `test` holds; 0 for
+  none or an unreadable file. Only called to word an error."""
+  import bz2
+  import gzip
+  import lzma
+  opener = {"gzip": gzip.open, "bz2": bz2.open, "xz": lzma.open}.get(
+      kind if kind != "infer" else {".gz": "gzip", ".bz2": "bz2", ".xz": "xz"}.get(os.path.splitext(path)[1]), open)
+  try:
+    with opener(path, "rb") as f:
+      for number, line in enumerate(f, 1):
+        if test(line):
+          return number
+  except (OSError, EOFError, lzma.LZMAError):
+    pass
+  return 0
+
+
+def _not_utf8(line: bytes) -> bool:
+  try:
+    line.decode("utf-8")
+    return False
+  except UnicodeDecodeError:
+    return True
+
+
+def _undecodable_line(path: str, kind) -> str:
+  """' (line N)' of the first line that is not UTF-8, or '' when it cannot be found."""
+  number = _first_line(path, kind, _not_utf8)
+  return f" (line {number})" if number else ""
+
+
+def _comment_error(path: str):
+  """The text format's error for a '#' line, when the file has one (else None)."""
+  number = _first_line(path, compression(path), lambda line: line.lstrip().startswith(b"#"))
+  return DataError(f"{path}: line {number} starts with '#': the text format has no comment lines; remove them") \
+      if number else None
+
+
+def _parse_error(path, e, kind) -> DataError:
+  if isinstance(e, UnicodeDecodeError):
+    return DataError(f"{path}: bytes that are not UTF-8 text{_undecodable_line(path, kind)}: the input must be "
+                     f"UTF-8 ({e.reason} at byte {e.start} of a block)")
+  return DataError(f"{path}: cannot parse ({type(e).__name__}: {str(e).strip()})")
+
+
+def _read_csv(path, **kwargs) -> pd.DataFrame:
+  kind = compression(path)
+  try:
+    return pd.read_csv(path, compression=kind, **kwargs)
   except pd.errors.EmptyDataError as e:
     raise DataError(f"{path}: the file is empty") from e
   except (pd.errors.ParserError, UnicodeDecodeError, EOFError, OSError) as e:
-    raise DataError(f"{path}: cannot parse ({type(e).__name__}: {e})") from e
+    raise _parse_error(path, e, kind) from e
 
 
 def _csv_chunks(path, chunk_rows: int, **kwargs) -> Iterator[pd.DataFrame]:
   """_read_csv, `chunk_rows` rows at a time (the same parser, the same errors)."""
+  kind = compression(path)
   try:
-    with pd.read_csv(path, compression="infer", chunksize=chunk_rows, **kwargs) as reader:
+    with pd.read_csv(path, compression=kind, chunksize=chunk_rows, **kwargs) as reader:
       yield from reader
   except pd.errors.EmptyDataError as e:
     raise DataError(f"{path}: the file is empty") from e
   except (pd.errors.ParserError, UnicodeDecodeError, EOFError, OSError) as e:
-    raise DataError(f"{path}: cannot parse ({type(e).__name__}: {e})") from e
+    raise _parse_error(path, e, kind) from e
 
 
 def _check_header(path):

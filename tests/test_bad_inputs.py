@@ -28,7 +28,13 @@ ERRORS = [
     ("bool_ids.csv", "csv", {}, "holds booleans"),
     ("duplicated_columns.csv", "csv", {}, r"duplicated column name\(s\) \['item'\]"),
     ("missing_column.csv", "csv", {}, r"missing column\(s\) \['user'\]"),
-    ("non_utf8.csv", "csv", {}, "cannot parse .*UnicodeDecodeError"),
+    ("non_utf8.csv", "csv", {}, r"bytes that are not UTF-8 text \(line 2\): the input must be UTF-8"),
+    ("non_utf8.txt", "text", {}, r"bytes that are not UTF-8 text \(line 3\)"),
+    ("header.txt", "text", {}, r"line 1 \(user item\) looks like a header above integer ids: the text format has none"),
+    ("header.txt", "text", {"chunk_rows": 2}, r"line 1 \(user item\) looks like a header"),
+    ("comment.txt", "text", {}, "line 2 starts with '#': the text format has no comment lines"),
+    ("comment.txt", "text", {"chunk_rows": 1}, "line 2 starts with '#'"),
+    ("commas.txt", "text", {}, "found 1; the lines hold commas: for a CSV file use data.format=csv"),
     ("time_nan.csv", "csv", {"time_col": "time"}, "missing timestamps"),
     ("time_strings.csv", "csv", {"time_col": "time"}, "holds neither numbers nor dates"),
     ("movielens_short.dat", "movielens", {}, "UserID::MovieID::Rating::Timestamp"),
@@ -78,6 +84,8 @@ HANDLED = [
     ("trailing_spaces.txt", "text", {}, {1: [10, 11, 12]}, 0),
     ("time_dates.csv", "csv", {"time_col": "time"}, {1: [10, 11, 12]}, 0),  # ordered by date
     ("one_interaction_users.txt", "text", {}, {3: [12, 13, 14]}, 3),  # users below min_seq_length: dropped, counted
+    ("gzip_named_txt.txt", "text", {}, {1: [10, 11, 12]}, 0),  # compressed: known by its bytes, not its name
+    ("gzip_named_txt.txt", "text", {"chunk_rows": 2}, {1: [10, 11, 12]}, 0),
     ("long_sequence.txt.gz", "text", {}, {1: [i % 1000 for i in range(100_000)], 2: [1, 2, 3], 3: [3, 2, 1]}, 0),
 ]
 

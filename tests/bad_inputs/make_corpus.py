@@ -63,13 +63,21 @@ TEXT = {  # name -> bytes
     # A time column that config.data.time_col does not name: used (and logged); two: which one?
     "implicit_time.csv": b"user,item,timestamp\n1,12,3\n1,10,1\n1,11,2\n",
     "two_time_columns.csv": b"user,item,timestamp,date\n1,10,1,2020-01-01\n1,11,2,2020-01-02\n",
+    # The text format has no header and no comments: each would be read as an interaction.
+    "header.txt": b"user item\n1 10\n1 11\n1 12\n",
+    "comment.txt": b"1 10\n# a note\n1 11\n1 12\n",
+    "commas.txt": b"1,10\n1,11\n",  # a CSV file given as text
+    "non_utf8.txt": b"1 10\n1 11\n1 caf\xe9\n",
 }
+GZIP_NAMED_TXT = b"1 10\n1 11\n1 12\n"  # gzip content in a file named .txt: read by its bytes
 
 
 def main():
   for name, content in TEXT.items():
     with open(os.path.join(HERE, name), "wb") as f:
       f.write(content)
+  with open(os.path.join(HERE, "gzip_named_txt.txt"), "wb") as f:
+    f.write(gzip.compress(GZIP_NAMED_TXT, mtime=0))
   # A gzip file cut in the middle of its stream.
   whole = gzip.compress(b"".join(f"{u} {i}\n".encode() for u in range(1, 50) for i in range(20)), mtime=0)
   with open(os.path.join(HERE, "truncated.txt.gz"), "wb") as f:
