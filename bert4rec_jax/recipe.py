@@ -146,8 +146,9 @@ def resolve(config, train_seqs, num_items: int) -> List[str]:
     lines.append(f"train.num_warmup_steps={t.num_warmup_steps:,}: {AUTO_WARMUP_FRACTION:.0%} of the steps")
   if "train.eval_every_steps" in todo:
     t.eval_every_steps = max(1, math.ceil(t.num_train_steps / t.auto_validations))
-    lines.append(f"train.eval_every_steps={t.eval_every_steps:,}: {t.auto_validations} validations over the "
-                 f"{t.num_train_steps:,} steps")
+    count = -(-t.num_train_steps // t.eval_every_steps)  # every eval_every_steps, and at the last step
+    lines.append(f"train.eval_every_steps={t.eval_every_steps:,}: {count} validations over the "
+                 f"{t.num_train_steps:,} steps (train.auto_validations={t.auto_validations})")
   for line in lines:
     logging.info("From the data: %s", line)
   return lines
