@@ -84,6 +84,12 @@ def flag_error(argv, error: Exception) -> str:
     reason = (f"no such file, nor a shipped config of that name: {', '.join(config_files.names())}"
               if "No such file" in message else " ".join(message.split()[-12:]))
     return f"--config={given}: cannot load the config file ({reason})"
+  if "Error whilst parsing config file" in message and "Traceback" in message:
+    # the config file's get_config raised: its own last line says why, the traceback is noise
+    given = next((a.split("=", 1)[1] for a in argv[1:] if a.startswith("--config=")), "")
+    last = re.search(r"(\w+(?:Error|Exception)): (.*)$", " ".join(message.split()))
+    return f"--config={given}: the config file failed ({last.group(1)}: {last.group(2)})" if last else \
+        " ".join(message.split())
   return " ".join(message.split())
 
 

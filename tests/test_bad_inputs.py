@@ -229,6 +229,7 @@ def test_the_command_line_answers_mistakes_in_one_line(tmp_path):
        "nor a shipped config of that name: beauty, default, ml1m, synthetic)"),
       (["--config=configs/synthetic.py:tiny", "--config.train.batch_size=0"],
        "error: config.train.batch_size=0: must be >= 1"),
+      (["--config=configs/synthetic.py:nope"], "error: --config="),  # the config file's own error, no traceback
   ]
   for args, want in cases:
     out = cli(tmp_path, *args)
@@ -236,3 +237,5 @@ def test_the_command_line_answers_mistakes_in_one_line(tmp_path):
     assert out.returncode == 1 and "Traceback" not in out.stderr, (args, out.stderr[-2000:])
     assert len(lines) == 1 and lines[0].startswith(want), (args, out.stderr[-2000:])
     assert out.stderr.count(lines[0][len("error: "):]) == 1, out.stderr  # said once, not logged as well
+  assert lines[0].endswith("synthetic.py:nope: the config file failed (ValueError: configs/synthetic.py: unknown "
+                           "variant 'nope' (expected '' or 'tiny'))"), lines
