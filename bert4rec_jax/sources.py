@@ -185,13 +185,16 @@ def read_chunks(data_config, chunk_rows: int) -> Iterator[pd.DataFrame]:
 
 
 def _text_chunks(path: str, chunk_rows: int) -> Iterator[pd.DataFrame]:
+  head = _read_csv(path, sep=r"\s+", header=None, dtype=str, nrows=1001)  # a header, whatever the chunk size
+  if head.shape[1] == 2:
+    _no_header_or_comments(head.set_axis(["user", "item"], axis=1), path, line_offset=1, first_chunk=True)
   seen = 0
   for df in _csv_chunks(path, chunk_rows, sep=r"\s+", header=None, dtype=str):
     _text_fields(df, path)
     df.columns = ["user", "item"]
     df = df.reset_index(drop=True)
     _no_missing_ids(df, path, line_offset=1 + seen)
-    _no_header_or_comments(df, path, line_offset=1 + seen, first_chunk=not seen)
+    _no_header_or_comments(df, path, line_offset=1 + seen, first_chunk=False)
     for col in ("user", "item"):
       df[col] = parse_ids(df[col], path, col)
     seen += len(df)

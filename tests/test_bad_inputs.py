@@ -31,7 +31,7 @@ ERRORS = [
     ("non_utf8.csv", "csv", {}, r"bytes that are not UTF-8 text \(line 2\): the input must be UTF-8"),
     ("non_utf8.txt", "text", {}, r"bytes that are not UTF-8 text \(line 3\)"),
     ("header.txt", "text", {}, r"line 1 \(user item\) looks like a header above integer ids: the text format has none"),
-    ("header.txt", "text", {"chunk_rows": 2}, r"line 1 \(user item\) looks like a header"),
+    ("header.txt", "text", {"chunk_rows": 1}, r"line 1 \(user item\) looks like a header"),
     ("comment.txt", "text", {}, "line 2 starts with '#': the text format has no comment lines"),
     ("comment.txt", "text", {"chunk_rows": 1}, "line 2 starts with '#'"),
     ("commas.txt", "text", {}, "found 1; the lines hold commas: for a CSV file use data.format=csv"),
