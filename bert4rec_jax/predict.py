@@ -99,7 +99,8 @@ def predict(scorer, params, history: Sequences, users: np.ndarray, vocab: ItemVo
           writer.close()
   bar.close()
   if short:
-    logging.warning("%d user(s) got fewer than predict.top_k=%d items: fewer are left once their history is "
-                    "excluded", short, top_k)
+    logging.warning("%d user(s) got fewer than %d items (predict.top_k=%d%s): fewer are left once their history "
+                    "is excluded", short, top_k, predict_config.top_k,
+                    f", the catalogue's {vocab.num_items} items" if top_k < predict_config.top_k else "")
   logging.info("Wrote predictions for %d users to %s", len(rows), path)
   return len(rows)
