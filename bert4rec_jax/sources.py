@@ -81,8 +81,7 @@ def _no_header_or_comments(df: pd.DataFrame, path: str, line_offset: int, first_
   header), would be read as an interaction and change the vocabulary in silence."""
   comment = df["user"].astype(str).str.startswith("#").to_numpy()
   if comment.any():
-    raise DataError(f"{path}: line {int(np.flatnonzero(comment)[0]) + line_offset} starts with '#': the text format "
-                    "has no comment lines; remove them")
+    raise _comment(path, int(np.flatnonzero(comment)[0]) + line_offset)
   if first_chunk and len(df) > 1:
     first, rest = df.iloc[0], df.iloc[1:1001]
     numeric = lambda x: x.astype(str).str.strip().str.fullmatch(_PLAIN_INT)  # noqa: E731
@@ -358,11 +357,14 @@ def _undecodable_line(path: str, kind) -> str:
   return f" (line {number})" if number else ""
 
 
+def _comment(path: str, number: int) -> DataError:
+  return DataError(f"{path}: line {number} starts with '#': the text format has no comment lines; remove them")
+
+
 def _comment_error(path: str):
   """The text format's error for a '#' line, when the file has one (else None)."""
   number = _first_line(path, compression(path), lambda line: line.lstrip().startswith(b"#"))
-  return DataError(f"{path}: line {number} starts with '#': the text format has no comment lines; remove them") \
-      if number else None
+  return _comment(path, number) if number else None
 
 
 def _parse_error(path, e, kind) -> DataError:

@@ -53,17 +53,10 @@ def resolve_schedule(config, train_seqs) -> None:
                tc.num_train_steps, tc.num_warmup_steps, tc.eval_every_steps)
 
 
-_WARNED = set()  # (steps, warmup) pairs already warned of in this process
-
-
 def learning_rate_schedule(train_config) -> optax.Schedule:
   """Linear warmup from 0 to learning_rate, then linear decay to 0 at num_train_steps."""
   lr, total = train_config.learning_rate, train_config.num_train_steps
   warmup = min(train_config.num_warmup_steps, total)  # a run shortened below the warmup just warms up
-  if train_config.num_warmup_steps > total and (total, train_config.num_warmup_steps) not in _WARNED:
-    _WARNED.add((total, train_config.num_warmup_steps))
-    logging.warning("train.num_warmup_steps=%d is more than the %d training steps: the learning rate rises the "
-                    "whole run and never reaches train.learning_rate", train_config.num_warmup_steps, total)
   decay = optax.linear_schedule(lr, 0.0, max(total - warmup, 1))
   if warmup == 0:
     return decay
@@ -286,6 +279,9 @@ def train(config, model_dir: str, train_seqs, valid_evaluator: Optional[evaluate
   logging.info("Training %s parameters on %d %s device(s)%s, global batch %d, steps %d -> %d",
                f"{n_params:,}", parallel.global_device_count(devices), devices[0].platform,
                f" in {parallel.process_count()} processes" if several else "", tc.batch_size, start, end)
+  if tc.num_warmup_steps > tc.num_train_steps:
+    logging.warning("train.num_warmup_steps=%d is more than the %d training steps: the learning rate rises the "
+                    "whole run and never reaches train.learning_rate", tc.num_warmup_steps, tc.num_train_steps)
 
   p_step, p_sampler = make_step(config, num_items, devices, train_seqs)
   p_state = parallel.replicate(state, devices)
