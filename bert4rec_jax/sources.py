@@ -368,6 +368,8 @@ def _comment_error(path: str):
 
 
 def _parse_error(path, e, kind) -> DataError:
+  if isinstance(e, ImportError):  # a compression whose library is not installed (zstandard)
+    return DataError(f"{path}: compressed as {kind}, which needs a library that is not installed ({e})")
   if isinstance(e, UnicodeDecodeError):
     return DataError(f"{path}: bytes that are not UTF-8 text{_undecodable_line(path, kind)}: the input must be "
                      f"UTF-8 ({e.reason} at byte {e.start} of a block)")
@@ -380,7 +382,7 @@ def _read_csv(path, **kwargs) -> pd.DataFrame:
     return pd.read_csv(path, compression=kind, **kwargs)
   except pd.errors.EmptyDataError as e:
     raise DataError(f"{path}: the file is empty") from e
-  except (pd.errors.ParserError, UnicodeDecodeError, EOFError, OSError) as e:
+  except (pd.errors.ParserError, UnicodeDecodeError, EOFError, OSError, ImportError) as e:
     raise _parse_error(path, e, kind) from e
 
 
@@ -392,7 +394,7 @@ def _csv_chunks(path, chunk_rows: int, **kwargs) -> Iterator[pd.DataFrame]:
       yield from reader
   except pd.errors.EmptyDataError as e:
     raise DataError(f"{path}: the file is empty") from e
-  except (pd.errors.ParserError, UnicodeDecodeError, EOFError, OSError) as e:
+  except (pd.errors.ParserError, UnicodeDecodeError, EOFError, OSError, ImportError) as e:
     raise _parse_error(path, e, kind) from e
 
 
