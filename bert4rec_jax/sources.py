@@ -331,8 +331,12 @@ def _first_line(path: str, kind, test) -> int:
   import bz2
   import gzip
   import lzma
-  opener = {"gzip": gzip.open, "bz2": bz2.open, "xz": lzma.open}.get(
-      kind if kind != "infer" else {".gz": "gzip", ".bz2": "bz2", ".xz": "xz"}.get(os.path.splitext(path)[1]), open)
+  if kind == "infer":
+    kind = {".gz": "gzip", ".bz2": "bz2", ".xz": "xz", ".zip": "zip", ".zst": "zstd", ".tar": "tar"}.get(
+        os.path.splitext(path)[1].lower())
+  opener = {None: open, "gzip": gzip.open, "bz2": bz2.open, "xz": lzma.open}.get(kind)
+  if opener is None:  # zip, zstd, tar: lines of the compressed bytes would be numbered, not the text's
+    return 0
   try:
     with opener(path, "rb") as f:
       for number, line in enumerate(f, 1):

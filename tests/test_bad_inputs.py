@@ -117,6 +117,19 @@ def test_malformed_input_gets_a_clear_error(tiny_config, tmp_path, name, fmt, ov
       not os.listdir(os.path.join(tmp_path, "data", "processed"))  # nothing half-written
 
 
+def test_a_line_number_is_never_read_from_compressed_bytes(tiny_config, tmp_path):
+  """A zip (or zstd) input is decoded by pandas alone: the error for a bad line inside it gives no
+  line number rather than one counted over the compressed bytes."""
+  import zipfile
+  path = str(tmp_path / "bad.zip")
+  with zipfile.ZipFile(path, "w") as z:
+    z.writestr("bad.txt", b"1 10\n1 11\n\xff\xfe 3\n")
+  c = tiny_config
+  c.data.format, c.data.path = "text", path
+  with pytest.raises(DataError, match="bad.zip: bytes that are not UTF-8 text: the input must be UTF-8"):
+    pipeline.run(c, str(tmp_path / "w"), mode="prepare")
+
+
 @pytest.mark.parametrize("name,fmt,overrides,want,dropped", HANDLED, ids=[f"{h[0]}:{h[2]}" for h in HANDLED])
 def test_odd_input_is_handled_as_documented(tiny_config, tmp_path, name, fmt, overrides, want, dropped):
   c = config_for(tiny_config, name, fmt, overrides)
