@@ -186,8 +186,8 @@ def _check_training(p: _Problems, config) -> None:
          "train.num_warmup_steps", t.num_warmup_steps, "must be >= 0 (-1 = 2% of the steps)")
   if not t.num_train_steps and not t.get("num_epochs"):
     p.need(isinstance(t.budget_per_interaction, (int, float)) and math.isfinite(t.budget_per_interaction)
-           and t.budget_per_interaction > 0, "train.budget_per_interaction", t.budget_per_interaction,
-           "must be > 0 (it sets the steps when config.train.num_train_steps=0)")
+           and t.budget_per_interaction >= 0, "train.budget_per_interaction", t.budget_per_interaction,
+           "must be > 0 (it sets the steps when config.train.num_train_steps=0; 0 = from the data)")
   p.at_least("train.auto_validations", t.auto_validations, 1)
   for field in ("num_epochs", "num_warmup_epochs", "eval_every_epochs"):
     p.at_least(f"train.{field}", t[field], 0)

@@ -19,6 +19,12 @@ and a rerun on the same data resumes it. Each choice is logged with the rule tha
                                      of a batch) per training interaction: compute in proportion
                                      to the data, which early stopping on validation
                                      (train.patience) may end sooner
+  train.budget_per_interaction = 0   120 on sparse data (below), 360 on dense data (on validation
+                                     dense MovieLens sets gain from steps that sparse Beauty does
+                                     not: docs/recipe.md), each at most what 80 minutes of a 2-core
+                                     CPU per 300k training interactions allow at the step's
+                                     estimated time (`position_seconds`), rounded down to a
+                                     multiple of 10: the time target is 90 minutes
   train.num_warmup_steps = -1        2% of num_train_steps
   train.learning_rate = 0            with fewer than 23 training interactions per item (sparse: each
   train.weight_decay = -1              item seen seldom), 3e-3 with weight decay 0.3 and dropout 0.5;
@@ -43,6 +49,16 @@ AUTO_WARMUP_FRACTION = 0.02  # of the training steps, when num_warmup_steps = -1
 SPARSE_BELOW = 23.0  # training interactions per item under which the data is sparse (docs/recipe.md)
 # (learning rate, weight decay, hidden dropout) for sparse and for dense data
 SPARSE_SETTINGS, DENSE_SETTINGS = (3e-3, 0.3, 0.5), (1e-3, 0.01, 0.2)
+# Window positions trained per training interaction, on sparse and on dense data, at most what
+# the time target allows (90 minutes of a 2-core CPU per 300k training interactions; the budget
+# plans for 80 of them, leaving the rest to validation, compilation, preparation and a slower
+# machine) at the step's estimated time on a 2-core CPU: its encoder's and its output layer's
+# floating-point work at their rates, plus CPU_STEP_SECONDS a step, all measured on the recipe's steps
+# (docs/recipe.md, "The budget from the data").
+SPARSE_BUDGET, DENSE_BUDGET = 120.0, 360.0
+TIME_TARGET_MINUTES, PLANNED_MINUTES, TARGET_INTERACTIONS = 90, 80, 300_000
+CPU_ENCODER_FLOPS_PER_SECOND, CPU_OUTPUT_FLOPS_PER_SECOND, CPU_STEP_SECONDS = 30e9, 100e9, 0.08
+BUDGET_GRAIN = 10.0
 
 
 def auto_fields(config) -> List[str]:
@@ -57,6 +73,8 @@ def auto_fields(config) -> List[str]:
     out.append("train.loss")
   if t.num_train_steps == 0 and not t.get("num_epochs"):
     out.append("train.num_train_steps")
+    if t.budget_per_interaction == 0:
+      out.append("train.budget_per_interaction")
   if t.num_warmup_steps == -1 and not t.get("num_warmup_epochs"):
     out.append("train.num_warmup_steps")
   if t.eval_every_steps == -1 and not t.get("eval_every_epochs"):
@@ -101,6 +119,35 @@ def mean_width(config, train_seqs, max_steps: int = 1600, min_steps: int = 400) 
   return float(np.mean([stream.width(s) for s in range(steps)]))
 
 
+def position_flops(config, train_seqs, num_items: int, width: float) -> tuple:
+  """Estimated floating-point operations of training per window position, (encoder, output layer),
+  forward and backward (3 x the forward's matrix products), at a mean batch width of `width`
+  columns: the encoder's projections, feed-forward and attention at every position (twice for
+  BERT4Rec with the next-item loss: once over the masked windows, once read causally), and the
+  output layer at each target (an epoch's mean per window, `losses.mean_targets`) against every
+  item of the full softmax or the shared negatives of the sampled one. Dropout, normalisation and
+  the softmax's elementwise work are left to the measured rates."""
+  from bert4rec_jax import input_pipeline, losses
+  m, t = config.model, config.train
+  h = m.hidden_size
+  fixed = config.copy_and_resolve_references()
+  fixed.seed = ESTIMATE_SEED
+  masked, following = losses.mean_targets(fixed, input_pipeline.make_stream(fixed, train_seqs).window_lengths())
+  passes = 2 if following else 1  # sasrec: its next-item targets come first, one causal pass
+  encoder = passes * m.num_hidden_layers * (8 * h * h + 4 * h * m.intermediate_size + 4 * width * h)
+  candidates = num_items if losses.step_loss(t, num_items) == "full" else t.num_negatives
+  output = (masked + following) * 2 * h * candidates / max(width, 1.0)
+  return 3.0 * encoder, 3.0 * output
+
+
+def position_seconds(config, train_seqs, num_items: int, width: float) -> float:
+  """Estimated seconds of a 2-core CPU per window position trained: `position_flops`' encoder and
+  output-layer work at their measured rates, plus CPU_STEP_SECONDS shared by a step's positions."""
+  encoder, output = position_flops(config, train_seqs, num_items, width)
+  return (encoder / CPU_ENCODER_FLOPS_PER_SECOND + output / CPU_OUTPUT_FLOPS_PER_SECOND
+          + CPU_STEP_SECONDS / (config.train.batch_size * max(width, 1.0)))
+
+
 def resolve(config, train_seqs, num_items: int) -> List[str]:
   """Fills in every field left to the data (`auto_fields`) from the training sequences and the
   catalogue size, in place; returns one line per choice (also logged)."""
@@ -136,6 +183,15 @@ def resolve(config, train_seqs, num_items: int) -> List[str]:
   trainer.resolve_schedule(config, train_seqs)
   if "train.num_train_steps" in todo:
     width = mean_width(config, train_seqs)
+    if "train.budget_per_interaction" in todo:
+      wanted = SPARSE_BUDGET if sparse else DENSE_BUDGET
+      seconds = position_seconds(config, train_seqs, num_items, width)
+      allowed = PLANNED_MINUTES * 60 / TARGET_INTERACTIONS / seconds
+      t.budget_per_interaction = max(BUDGET_GRAIN, min(wanted, BUDGET_GRAIN * math.floor(allowed / BUDGET_GRAIN)))
+      lines.append(f"train.budget_per_interaction={t.budget_per_interaction:g}: {wanted:g} on "
+                   f"{'sparse' if sparse else 'dense'} data, at most {allowed:.0f} in {PLANNED_MINUTES} minutes of a 2-core "
+                   f"CPU per {TARGET_INTERACTIONS // 1000}k training interactions (an estimated "
+                   f"{seconds * 1e6:.0f} microseconds per window position; the time target is {TIME_TARGET_MINUTES})")
     per_step = t.batch_size * width
     t.num_train_steps = max(1, math.ceil(t.budget_per_interaction * interactions / per_step))
     lines.append(f"train.num_train_steps={t.num_train_steps:,}: {t.budget_per_interaction:g} window positions "

@@ -27,6 +27,11 @@ Suites:
            the data as a run resolves them; a config whose task validates nothing, as the
            paper's train_test, is measured as train_val_test runs it). The trainer also records
            the measured share of every run (`training_time` in the results JSON).
+  recipe_cost  (not in the default run: minutes) the recipe's training steps on data files of
+           BERT4REC_DATA_DIR or the synthetic shapes (--recipe_cost_data, `<file or shape>[:<kind>]`),
+           measured (batches made inside the timing, as in a run) against the seconds the recipe
+           estimates for the same steps (`recipe.position_seconds` at each step's width), with the
+           budget and steps it chose: what the recipe's time estimate is calibrated and checked on.
   large    a 1M-item catalogue in a fresh process: sampled-softmax training steps and a full
            evaluation, with peak RSS.
   bucketed (not in the default run: minutes) inputs larger than memory: 100M interactions in a
@@ -60,6 +65,8 @@ SHAPES = {
     # name: users, items, mean length, min length, max_seq_length, max_predictions, masked_lm_prob
     "ml1m_like": dict(users=6040, items=3416, mean_len=165.0, min_len=20, L=200, P=40, p=0.2),
     "beauty_like": dict(users=40226, items=54542, mean_len=8.8, min_len=5, L=50, P=30, p=0.6),
+    # Dense with a large catalogue: the full softmax over 15,000 items at every position (recipe_cost).
+    "dense_15k_like": dict(users=3000, items=15000, mean_len=150.0, min_len=60, L=200, P=40, p=0.2),
     "large_1m_items": dict(users=20000, items=1_000_000, mean_len=12.0, min_len=5, L=50, P=30, p=0.6),
     # Inference for millions of users (users set by --stream_users): a small model, short histories.
     "stream_users": dict(users=0, items=2000, mean_len=8.0, min_len=1, L=16, P=4, p=0.2),
@@ -349,6 +356,75 @@ def bench_validation(spec, overrides, repeats, steps):
           "timed_steps": steps, "repeats": repeats}
 
 
+def bench_recipe_cost(spec, overrides, repeats, steps):
+  """The recipe (configs/default.py get_config()) on one data file or synthetic shape, `what[:kind]`:
+  the seconds of its first `steps` training steps (batches made inside the timing, as in a run;
+  after a first pass that compiles their widths), against `recipe.position_seconds` for the same
+  steps' widths."""
+  import jax
+  from bert4rec_jax import input_pipeline, parallel, pipeline, recipe, trainer
+  from bert4rec_jax.configs import default
+  what, _, kind = spec.partition(":")
+  c = default.get_config()
+  c.wandb.mode = "disabled"
+  if kind:
+    c.model.kind = kind
+  c = apply_overrides(c, overrides)
+  if what in SHAPES:
+    s = SHAPES[what]
+    sequences, num_items = synthetic_sequences(s["users"], s["items"], s["mean_len"], s["min_len"]), s["items"]
+  else:
+    c.data.format, c.data.path = "text", os.path.join(default.DATA_DIR, what)
+    if not os.path.exists(c.data.path):
+      return {"skipped": f"no data file {c.data.path} (set BERT4REC_DATA_DIR)"}
+    with tempfile.TemporaryDirectory() as work:
+      prepared, _ = pipeline._load_or_prepare(c.data, work, pipeline.min_seq_length(c))
+    sequences, num_items = prepared.sequences, prepared.vocab.num_items
+  train_seqs, _ = pipeline.task_splits(c.task, sequences)
+  chosen = recipe.resolve(c, train_seqs, num_items)
+  devices = parallel.local_devices(c.train.num_devices)
+  step, sampler = trainer.make_step(c, num_items, devices, train_seqs)
+  p_state = parallel.replicate(trainer.create_state(c, num_items), devices)
+  widths = []
+
+  def run_steps(state):
+    batches = input_pipeline.training_batches(c, train_seqs, 0, devices)
+    for _ in range(steps):
+      batch, num_targets = next(batches)
+      widths.append(int(batch["item_ids"].shape[-1]))
+      state, m = step(state, batch, sampler, num_targets)
+    jax.block_until_ready(m)
+    return state
+
+  p_state = run_steps(p_state)  # compiles every width of the timed steps
+  times = []
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    p_state = run_steps(p_state)
+    times.append(time.perf_counter() - t0)
+  measured = statistics.median(times) / steps
+  widths = widths[:steps]
+  per_width = {w: recipe.position_seconds(c, train_seqs, num_items, w) for w in set(widths)}
+  flops = {w: sum(recipe.position_flops(c, train_seqs, num_items, w)) for w in set(widths)}
+  b = c.train.batch_size
+  estimated = sum(per_width[w] * b * w for w in widths) / steps
+  step_flops = sum(flops[w] * b * w for w in widths) / steps
+  return {"data": what, "kind": c.model.kind, "num_items": num_items, "loss": c.train.loss,
+          "training_interactions": int(np.asarray(train_seqs.lengths).sum()),
+          "max_seq_length": c.model.max_seq_length, "mean_width_of_timed_steps": round(float(np.mean(widths)), 1),
+          "budget_per_interaction": c.train.budget_per_interaction, "num_train_steps": c.train.num_train_steps,
+          "step_seconds": round(measured, 4), "estimated_step_seconds": round(estimated, 4),
+          "measured_over_estimated": round(measured / estimated, 3),
+          "estimated_gflop_per_step": round(step_flops / 1e9, 2),
+          "estimated_encoder_share_of_flops": round(sum(
+              recipe.position_flops(c, train_seqs, num_items, w)[0] * w for w in widths) * b / steps / step_flops, 3),
+          "gflop_per_second_measured": round(step_flops / 1e9 / measured, 1),
+          "estimated_minutes_per_300k_training_interactions": round(
+              c.train.num_train_steps * estimated / 60 * 300_000 / int(np.asarray(train_seqs.lengths).sum()), 1),
+          "budget_line": next((x for x in chosen if x.startswith("train.budget_per_interaction")), ""),
+          "timed_steps": steps, "repeats": repeats}
+
+
 def prepare_child(n: int) -> dict:
   """In a fresh process: synthetic interactions -> prepare -> save; time and peak RSS."""
   import pandas as pd
@@ -504,6 +580,9 @@ def main():
   ap.add_argument("--repeats", type=int, default=3)
   ap.add_argument("--validation_configs", default="synthetic,ml1m,beauty,default@ml-1m.txt.gz,default@beauty.txt",
                   help="validation suite: shipped configs, `name@file` for one on a file of BERT4REC_DATA_DIR")
+  ap.add_argument("--recipe_cost_data", default="ml-1m.txt.gz,ml-1m.txt.gz:sasrec,beauty.txt,beauty.txt:sasrec,"
+                  "dense_15k_like,dense_15k_like:sasrec",
+                  help="recipe_cost suite: `<file of BERT4REC_DATA_DIR or synthetic shape>[:<model kind>]`, comma-separated")
   ap.add_argument("--recommend_calls", type=int, default=200, help="recommend suite: one-history calls timed")
   ap.add_argument("--train_steps", type=int, default=10, help="timed steps per repeat")
   ap.add_argument("--set", action="append", default=[], help="config override section.field=value (repeatable)")
@@ -555,6 +634,8 @@ def main():
       "recommend": lambda: {sh: bench_recommend(sh, args.set, args.repeats, args.recommend_calls) for sh in shapes},
       "validation": lambda: {sp: bench_validation(sp, args.set, args.repeats, args.train_steps)
                              for sp in args.validation_configs.split(",")},
+      "recipe_cost": lambda: {sp: bench_recipe_cost(sp, args.set, args.repeats, args.train_steps)
+                              for sp in args.recipe_cost_data.split(",")},
       "large": lambda: in_child("large", "", extra),
       # One run each (minutes long): a fresh process, so its peak RSS is its own.
       "bucketed": lambda: [in_child("bucketed", f"{n}:{args.chunk_rows}")

@@ -12,7 +12,7 @@ import json
 import sys
 
 
-MEDIAN_SUITES = ("prepare", "train", "eval", "predict", "recommend", "validation", "large_1m_items")
+MEDIAN_SUITES = ("prepare", "train", "eval", "predict", "recommend", "validation", "recipe_cost", "large_1m_items")
 
 
 def section(doc: dict, title: str) -> str:
@@ -24,8 +24,8 @@ def section(doc: dict, title: str) -> str:
            f"Command: `{doc['command']}`" + (f" ({doc['date']})" if "date" in doc else ""), ""]
   if doc["overrides"]:
     lines += [f"Overrides: `{' '.join(doc['overrides'])}`", ""]
-  for key in ("prepare", "train", "eval", "predict", "recommend", "validation", "large_1m_items", "bucketed",
-              "stream_predict"):
+  for key in ("prepare", "train", "eval", "predict", "recommend", "validation", "recipe_cost", "large_1m_items",
+              "bucketed", "stream_predict"):
     if isinstance(doc.get(key), dict) and "error" in doc[key]:
       lines += [f"Suite `{key}` failed: `{doc.pop(key)['error'].splitlines()[-1]}`", ""]
   if "prepare" in doc:
@@ -81,6 +81,8 @@ def section(doc: dict, title: str) -> str:
               "(each step width compiled first); with compilation: the first validation's and the timed steps' "
               "compile time added. Each trained model's measured share is in its results JSON (`training_time`).",
               ""]
+  if "recipe_cost" in doc:
+    lines += recipe_cost_lines(doc["recipe_cost"])
   for key, label in (("eval", "Full-ranking + sampled evaluation of every user"),
                      ("predict", "Inference (top-10 to Parquet) for every user")):
     if key in doc:
@@ -116,6 +118,28 @@ def section(doc: dict, title: str) -> str:
               f" {r['output_mb']:,} | {r['seconds']:,.0f} | {r['users_per_second']:,} |"
               f" {r['peak_rss_mb_before_predicting']:,} | {r['peak_rss_mb']:,} |", ""]
   return "\n".join(lines)
+
+
+def recipe_cost_lines(rows: dict) -> list:
+  """The recipe's steps measured against its time estimate (the budget's cut), one row per data and model."""
+  lines = ["### The recipe's steps against its time estimate (configs/default.py, what it chose from the data)", "",
+           "| data | model | items | softmax | budget | steps | mean width timed | step (s) | estimated (s) |"
+           " measured / estimated | estimated GFLOP a step (encoder share) | estimated min per 300k |",
+           "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+  for name, r in rows.items():
+    if "skipped" in r or "error" in r:
+      lines.append(f"| {name} | {r.get('skipped') or r.get('error')} | | | | | | | | | | |")
+      continue
+    lines.append(f"| {r['data']} | {r['kind']} | {r['num_items']:,} | {r['loss']} | {r['budget_per_interaction']:g} |"
+                 f" {r['num_train_steps']:,} | {r['mean_width_of_timed_steps']:g} | {r['step_seconds']:.3f} |"
+                 f" {r['estimated_step_seconds']:.3f} | {r['measured_over_estimated']:.2f} |"
+                 f" {r['estimated_gflop_per_step']:.1f} ({100 * r.get('estimated_encoder_share_of_flops', 0):.0f}%) |"
+                 f" {r['estimated_minutes_per_300k_training_interactions']:.1f} |")
+  lines += ["", "Step: the median over repeats of the timed steps' mean (batches made inside the timing, after a "
+            "first pass that compiled their widths); estimated: `recipe.position_seconds` at each timed step's "
+            "width; estimated minutes per 300k: the chosen steps at the estimate, per 300k training "
+            "interactions (the budget plans for 80).", ""]
+  return lines
 
 
 def headline_lines(doc: dict) -> list:

@@ -10,15 +10,20 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def test_validation_suite_measures_the_share_of_a_run(tmp_path):
+def _suite(tmp_path, suite, *args):
+  """experiments/benchmark.py --only=<suite> with data files in tmp_path, one device, one repeat:
+  the suite's rows from the JSON it writes."""
   env = dict(os.environ, BERT4REC_DATA_DIR=str(tmp_path), JAX_PLATFORMS="cpu",
              XLA_FLAGS="--xla_force_host_platform_device_count=1")
-  done = subprocess.run([sys.executable, "experiments/benchmark.py", "--only=validation", "--repeats=1",
-                         "--train_steps=3", "--validation_configs=synthetic:tiny,default@absent.txt",
+  done = subprocess.run([sys.executable, "experiments/benchmark.py", f"--only={suite}", "--repeats=1", *args,
                          f"--out={tmp_path / 'out.json'}"],
                         cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
   assert done.returncode == 0, done.stderr[-3000:]
-  rows = json.loads((tmp_path / "out.json").read_text())["validation"]
+  return json.loads((tmp_path / "out.json").read_text())[suite]
+
+
+def test_validation_suite_measures_the_share_of_a_run(tmp_path):
+  rows = _suite(tmp_path, "validation", "--train_steps=3", "--validation_configs=synthetic:tiny,default@absent.txt")
   assert rows["default@absent.txt"] == {"skipped": f"no data file {tmp_path / 'absent.txt'} (set BERT4REC_DATA_DIR)"}
   row = rows["synthetic:tiny"]
   # The tiny config: 300 steps, validated every 100 (the last step is one of them).
@@ -28,3 +33,32 @@ def test_validation_suite_measures_the_share_of_a_run(tmp_path):
   assert row["validation_share"] == pytest.approx(valid / (row["num_train_steps"] * row["step_seconds"] + valid),
                                                   abs=2e-3)
   assert 0 < row["validation_share"] < 1 and 0 < row["validation_share_incl_compilation"] < 1
+
+
+def test_recipe_cost_suite_sets_the_measured_steps_beside_the_recipes_estimate(tmp_path):
+  """The recipe on a small file, BERT4Rec and SASRec: the timed steps, the estimate for the same
+  steps' widths, the budget the recipe chose and its line; a missing file is a row that says so."""
+  import numpy as np
+  rng = np.random.default_rng(0)
+  with open(tmp_path / "small.txt", "w") as f:
+    for user in range(1, 301):
+      for _ in range(rng.integers(5, 30)):
+        f.write(f"{user} {rng.integers(1, 200)}\n")
+  rows = _suite(tmp_path, "recipe_cost", "--train_steps=2", "--recipe_cost_data=small.txt,small.txt:sasrec,absent.txt")
+  assert rows["absent.txt"] == {"skipped": f"no data file {tmp_path / 'absent.txt'} (set BERT4REC_DATA_DIR)"}
+  bert, sas = rows["small.txt"], rows["small.txt:sasrec"]
+  assert (bert["kind"], sas["kind"]) == ("bert4rec", "sasrec") and bert["num_items"] == sas["num_items"] <= 199
+  for row in (bert, sas):
+    assert row["step_seconds"] > 0 and row["estimated_step_seconds"] > 0 and row["timed_steps"] == 2
+    assert row["measured_over_estimated"] == pytest.approx(row["step_seconds"] / row["estimated_step_seconds"], rel=0.02)
+    assert row["budget_line"].startswith(f"train.budget_per_interaction={row['budget_per_interaction']:g}: ")
+  # the same windows cost BERT4Rec (two passes, two losses) more than SASRec
+  assert bert["estimated_gflop_per_step"] > sas["estimated_gflop_per_step"]
+  # and the page of benchmarks shows them as a table, a row per data and model
+  table = subprocess.run([sys.executable, "experiments/benchmark_table.py", str(tmp_path / "out.json")],
+                         cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert table.returncode == 0, table.stderr[-3000:]
+  assert "### The recipe's steps against its time estimate" in table.stdout
+  row = next(x for x in table.stdout.splitlines() if x.startswith("| small.txt | sasrec |"))
+  assert f"| {sas['budget_per_interaction']:g} | {sas['num_train_steps']:,} |" in row
+  assert "| absent.txt | no data file" in table.stdout

@@ -55,12 +55,14 @@ def test_resolve_fills_only_what_is_left_to_the_data():
   assert c.model.max_seq_length == 50
   assert c.masking.max_predictions_per_seq == math.ceil(c.masking.masked_lm_prob * 50)
   assert c.train.loss == "sampled"  # 40,000 items > 2 x 8,192
-  assert c.train.num_train_steps == math.ceil(c.train.budget_per_interaction * 5000 / (256 * 8))
+  budget = min(120, 10 * math.floor(_allowed("bert4rec", 5, 40_000) / 10))
+  assert c.train.budget_per_interaction == budget
+  assert c.train.num_train_steps == math.ceil(budget * 5000 / (256 * 8))
   assert c.train.num_warmup_steps == round(0.02 * c.train.num_train_steps)
   assert c.train.eval_every_steps == math.ceil(c.train.num_train_steps / c.train.auto_validations)
   # 5,000 training interactions over 40,000 items: sparse data, the faster rate with strong regularisation.
   assert (c.train.learning_rate, c.train.weight_decay, c.model.hidden_dropout_prob) == recipe.SPARSE_SETTINGS
-  assert len(lines) == 9 and not recipe.auto_fields(c)
+  assert len(lines) == 10 and not recipe.auto_fields(c)
   assert "train.learning_rate=0.003: 0.1 training interactions per item < 23 (sparse data)" in lines
   config_checks.validate(c)  # what was chosen is a valid config
 
@@ -69,6 +71,7 @@ def test_resolve_fills_only_what_is_left_to_the_data():
   c.model.max_seq_length, c.train.num_train_steps, c.train.learning_rate = 30, 700, 5e-4
   recipe.resolve(c, seqs, num_items=16_384)
   assert (c.model.max_seq_length, c.train.num_train_steps, c.train.loss) == (30, 700, "full")
+  assert c.train.budget_per_interaction == 0  # steps given: no budget to choose
   assert (c.train.learning_rate, c.train.weight_decay, c.model.hidden_dropout_prob) == (5e-4, 0.3, 0.5)
   assert c.train.eval_every_steps == 35 and c.masking.max_predictions_per_seq == math.ceil(
       c.masking.masked_lm_prob * 30)
@@ -90,6 +93,83 @@ def test_the_rate_and_regularisation_follow_training_interactions_per_item():
   lines = recipe.resolve(c, seqs, num_items=101)
   assert (c.train.learning_rate, c.train.weight_decay, c.model.hidden_dropout_prob) == (3e-3, 0.0, 0.1)
   assert [x.split("=")[0] for x in lines if "interactions per item" in x] == ["train.learning_rate"]
+
+
+def _reference_position_seconds(kind, length, num_items, negatives=8192):
+  """Written out for windows that all hold `length` items (< 50: the window is 50 and every batch
+  the next power of two at or above `length`), with the recipe's model (hidden 64, 2 blocks,
+  feed-forward 256, batch 256): matrix products of the forward pass x 3 for the backward."""
+  width = min(50, max(8, 2 ** math.ceil(math.log2(length))))
+  h, inner, blocks = 64, 256, 2
+  full = num_items <= 2 * negatives
+  candidates = num_items if full else negatives
+  per_layer = 4 * (2 * h * h) + 2 * (2 * h * inner) + 2 * (2 * width * h)  # Q, K, V, O; FFN in, out; scores, mix
+  if kind == "sasrec":
+    passes, targets = 1, length - 1
+  else:  # 20% of the items masked (at least 1, at most 10 of 50), or 1 when only the last is masked (10%)
+    passes, targets = 2, 0.9 * min(10, max(1, round(0.2 * length))) + 0.1 * 1 + (length - 1)
+  encoder, output = 3 * passes * blocks * per_layer * width, 3 * targets * 2 * h * candidates  # per window
+  return ((encoder / recipe.CPU_ENCODER_FLOPS_PER_SECOND + output / recipe.CPU_OUTPUT_FLOPS_PER_SECOND) / width
+          + recipe.CPU_STEP_SECONDS / (256 * width))
+
+
+def _allowed(*args):
+  """Window positions per training interaction that 80 minutes per 300k interactions allow."""
+  return 80 * 60 / 300_000 / _reference_position_seconds(*args)
+
+
+@pytest.mark.parametrize("kind,length,num_items", [("bert4rec", 23, 100), ("sasrec", 23, 100), ("bert4rec", 7, 40_000),
+                                                   ("sasrec", 40, 16_000), ("bert4rec", 40, 16_385)])
+def test_the_estimated_time_of_a_position_matches_the_rule_written_out(kind, length, num_items):
+  from configs import default
+  c = default.get_config()
+  c.model.kind = kind
+  seqs = _seqs([length] * 300)
+  recipe.resolve(c, seqs, num_items=num_items)
+  width = recipe.mean_width(c, seqs)
+  assert width == min(50, max(8, 2 ** math.ceil(math.log2(length))))
+  assert recipe.position_seconds(c, seqs, num_items, width) == pytest.approx(
+      _reference_position_seconds(kind, length, num_items), rel=1e-6)
+
+
+def test_the_budget_follows_the_density_within_the_time_target():
+  """Sparse data: 120 window positions per training interaction, dense: 360, each cut to what 80
+  minutes per 300k training interactions allow at the estimated time of a position (rounded down
+  to a multiple of 10). A pinned budget is kept."""
+  from configs import default
+
+  def resolved(lengths, num_items, kind="bert4rec", **pinned):
+    c = default.get_config()
+    c.model.kind = kind
+    for k, v in pinned.items():
+      c.train[k] = v
+    lines = recipe.resolve(c, _seqs(lengths), num_items=num_items)
+    return c, lines
+
+  # Long windows over a small catalogue: cheap positions (for SASRec), nothing cut.
+  assert _allowed("sasrec", 45, 100) > 360 and _allowed("bert4rec", 45, 200) > 120
+  c, lines = resolved([45] * 100, 100, "sasrec")  # 45 training interactions per item: dense
+  assert c.train.budget_per_interaction == 360 and c.train.num_train_steps == math.ceil(360 * 4500 / (256 * 50))
+  (line,) = [x for x in lines if x.startswith("train.budget_per_interaction=")]
+  assert line.startswith(f"train.budget_per_interaction=360: 360 on dense data, at most {_allowed('sasrec', 45, 100):.0f} in ")
+  c, _ = resolved([45] * 100, 200)  # 22.5 per item: sparse
+  assert c.train.budget_per_interaction == 120 and c.train.num_train_steps == math.ceil(120 * 4500 / (256 * 50))
+  # A full softmax over 16,000 items at every position: the time target cuts the budget, less for
+  # BERT4Rec (two passes and both losses) than for SASRec.
+  for kind, wanted in (("bert4rec", 360), ("sasrec", 360)):
+    c, lines = resolved([40] * 10_000, 16_000, kind)  # 25 per item: dense
+    expected = 10 * math.floor(_allowed(kind, 40, 16_000) / 10)
+    assert expected < wanted and c.train.budget_per_interaction == expected, kind
+    assert f"at most {_allowed(kind, 40, 16_000):.0f} in 80 minutes" in " ".join(lines)
+  assert resolved([40] * 10_000, 16_000)[0].train.budget_per_interaction < resolved(
+      [40] * 10_000, 16_000, "sasrec")[0].train.budget_per_interaction
+  # Never below 10 positions; a pinned budget is the user's, kept whatever it costs.
+  c = default.get_config()
+  c.model.hidden_size, c.model.intermediate_size = 1024, 4096
+  recipe.resolve(c, _seqs([40] * 1000), num_items=1000)
+  assert c.train.budget_per_interaction == 10
+  c, _ = resolved([40] * 10_000, 16_000, budget_per_interaction=500.0)
+  assert c.train.budget_per_interaction == 500 and c.train.num_train_steps == math.ceil(500 * 400_000 / (256 * 50))
 
 
 def test_a_schedule_in_epochs_is_resolved_before_the_validation_period_left_to_the_data():
@@ -125,7 +205,7 @@ def test_shipped_configs_leave_nothing_to_the_data():
   assert set(recipe.auto_fields(default.get_config())) == {
       "model.max_seq_length", "masking.max_predictions_per_seq", "train.loss", "train.num_train_steps",
       "train.num_warmup_steps", "train.eval_every_steps", "train.learning_rate", "train.weight_decay",
-      "model.hidden_dropout_prob"}
+      "model.hidden_dropout_prob", "train.budget_per_interaction"}
 
 
 def _interactions(path, users, seed, items=30):
@@ -152,35 +232,39 @@ def _cli(workdir, *args):
 
 @pytest.mark.slow
 def test_the_recipe_trains_a_file_it_has_never_seen(tmp_path):
-  """configs/default.py with only the data's format and path (the budget cut for CI): the
-  choices are logged and saved in config.json, the name carries them, the selected checkpoint
-  is tested once, a rerun resumes nothing, and another file is another model."""
+  """configs/default.py with only the data's format and path: the choices (the budget too) are
+  logged and saved in config.json, the name carries them, the selected checkpoint is tested
+  once, a rerun chooses the same and resumes nothing, and another file is another model."""
   data = tmp_path / "interactions.csv"
   frame = _interactions(data, users=300, seed=0)
-  out = _cli(tmp_path, f"--config.data.path={data}", "--config.train.budget_per_interaction=200")
+  out = _cli(tmp_path, f"--config.data.path={data}")
   log = out.stdout + out.stderr
   assert out.returncode == 0, log[-3000:]
   for line in ("From the data: model.max_seq_length=50", "From the data: train.loss='full'",
                "From the data: train.num_train_steps=", "From the data: train.learning_rate=0.001: ",
-               "From the data: model.hidden_dropout_prob=0.2: "):  # about 70 training interactions per item: dense
+               "From the data: model.hidden_dropout_prob=0.2: ",  # about 70 training interactions per item: dense
+               "From the data: train.budget_per_interaction="):
     assert line in log
+  budget = float(log.split("From the data: train.budget_per_interaction=")[1].split(":")[0])
+  assert 10 <= budget <= 360 and budget % 10 == 0 and " on dense data, at most " in log
   (name,) = os.listdir(tmp_path / "models")
   assert name.startswith("bert4rec_hs64_msl50_mpps")
   saved = json.loads((tmp_path / "models" / name / "config.json").read_text())["config"]
   train_interactions = len(frame) - 2 * frame.user.nunique()  # validation and test items held out
   width = float(log.split("x mean width ")[1].split(")")[0])  # length buckets: the mean batch width
   assert 8 <= width <= 16  # windows of 2 to 11 items
-  steps = math.ceil(200 * train_interactions / (256 * width))
+  steps = math.ceil(budget * train_interactions / (256 * width))
   assert f"({train_interactions:,})" in log
   assert saved["model"]["max_seq_length"] == 50 and abs(saved["train"]["num_train_steps"] - steps) <= 1  # width rounded in the log
   steps = saved["train"]["num_train_steps"]
+  assert saved["train"]["budget_per_interaction"] == budget
   assert saved["train"]["loss"] == "full" and saved["train"]["eval_every_steps"] == math.ceil(steps / 20)
   assert not recipe.auto_fields(model_store.Folder(str(tmp_path / "models" / name)).saved_config())
   test = json.loads((tmp_path / "results" / name / "test_metrics.json").read_text())
   assert test["selection"]["metric"] == "ndcg@10" and test["checkpoint_step"] == test["selection"]["step"]
   assert test["metrics"]["bert4rec"]["ndcg@10"] > test["metrics"]["popularity"]["ndcg@10"] + 0.1
 
-  again = _cli(tmp_path, f"--config.data.path={data}", "--config.train.budget_per_interaction=200", "--mode=train")
+  again = _cli(tmp_path, f"--config.data.path={data}", "--mode=train")
   assert again.returncode == 0 and "nothing to train" in again.stdout + again.stderr
   assert os.listdir(tmp_path / "models") == [name]
 

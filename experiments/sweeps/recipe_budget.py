@@ -1,8 +1,8 @@
 """The recipe's budget on dense data: BERT4Rec and SASRec with cross-entropy through the recipe
-(configs/default.py) at its 120 window positions per training interaction and at three times
-that. On full MovieLens-1M both selected one of their last validations with about a third of
-the time target used (docs/recipe.md), so the question is whether more steps lift BERT4Rec more
-than SASRec-CE. Decided on development sets' validation (docs/recipe.md says which), never on a
+(configs/default.py) at 120 window positions per training interaction (its budget until
+2026-12-04) and at three times that. On full MovieLens-1M both selected one of their last
+validations with about a third of the time target used (docs/recipe.md), so the question is
+whether more steps lift BERT4Rec more than SASRec-CE. Decided on development sets' validation (docs/recipe.md says which), never on a
 reported dataset's test:
 
   python experiments/sweep.py experiments/sweeps/recipe_budget.py --set=data.format=text \\
