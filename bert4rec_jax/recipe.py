@@ -130,9 +130,8 @@ def position_flops(config, train_seqs, num_items: int, width: float) -> tuple:
   from bert4rec_jax import input_pipeline, losses
   m, t = config.model, config.train
   h = m.hidden_size
-  fixed = config.copy_and_resolve_references()
-  fixed.seed = ESTIMATE_SEED
-  masked, following = losses.mean_targets(fixed, input_pipeline.make_stream(fixed, train_seqs).window_lengths())
+  # The windows (and so their targets) are the data's, whatever the seed: only their order is drawn.
+  masked, following = losses.mean_targets(config, input_pipeline.make_stream(config, train_seqs).window_lengths())
   passes = 2 if following else 1  # sasrec: its next-item targets come first, one causal pass
   encoder = passes * m.num_hidden_layers * (8 * h * h + 4 * h * m.intermediate_size + 4 * width * h)
   candidates = num_items if losses.step_loss(t, num_items) == "full" else t.num_negatives

@@ -278,11 +278,40 @@ def bench_recommend(shape, overrides, repeats, calls):
           "repeats": repeats}
 
 
+def timed_train_steps(c, train_seqs, num_items, devices, steps, repeats):
+  """The first `steps` training steps of config `c` (batches made inside the timing, as in a run),
+  once to compile every width they meet, then `repeats` times: (the trained state, seconds of the
+  first pass, median seconds a step, the steps' widths)."""
+  import jax
+  from bert4rec_jax import input_pipeline, parallel, trainer
+  step, sampler = trainer.make_step(c, num_items, devices, train_seqs)
+  p_state = parallel.replicate(trainer.create_state(c, num_items), devices)
+  widths = []
+
+  def run_steps(state):
+    batches = input_pipeline.training_batches(c, train_seqs, 0, devices)
+    for _ in range(steps):
+      batch, num_targets = next(batches)
+      widths.append(int(batch["item_ids"].shape[-1]))
+      state, m = step(state, batch, sampler, num_targets)
+    jax.block_until_ready(m)
+    return state
+
+  t0 = time.perf_counter()
+  p_state = run_steps(p_state)  # compiles every batch width of the timed steps (the same steps each time)
+  first_steps_s = time.perf_counter() - t0
+  step_times = []
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    p_state = run_steps(p_state)
+    step_times.append((time.perf_counter() - t0) / steps)
+  return p_state, first_steps_s, statistics.median(step_times), widths[:steps]
+
+
 def bench_validation(spec, overrides, repeats, steps):
   """Periodic validation against training for one shipped config (`name` or `name@data file`)."""
   import tempfile
-  import jax
-  from bert4rec_jax import config_files, evaluate, input_pipeline, model as model_lib, parallel, pipeline, recipe
+  from bert4rec_jax import config_files, evaluate, model as model_lib, parallel, pipeline, recipe
   from bert4rec_jax import selection, trainer
   from bert4rec_jax.configs import default
   name, _, data_file = spec.partition("@")
@@ -304,26 +333,7 @@ def bench_validation(spec, overrides, repeats, steps):
     recipe.resolve(c, train_seqs, num_items)
   trainer.resolve_schedule(c, train_seqs)
   devices = parallel.local_devices(c.train.num_devices)
-  step, sampler = trainer.make_step(c, num_items, devices, train_seqs)
-  p_state = parallel.replicate(trainer.create_state(c, num_items), devices)
-
-  def run_steps(state):
-    batches = input_pipeline.training_batches(c, train_seqs, 0, devices)
-    for _ in range(steps):
-      batch, num_targets = next(batches)
-      state, m = step(state, batch, sampler, num_targets)
-    jax.block_until_ready(m)
-    return state
-
-  t0 = time.perf_counter()
-  p_state = run_steps(p_state)  # compiles every batch width of the timed steps (the same steps each time)
-  first_steps_s = time.perf_counter() - t0
-  step_times = []
-  for _ in range(repeats):
-    t0 = time.perf_counter()
-    p_state = run_steps(p_state)
-    step_times.append((time.perf_counter() - t0) / steps)
-  step_s = statistics.median(step_times)
+  p_state, first_steps_s, step_s, _ = timed_train_steps(c, train_seqs, num_items, devices, steps, repeats)
   ev = evaluate.Evaluator(splits["valid"], prepared.vocab, eval_config=c.eval, max_seq_length=c.model.max_seq_length,
                           devices=devices, seed=c.seed, max_users=c.eval.max_valid_users)
   scorer = evaluate.model_scorer(model_lib.from_config(c.model, num_items))
@@ -361,8 +371,7 @@ def bench_recipe_cost(spec, overrides, repeats, steps):
   the seconds of its first `steps` training steps (batches made inside the timing, as in a run;
   after a first pass that compiles their widths), against `recipe.position_seconds` for the same
   steps' widths."""
-  import jax
-  from bert4rec_jax import input_pipeline, parallel, pipeline, recipe, trainer
+  from bert4rec_jax import parallel, pipeline, recipe
   from bert4rec_jax.configs import default
   what, _, kind = spec.partition(":")
   c = default.get_config()
@@ -383,44 +392,24 @@ def bench_recipe_cost(spec, overrides, repeats, steps):
   train_seqs, _ = pipeline.task_splits(c.task, sequences)
   chosen = recipe.resolve(c, train_seqs, num_items)
   devices = parallel.local_devices(c.train.num_devices)
-  step, sampler = trainer.make_step(c, num_items, devices, train_seqs)
-  p_state = parallel.replicate(trainer.create_state(c, num_items), devices)
-  widths = []
-
-  def run_steps(state):
-    batches = input_pipeline.training_batches(c, train_seqs, 0, devices)
-    for _ in range(steps):
-      batch, num_targets = next(batches)
-      widths.append(int(batch["item_ids"].shape[-1]))
-      state, m = step(state, batch, sampler, num_targets)
-    jax.block_until_ready(m)
-    return state
-
-  p_state = run_steps(p_state)  # compiles every width of the timed steps
-  times = []
-  for _ in range(repeats):
-    t0 = time.perf_counter()
-    p_state = run_steps(p_state)
-    times.append(time.perf_counter() - t0)
-  measured = statistics.median(times) / steps
-  widths = widths[:steps]
-  per_width = {w: recipe.position_seconds(c, train_seqs, num_items, w) for w in set(widths)}
-  flops = {w: sum(recipe.position_flops(c, train_seqs, num_items, w)) for w in set(widths)}
-  b = c.train.batch_size
-  estimated = sum(per_width[w] * b * w for w in widths) / steps
-  step_flops = sum(flops[w] * b * w for w in widths) / steps
+  _, _, measured, widths = timed_train_steps(c, train_seqs, num_items, devices, steps, repeats)
+  b, interactions = c.train.batch_size, int(np.asarray(train_seqs.lengths).sum())
+  per_width = {w: (recipe.position_seconds(c, train_seqs, num_items, w), recipe.position_flops(c, train_seqs, num_items, w))
+               for w in set(widths)}
+  estimated = sum(per_width[w][0] * b * w for w in widths) / steps
+  encoder_flops = sum(per_width[w][1][0] * b * w for w in widths) / steps
+  step_flops = sum(sum(per_width[w][1]) * b * w for w in widths) / steps
   return {"data": what, "kind": c.model.kind, "num_items": num_items, "loss": c.train.loss,
-          "training_interactions": int(np.asarray(train_seqs.lengths).sum()),
+          "training_interactions": interactions,
           "max_seq_length": c.model.max_seq_length, "mean_width_of_timed_steps": round(float(np.mean(widths)), 1),
           "budget_per_interaction": c.train.budget_per_interaction, "num_train_steps": c.train.num_train_steps,
           "step_seconds": round(measured, 4), "estimated_step_seconds": round(estimated, 4),
           "measured_over_estimated": round(measured / estimated, 3),
           "estimated_gflop_per_step": round(step_flops / 1e9, 2),
-          "estimated_encoder_share_of_flops": round(sum(
-              recipe.position_flops(c, train_seqs, num_items, w)[0] * w for w in widths) * b / steps / step_flops, 3),
+          "estimated_encoder_share_of_flops": round(encoder_flops / step_flops, 3),
           "gflop_per_second_measured": round(step_flops / 1e9 / measured, 1),
           "estimated_minutes_per_300k_training_interactions": round(
-              c.train.num_train_steps * estimated / 60 * 300_000 / int(np.asarray(train_seqs.lengths).sum()), 1),
+              c.train.num_train_steps * estimated / 60 * 300_000 / interactions, 1),
           "budget_line": next((x for x in chosen if x.startswith("train.budget_per_interaction")), ""),
           "timed_steps": steps, "repeats": repeats}
 

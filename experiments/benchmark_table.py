@@ -71,7 +71,7 @@ def section(doc: dict, title: str) -> str:
               " validation's share | with compilation |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for n, r in doc["validation"].items():
       if "skipped" in r or "error" in r:
-        lines.append(f"| {n} | {r.get('skipped') or r.get('error')} | | | | | | | | |")
+        lines.append(_not_run_row(n, r, 10))
         continue
       lines.append(f"| {r['config']} ({r.get('task', '')}) | {r['data']} | {r['num_train_steps']:,} | {r['eval_every_steps']:,} |"
                    f" {r['validations']} | {r['validated_users']:,} | {r['step_seconds']:.3f} |"
@@ -120,6 +120,11 @@ def section(doc: dict, title: str) -> str:
   return "\n".join(lines)
 
 
+def _not_run_row(name: str, row: dict, columns: int) -> str:
+  """A table row for a suite entry that was skipped or failed: its name, why, and empty cells."""
+  return f"| {name} | {row.get('skipped') or row.get('error')} |" + " |" * (columns - 2)
+
+
 def recipe_cost_lines(rows: dict) -> list:
   """The recipe's steps measured against its time estimate (the budget's cut), one row per data and model."""
   lines = ["### The recipe's steps against its time estimate (configs/default.py, what it chose from the data)", "",
@@ -128,7 +133,7 @@ def recipe_cost_lines(rows: dict) -> list:
            "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
   for name, r in rows.items():
     if "skipped" in r or "error" in r:
-      lines.append(f"| {name} | {r.get('skipped') or r.get('error')} | | | | | | | | | | |")
+      lines.append(_not_run_row(name, r, 12))
       continue
     lines.append(f"| {r['data']} | {r['kind']} | {r['num_items']:,} | {r['loss']} | {r['budget_per_interaction']:g} |"
                  f" {r['num_train_steps']:,} | {r['mean_width_of_timed_steps']:g} | {r['step_seconds']:.3f} |"
