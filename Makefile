@@ -23,15 +23,17 @@ install: $(STAMP)
 run: $(STAMP)
 	$(VENV)/bin/python -m bert4rec_jax.main --config=$(CONFIG) $(ARGS)
 
+# A worker that crashes fails the run at once (--max-worker-restart=0): a replaced worker can leave
+# xdist waiting forever for tests it lost.
 test: $(STAMP)
-	$(VENV)/bin/python -m pytest -n 2 --dist loadfile $(ARGS)
+	$(VENV)/bin/python -m pytest -n 2 --dist loadfile --max-worker-restart=0 $(ARGS)
 
 test-latest:
 	$(PYTHON) -m venv $(LATEST)
 	$(LATEST)/bin/python -m pip install --quiet --upgrade pip
 	$(LATEST)/bin/python -m pip install --quiet --upgrade --upgrade-strategy eager -e ".[test]"
 	$(LATEST)/bin/python -m pip freeze --exclude-editable > $(LATEST)/versions.txt
-	$(LATEST)/bin/python -m pytest -n 2 --dist loadfile $(ARGS)
+	$(LATEST)/bin/python -m pytest -n 2 --dist loadfile --max-worker-restart=0 $(ARGS)
 
 # requirements.lock from an environment the suite has just passed in (default .venv).
 lock:

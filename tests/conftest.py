@@ -34,6 +34,16 @@ if REPO not in sys.path:
 import pytest  # noqa: E402
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs():
+  """Each test file's compiled programs are dropped when it ends: a worker process runs many files,
+  and JAX's caches keep every program (about a dozen memory mappings each on CPU) until Linux's
+  65,530 mappings per process are used up and XLA segfaults. `pipeline.run` does the same per run."""
+  yield
+  if "jax" in sys.modules:
+    sys.modules["jax"].clear_caches()
+
+
 @pytest.fixture
 def tiny_config():
   from configs import synthetic
