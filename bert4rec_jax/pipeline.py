@@ -90,8 +90,8 @@ def run(config, workdir: str, mode: str = "all", stop_at: Optional[int] = None) 
 
 
 def _release_compiled() -> None:
-  """Drops JAX's in-memory compilation caches. A run's compiled programs outlive it there (the
-  caches hold them through the run's own step functions): on CPU each program keeps about a dozen
+  """Drops JAX's in-memory compilation caches. A run's compiled programs outlive it there (JAX's
+  staging caches keep them after the run's objects are gone): on CPU each program keeps about a dozen
   memory mappings, a small model's run about 1,300, and Linux's default limit of 65,530 per process
   made a process that ran ~50 of them (an ablation loop in a notebook, a test worker) die with a
   segfault inside XLA. Programs are compiled again (or read from the persistent cache) when used again."""
