@@ -80,22 +80,18 @@ def run(config, workdir: str, mode: str = "all", stop_at: Optional[int] = None) 
   """Runs one mode (or all of the task's modes in order). Returns what it produced.
 
   Every setting is checked before anything is read; `config` itself is never changed. The
-  programs the run compiled are released when it ends (see `_release_compiled`), so a process
-  may run the pipeline any number of times.
+  programs the run compiled are released when it ends, so a process may run the pipeline any
+  number of times.
   """
   try:
     return _run(config, workdir, mode, stop_at)
   finally:
-    _release_compiled()
-
-
-def _release_compiled() -> None:
-  """Drops JAX's in-memory compilation caches. A run's compiled programs outlive it there (JAX's
-  staging caches keep them after the run's objects are gone): on CPU each program keeps about a dozen
-  memory mappings, a small model's run about 1,300, and Linux's default limit of 65,530 per process
-  made a process that ran ~50 of them (an ablation loop in a notebook, a test worker) die with a
-  segfault inside XLA. Programs are compiled again (or read from the persistent cache) when used again."""
-  jax.clear_caches()
+    # JAX's staging caches keep a run's compiled programs after the run's objects are gone; on CPU
+    # each keeps about a dozen memory mappings (a small model's run about 1,300), and Linux's
+    # default limit of 65,530 per process made a process that ran ~50 runs (an ablation loop, a
+    # test worker) segfault inside XLA. Used again, programs compile again (or come from the
+    # persistent cache).
+    jax.clear_caches()
 
 
 def _run(config, workdir, mode, stop_at):
