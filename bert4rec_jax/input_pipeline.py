@@ -225,17 +225,18 @@ def make_stream(config, train_seqs, length: int = 0) -> TrainStream:
 
 
 def target_bucket(lengths: np.ndarray, max_seq_length: int, masking_config, num_devices: int,
-                  kind: str = "bert4rec") -> int:
+                  kind: str = "bert4rec", next_item_positions: int = 0) -> int:
   """A static upper bound on the used target slots of any device's shard of a global batch whose
   windows hold `lengths` [B] items, rounded up to a quarter step between powers of two (at most
   25% over) so that only a few step shapes are ever compiled. A window of n items uses at most
   min(P, n, max(1, ceil(n * masked_lm_prob))) slots (the device rounds; ceil bounds it); with
-  kind="sasrec", P = L slots of which n - 1 are used. Lengths need no item reads, so every
-  process computes the same bound."""
+  kind="sasrec" (the next-item targets), P = L slots of which n - 1 are used, or with
+  next_item_positions > 0 P = that many, of which min(P, n - 1). Lengths need no item reads, so
+  every process computes the same bound."""
   n = np.asarray(lengths)
   if kind == "sasrec":
-    p_max = max_seq_length
-    used = np.maximum(n - 1, 0)
+    p_max = min(next_item_positions, max_seq_length) if next_item_positions else max_seq_length
+    used = np.minimum(np.maximum(n - 1, 0), p_max)
   else:
     p_max = masking_config.max_predictions_per_seq
     used = np.minimum(np.minimum(p_max, n), np.maximum(1, np.ceil(n * masking_config.masked_lm_prob)))
@@ -250,6 +251,7 @@ def batch_iterator(config, stream, start: int, devices, stop: Optional[int] = No
   block = parallel.batch_block(config.train.batch_size)
   num_global = parallel.global_device_count(devices)
   next_item = bool(losses.next_item_loss_weight(config))  # the next-item loss has its own slots
+  keep = losses.next_item_positions(config)
 
   def host():
     for step, b in stream.batches(start, block):
@@ -261,9 +263,9 @@ def batch_iterator(config, stream, start: int, devices, stop: Optional[int] = No
       lengths = stream.lengths(step)
       if stream.length_buckets:  # one bound per width (every window full): one compiled step per width
         lengths = np.full(len(lengths), window_width(int(lengths.max()), stream.max_seq_length))
-      bound = target_bucket(lengths, stream.max_seq_length, config.masking, num_global, config.model.kind)
+      bound = target_bucket(lengths, stream.max_seq_length, config.masking, num_global, config.model.kind, keep)
       if next_item:
-        bound = (bound, target_bucket(lengths, stream.max_seq_length, config.masking, num_global, "sasrec"))
+        bound = (bound, target_bucket(lengths, stream.max_seq_length, config.masking, num_global, "sasrec", keep))
       yield b, bound
 
   if config.train.prefetch > 0:

@@ -196,14 +196,21 @@ def next_item_loss_weight(config) -> float:
   return float(config.train.get("next_item_loss_weight", 0.0)) if config.model.kind == "bert4rec" else 0.0
 
 
+def next_item_positions(config) -> int:
+  """train.next_item_positions: the most next-item targets a window keeps (0: all of them)."""
+  return int(config.train.get("next_item_positions", 0))
+
+
 def mean_targets(config, window_lengths, per_example: bool = False) -> tuple:
   """(masked-item, next-item) targets per training example, averaged over an epoch of windows
-  holding `window_lengths` [W] items: what `masking.mask_example` and `next_item_targets` pick,
-  in expectation over the masking draws (exact: float32 rounding as on device). The next-item
-  mean is 0 without the next-item loss; kind="sasrec" has only next-item targets (first).
-  per_example: the fraction of examples with at least one target instead."""
+  holding `window_lengths` [W] items: what `masking.mask_example`, `next_item_targets` and
+  `keep_some_targets` pick, in expectation over the masking draws (exact: float32 rounding as on
+  device). The next-item mean is 0 without the next-item loss; kind="sasrec" has only next-item
+  targets (first). per_example: the fraction of examples with at least one target instead."""
   n = np.asarray(window_lengths, np.int64)
   following = np.maximum(n - 1, 0)
+  if next_item_positions(config):
+    following = np.minimum(following, next_item_positions(config))
   following = float((np.minimum(following, 1) if per_example else following).mean()) if len(n) else 0.0
   if config.model.kind == "sasrec":
     return following, 0.0
@@ -227,3 +234,20 @@ def next_item_targets(item_ids) -> masking.MaskedBatch:
   weights = ((item_ids != 0) & has_previous).astype(jnp.float32)
   positions = jnp.broadcast_to(jnp.arange(seq_len, dtype=jnp.int32), item_ids.shape)
   return masking.MaskedBatch(item_ids, positions, jnp.where(weights > 0, item_ids, 0), weights)
+
+
+def keep_some_targets(key, batch: masking.MaskedBatch, example_ids, num: int) -> masking.MaskedBatch:
+  """`batch` [b, L] with at most `num` targets a row: a uniform random `num` of each row's targets
+  (all of a row with fewer), drawn from (key, example id) as the masks are; positions, targets and
+  weights become [b, num]. The loss over them is an unbiased estimate of the loss over all."""
+  if num >= batch.positions.shape[1]:
+    return batch
+
+  def one(k, weights):
+    u = jnp.where(weights > 0, jax.random.uniform(k, weights.shape), 2.0)  # targets first, in random order
+    return jax.lax.top_k(-u, num)[1]
+
+  keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(example_ids)
+  kept = jax.vmap(one)(keys, batch.weights)  # [b, num] indices into L
+  take = lambda x: jnp.take_along_axis(x, kept, axis=1)  # noqa: E731
+  return masking.MaskedBatch(batch.inputs, take(batch.positions), take(batch.targets), take(batch.weights))

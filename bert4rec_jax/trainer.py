@@ -88,7 +88,7 @@ def create_state(config, num_items: int) -> TrainState:
 def train_step(state: TrainState, batch, sampler=None, num_targets=0, *, model, mask_kwargs: dict, seed: int,
                static_masking: bool, loss: str = "full", num_negatives: int = 0, loss_positions: str = "masked",
                kind: str = "bert4rec", next_item_loss_weight: float = 0.0, target_norms: tuple = (),
-               per_example: bool = False, logit_chunk: int = 0):
+               per_example: bool = False, logit_chunk: int = 0, next_item_positions: int = 0):
   """One step on this device's shard; gradients are exact global means over all devices.
 
   batch: item_ids [b, L] int32 right-aligned windows; example_ids [b] int32, the key of each
@@ -108,6 +108,9 @@ def train_step(state: TrainState, batch, sampler=None, num_targets=0, *, model, 
   next_item_loss_weight > 0 (kind="bert4rec"): the loss is the masked-item mean cross-entropy
   plus this weight times SASRec's next-item mean cross-entropy, computed by the same weights
   reading the unmasked windows causally (same candidates, separate dropout draw).
+  next_item_positions > 0 (train.next_item_positions): the next-item loss (SASRec's, or
+  BERT4Rec's with the weight above) at a uniform random next_item_positions of each window's
+  targets, drawn per (seed, step, example key): the output layer's work at the others is skipped.
   target_norms (train.target_weighting="epoch"): (masked-item, next-item) divisors of each loss's
   sum over the global batch's targets, in place of that batch's own target count: the mean
   number of targets in a global batch over an epoch, so that every target weighs the same
@@ -121,8 +124,12 @@ def train_step(state: TrainState, batch, sampler=None, num_targets=0, *, model, 
   """
   base = jax.random.PRNGKey(seed)
   step_key = jax.random.fold_in(base, state.step)
+  following_targets = lambda: losses.keep_some_targets(  # noqa: E731
+      jax.random.fold_in(step_key, 4), losses.next_item_targets(batch["item_ids"]), batch["example_ids"],
+      next_item_positions) if next_item_positions else losses.next_item_targets(batch["item_ids"])
+  every_next = not next_item_positions  # every position carries a (possibly zero-weight) next-item target
   if kind == "sasrec":
-    masked = losses.next_item_targets(batch["item_ids"])
+    masked = following_targets()
   else:
     # Static: one key for every step (fold_in takes uint32 data; no step reaches 2**32 - 1).
     mask_key = jax.random.fold_in(base, STATIC_MASK_STREAM) if static_masking else jax.random.fold_in(step_key, 0)
@@ -152,11 +159,12 @@ def train_step(state: TrainState, batch, sampler=None, num_targets=0, *, model, 
       positions = jnp.broadcast_to(jnp.arange(seq_len), targets.shape)
     return positions, targets, weights, shares
 
-  losses_ = [(masked.inputs, target_slots(masked, num_masked, kind == "sasrec"), parallel.psum(masked.weights.sum()),
+  losses_ = [(masked.inputs, target_slots(masked, num_masked, kind == "sasrec" and every_next),
+              parallel.psum(masked.weights.sum()),
               None, example_keys(1))]  # (inputs, slots, global target count, causal, dropout keys [b])
   if next_item_loss_weight:
-    following = losses.next_item_targets(batch["item_ids"])
-    losses_.append((following.inputs, target_slots(following, num_next, True), parallel.psum(following.weights.sum()),
+    following = following_targets()
+    losses_.append((following.inputs, target_slots(following, num_next, every_next), parallel.psum(following.weights.sum()),
                     True, example_keys(3)))
   if loss == "sampled":  # shared negatives: the same draw on every device (keyed by step only)
     candidates = losses.draw_negatives(jax.random.fold_in(step_key, 2), sampler, num_negatives)
@@ -226,7 +234,8 @@ def make_step(config, num_items: int, devices, train_seqs):
       next_item_loss_weight=losses.next_item_loss_weight(config),
       target_norms=target_norms(config, train_seqs),
       per_example=config.train.get("target_weighting", "batch") == "example",
-      logit_chunk=config.train.get("logit_chunk_elements", 0)), parallel.step_devices(devices),
+      logit_chunk=config.train.get("logit_chunk_elements", 0),
+      next_item_positions=losses.next_item_positions(config)), parallel.step_devices(devices),
       donate_argnums=(0,) if tc.donate_buffers else (),
       static_broadcasted_argnums=(3,))
   sampler = losses.negative_sampler(tc, train_seqs, num_items)

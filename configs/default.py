@@ -128,6 +128,9 @@ def base():
   c.train.negative_sampler = "popularity"  # sampled loss: popularity (training counts + 1) | uniform.
   c.train.loss_positions = "masked"  # masked: output layer only at the gathered masked positions | all: at every position.
   c.train.next_item_loss_weight = 0.0  # kind=bert4rec: + this x SASRec's next-item loss, same weights read causally (0 = off).
+  # The next-item loss (SASRec's, or BERT4Rec's with the weight above) at a uniform random this many of each
+  # window's targets, drawn anew every step: less output-layer work a step (0 = every target).
+  c.train.next_item_positions = 0
   c.train.compact_targets = True  # Output layer only over the batch's used target slots (short sequences fill few of P).
   # The loss's logits formed about this many at a time, never [targets, items] at once (0 = 4M on CPU, 128M on GPU/TPU).
   c.train.logit_chunk_elements = 0

@@ -146,6 +146,7 @@ def test_learning_rate_schedule(tiny_config):
     ("model.num_attention_heads", 3, "not divisible by config.model.num_attention_heads"),
     ("train.batch_size", 30, "not divisible by the 4 devices"),
     ("masking.max_predictions_per_seq", 17, "max_predictions_per_seq=17"),
+    ("train.next_item_positions", -1, "next_item_positions=-1: must be an integer >= 0"),
 ])
 def test_config_errors(tiny_config, tmp_path, field, value, match):
   section, name = field.split(".")
@@ -427,6 +428,66 @@ def test_next_item_targets_match_reference():
   assert input_pipeline.target_bucket((ids != 0).sum(1), 7, None, 1, kind="sasrec") == 32  # 0 + 0 + 1 + 4 + 6 used, bucketed
 
 
+def test_keep_some_targets_keeps_a_uniform_random_few_of_each_rows_targets():
+  """losses.keep_some_targets against a NumPy count: each row keeps min(K, its targets) of its own
+  targets (positions and items intact, none twice), and over many draws every target of a row is
+  kept K / its targets of the time; a row's draw depends on its example id, not its batch slot."""
+  rng = np.random.default_rng(0)
+  ids = np.zeros((6, 9), np.int32)
+  for r, n in enumerate([0, 1, 2, 4, 7, 9]):
+    ids[r, 9 - n:] = rng.integers(1, 50, n)
+  full = loss_lib.next_item_targets(jnp.asarray(ids))
+  count = np.asarray(full.weights).sum(1)  # 0, 0, 1, 3, 6, 8 targets
+  k, draws = 3, 3000
+  got = jax.vmap(lambda key: loss_lib.keep_some_targets(key, full, jnp.arange(6), k))(
+      jax.random.split(jax.random.PRNGKey(0), draws))
+  positions, targets, weights = (np.asarray(x) for x in (got.positions, got.targets, got.weights))  # [draws, 6, k]
+  assert positions.shape == (draws, 6, k)
+  np.testing.assert_array_equal(weights.sum(2), np.broadcast_to(np.minimum(count, k), (draws, 6)))
+  seen = np.zeros(ids.shape)
+  for d in range(draws):
+    for r in range(6):
+      kept = positions[d, r][weights[d, r] > 0]
+      assert len(set(kept.tolist())) == len(kept)  # none twice
+      assert (np.asarray(full.weights)[r, kept] == 1).all() and (targets[d, r][weights[d, r] > 0] == ids[r, kept]).all()
+      seen[r, kept] += 1
+  for r in range(2, 6):
+    share = seen[r][np.asarray(full.weights[r]) > 0] / draws
+    np.testing.assert_allclose(share, min(1.0, k / count[r]), atol=0.04)
+  # The draw follows the example id: the same rows in another order keep the same targets.
+  order = np.array([5, 3, 4, 0, 2, 1])
+  shuffled = jax.tree.map(lambda x: jnp.asarray(np.asarray(x)[order]), full)
+  a = loss_lib.keep_some_targets(jax.random.PRNGKey(7), full, jnp.arange(6), k)
+  b = loss_lib.keep_some_targets(jax.random.PRNGKey(7), shuffled, jnp.asarray(order), k)
+  np.testing.assert_array_equal(np.asarray(a.positions)[order], b.positions)
+  assert loss_lib.keep_some_targets(jax.random.PRNGKey(0), full, jnp.arange(6), 9) is full  # K >= L: all kept
+  # The bound: the used slots (0 + 0 + 1 + 3 + 3 + 3) bucketed, at most every kept slot (6 x K).
+  assert input_pipeline.target_bucket((ids != 0).sum(1), 9, None, 1, "sasrec", next_item_positions=k) == 6 * k
+  assert input_pipeline.target_bucket(np.full(40, 9), 9, None, 1, "sasrec", next_item_positions=k) == 40 * k
+
+
+@pytest.mark.parametrize("kind", ["bert4rec", "sasrec"])
+def test_next_item_loss_on_a_few_positions_compacts_and_spreads_alike(tiny_config, tmp_path, kind):
+  """train.next_item_positions: the next-item loss over the kept targets only, whether the output
+  layer runs at the compacted used slots, at every kept slot or at all L positions (the same
+  curve), over four devices; it logs min(K, n - 1) targets a window and differs from every target."""
+  c = tiny_config
+  c.model.kind = kind
+  c.model.hidden_dropout_prob = c.model.attention_probs_dropout_prob = 0.0
+  c.train.next_item_loss_weight = 1.0
+  c.train.num_train_steps, c.train.log_every_steps, c.train.eval_every_steps = 3, 1, 0
+  curves = {}
+  for keep, positions, compact in ((2, "masked", True), (2, "masked", False), (2, "all", False), (0, "masked", True)):
+    c.train.next_item_positions, c.train.loss_positions, c.train.compact_targets = keep, positions, compact
+    out, _ = trained_params(c, tmp_path / f"{keep}{positions}{compact}")
+    with open(os.path.join(out["model_dir"], "metrics.jsonl")) as f:
+      rows = [r for r in map(json.loads, f) if "train/loss" in r]
+    curves[keep, positions, compact] = [[r["train/loss"], r.get("train/next_item_loss", 0.0)] for r in rows]
+  np.testing.assert_allclose(curves[2, "masked", True], curves[2, "masked", False], rtol=1e-5)
+  np.testing.assert_allclose(curves[2, "masked", True], curves[2, "all", False], rtol=1e-5)
+  assert not np.allclose(curves[2, "masked", True], curves[0, "masked", True], rtol=1e-3)
+
+
 def test_sasrec_trains_and_beats_popularity(tiny_config, tmp_path):
   c = tiny_config
   c.model.kind = "sasrec"
@@ -608,7 +669,11 @@ def test_mean_targets_are_the_targets_the_masks_draw(tiny_config):
   def counted(cc):
     stream = input_pipeline.make_stream(cc, seqs)
     ids = input_pipeline.right_aligned(seqs, stream.window_rows, 40, ends=stream.window_ends)
-    following = float(loss_lib.next_item_targets(jnp.asarray(ids)).weights.sum()) / len(ids)
+    following = loss_lib.next_item_targets(jnp.asarray(ids))
+    if cc.train.next_item_positions:
+      following = loss_lib.keep_some_targets(jax.random.PRNGKey(9), following, jnp.arange(len(ids)),
+                                             cc.train.next_item_positions)
+    following = float(following.weights.sum()) / len(ids)
     if cc.model.kind == "sasrec":
       return stream, following, 0.0
     kw = masking.masking_kwargs(cc.masking, n)
@@ -644,8 +709,13 @@ def test_mean_targets_are_the_targets_the_masks_draw(tiny_config):
   check(c)
   c.masking.mode, c.train.next_item_loss_weight = "dynamic", 2.0
   c.masking.mask_last_prob = 0.0
-  assert check(c)[1] > 0
+  all_next = check(c)[1]
+  assert all_next > 0
+  c.train.next_item_positions = 4  # the next-item loss at a few of each window's targets
+  assert 0 < check(c)[1] < all_next
   c.model.kind = "sasrec"
+  check(c)
+  c.train.next_item_positions = 0
   check(c)
 
 
