@@ -20,7 +20,10 @@ asks which; `data.time_col="file_order"` keeps the order of the file.
 Every problem with an input file raises `DataError` naming the file and the field or line.
 """
 import logging
+import lzma
 import os
+import zipfile
+import zlib
 from typing import Iterator
 
 import numpy as np
@@ -371,6 +374,12 @@ def _comment_error(path: str):
   return _comment(path, number) if number else None
 
 
+# What a reader raises for bytes it cannot parse or decompress (a file that starts like a zip, xz or
+# gzip file and is not one raises its library's own error, not an OSError).
+_UNREADABLE = (pd.errors.ParserError, UnicodeDecodeError, EOFError, OSError, ImportError, zipfile.BadZipFile,
+               lzma.LZMAError, zlib.error)
+
+
 def _parse_error(path, e, kind) -> DataError:
   if isinstance(e, ImportError):  # a compression whose library is not installed (zstandard)
     return DataError(f"{path}: compressed as {kind}, which needs a library that is not installed ({e})")
@@ -386,7 +395,7 @@ def _read_csv(path, **kwargs) -> pd.DataFrame:
     return pd.read_csv(path, compression=kind, **kwargs)
   except pd.errors.EmptyDataError as e:
     raise DataError(f"{path}: the file is empty") from e
-  except (pd.errors.ParserError, UnicodeDecodeError, EOFError, OSError, ImportError) as e:
+  except _UNREADABLE as e:
     raise _parse_error(path, e, kind) from e
 
 
@@ -398,7 +407,7 @@ def _csv_chunks(path, chunk_rows: int, **kwargs) -> Iterator[pd.DataFrame]:
       yield from reader
   except pd.errors.EmptyDataError as e:
     raise DataError(f"{path}: the file is empty") from e
-  except (pd.errors.ParserError, UnicodeDecodeError, EOFError, OSError, ImportError) as e:
+  except _UNREADABLE as e:
     raise _parse_error(path, e, kind) from e
 
 

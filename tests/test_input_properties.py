@@ -5,7 +5,7 @@ import os
 import tempfile
 
 import pandas as pd
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, example, given, settings, strategies as st
 
 from bert4rec_jax import preprocess, sources
 from bert4rec_jax.errors import DataError
@@ -73,6 +73,7 @@ def test_preparation_keeps_every_users_order_and_counts_every_drop(rows, drop_du
 
 
 @SETTINGS
+@example(content=b"PK\x03\x04", fmt="text", gz=False)  # the zip magic and nothing more (found by this test)
 @given(content=st.binary(max_size=300), fmt=st.sampled_from(["text", "csv", "movielens", "parquet", "pickle"]),
        gz=st.booleans())
 def test_arbitrary_bytes_never_crash_the_readers(content, fmt, gz):
