@@ -225,8 +225,8 @@ def _check_training(p: _Problems, config) -> None:
   p.one_of("train.loss_positions", t.loss_positions, ("masked", "all"))
   p.need(t.next_item_loss_weight >= 0, "train.next_item_loss_weight", t.next_item_loss_weight,
          "next_item_loss_weight must be >= 0 (0 turns the next-item loss off)")
-  p.need(isinstance(t.get("next_item_positions", 0), int) and t.get("next_item_positions", 0) >= 0,
-         "train.next_item_positions", t.get("next_item_positions", 0),
+  keep = t.get("next_item_positions", 0)
+  p.need(isinstance(keep, int) and not isinstance(keep, bool) and keep >= 0, "train.next_item_positions", keep,
          "must be an integer >= 0 (0: the next-item loss at every target)")
   p.one_of("train.compute_dtype", t.compute_dtype, ("float32", "bfloat16"))
   p.at_least("train.num_devices", t.num_devices, 0)

@@ -209,8 +209,8 @@ def mean_targets(config, window_lengths, per_example: bool = False) -> tuple:
   targets (first). per_example: the fraction of examples with at least one target instead."""
   n = np.asarray(window_lengths, np.int64)
   following = np.maximum(n - 1, 0)
-  if next_item_positions(config):
-    following = np.minimum(following, next_item_positions(config))
+  if keep := next_item_positions(config):
+    following = np.minimum(following, keep)
   following = float((np.minimum(following, 1) if per_example else following).mean()) if len(n) else 0.0
   if config.model.kind == "sasrec":
     return following, 0.0
@@ -239,8 +239,9 @@ def next_item_targets(item_ids) -> masking.MaskedBatch:
 def keep_some_targets(key, batch: masking.MaskedBatch, example_ids, num: int) -> masking.MaskedBatch:
   """`batch` [b, L] with at most `num` targets a row: a uniform random `num` of each row's targets
   (all of a row with fewer), drawn from (key, example id) as the masks are; positions, targets and
-  weights become [b, num]. The loss over them is an unbiased estimate of the loss over all."""
-  if num >= batch.positions.shape[1]:
+  weights become [b, num]. The loss over them is an unbiased estimate of the loss over all.
+  num = 0 (train.next_item_positions' default) or >= L: `batch` as it is."""
+  if not num or num >= batch.positions.shape[1]:
     return batch
 
   def one(k, weights):

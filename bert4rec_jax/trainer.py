@@ -126,7 +126,7 @@ def train_step(state: TrainState, batch, sampler=None, num_targets=0, *, model, 
   step_key = jax.random.fold_in(base, state.step)
   following_targets = lambda: losses.keep_some_targets(  # noqa: E731
       jax.random.fold_in(step_key, 4), losses.next_item_targets(batch["item_ids"]), batch["example_ids"],
-      next_item_positions) if next_item_positions else losses.next_item_targets(batch["item_ids"])
+      next_item_positions)
   every_next = not next_item_positions  # every position carries a (possibly zero-weight) next-item target
   if kind == "sasrec":
     masked = following_targets()
