@@ -23,8 +23,8 @@
 # What it made is packed under $OUT (default /tmp/gpu_out), to unpack at the repository root
 # of a checkout: reproduce.tgz.part-* (each model's latest checkpoint, results and the report),
 # sweeps.tgz.part-* (the sweeps' runs, logs, per-user results, tables and plots; not their
-# models) and sweep_models.tgz.part-* (the latest checkpoint of each model of the sweeps named
-# in $SWEEP_MODELS); unpack each with `cat <name>.tgz.part-* | tar -xz`. At most 8 files of
+# models) and sweep_models.tgz.part-* (each model of the sweeps named in $SWEEP_MODELS: its
+# records, its latest checkpoint and the one validation selected); unpack each with `cat <name>.tgz.part-* | tar -xz`. At most 8 files of
 # 16 MiB come back from such a machine: a hidden-64 ML-1M model is ~4 MB, a Beauty one ~40 MB.
 # The report is written before the sweeps run: after unpacking both here, `python
 # experiments/reproduce.py --datasets=... --evaluate_only` embeds the sweep tables. Setup:
@@ -57,12 +57,17 @@ if [ -n "$datasets" ]; then
   fi
 fi
 rm -f "$out"/*.tgz.part-*
-# The latest checkpoint of each model folder under $1 (with its records), as paths to pack.
+# Each model folder under $1 as paths to pack: its files (identity, config, selection, checksums,
+# times), its vocabulary, its latest checkpoint (to resume from) and the one validation selected.
 latest_models() {
   for m in $(ls -d "$1"/*/ 2>/dev/null); do
+    find "$m" -maxdepth 1 -type f
+    echo "$m"vocab
     latest=$(ls "$m/checkpoints" 2>/dev/null | grep -E '^[0-9]+$' | sort -n | tail -1)
-    echo "$m"config.json "$m"metrics.jsonl "$m"train_time.json "$m"train_devices.json "$m"vocab
-    [ -n "$latest" ] && echo "$m"checkpoints/"$latest"
+    [ -n "$latest" ] || continue
+    echo "$m"checkpoints/"$latest"
+    selected=$(python3 -c "import sys; from bert4rec_jax import selection; print(selection.selected_step(sys.argv[1], int(sys.argv[2])) or '')" "$m" "$latest" 2>/dev/null)
+    [ -n "$selected" ] && [ "$selected" != "$latest" ] && [ -d "$m/checkpoints/$selected" ] && echo "$m"checkpoints/"$selected"
   done
 }
 # Parts of at most 15 MiB: what comes back from such a machine is limited per file.
@@ -80,29 +85,32 @@ if [ -n "$datasets" ]; then
   ls -la "$out" >&2
 fi
 
-# 2. The sweeps, at the same time, each cut short (resumably) when the budget runs out.
+# 2. The sweeps, at the same time, each cut short (resumably) when the budget runs out. A sweep is
+# named as in experiments/sweeps/ or given as a sweep file's path; its runs go to sweeps/<file name>.
 sweeps=(${SWEEPS-ml1m_choices beauty_choices})
+sweep_file() { if [ -f "$1" ]; then echo "$1"; else echo "experiments/sweeps/$1.py"; fi; }
+sweep_name() { basename "$1" .py; }
 parallel=${SWEEP_PARALLEL:-$(( ${#sweeps[@]} > 1 ? 2 : 3 ))}
 if [ ${#sweeps[@]} -gt 0 ] && [ "$(left)" -gt 80 ]; then
   for name in "${sweeps[@]}"; do
     # A run that starts at once stops at its own time limit (with a checkpoint) before the timeout;
     # one queued behind others counts its limit from its own start, so the timeout may end it
     # first: it resumes from its last periodic checkpoint on the next call.
-    timeout -k 60 $(( $(left) - 20 )) python3 experiments/sweep.py experiments/sweeps/$name.py \
+    timeout -k 60 $(( $(left) - 20 )) python3 experiments/sweep.py "$(sweep_file "$name")" \
       --parallel="$parallel" --set=wandb.mode=disabled \
       --set=train.training_time_limit_seconds=$(( $(left) - 90 > 30 ? $(left) - 90 : 30 )) \
-      > "$out/$name.log" 2>&1 &
+      > "$out/$(sweep_name "$name").log" 2>&1 &
   done
   wait
   echo "gpu_reproduce: sweeps ended at ${SECONDS}s" >&2
   for name in "${sweeps[@]}"; do
-    python3 experiments/sweep.py experiments/sweeps/$name.py --set=wandb.mode=disabled --report_only >/dev/null 2>&1
-    tail -n 5 "$out/$name.log" >&2
+    python3 experiments/sweep.py "$(sweep_file "$name")" --set=wandb.mode=disabled --report_only >/dev/null 2>&1
+    tail -n 5 "$out/$(sweep_name "$name").log" >&2
   done
   pack sweeps --exclude='sweeps/*/models' --exclude='sweeps/*/data' --exclude='sweeps/*/models/*' \
-    $(for name in "${sweeps[@]}"; do ls -d "sweeps/$name" 2>/dev/null; done)
+    $(for name in "${sweeps[@]}"; do ls -d "sweeps/$(sweep_name "$name")" 2>/dev/null; done)
   models=()
-  for name in ${SWEEP_MODELS-}; do models+=($(latest_models "sweeps/$name/models")); done
+  for name in ${SWEEP_MODELS-}; do models+=($(latest_models "sweeps/$(sweep_name "$name")/models")); done
   pack sweep_models ${models[@]+"${models[@]}"}
 fi
 ls -la "$out" >&2
