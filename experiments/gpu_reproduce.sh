@@ -15,8 +15,8 @@
 #      datasets: configs/ml1m.py's 30,000 steps took 6 minutes of an H100 shared with three
 #      other runs, so a small BUDGET reports interim numbers (marked so in the report;
 #      resumable: run the same command again).
-#   2. the sweeps named in $SWEEPS (experiments/sweeps/<name>.py; default "ml1m_choices
-#      beauty_choices"), all at the same time, each $SWEEP_PARALLEL runs at a time (default 3
+#   2. the sweeps named in $SWEEPS (experiments/sweeps/<name>.py, or a sweep file's path;
+#      default "ml1m_choices beauty_choices"), all at the same time, each $SWEEP_PARALLEL runs at a time (default 3
 #      with one sweep, else 2). Every run stops (with a checkpoint, resumable) when the budget
 #      runs out; a run stopped short has no record, its sweep's table leaves it out.
 #
