@@ -34,14 +34,18 @@ class InUseError(UserError):
 
 def one_line(main):
   """Wraps a command's main: a UserError, or a full, read-only or forbidden disk, ends it with one
-  line ("error: ..."), exit status 1, as `python -m bert4rec_jax.main` does; anything else keeps its
-  traceback."""
+  line ("error: ..."), exit status 1, and training stopped by SIGTERM / SIGINT (its checkpoint
+  saved) with the line that says so, status 128 + the signal, as `python -m bert4rec_jax.main`
+  does; anything else keeps its traceback."""
   @functools.wraps(main)
   def wrapped(*args, **kwargs):
     try:
       return main(*args, **kwargs)
     except UserError as e:
       sys.exit(f"error: {e}")
+    except Interrupted as e:
+      print(e, file=sys.stderr, flush=True)
+      sys.exit(128 + e.signum)
     except Exception as e:  # noqa: BLE001 (re-raised unless the disk caused it)
       problem = storage_problem(e)
       if problem is None:

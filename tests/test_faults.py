@@ -459,3 +459,20 @@ def test_our_own_bugs_keep_their_traceback(tmp_path):
             f"sys.argv = ['m', '--config=configs/synthetic.py:tiny', '--workdir={tmp_path}']\nmain.run_cli()\n")
   out = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=300)
   assert out.returncode == 1 and "Traceback" in out.stderr and "FileNotFoundError" in out.stderr, out.stderr[-2000:]
+
+
+def test_scripts_stopped_by_a_signal_say_so_in_one_line(capsys):
+  """Every script's main (errors.one_line: sweeps' runs, reproduce, time_to_quality, ...) ends a
+  training stopped by SIGTERM / SIGINT as the CLI does: the line that says the checkpoint is saved,
+  status 128 + the signal, no traceback."""
+  from bert4rec_jax import errors
+
+  @errors.one_line
+  def script():
+    raise errors.Interrupted("SIGTERM", 7, int(signal.SIGTERM))
+
+  with pytest.raises(SystemExit) as stopped:
+    script()
+  assert stopped.value.code == 128 + signal.SIGTERM
+  assert capsys.readouterr().err.strip() == ("stopped by SIGTERM at step 7; the checkpoint is saved: run the same "
+                                             "command again to continue")

@@ -102,6 +102,8 @@ def test_sweep_runs_resumes_and_reports(tmp_path):
   time.sleep(1)
   assert not subprocess.run(["pgrep", "-f", str(work)], capture_output=True, text=True).stdout.split()
   assert 1 <= sum(v.exists() for v in victims) <= 2, "runs started after the sweep was told to stop"
+  for log in (work / "logs").glob("*.log"):  # a run told to stop says so in one line, no traceback
+    assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
 
 
 def test_the_table_ranks_and_chooses_by_validation_never_by_test():
