@@ -598,11 +598,13 @@ def main():
     return
 
   import jax
+  from bert4rec_jax import parallel
   suites = set(args.only.split(","))
   d = jax.devices()
   result = {"devices": {"platform": d[0].platform, "kind": d[0].device_kind, "count": len(d),
                         "local_count": jax.local_device_count()},
-            "jax": jax.__version__, "cpu_count": os.cpu_count(), "overrides": args.set, "repeats": args.repeats,
+            "jax": jax.__version__, "cpu_count": os.cpu_count(), "cpu": parallel.describe_cpu(),
+            "overrides": args.set, "repeats": args.repeats,
             "command": "python experiments/benchmark.py " + " ".join(sys.argv[1:]),
             "date": datetime.date.today().isoformat()}
   def prepare_rows():

@@ -15,10 +15,15 @@ import sys
 MEDIAN_SUITES = ("prepare", "train", "eval", "predict", "recommend", "validation", "recipe_cost", "large_1m_items")
 
 
+def cores(doc: dict) -> str:
+  """"2 CPU cores", with the CPU's model and vector unit where the JSON names them."""
+  return f"{doc['cpu_count']} CPU cores" + (f" ({doc['cpu']})" if doc.get("cpu") else "")
+
+
 def section(doc: dict, title: str) -> str:
   d = doc["devices"]
   lines = [f"## {title}", "",
-           f"Device: {d['count']} x {d['kind']} ({d['platform']}), {doc['cpu_count']} CPU cores, JAX {doc['jax']}."
+           f"Device: {d['count']} x {d['kind']} ({d['platform']}), {cores(doc)}, JAX {doc['jax']}."
            + (f" Medians over {doc['repeats']} repeats." if any(k in doc for k in MEDIAN_SUITES)
               else " One run per row (each minutes long, in a fresh process)."), "",
            f"Command: `{doc['command']}`" + (f" ({doc['date']})" if "date" in doc else ""), ""]
@@ -183,7 +188,7 @@ def recbole_section(doc: dict) -> str:
   budget = rb["curve"][-1]["train_seconds"] / 60
   ours_what = ("with configs/default.py's recipe" + (" and " + ", ".join(overrides) if overrides else "") if recipe
                else "with " + ", ".join(overrides) if overrides else "with configs/default.py base() as is")
-  lines = [f"## Side by side with RecBole {rb['recbole_version']} (torch {rb['torch']}), {doc['cpu_count']} CPU cores,"
+  lines = [f"## Side by side with RecBole {rb['recbole_version']} (torch {rb['torch']}), {cores(doc)},"
            f" RecBole {budget:.0f} min, ours {ours_what}",
            "", f"Command: `{doc['command']}` ({doc['date']})" + (
                "" if "args" in doc or recipe else  # runs of base() from before the script's defaults changed
@@ -277,7 +282,7 @@ def ours_alone_section(doc: dict) -> str:
   overrides = st.get("overrides") or []
   what = ("configs/default.py's recipe" if st.get("config") == "recipe" else "configs/default.py base()") + (
       " with " + ", ".join(f"`{x}`" for x in overrides) if overrides else " as is")
-  lines = [f"## Ours alone on the {split} split, {doc['cpu_count']} CPU cores: {what}", "",
+  lines = [f"## Ours alone on the {split} split, {cores(doc)}: {what}", "",
            f"Command: `{doc['command']}` ({doc['date']})", "",
            f"Data: {d['file']}, {d['users']:,} users, {d['items']:,} items, {d['interactions']:,} interactions,"
            f" leave-one-out; full ranking of the {split} split without history exclusion (history excluded beside"

@@ -356,6 +356,7 @@ def data_summary(path: str, df) -> dict:
 
 
 def main():
+  from bert4rec_jax import parallel
   from bert4rec_jax.configs import default
   ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   ap.add_argument("--data", default=os.path.join(default.DATA_DIR, "ml-1m.txt.gz"), help="`user item` text file")
@@ -405,7 +406,8 @@ def main():
     ours = run_ours(args)
     benchmark.emit_json({
         "command": "python experiments/compare_recbole.py " + " ".join(sys.argv[1:]),
-        "date": time.strftime("%Y-%m-%d"), "cpu_count": os.cpu_count(), "split": args.split,
+        "date": time.strftime("%Y-%m-%d"), "cpu_count": os.cpu_count(), "cpu": parallel.describe_cpu(),
+        "split": args.split,
         "data": data_summary(args.data, df), "ours": ours}, args.out)
     return
   os.makedirs(args.workdir, exist_ok=True)
@@ -424,7 +426,8 @@ def main():
   ttq, headline = time_to_quality(recbole["curve"], ours)
   result = {
       "command": "python experiments/compare_recbole.py " + " ".join(sys.argv[1:]),
-      "date": time.strftime("%Y-%m-%d"), "cpu_count": os.cpu_count(), "args": recorded_args(args),
+      "date": time.strftime("%Y-%m-%d"), "cpu_count": os.cpu_count(), "cpu": parallel.describe_cpu(),
+      "args": recorded_args(args),
       "data": data_summary(args.data, df),
       "shape": {"max_seq_length": args.max_seq_length, "batch_size": args.batch_size, "hidden_size": 64,
                 "inner_size": 256, "layers": 2, "heads": 2, "mask_slots": int(0.2 * args.max_seq_length)},

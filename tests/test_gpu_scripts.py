@@ -46,7 +46,7 @@ def unpack(parts_dir, name, into):
       with open(part, "rb") as f:
         whole.write(f.read())
   with tarfile.open(into / f"{name}.tgz") as tar:
-    tar.extractall(into, filter="data")
+    tar.extractall(into, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
   os.remove(into / f"{name}.tgz")
 
 

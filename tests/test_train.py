@@ -804,3 +804,20 @@ def test_example_weighting_weighs_every_example_the_same(tiny_config):
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=2e-6), got, want)
   epoch, _ = stepped("bert4rec", 0.5, "epoch", slice(None))
   assert not np.allclose(epoch["output_bias"], got["output_bias"], atol=1e-5)
+
+
+def test_run_records_name_the_cpu_and_its_vector_unit(tmp_path):
+  """A CPU timing depends on the CPU's vector unit (AVX-512 about halves the recipe's step):
+  describe_devices, kept with every checkpoint, names it."""
+  x86 = tmp_path / "x86"
+  x86.write_text("processor\t: 0\nmodel name\t: AMD EPYC 9654\nflags\t\t: fpu sse2 avx avx2 fma avx512f\n\n"
+                 "processor\t: 1\nmodel name\t: AMD EPYC 9654\nflags\t\t: fpu sse2 avx avx2 fma avx512f\n")
+  assert parallel.describe_cpu(str(x86)) == "AMD EPYC 9654, AVX-512"
+  x86.write_text("model name\t: Intel Xeon\nflags\t\t: fpu sse2 avx avx2 fma\n")
+  assert parallel.describe_cpu(str(x86)) == "Intel Xeon, AVX2"
+  arm = tmp_path / "arm"
+  arm.write_text("processor\t: 0\nFeatures\t: fp asimd evtstrm aes\nCPU implementer\t: 0x41\n")
+  assert parallel.describe_cpu(str(arm)) == "NEON"
+  assert parallel.describe_cpu(str(tmp_path / "missing")) == ""
+  here = parallel.describe_cpu()
+  assert parallel.describe_devices(jax.devices("cpu")[:1]).endswith(f"CPU cores{': ' + here if here else ''})")
