@@ -16,16 +16,18 @@
 #      other runs, so a small BUDGET reports interim numbers (marked so in the report;
 #      resumable: run the same command again).
 #   2. the sweeps named in $SWEEPS (experiments/sweeps/<name>.py, or a sweep file's path;
-#      default "ml1m_choices beauty_choices"), all at the same time, each $SWEEP_PARALLEL runs at a time (default 3
-#      with one sweep, else 2). Every run stops (with a checkpoint, resumable) when the budget
-#      runs out; a run stopped short has no record, its sweep's table leaves it out.
+#      default "ml1m_choices beauty_choices"), all at the same time, each $SWEEP_PARALLEL runs
+#      at a time (default 3 with one sweep, else 2). Every run stops (with a checkpoint,
+#      resumable) when the budget runs out; a run stopped short has no record, its sweep's
+#      table leaves it out.
 #
 # What it made is packed under $OUT (default /tmp/gpu_out), to unpack at the repository root
 # of a checkout: reproduce.tgz.part-* (each model's latest checkpoint, results and the report),
 # sweeps.tgz.part-* (the sweeps' runs, logs, per-user results, tables and plots; not their
 # models) and sweep_models.tgz.part-* (each model of the sweeps named in $SWEEP_MODELS: its
-# records, its latest checkpoint and the one validation selected); unpack each with `cat <name>.tgz.part-* | tar -xz`. At most 8 files of
-# 16 MiB come back from such a machine: a hidden-64 ML-1M model is ~4 MB, a Beauty one ~40 MB.
+# records, its latest checkpoint and the one validation selected); unpack each with
+# `cat <name>.tgz.part-* | tar -xz`. At most 8 files of 16 MiB come back from such a machine:
+# a hidden-64 ML-1M model is ~4 MB a checkpoint, a Beauty one ~40 MB.
 # The report is written before the sweeps run: after unpacking both here, `python
 # experiments/reproduce.py --datasets=... --evaluate_only` embeds the sweep tables. Setup:
 # experiments/gpu_env.sh.
