@@ -237,6 +237,10 @@ def _check_training(p: _Problems, config) -> None:
   p.at_least("train.checkpoint_every_steps", t.checkpoint_every_steps, 1)
   p.at_least("train.keep_checkpoints", t.keep_checkpoints, 1)
   p.at_least("train.training_time_limit_seconds", t.training_time_limit_seconds, 0)
+  bound = t.get("max_training_minutes", 0)
+  p.need(isinstance(bound, (int, float)) and not isinstance(bound, bool) and math.isfinite(bound)
+         and (bound == -1 or bound >= 0), "train.max_training_minutes", bound,
+         "must be >= 0 (minutes of training after which it ends; 0 = no bound, -1 = from the data)")
   p.at_least("train.prefetch", t.prefetch, 0)
   p.at_least("train.logit_chunk_elements", t.get("logit_chunk_elements", 0), 0)
 

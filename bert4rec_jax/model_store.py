@@ -54,7 +54,7 @@ NOT_IN_IDENTITY = {
     "project", "wandb", "tracking", "eval", "predict", "model_name", "model.read_last", "data.path", "data.tfds_name", "data.tfds_split", "data.tfds_data_dir", "data.chunk_rows",
     "data.num_buckets", "distributed", "train.overwrite",
     "train.log_every_steps", "train.eval_every_steps", "train.eval_every_epochs", "train.checkpoint_every_steps",
-    "train.keep_checkpoints", "train.training_time_limit_seconds", "train.prefetch", "train.num_devices",
+    "train.keep_checkpoints", "train.training_time_limit_seconds", "train.max_training_minutes", "train.prefetch", "train.num_devices",
     "train.logit_chunk_elements",
     # What the recipe turns into steps (recipe.resolve runs before a model is named): the steps are the identity.
     "train.budget_per_interaction", "train.auto_validations",
@@ -468,7 +468,8 @@ def _quarantine(manager, damaged: List[int], writable: bool) -> None:
   manager.reload()
 
 
-def load_params(folder: Folder, state, num_train_steps: int) -> Tuple[object, int, Optional[Dict]]:
+def load_params(folder: Folder, state, num_train_steps: int,
+                bound_seconds: float = 0.0) -> Tuple[object, int, Optional[Dict]]:
   """(parameters, step, how it was selected) of the model's checkpoint, read without writing
   anything: the one with the best validation value when training selected on validation (and then
   the selection's record, `selection.Selection.record`), else the newest (and None). That
@@ -496,7 +497,8 @@ def load_params(folder: Folder, state, num_train_steps: int) -> Tuple[object, in
         "model's. Run its training again (--mode=train): when that step is the newest, training moves the damaged "
         "checkpoint aside and trains it again from the one before (the same parameters); otherwise remove the "
         "model's folder and its results folder and train it anew (the same config and data train the same model)")
-  if latest < num_train_steps and not (found is not None and found.should_stop):
+  if latest < num_train_steps and not (found is not None and found.should_stop) and not time_bound_spent(
+      folder.path, latest, bound_seconds):
     logging.warning("Using a partly trained model (step %d of %d%s)", latest, num_train_steps,
                     f"; selected step {step}" if step != latest else "")
   return restored.params, step, found.record() if chosen is not None else None
@@ -521,6 +523,12 @@ def training_seconds(model_dir: str, step: int) -> float:
   record = _record(model_dir, TRAIN_TIME_FILE)
   at = _newest(record, step)
   return float(record[at]) if at is not None else 0.0
+
+
+def time_bound_spent(model_dir: str, step: int, bound_seconds: float) -> bool:
+  """Whether training of the checkpoint at `step` ended at its time bound (train.max_training_minutes,
+  in seconds; 0: none): its training seconds reached it."""
+  return bool(bound_seconds) and training_seconds(model_dir, step) >= bound_seconds
 
 
 def validation_seconds(model_dir: str, step: int) -> Optional[float]:

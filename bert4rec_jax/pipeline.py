@@ -213,7 +213,7 @@ def _train_evaluate_predict(config, mode, devices, stop_at, prepared, train_seqs
         return result
     if mode in ("evaluate", "predict", "all"):
       params, step, chosen = model_store.load_params(folder, trainer.create_state(config, num_items),
-                                                     config.train.num_train_steps)
+                                                     config.train.num_train_steps, trainer.time_bound_seconds(config))
       result["checkpoint_step"] = step
       if chosen:
         result["selection"] = chosen

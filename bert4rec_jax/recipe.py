@@ -35,6 +35,11 @@ and a rerun on the same data resumes it. Each choice is logged with the rule tha
                                        (MovieLens-1M's first 600 users); 23 is the geometric midpoint
                                        of 18.5 and 29. The rate or the regularisation alone does not help.
   train.eval_every_steps = -1        num_train_steps / train.auto_validations (rounded up)
+  train.max_training_minutes = -1    85 minutes per 300k training interactions (at least 10):
+                                     training ends there for good, with the best validated
+                                     checkpoint, on a machine slower than the one the step's
+                                     estimate was measured on (a 2-core CPU without AVX-512
+                                     takes about twice as long); not part of the model's name
 """
 import logging
 import math
@@ -57,6 +62,11 @@ SPARSE_SETTINGS, DENSE_SETTINGS = (3e-3, 0.3, 0.5), (1e-3, 0.01, 0.2)
 # (docs/recipe.md, "The budget from the data").
 SPARSE_BUDGET, DENSE_BUDGET = 120.0, 360.0
 TIME_TARGET_MINUTES, PLANNED_MINUTES, TARGET_INTERACTIONS = 90, 80, 300_000
+# Training ends for good after this much (minutes per TARGET_INTERACTIONS training interactions, at
+# least BOUND_MIN_MINUTES): the schedule is planned at the step's estimated time on the machine the
+# rates were measured on; a slower machine (an AVX2-only CPU runs the steps about 2x as long) stops
+# at the bound, within the time target, with the best validated checkpoint.
+BOUND_MINUTES, BOUND_MIN_MINUTES = 85, 10
 CPU_ENCODER_FLOPS_PER_SECOND, CPU_OUTPUT_FLOPS_PER_SECOND, CPU_STEP_SECONDS = 30e9, 100e9, 0.08
 BUDGET_GRAIN = 10.0
 
@@ -85,6 +95,8 @@ def auto_fields(config) -> List[str]:
     out.append("train.weight_decay")
   if m.hidden_dropout_prob == -1:
     out.append("model.hidden_dropout_prob")
+  if t.get("max_training_minutes", 0) == -1:
+    out.append("train.max_training_minutes")
   return out
 
 
@@ -204,6 +216,11 @@ def resolve(config, train_seqs, num_items: int) -> List[str]:
     count = -(-t.num_train_steps // t.eval_every_steps)  # every eval_every_steps, and at the last step
     lines.append(f"train.eval_every_steps={t.eval_every_steps:,}: {count} validations over the "
                  f"{t.num_train_steps:,} steps (train.auto_validations={t.auto_validations})")
+  if "train.max_training_minutes" in todo:
+    t.max_training_minutes = max(BOUND_MIN_MINUTES, round(BOUND_MINUTES * interactions / TARGET_INTERACTIONS, 1))
+    lines.append(f"train.max_training_minutes={t.max_training_minutes:g}: training ends there on a machine slower "
+                 f"than the schedule's estimate ({BOUND_MINUTES} minutes per {TARGET_INTERACTIONS // 1000}k training "
+                 f"interactions, at least {BOUND_MIN_MINUTES}; the time target is {TIME_TARGET_MINUTES})")
   for line in lines:
     logging.info("From the data: %s", line)
   return lines

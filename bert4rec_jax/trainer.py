@@ -242,15 +242,23 @@ def make_step(config, num_items: int, devices, train_seqs):
   return step, (parallel.replicate(sampler, devices) if sampler is not None else None)
 
 
+def time_bound_seconds(config) -> float:
+  """train.max_training_minutes in seconds (0: no bound; -1, left to the data, is resolved by
+  recipe.resolve before any training)."""
+  return 60.0 * max(0.0, float(config.train.get("max_training_minutes", 0) or 0))
+
+
 def train(config, model_dir: str, train_seqs, valid_evaluator: Optional[evaluate.Evaluator], num_items: int,
           tracker, devices, stop_at: Optional[int] = None, scorer: Optional[evaluate.Scorer] = None) -> Trained:
   """Trains up to config.train.num_train_steps, resuming from the latest checkpoint.
 
   With a validation split and train.select_metric, every validation is checkpointed with its
   value and the best checkpoint kept (`selection`); train.patience validations without
-  improvement end training early. `stop_at` ends this invocation early at that step (after
-  checkpointing), as an interrupted run would. `scorer`: the validation scorer of this model (the
-  caller's, so that its final evaluation reuses the compiled step).
+  improvement end training early, and so does train.max_training_minutes of training (summed over
+  the invocations that made the model; the step it ends at is validated too). `stop_at` ends this
+  invocation early at that step (after checkpointing), as an interrupted run would. `scorer`: the
+  validation scorer of this model (the caller's, so that its final evaluation reuses the compiled
+  step).
   """
   tc = config.train
   several = parallel.process_count() > 1
@@ -276,6 +284,12 @@ def train(config, model_dir: str, train_seqs, valid_evaluator: Optional[evaluate
   if sel is not None and sel.should_stop:
     logging.info("Training stopped early at step %d (no better validation %s in %d validations after step %d): "
                  "nothing to train", start, tc.select_metric, tc.patience, sel.best["step"])
+    manager.close()
+    return Trained(start, True, record())
+  bound = time_bound_seconds(config)
+  if bound and seconds_before >= bound and start < tc.num_train_steps:
+    logging.info("Training ended at step %d: its %g minutes of training (train.max_training_minutes) are spent: "
+                 "nothing to train (raise the bound, or 0 = none, to train on)", start, bound / 60)
     manager.close()
     return Trained(start, True, record())
   if start >= end:
@@ -308,7 +322,7 @@ def train(config, model_dir: str, train_seqs, valid_evaluator: Optional[evaluate
   window_metrics, window_steps = None, 0  # metric sums since the last log, kept on device
   timed_start, timed_steps = time.perf_counter(), 0  # throughput window (excludes compilation)
   t0, step, compile_seconds = time.perf_counter(), start, None
-  stop, interrupted, early = stop_signals.StopSignals(), False, False
+  stop, interrupted, early, bounded = stop_signals.StopSignals(), False, False, False
   try:
     stop.__enter__()
     for step in range(start, end):
@@ -325,12 +339,14 @@ def train(config, model_dir: str, train_seqs, valid_evaluator: Optional[evaluate
         timed_start, timed_steps = time.perf_counter(), 0
         logging.info("First step (including compilation) took %.1fs", compile_seconds)
       out_of_time = bool(tc.training_time_limit_seconds) and time.perf_counter() - t0 > tc.training_time_limit_seconds
+      spent = bool(bound) and seconds_before + time.perf_counter() - t0 >= bound and done < tc.num_train_steps
       stopping = stop.received is not None  # read once: a signal may land anywhere in this iteration
       if several:  # every process must stop (and save) at the same step: agreed at log boundaries
         agree = done % tc.log_every_steps == 0 or done == end
-        out_of_time, stopping = parallel.any_process(out_of_time, stopping) if agree else (False, False)
+        out_of_time, stopping, spent = (parallel.any_process(out_of_time, stopping, spent) if agree
+                                        else (False, False, False))
       interrupted = interrupted or stopping
-      last = done == end or out_of_time or stopping
+      last = done == end or out_of_time or stopping or spent
       save = done % tc.checkpoint_every_steps == 0 or last
       # Also check the loss before every save, so a checkpoint never holds a diverged model.
       if window_steps and (done % tc.log_every_steps == 0 or save):
@@ -352,7 +368,7 @@ def train(config, model_dir: str, train_seqs, valid_evaluator: Optional[evaluate
       # Selecting: every validation step (also when stopping there), and the last step, are
       # candidates; otherwise the last step's model is evaluated in full afterwards anyway.
       periodic = bool(tc.eval_every_steps) and done % tc.eval_every_steps == 0
-      if valid_evaluator is not None and ((periodic or done == tc.num_train_steps) if selecting
+      if valid_evaluator is not None and ((periodic or done == tc.num_train_steps or spent) if selecting
                                           else periodic and not last):
         jax.block_until_ready(p_state)  # the steps dispatched before it are training's time, not validation's
         valid_t0 = time.perf_counter()
@@ -380,6 +396,12 @@ def train(config, model_dir: str, train_seqs, valid_evaluator: Optional[evaluate
           model_store.record_training_seconds(model_dir, done, seconds_before + time.perf_counter() - t0,
                                               parallel.describe_devices(devices),
                                               None if valid_before is None else valid_before + valid_seconds)
+      if spent and not early:
+        bounded = True
+        if parallel.is_primary():
+          bar.write(f"step {done}: training ends here, its {bound / 60:g} minutes (train.max_training_minutes) "
+                    "spent" + (f"; selected step {sel.best['step']}" if sel is not None and sel.best else ""))
+        break
       if out_of_time:
         logging.info("Stopping at step %d: training_time_limit_seconds=%s reached", done,
                      tc.training_time_limit_seconds)
@@ -396,10 +418,10 @@ def train(config, model_dir: str, train_seqs, valid_evaluator: Optional[evaluate
   if valid_seconds and ran > 0:
     logging.info("This run trained for %.0f s, of which periodic validation took %.1f s (%.1f%%)", ran, valid_seconds,
                  100 * valid_seconds / ran)
-  if interrupted and step + 1 < end and not early:
+  if interrupted and step + 1 < end and not (early or bounded):
     name = stop.received or "SIGTERM"  # another process received it
     raise Interrupted(name, step + 1, int(getattr(signal, name)))
-  if sel is not None and sel.best is not None and (early or step + 1 >= tc.num_train_steps):
+  if sel is not None and sel.best is not None and (early or bounded or step + 1 >= tc.num_train_steps):
     logging.info("Selected step %d: valid %s %.4f on %d users (of %d validations)", sel.best["step"],
                  tc.select_metric, sel.best["value"], sel.users, len(sel.curve))
-  return Trained(step + 1, early or step + 1 >= tc.num_train_steps, record())
+  return Trained(step + 1, early or bounded or step + 1 >= tc.num_train_steps, record())

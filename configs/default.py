@@ -144,6 +144,11 @@ def base():
   c.train.keep_checkpoints = 2  # Newest checkpoints kept on disk (>= 1), plus the selected one when selecting.
   c.train.overwrite = False  # True: replace a model folder (and its results) that another config or data made under this name.
   c.train.training_time_limit_seconds = 0  # Stop (and checkpoint) after this much training time; 0 = no limit.
+  # End training for good once this many minutes of training (periodic validation included, summed
+  # over resumed runs) are spent, as early stopping ends it: the best validated checkpoint is the
+  # model and running again trains no more. A bound on time, not part of the model's name: raise it
+  # (or 0 = no bound) to train on. -1 = from the data (the recipe's time target).
+  c.train.max_training_minutes = 0.0
   c.train.prefetch = 2  # Batches staged on device ahead of the step.
 
   c.eval = ml_collections.ConfigDict()
@@ -198,7 +203,8 @@ def get_config():
   to the data (bert4rec_jax/recipe.py resolves it, logs each choice and saves it in the model's
   config.json), and the settings below. Not finished: the rate, the regularisation and the budget
   follow the data's training interactions per item (measured on validation on development sets; the
-  budget within the time target at the step's estimated time); on the full
+  budget within the time target at the step's estimated time, and training ended by a bound on its
+  minutes on a slower machine); on the full
   Amazon Beauty file it meets its targets on one seed (1.10 x the Markov chain on test, above
   SASRec-CE through it: docs/reproduction.md), on the development sets not yet (docs/recipe.md)."""
   c = base()
@@ -218,6 +224,8 @@ def get_config():
   c.train.target_weighting = "epoch"  # buckets change the batches, not the weight of any target
   # Compute in proportion to the data, more of it per interaction on dense data (its time per 300k interactions: docs/recipe.md).
   c.train.budget_per_interaction = 0.0
+  # Whatever the machine: training ends after 85 minutes per 300k training interactions (at least 10).
+  c.train.max_training_minutes = -1.0
   # The objective: BERT4Rec's masked-item loss plus SASRec's next-item loss on the same weights, read
   # causally at evaluation and serving (as configs/beauty.py; see docs/reproduction.md).
   c.train.next_item_loss_weight = 10.0

@@ -83,7 +83,9 @@ def record_files(workdir: str, name: str, staging: str) -> None:
         raise UserError(f"{os.path.join(results, needed)} is missing: evaluate {model_name} first")
     held = io_utils.read_json(os.path.join(results, f"{split}_metrics.json"))
     last = (held.get("training_time") or {}).get("step")
-    if last is not None and last < config.train.num_train_steps and not (held.get("selection") or {}).get("stopped_early"):
+    from bert4rec_jax import model_store, trainer
+    if (last is not None and last < config.train.num_train_steps and not (held.get("selection") or {}).get("stopped_early")
+        and not model_store.time_bound_spent(folder, last, trainer.time_bound_seconds(config))):
       raise UserError(f"{model_name} is partly trained (step {last:,} of {config.train.num_train_steps:,}): finish "
                       "its training (run its command again) before recording it")
     shutil.copyfile(os.path.join(results, f"{split}_metrics.json"), os.path.join(staging, f"{split}_metrics.json"))

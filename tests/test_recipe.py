@@ -62,8 +62,12 @@ def test_resolve_fills_only_what_is_left_to_the_data():
   assert c.train.eval_every_steps == math.ceil(c.train.num_train_steps / c.train.auto_validations)
   # 5,000 training interactions over 40,000 items: sparse data, the faster rate with strong regularisation.
   assert (c.train.learning_rate, c.train.weight_decay, c.model.hidden_dropout_prob) == recipe.SPARSE_SETTINGS
-  assert len(lines) == 10 and not recipe.auto_fields(c)
+  assert c.train.max_training_minutes == 10  # 85 minutes per 300k training interactions, at least 10
+  assert len(lines) == 11 and not recipe.auto_fields(c)
   assert "train.learning_rate=0.003: 0.1 training interactions per item < 23 (sparse data)" in lines
+  big = default.get_config()
+  recipe.resolve(big, _seqs([50] * 20_000), num_items=40_000)  # 1M training interactions
+  assert big.train.max_training_minutes == round(85 * 1_000_000 / 300_000, 1)
   config_checks.validate(c)  # what was chosen is a valid config
 
   # Given values are kept; a catalogue within 2 x num_negatives trains on the full softmax.
@@ -205,7 +209,7 @@ def test_shipped_configs_leave_nothing_to_the_data():
   assert set(recipe.auto_fields(default.get_config())) == {
       "model.max_seq_length", "masking.max_predictions_per_seq", "train.loss", "train.num_train_steps",
       "train.num_warmup_steps", "train.eval_every_steps", "train.learning_rate", "train.weight_decay",
-      "model.hidden_dropout_prob", "train.budget_per_interaction"}
+      "model.hidden_dropout_prob", "train.budget_per_interaction", "train.max_training_minutes"}
 
 
 def _interactions(path, users, seed, items=30):

@@ -198,3 +198,34 @@ def test_schedule_in_epochs(tiny_config, tmp_path):
   # The step counts a schedule in epochs replaces are not part of the model: the same run resumes.
   c.train.num_train_steps = 5
   assert pipeline.run(c, str(tmp_path), mode="train")["step"] == out["step"]
+
+
+def test_the_time_bound_ends_training_for_good_and_is_not_in_the_name(tiny_config, tmp_path, caplog):
+  """train.max_training_minutes (the recipe's bound on any machine): counted over the invocations
+  that made the model, it ends training like early stopping (the step it ends at validated, the
+  best checkpoint evaluated, a rerun trains no more), and raising it trains the same model on."""
+  import logging
+  c = _config(tiny_config, patience=0)
+  c.train.checkpoint_every_steps = 20
+  # A first invocation stopped short (as a kill would), then one bounded a little above what the
+  # first spent (compiling alone takes seconds): the bound counts both.
+  first = pipeline.run(c, str(tmp_path), mode="train", stop_at=20)
+  assert not first["finished"] and first["step"] == 20
+  bound_s = model_store.training_seconds(first["model_dir"], 20) + 5
+  c.train.max_training_minutes = bound_s / 60
+  out = pipeline.run(c, str(tmp_path), mode="all")
+  assert out["finished"] and 20 < out["step"] < 2000
+  spent = model_store.training_seconds(out["model_dir"], out["step"])
+  assert bound_s <= spent < bound_s + 30
+  chosen = out["selection"]
+  assert chosen["curve"][-1][0] == out["step"]  # the step it ended at was validated
+  assert out["checkpoint_step"] == chosen["step"] and not chosen["stopped_early"]
+  # A rerun has nothing to train, and nothing reads the model as partly trained.
+  caplog.set_level(logging.INFO)
+  again = pipeline.run(c, str(tmp_path), mode="all")
+  assert again["step"] == out["step"] and again["test_metrics"] == out["test_metrics"]
+  assert "train.max_training_minutes" in caplog.text and "partly trained" not in caplog.text
+  # Not part of the model's identity: a larger bound (or none) is the same model, trained on.
+  c.train.max_training_minutes = 0
+  more = pipeline.run(c, str(tmp_path), mode="train", stop_at=out["step"] + 10)
+  assert more["model_name"] == out["model_name"] and more["step"] == out["step"] + 10

@@ -147,6 +147,7 @@ def test_learning_rate_schedule(tiny_config):
     ("train.batch_size", 30, "not divisible by the 4 devices"),
     ("masking.max_predictions_per_seq", 17, "max_predictions_per_seq=17"),
     ("train.next_item_positions", -1, "next_item_positions=-1: must be an integer >= 0"),
+    ("train.max_training_minutes", -2, "max_training_minutes=-2.0: must be >= 0"),
 ])
 def test_config_errors(tiny_config, tmp_path, field, value, match):
   section, name = field.split(".")
