@@ -497,8 +497,7 @@ def load_params(folder: Folder, state, num_train_steps: int,
         "model's. Run its training again (--mode=train): when that step is the newest, training moves the damaged "
         "checkpoint aside and trains it again from the one before (the same parameters); otherwise remove the "
         "model's folder and its results folder and train it anew (the same config and data train the same model)")
-  if latest < num_train_steps and not (found is not None and found.should_stop) and not time_bound_spent(
-      folder.path, latest, bound_seconds):
+  if not training_ended(folder.path, latest, num_train_steps, bound_seconds):
     logging.warning("Using a partly trained model (step %d of %d%s)", latest, num_train_steps,
                     f"; selected step {step}" if step != latest else "")
   return restored.params, step, found.record() if chosen is not None else None
@@ -529,6 +528,13 @@ def time_bound_spent(model_dir: str, step: int, bound_seconds: float) -> bool:
   """Whether training of the checkpoint at `step` ended at its time bound (train.max_training_minutes,
   in seconds; 0: none): its training seconds reached it."""
   return bool(bound_seconds) and training_seconds(model_dir, step) >= bound_seconds
+
+
+def training_ended(model_dir: str, step: int, num_train_steps: int, bound_seconds: float = 0.0) -> bool:
+  """Whether the model's training is over at its newest checkpoint `step`: all its steps, stopped
+  early on validation, or its time bound spent (else it is partly trained and a rerun continues)."""
+  return (step >= num_train_steps or selection.stopped_early(model_dir, step)
+          or time_bound_spent(model_dir, step, bound_seconds))
 
 
 def validation_seconds(model_dir: str, step: int) -> Optional[float]:

@@ -65,7 +65,7 @@ def splits_of(config) -> tuple:
 def record_files(workdir: str, name: str, staging: str) -> None:
   """Writes model `name`'s record into the empty folder `staging`."""
   import pandas as pd
-  from bert4rec_jax import baselines, io_utils
+  from bert4rec_jax import baselines, io_utils, model_store, trainer
   folder = compare_models.model_folder(workdir, name)
   if compare_models.is_record(folder):
     raise UserError(f"{folder} is a record already: copy it as it is")
@@ -83,9 +83,8 @@ def record_files(workdir: str, name: str, staging: str) -> None:
         raise UserError(f"{os.path.join(results, needed)} is missing: evaluate {model_name} first")
     held = io_utils.read_json(os.path.join(results, f"{split}_metrics.json"))
     last = (held.get("training_time") or {}).get("step")
-    from bert4rec_jax import model_store, trainer
-    if (last is not None and last < config.train.num_train_steps and not (held.get("selection") or {}).get("stopped_early")
-        and not model_store.time_bound_spent(folder, last, trainer.time_bound_seconds(config))):
+    if last is not None and not model_store.training_ended(folder, last, config.train.num_train_steps,
+                                                           trainer.time_bound_seconds(config)):
       raise UserError(f"{model_name} is partly trained (step {last:,} of {config.train.num_train_steps:,}): finish "
                       "its training (run its command again) before recording it")
     shutil.copyfile(os.path.join(results, f"{split}_metrics.json"), os.path.join(staging, f"{split}_metrics.json"))
