@@ -218,6 +218,7 @@ def _check_training(p: _Problems, config) -> None:
   p.at_least("train.warmup_seq_steps", t.warmup_seq_steps, 0)
   p.one_of("train.length_buckets", t.get("length_buckets", False), (False, True))
   p.one_of("train.target_weighting", t.get("target_weighting", "batch"), ("batch", "epoch", "example"))
+  p.one_of("train.target_shapes", t.get("target_shapes", "auto"), ("auto", "batch", "run"))
   p.one_of("train.loss", t.loss, ("full", "sampled", "auto"))
   if t.loss in ("sampled", "auto"):
     p.need(t.num_negatives >= 1, "train.num_negatives", t.num_negatives, "must be >= 1 with the sampled loss")

@@ -173,6 +173,19 @@ class TrainStream:
     """[B] items in each window of batch `step` (from the offsets alone: no item is read)."""
     return self._window_lengths(self.example_ids(step))
 
+  def lengths_of_steps(self, start: int, stop: int, chunk_positions: int = 1 << 20) -> Iterator[np.ndarray]:
+    """The window lengths of batches start..stop - 1 as [steps, B] blocks of about
+    chunk_positions items (vectorised: `lengths` one step at a time, for a whole schedule)."""
+    if self.length_buckets:  # pooled and reordered: one step at a time
+      for step in range(start, stop):
+        yield self.lengths(step)[None]
+      return
+    steps = max(1, chunk_positions // self.batch_size)
+    for first in range(start, stop, steps):
+      last = min(stop, first + steps)
+      pos = first * self.batch_size + np.arange((last - first) * self.batch_size, dtype=np.int64)
+      yield self._window_lengths(self._examples_at(pos)).reshape(last - first, self.batch_size)
+
   def width(self, step: int) -> int:
     """Columns of batch `step`: max_seq_length, or with length buckets the `window_width` of
     its longest window (the same for every process: lengths need no item reads)."""
@@ -224,34 +237,92 @@ def make_stream(config, train_seqs, length: int = 0) -> TrainStream:
       length_buckets=bool(config.train.get("length_buckets", False)))
 
 
+def _used_slots(n, max_seq_length: int, masking_config, kind: str, next_item_positions: int) -> tuple:
+  """(target slots used by windows of n items [...], the slots P a window has). A window of n
+  items uses at most min(P, n, max(1, ceil(n * masked_lm_prob))) slots (the device rounds; ceil
+  bounds it); with kind="sasrec" (the next-item targets), P = L slots of which n - 1 are used, or
+  with next_item_positions > 0 P = that many, of which min(P, n - 1)."""
+  n = np.asarray(n)
+  if kind == "sasrec":
+    p_max = min(next_item_positions, max_seq_length) if next_item_positions else max_seq_length
+    return np.minimum(np.maximum(n - 1, 0), p_max), p_max
+  p_max = masking_config.max_predictions_per_seq
+  return np.minimum(np.minimum(p_max, n), np.maximum(1, np.ceil(n * masking_config.masked_lm_prob))), p_max
+
+
+def _slot_bound(per_device: int, max_seq_length: int, masking_config, num_devices: int, batch: int, kind: str,
+                next_item_positions: int) -> int:
+  """A shard's used slots rounded up to a quarter step between powers of two, at most its P x rows."""
+  _, p_max = _used_slots(0, max_seq_length, masking_config, kind, next_item_positions)
+  return min(batch // num_devices * p_max, bucket(per_device, floor=32, steps=4))
+
+
 def target_bucket(lengths: np.ndarray, max_seq_length: int, masking_config, num_devices: int,
                   kind: str = "bert4rec", next_item_positions: int = 0) -> int:
   """A static upper bound on the used target slots of any device's shard of a global batch whose
-  windows hold `lengths` [B] items, rounded up to a quarter step between powers of two (at most
-  25% over) so that only a few step shapes are ever compiled. A window of n items uses at most
-  min(P, n, max(1, ceil(n * masked_lm_prob))) slots (the device rounds; ceil bounds it); with
-  kind="sasrec" (the next-item targets), P = L slots of which n - 1 are used, or with
-  next_item_positions > 0 P = that many, of which min(P, n - 1). Lengths need no item reads, so
-  every process computes the same bound."""
-  n = np.asarray(lengths)
-  if kind == "sasrec":
-    p_max = min(next_item_positions, max_seq_length) if next_item_positions else max_seq_length
-    used = np.minimum(np.maximum(n - 1, 0), p_max)
-  else:
-    p_max = masking_config.max_predictions_per_seq
-    used = np.minimum(np.minimum(p_max, n), np.maximum(1, np.ceil(n * masking_config.masked_lm_prob)))
+  windows hold `lengths` [B] items (`_used_slots`), rounded up to a quarter step between powers
+  of two (at most 25% over) so that only a few step shapes are ever compiled. Lengths need no
+  item reads, so every process computes the same bound."""
+  used, _ = _used_slots(lengths, max_seq_length, masking_config, kind, next_item_positions)
   per_device = int(used.reshape(num_devices, -1).sum(axis=1).max())
-  return min(len(n) // num_devices * p_max, bucket(per_device, floor=32, steps=4))
+  return _slot_bound(per_device, max_seq_length, masking_config, num_devices, len(used), kind, next_item_positions)
 
 
-def batch_iterator(config, stream, start: int, devices, stop: Optional[int] = None):
+def target_shapes(config, devices) -> str:
+  """train.target_shapes resolved: "batch" (each batch's own bound: the fewest wasted slots, a
+  compilation per new bound) or "run" (one bound for the run: one compilation). "auto": batch on
+  CPU, where a compilation takes a second or two and the output layer is much of a step; run on
+  an accelerator, where a compilation takes 10-50 s and the slots are cheap (ML-1M's recipe at
+  batch 256 compiled 5 step shapes in its first 3 minutes on an H200 shared by 6 runs)."""
+  chosen = config.train.get("target_shapes", "auto")
+  if chosen == "auto":
+    return "batch" if devices[0].platform == "cpu" else "run"
+  return chosen
+
+
+def _bounds(lengths, stream, config, num_global: int, next_item: bool, keep: int):
+  """The static target-slot bound(s) of a batch whose windows hold `lengths` items."""
+  if stream.length_buckets:  # one bound per width (every window full): one compiled step per width
+    lengths = np.full(len(lengths), window_width(int(lengths.max()), stream.max_seq_length))
+  bound = target_bucket(lengths, stream.max_seq_length, config.masking, num_global, config.model.kind, keep)
+  if next_item:
+    return bound, target_bucket(lengths, stream.max_seq_length, config.masking, num_global, "sasrec", keep)
+  return bound
+
+
+def run_bounds(stream, config, num_global: int, start: int, stop: int):
+  """The bound(s) every batch of steps start..stop - 1 fits in: the largest of their own
+  (`_bounds`; bucketing is monotone, so the bound of the run's fullest shard). From window
+  lengths alone (no item is read), so every process finds the same; a few seconds for 30,000
+  steps of 256."""
+  next_item, keep = bool(losses.next_item_loss_weight(config)), losses.next_item_positions(config)
+  kinds = (config.model.kind, "sasrec") if next_item else (config.model.kind,)
+  most = [0] * len(kinds)
+  for block in stream.lengths_of_steps(start, max(stop, start + 1)):
+    for i, kind in enumerate(kinds):
+      used, _ = _used_slots(block, stream.max_seq_length, config.masking, kind, keep)
+      most[i] = max(most[i], int(used.reshape(len(block), num_global, -1).sum(axis=2).max()))
+  bounds = tuple(_slot_bound(m, stream.max_seq_length, config.masking, num_global, stream.batch_size, kind, keep)
+                 for m, kind in zip(most, kinds))
+  return bounds if next_item else bounds[0]
+
+
+def batch_iterator(config, stream, start: int, devices, stop: Optional[int] = None, first: int = 0):
   """(device batch, num_targets) pairs from step `start` (up to `stop`), staged on device
   `train.prefetch` ahead (0: each put synchronously when used). num_targets = 0 when target
-  compaction is off. With several processes each builds only its block of every global batch."""
+  compaction is off. With several processes each builds only its block of every global batch.
+  `target_shapes` says whether each batch gets its own bound or the run's: the one of steps
+  `first` (the stream's first step) to `stop` or train.num_train_steps, whatever step the run
+  resumes at, so a resumed run compiles the step an uninterrupted one did (a batch past the
+  schedule that needs more gets its own)."""
   block = parallel.batch_block(config.train.batch_size)
   num_global = parallel.global_device_count(devices)
   next_item = bool(losses.next_item_loss_weight(config))  # the next-item loss has its own slots
   keep = losses.next_item_positions(config)
+  fixed = None
+  if config.train.compact_targets and not stream.length_buckets and target_shapes(config, devices) == "run":
+    end = stop if stop is not None else config.train.num_train_steps
+    fixed = run_bounds(stream, config, num_global, first, end)
 
   def host():
     for step, b in stream.batches(start, block):
@@ -260,12 +331,9 @@ def batch_iterator(config, stream, start: int, devices, stop: Optional[int] = No
       if not config.train.compact_targets:
         yield b, 0
         continue
-      lengths = stream.lengths(step)
-      if stream.length_buckets:  # one bound per width (every window full): one compiled step per width
-        lengths = np.full(len(lengths), window_width(int(lengths.max()), stream.max_seq_length))
-      bound = target_bucket(lengths, stream.max_seq_length, config.masking, num_global, config.model.kind, keep)
-      if next_item:
-        bound = (bound, target_bucket(lengths, stream.max_seq_length, config.masking, num_global, "sasrec", keep))
+      bound = _bounds(stream.lengths(step), stream, config, num_global, next_item, keep)
+      if fixed is not None:
+        bound = tuple(map(max, bound, fixed)) if next_item else max(bound, fixed)
       yield b, bound
 
   if config.train.prefetch > 0:
@@ -283,4 +351,5 @@ def training_batches(config, train_seqs, start: int, devices):
     yield from batch_iterator(config, make_stream(config, train_seqs, tc.warmup_seq_length), start, devices,
                               stop=tc.warmup_seq_steps)
     start = tc.warmup_seq_steps
-  yield from batch_iterator(config, make_stream(config, train_seqs), start, devices)
+  first = tc.warmup_seq_steps if tc.get("warmup_seq_length", 0) else 0
+  yield from batch_iterator(config, make_stream(config, train_seqs), start, devices, first=first)

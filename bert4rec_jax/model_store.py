@@ -55,7 +55,7 @@ NOT_IN_IDENTITY = {
     "data.num_buckets", "distributed", "train.overwrite",
     "train.log_every_steps", "train.eval_every_steps", "train.eval_every_epochs", "train.checkpoint_every_steps",
     "train.keep_checkpoints", "train.training_time_limit_seconds", "train.max_training_minutes", "train.prefetch", "train.num_devices",
-    "train.logit_chunk_elements",
+    "train.logit_chunk_elements", "train.target_shapes",
     # What the recipe turns into steps (recipe.resolve runs before a model is named): the steps are the identity.
     "train.budget_per_interaction", "train.auto_validations",
 }

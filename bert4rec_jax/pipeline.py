@@ -207,6 +207,7 @@ def _train_evaluate_predict(config, mode, devices, stop_at, prepared, train_seqs
                             evaluator(splits["valid"], config.eval.max_valid_users) if "valid" in splits else None,
                             num_items, tracker, devices, stop_at=stop_at, scorer=scorer)
       result["step"], result["finished"] = trained.step, trained.finished
+      result["num_train_steps"] = config.train.num_train_steps  # as resolved from the data
       if not trained.finished:
         logging.info("Training stopped at step %d of %d: run the same command again to continue",
                      trained.step, config.train.num_train_steps)

@@ -132,6 +132,9 @@ def base():
   # window's targets, drawn anew every step: less output-layer work a step (0 = every target).
   c.train.next_item_positions = 0
   c.train.compact_targets = True  # Output layer only over the batch's used target slots (short sequences fill few of P).
+  # The compacted slots' static bound: "batch" (each batch's own: a compilation per new bound), "run" (the largest any
+  # batch of the schedule needs: one compilation) or "auto" (batch on CPU; run on GPU/TPU, where a compilation costs 10-50 s).
+  c.train.target_shapes = "auto"
   # The loss's logits formed about this many at a time, never [targets, items] at once (0 = 4M on CPU, 128M on GPU/TPU).
   c.train.logit_chunk_elements = 0
   c.train.compute_dtype = "float32"  # float32 | bfloat16 (activations and matmuls; parameters stay float32). For GPU/TPU.

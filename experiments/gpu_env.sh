@@ -12,4 +12,6 @@ if ! python3 -c "import ml_collections" 2>/dev/null; then
 fi
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 export PYTHONUNBUFFERED=1
+# Compiled programs kept on disk: a resumed run, or another one with the same shapes, skips them.
+export JAX_COMPILATION_CACHE_DIR=${JAX_COMPILATION_CACHE_DIR:-/tmp/jax_compilation_cache}
 python3 -c "import jax; print('devices:', jax.devices())" >&2

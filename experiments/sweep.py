@@ -153,7 +153,8 @@ def child(spec_json: str) -> None:
   t0 = time.time()
   trained = pipeline.run(config, spec["workdir"], mode="train")
   if not trained.get("finished", True):  # baselines train nothing and are always finished
-    raise SystemExit(f"training stopped at step {trained['step']} of {config.train.num_train_steps}")
+    raise SystemExit(f"training stopped at step {trained['step']} of "
+                     f"{trained.get('num_train_steps', config.train.num_train_steps)}")
   out = pipeline.run(config, spec["workdir"], mode="evaluate")
   kind = config.model.kind
   last = trained["step"]

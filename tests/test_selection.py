@@ -185,7 +185,8 @@ def test_schedule_in_epochs(tiny_config, tmp_path):
   train_seqs, _ = pipeline.task_splits(c.task, prepared.sequences)
   from bert4rec_jax import input_pipeline
   per_epoch = input_pipeline.make_stream(c, train_seqs).num_examples / c.train.batch_size
-  assert out["step"] == math.ceil(1.5 * per_epoch)
+  assert out["step"] == out["num_train_steps"] == math.ceil(1.5 * per_epoch)  # the resolved count (a sweep's message)
+  assert c.train.num_train_steps == 99_999  # the caller's config is left as it was
   assert out["model_name"].startswith("bert4rec_hs32_msl16_mpps4_ne1.5_lr0.01_")
   with open(os.path.join(out["model_dir"], "config.json")) as f:
     saved = json.load(f)["config"]["train"]

@@ -313,6 +313,53 @@ def test_gathered_compacted_and_all_position_losses_agree(tiny_config, tmp_path)
   np.testing.assert_allclose(curves["masked", True], curves["all", False], rtol=1e-5)
 
 
+def test_one_step_shape_a_run_trains_as_a_shape_per_batch(tiny_config, tmp_path):
+  """train.target_shapes="run" (an accelerator's default): every step gets the bound of the
+  schedule's fullest batch, so the step compiles once; the padding slots change nothing."""
+  c = tiny_config
+  c.model.hidden_dropout_prob = c.model.attention_probs_dropout_prob = 0.0
+  c.data.synthetic.min_length = 3  # windows of many lengths: per-batch bounds differ
+  c.train.next_item_loss_weight = 0.5  # two slot kinds, two bounds
+  c.train.num_train_steps, c.train.log_every_steps, c.train.eval_every_steps = 6, 1, 0
+  curves = {}
+  for shapes in ("batch", "run"):
+    c.train.target_shapes = shapes
+    out, _ = trained_params(c, tmp_path / shapes)
+    curves[shapes] = losses(out["model_dir"])
+  np.testing.assert_allclose(curves["run"], curves["batch"], rtol=1e-5)
+
+
+def test_the_run_bound_is_the_largest_batch_bound_from_any_resumed_step(tiny_config):
+  from bert4rec_jax.preprocess import Sequences
+  c = tiny_config
+  c.train.next_item_loss_weight = 0.5
+  c.train.batch_size, c.train.num_train_steps = 64, 40
+  rng = np.random.default_rng(0)
+  lengths = np.where(rng.random(400) < 0.01, 3 * c.model.max_seq_length, rng.integers(1, 6, size=400))  # a few long
+  seqs = Sequences(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+                   rng.integers(1, 50, size=int(lengths.sum())).astype(np.int32))
+  devices = jax.local_devices()[:2]
+  c.train.prefetch = 0
+
+  def bounds(shapes, start):
+    c.train.target_shapes = shapes
+    batches = input_pipeline.training_batches(c, seqs, start, devices)
+    return [next(batches)[1] for _ in range(start, c.train.num_train_steps)]
+
+  per_batch = bounds("batch", 0)
+  largest = tuple(map(max, *per_batch))
+  assert len(set(per_batch)) > 1  # the data gives batches of different bounds
+  # Resume after the last batch that needs the largest next-item slot bound: the rest need less.
+  start = 1 + max(i for i, b in enumerate(per_batch) if b[1] == largest[1])
+  assert start < c.train.num_train_steps and max(b[1] for b in per_batch[start:]) < largest[1]
+  assert bounds("batch", start) == per_batch[start:]
+  assert set(bounds("run", 0)) == set(bounds("run", start)) == {largest}  # one shape, resumed or not
+  c.train.target_shapes = "auto"
+  assert input_pipeline.target_shapes(c, devices) == "batch"
+  gpu = type("Device", (), {"platform": "gpu"})()
+  assert input_pipeline.target_shapes(c, [gpu]) == "run"
+
+
 def test_sampled_loss_with_as_many_draws_as_items_is_the_full_softmax(tiny_config, tmp_path):
   """Drawing at least N negatives costs more than the N logits of the full softmax and is only an
   estimate of it: the step computes the full softmax instead (same curve); fewer draws do not."""
