@@ -7,8 +7,9 @@
 #   ML1M_ROWS=all BEAUTY_ROWS= bash experiments/gpu_time_to_quality.sh 60
 #
 # The default rows fit one 10-minute call (each row: its budget, about 15 s of evaluations, the
-# data once per dataset); ML1M_ROWS / BEAUTY_ROWS name others (comma-separated; "all"; empty:
-# that dataset is skipped). Writes $OUT/time_to_quality_<dataset>.json (default OUT /tmp/gpu_out)
+# data once per dataset: two ML-1M rows took 165 s on an H200); ML1M_ROWS / BEAUTY_ROWS name
+# others (comma-separated; "all"; empty: that dataset is skipped). Beauty's length-bucket row is
+# not a default: it compiles a step per window width (4), 10-20 s each there. Writes $OUT/time_to_quality_<dataset>.json (default OUT /tmp/gpu_out)
 # for docs/benchmarks/, and the logs beside them. Setup: experiments/gpu_env.sh.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -20,7 +21,7 @@ mkdir -p "$out"
 kind=$(python3 -c "import jax; print(jax.devices()[0].device_kind.replace(' ', '_').lower())")
 rc=0
 for pair in "ml1m:${ML1M_ROWS-paper,b1024_bf16,next_item_b1024_bf16,seq_warmup_next_item_b1024_bf16}" \
-            "beauty:${BEAUTY_ROWS-paper,b1024_bf16_buckets}"; do
+            "beauty:${BEAUTY_ROWS-paper,b1024_bf16}"; do
   dataset=${pair%%:*}; rows=${pair#*:}
   [ -n "$rows" ] || continue
   python3 experiments/time_to_quality.py --dataset="$dataset" --rows="$rows" --budget_seconds="$budget" \
