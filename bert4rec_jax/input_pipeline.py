@@ -175,11 +175,9 @@ class TrainStream:
 
   def lengths_of_steps(self, start: int, stop: int, chunk_positions: int = 1 << 20) -> Iterator[np.ndarray]:
     """The window lengths of batches start..stop - 1 as [steps, B] blocks of about
-    chunk_positions items (vectorised: `lengths` one step at a time, for a whole schedule)."""
-    if self.length_buckets:  # pooled and reordered: one step at a time
-      for step in range(start, stop):
-        yield self.lengths(step)[None]
-      return
+    chunk_positions items (`lengths` for a whole schedule at once; without length buckets, whose
+    pools reorder the positions)."""
+    assert not self.length_buckets, "a length-bucketed stream has a bound per width"
     steps = max(1, chunk_positions // self.batch_size)
     for first in range(start, stop, steps):
       last = min(stop, first + steps)
@@ -237,23 +235,28 @@ def make_stream(config, train_seqs, length: int = 0) -> TrainStream:
       length_buckets=bool(config.train.get("length_buckets", False)))
 
 
-def _used_slots(n, max_seq_length: int, masking_config, kind: str, next_item_positions: int) -> tuple:
-  """(target slots used by windows of n items [...], the slots P a window has). A window of n
-  items uses at most min(P, n, max(1, ceil(n * masked_lm_prob))) slots (the device rounds; ceil
-  bounds it); with kind="sasrec" (the next-item targets), P = L slots of which n - 1 are used, or
-  with next_item_positions > 0 P = that many, of which min(P, n - 1)."""
-  n = np.asarray(n)
+def _slots(max_seq_length: int, masking_config, kind: str, next_item_positions: int) -> int:
+  """P, the target slots a window has: masking's max_predictions_per_seq, or with kind="sasrec"
+  (the next-item targets) L, or next_item_positions when that is set."""
   if kind == "sasrec":
-    p_max = min(next_item_positions, max_seq_length) if next_item_positions else max_seq_length
-    return np.minimum(np.maximum(n - 1, 0), p_max), p_max
-  p_max = masking_config.max_predictions_per_seq
-  return np.minimum(np.minimum(p_max, n), np.maximum(1, np.ceil(n * masking_config.masked_lm_prob))), p_max
+    return min(next_item_positions, max_seq_length) if next_item_positions else max_seq_length
+  return masking_config.max_predictions_per_seq
+
+
+def _used_slots(n, max_seq_length: int, masking_config, kind: str, next_item_positions: int) -> np.ndarray:
+  """Target slots used by windows of n items [...]: at most min(P, n, max(1, ceil(n *
+  masked_lm_prob))) (the device rounds; ceil bounds it); with kind="sasrec", min(P, n - 1)."""
+  n = np.asarray(n)
+  p_max = _slots(max_seq_length, masking_config, kind, next_item_positions)
+  if kind == "sasrec":
+    return np.minimum(np.maximum(n - 1, 0), p_max)
+  return np.minimum(np.minimum(p_max, n), np.maximum(1, np.ceil(n * masking_config.masked_lm_prob)))
 
 
 def _slot_bound(per_device: int, max_seq_length: int, masking_config, num_devices: int, batch: int, kind: str,
                 next_item_positions: int) -> int:
   """A shard's used slots rounded up to a quarter step between powers of two, at most its P x rows."""
-  _, p_max = _used_slots(0, max_seq_length, masking_config, kind, next_item_positions)
+  p_max = _slots(max_seq_length, masking_config, kind, next_item_positions)
   return min(batch // num_devices * p_max, bucket(per_device, floor=32, steps=4))
 
 
@@ -263,7 +266,7 @@ def target_bucket(lengths: np.ndarray, max_seq_length: int, masking_config, num_
   windows hold `lengths` [B] items (`_used_slots`), rounded up to a quarter step between powers
   of two (at most 25% over) so that only a few step shapes are ever compiled. Lengths need no
   item reads, so every process computes the same bound."""
-  used, _ = _used_slots(lengths, max_seq_length, masking_config, kind, next_item_positions)
+  used = _used_slots(lengths, max_seq_length, masking_config, kind, next_item_positions)
   per_device = int(used.reshape(num_devices, -1).sum(axis=1).max())
   return _slot_bound(per_device, max_seq_length, masking_config, num_devices, len(used), kind, next_item_positions)
 
@@ -301,7 +304,7 @@ def run_bounds(stream, config, num_global: int, start: int, stop: int):
   most = [0] * len(kinds)
   for block in stream.lengths_of_steps(start, max(stop, start + 1)):
     for i, kind in enumerate(kinds):
-      used, _ = _used_slots(block, stream.max_seq_length, config.masking, kind, keep)
+      used = _used_slots(block, stream.max_seq_length, config.masking, kind, keep)
       most[i] = max(most[i], int(used.reshape(len(block), num_global, -1).sum(axis=2).max()))
   bounds = tuple(_slot_bound(m, stream.max_seq_length, config.masking, num_global, stream.batch_size, kind, keep)
                  for m, kind in zip(most, kinds))
