@@ -38,7 +38,9 @@ def main():
   args = ap.parse_args()
 
   work = args.workdir or tempfile.mkdtemp(prefix="kill_resume_")
-  env = dict(os.environ, WANDB_MODE="disabled", XLA_FLAGS="--xla_force_host_platform_device_count=1")
+  # One host device; the caller's other XLA flags are kept.
+  flags = [f for f in os.environ.get("XLA_FLAGS", "").split() if "xla_force_host_platform_device_count" not in f]
+  env = dict(os.environ, WANDB_MODE="disabled", XLA_FLAGS=" ".join(flags + ["--xla_force_host_platform_device_count=1"]))
   common = [f"--config={args.config}", f"--config.train.num_train_steps={args.steps}",
             f"--config.train.checkpoint_every_steps={args.checkpoint_every}",
             f"--config.train.eval_every_steps={args.eval_every}", f"--config.train.patience={args.patience}",

@@ -14,6 +14,19 @@ if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", "")
 if "xla_cpu_collective_call_terminate_timeout_seconds" not in os.environ["XLA_FLAGS"]:
   os.environ["XLA_FLAGS"] += (" --xla_cpu_collective_call_terminate_timeout_seconds=600"
                               " --xla_cpu_collective_call_warn_stuck_timeout_seconds=120")
+# The tests' models are tiny and compiled far more often than they run for long: LLVM at optimisation
+# level 0 compiles a program about a third faster and runs it about 1.6x slower, which takes about a
+# fifth off the suite's time (a test's numbers are the same to its tolerances; only the tests do this).
+if "xla_backend_optimization_level" not in os.environ["XLA_FLAGS"]:
+  os.environ["XLA_FLAGS"] += " --xla_backend_optimization_level=0"
+
+
+def xla_flags(devices: int) -> str:
+  """XLA_FLAGS for a process a test starts: the session's flags with `devices` host devices."""
+  kept = [f for f in os.environ["XLA_FLAGS"].split() if "xla_force_host_platform_device_count" not in f]
+  return " ".join(kept + [f"--xla_force_host_platform_device_count={devices}"])
+
+
 _SCRATCH = tempfile.mkdtemp(prefix="bert4rec-tests-")
 atexit.register(shutil.rmtree, _SCRATCH, ignore_errors=True)  # each test process removes its own
 # One compilation cache for the whole session: the pytest process that loads this first (the

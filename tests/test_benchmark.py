@@ -7,6 +7,8 @@ import sys
 
 import pytest
 
+from tests.conftest import xla_flags
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -14,7 +16,7 @@ def _suite(tmp_path, suite, *args):
   """experiments/benchmark.py --only=<suite> with data files in tmp_path, one device, one repeat:
   the suite's rows from the JSON it writes."""
   env = dict(os.environ, BERT4REC_DATA_DIR=str(tmp_path), JAX_PLATFORMS="cpu",
-             XLA_FLAGS="--xla_force_host_platform_device_count=1")
+             XLA_FLAGS=xla_flags(1))
   done = subprocess.run([sys.executable, "experiments/benchmark.py", f"--only={suite}", "--repeats=1", *args,
                          f"--out={tmp_path / 'out.json'}"],
                         cwd=REPO, env=env, capture_output=True, text=True, timeout=600)

@@ -9,7 +9,7 @@ import pytest
 from scipy import stats
 
 from bert4rec_jax import pipeline, significance
-from tests.conftest import REPO
+from tests.conftest import REPO, xla_flags
 
 
 def test_paired_t_test_matches_the_textbook_formula_and_scipy():
@@ -59,7 +59,7 @@ def test_compare_models_end_to_end(tiny_config, tmp_path):
     names[kind, seed] = pipeline.run(c, str(tmp_path), mode="all")["model_name"]
   assert not os.path.exists(tmp_path / "results" / names["sasrec", 0] / "test_per_user.parquet")
   out_md = tmp_path / "cmp.md"
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
+  env = dict(os.environ, XLA_FLAGS=xla_flags(1))
 
   def compare(models, *extra):
     return subprocess.run([sys.executable, os.path.join(REPO, "experiments", "compare_models.py"),

@@ -10,6 +10,8 @@ import sys
 import numpy as np
 import pytest
 
+from tests.conftest import xla_flags
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "experiments"))
 import compare_recbole  # noqa: E402
@@ -85,7 +87,7 @@ def test_whole_invocation_with_a_stand_in_for_recbole(tmp_path):
   data.write_text("\n".join(lines) + "\n")
   recbole_curve = _fake_recbole_venv(tmp_path / "venv")
   out = tmp_path / "out.json"
-  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=1")
+  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=xla_flags(1))
   done = subprocess.run([sys.executable, "experiments/compare_recbole.py", f"--data={data}", "--max_seq_length=20",
                          "--batch_size=16", "--ours_minutes=0.01", f"--workdir={tmp_path / 'work'}",
                          f"--venv={tmp_path / 'venv'}", f"--out={out}"],
@@ -160,7 +162,7 @@ def test_ours_alone_on_the_validation_split_for_choosing_settings(tmp_path):
     lines += [f"{u + 1} {i}" for i in seq]
   data = tmp_path / "valid.txt"
   data.write_text("\n".join(lines) + "\n")
-  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=1")
+  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=xla_flags(1))
   docs = {}
   for split in ("valid", "test"):
     out = tmp_path / f"{split}.json"

@@ -20,7 +20,7 @@ import pytest
 
 from bert4rec_jax import pipeline
 from bert4rec_jax.errors import ConfigError, DataError, MissingError
-from tests.conftest import REPO
+from tests.conftest import REPO, xla_flags
 
 
 def checkpoint_steps(model_dir):
@@ -36,7 +36,7 @@ def test_signal_saves_a_checkpoint_and_exits_cleanly(tmp_path, sig):
   log = tmp_path / "log.txt"
   with open(log, "w") as f:
     proc = subprocess.Popen(args, cwd=REPO, stdout=f, stderr=subprocess.STDOUT,
-                            env=dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1"))
+                            env=dict(os.environ, XLA_FLAGS=xla_flags(1)))
   deadline = time.time() + 300
   metrics = None
   while time.time() < deadline and proc.poll() is None:
@@ -55,7 +55,7 @@ def test_signal_saves_a_checkpoint_and_exits_cleanly(tmp_path, sig):
   assert checkpoint_steps(model_dir) == [step] and step >= 15  # saved where it stopped, not at a period
   # The same command continues it (a time limit, not part of the model's identity, ends it).
   again = subprocess.run(args + ["--config.train.training_time_limit_seconds=1"], cwd=REPO, capture_output=True,
-                         text=True, env=dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1"))
+                         text=True, env=dict(os.environ, XLA_FLAGS=xla_flags(1)))
   assert f"Resuming from checkpoint at step {step}" in again.stderr
 
 

@@ -12,7 +12,7 @@ import tarfile
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, xla_flags
 
 SWEEP = '''"""Test sweep for the GPU script."""
 CONFIG = "configs/synthetic.py:tiny"
@@ -60,7 +60,7 @@ def test_gpu_reproduce_packs_sweep_models_that_record_and_resume_elsewhere(check
   (bin_dir / "python3").chmod(0o755)
   env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}", OUT=str(out), DATASETS="",
              SWEEPS=str(tmp_path / "tiny_sweep.py"), SWEEP_MODELS="tiny_sweep",
-             XLA_FLAGS="--xla_force_host_platform_device_count=1", MPLCONFIGDIR=str(tmp_path / "mpl"),
+             XLA_FLAGS=xla_flags(1), MPLCONFIGDIR=str(tmp_path / "mpl"),
              WANDB_DIR=str(tmp_path / "wandb"), WANDB_CACHE_DIR=str(tmp_path / "wandb_cache"))
   env.pop("PYTHONPATH", None)
   done = subprocess.run(["bash", str(checkout / "experiments" / "gpu_reproduce.sh"), "400"], capture_output=True,

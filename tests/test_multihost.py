@@ -11,6 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.conftest import xla_flags
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ARGS = ["--config=configs/synthetic.py:tiny", "--config.train.num_train_steps=60",
         "--config.train.log_every_steps=10", "--config.train.eval_every_steps=30",
@@ -24,7 +26,7 @@ def free_loopback_port() -> int:
 
 
 def launch(workdir, devices: int, *extra):
-  env = dict(os.environ, PYTHONUNBUFFERED="1", XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+  env = dict(os.environ, PYTHONUNBUFFERED="1", XLA_FLAGS=xla_flags(devices))
   return subprocess.Popen([sys.executable, "-m", "bert4rec_jax.main", f"--workdir={workdir}", *ARGS, *extra],
                           cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 

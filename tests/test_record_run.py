@@ -13,7 +13,7 @@ import pytest
 
 from bert4rec_jax import pipeline, synthetic
 from bert4rec_jax.errors import one_line
-from tests.conftest import REPO
+from tests.conftest import REPO, xla_flags
 
 
 def run_script(script, *args, env):
@@ -43,7 +43,7 @@ def test_records_replace_their_models_in_a_comparison(tiny_config, tmp_path):
     if kind == "bert4rec":  # and a seed of it killed halfway
       c.seed = 1
       names["half"] = pipeline.run(c, str(first), mode="train", stop_at=40)["model_name"]
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1", BERT4REC_DATA_DIR=str(data))
+  env = dict(os.environ, XLA_FLAGS=xla_flags(1), BERT4REC_DATA_DIR=str(data))
   half = run_script("record_run.py", f"--workdir={first}", f"--models={names['half']}", f"--out={records}", env=env)
   assert half.returncode == 1 and "Traceback" not in half.stderr, half.stderr[-2000:]
   assert half.stderr.strip().splitlines()[-1] == (f"error: {names['half']} is partly trained (step 40 of 80): finish "

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, xla_flags
 
 sys.path.insert(0, os.path.join(REPO, "experiments"))
 import sweep as sweep_lib  # noqa: E402
@@ -31,7 +31,7 @@ def sweep_command(path, workdir, *extra):
   return [sys.executable, os.path.join(REPO, "experiments", "sweep.py"), str(path), f"--workdir={workdir}", *extra]
 
 
-ENV = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
+ENV = dict(os.environ, XLA_FLAGS=xla_flags(1))
 
 
 def run_sweep(path, workdir, *extra):

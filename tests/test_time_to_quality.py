@@ -8,6 +8,8 @@ import sys
 import numpy as np
 import pytest
 
+from tests.conftest import xla_flags
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = ["--set=model.max_seq_length=20", "--set=masking.max_predictions_per_seq=4", "--set=train.batch_size=16",
          "--set=model.hidden_size=16", "--set=model.intermediate_size=32"]
@@ -26,7 +28,7 @@ def _ring(path, users=60, items=40, seed=0):
 
 
 def _run(tmp_path, *flags):
-  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=1")
+  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=xla_flags(1))
   return subprocess.run([sys.executable, "experiments/time_to_quality.py", f"--workdir={tmp_path / 'work'}", *flags],
                         cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
 
