@@ -598,7 +598,7 @@ def main():
     return
 
   import jax
-  from bert4rec_jax import parallel
+  from bert4rec_jax import parallel, tracking
   suites = set(args.only.split(","))
   d = jax.devices()
   result = {"devices": {"platform": d[0].platform, "kind": d[0].device_kind, "count": len(d),
@@ -606,7 +606,7 @@ def main():
             "jax": jax.__version__, "cpu_count": os.cpu_count(), "cpu": parallel.describe_cpu(),
             "overrides": args.set, "repeats": args.repeats,
             "command": "python experiments/benchmark.py " + " ".join(sys.argv[1:]),
-            "date": datetime.date.today().isoformat()}
+            "date": datetime.date.today().isoformat(), "git_commit": tracking.git_commit()}
   def prepare_rows():
     rows = []
     for n in (int(x) for x in args.prepare_sizes.split(",")):

@@ -20,13 +20,19 @@ def cores(doc: dict) -> str:
   return f"{doc['cpu_count']} CPU cores" + (f" ({doc['cpu']})" if doc.get("cpu") else "")
 
 
+def when(doc: dict) -> str:
+  """"2026-12-04, code of commit abc1234": the date and the commit a JSON document names."""
+  commit = doc.get("git_commit", "")
+  return ", ".join(x for x in (doc.get("date", ""), commit and f"code of commit {commit[:7]}") if x)
+
+
 def section(doc: dict, title: str) -> str:
   d = doc["devices"]
   lines = [f"## {title}", "",
            f"Device: {d['count']} x {d['kind']} ({d['platform']}), {cores(doc)}, JAX {doc['jax']}."
            + (f" Medians over {doc['repeats']} repeats." if any(k in doc for k in MEDIAN_SUITES)
               else " One run per row (each minutes long, in a fresh process)."), "",
-           f"Command: `{doc['command']}`" + (f" ({doc['date']})" if "date" in doc else ""), ""]
+           f"Command: `{doc['command']}`" + (f" ({when(doc)})" if when(doc) else ""), ""]
   if doc["overrides"]:
     lines += [f"Overrides: `{' '.join(doc['overrides'])}`", ""]
   for key in ("prepare", "train", "eval", "predict", "recommend", "validation", "recipe_cost", "large_1m_items",

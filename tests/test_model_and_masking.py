@@ -108,6 +108,46 @@ def test_keep_masks_draw_at_their_rate_with_independent_halves(keep):
   assert keep_mask(jax.random.PRNGKey(7), 1e-9, (4,))[1] == 1 / 65536  # never a zero keep probability
 
 
+def test_hash_bits_against_a_reference_and_free_of_pattern_over_keys_and_positions():
+  """model.hash_bits against a pure-Python reference of the same counter hash (for default and typed
+  keys), and its keep masks as the trainer draws them (one key per example, fold_in of consecutive
+  example ids): the kept share the same at every position and for every key (chi-square), and no
+  dependence between neighbouring positions or between consecutive examples' keys."""
+  from bert4rec_jax.model import hash_bits, keep_mask
+  m = 0xFFFFFFFF
+
+  def fmix(x):
+    x ^= x >> 16
+    x = (x * 0x85EBCA6B) & m
+    x ^= x >> 13
+    x = (x * 0xC2B2AE35) & m
+    return x ^ (x >> 16)
+
+  for key in (jax.random.PRNGKey(0), jax.random.PRNGKey(12345), jax.random.key(3)):
+    words = [int(w) for w in np.asarray(jax.random.key_data(key) if key.dtype != jnp.uint32 else key)]
+    want = []
+    for i in range(37):
+      x = (i * 0x9E3779B9) & m
+      for w in words:
+        x = fmix(x ^ w)
+      want.append(x)
+    np.testing.assert_array_equal(np.asarray(hash_bits(key, 37)), np.asarray(want, np.uint32))
+  keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.PRNGKey(5), i))(jnp.arange(4096))
+  for keep in (0.5, 0.9):
+    masks, kp = jax.vmap(lambda k: keep_mask(k, keep, (256,)))(keys)
+    x, kp = np.asarray(masks, np.float64), float(kp[0])  # [keys, positions]
+    var = kp * (1 - kp)
+    for axis in (0, 1):  # every position over the keys; every key over the positions
+      chi2 = ((x.mean(axis) - kp) ** 2 / (var / x.shape[axis])).sum()
+      dof = x.shape[1 - axis]
+      assert abs(chi2 - dof) < 6 * np.sqrt(2 * dof), (keep, axis, chi2, dof)
+    for a, b in ((x[:, :-1], x[:, 1:]), (x[:, :-2], x[:, 2:]), (x[:-1], x[1:])):  # neighbours, keys j and j + 1
+      both = (a * b).mean()
+      assert both == pytest.approx(kp * kp, abs=5 * np.sqrt(kp * kp * (1 - kp * kp) / a.size)), keep
+  with pytest.raises(ValueError, match="32-bit"):
+    hash_bits(jax.random.PRNGKey(0), 2**32)
+
+
 def test_dropout_layer_and_attention_dropout_against_a_reference():
   """The Dropout layer: kept values divided by the drawn keep probability, dropped ones 0, the
   identity when deterministic. Attention: without dropout it is flax's dot_product_attention;
