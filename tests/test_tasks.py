@@ -272,7 +272,7 @@ def test_inference_reads_the_history_as_this_run_says(trained, tmp_path):
     cc = trained_model_config(c, "inference", path, out["model_name"])
     cc.model.read_last = read
     preds[read] = pd.read_parquet(pipeline.run(cc, workdir, mode="all")["predictions"])
-  assert not all(np.allclose(x, y) for x, y in zip(preds["mask"]["scores"], preds["causal"]["scores"]))
+  assert not all(np.allclose(x, y, rtol=1e-3, atol=1e-4) for x, y in zip(preds["mask"]["scores"], preds["causal"]["scores"]))
   # A copy of the model whose training run read causally: served with read_last unset, read causally.
   causal_copy = os.path.join(tmp_path, "causal_model")
   shutil.copytree(out["model_dir"], causal_copy)
@@ -298,7 +298,9 @@ def test_inference_reads_the_history_as_this_run_says(trained, tmp_path):
     scores[history - 1] = -np.inf  # the whole history excluded
     best = np.argsort(-scores, kind="stable")[:len(row["items"])]
     assert list(row["items"]) == list(vocab.ids[best])
-    np.testing.assert_allclose(row["scores"], scores[best], rtol=1e-5, atol=1e-6)
+    # Served from a window cut to the histories' width (other shapes, other float32 sums): within
+    # 1e-4, where the bidirectional reading differs by over 1e-3 (asserted above).
+    np.testing.assert_allclose(row["scores"], scores[best], rtol=1e-4, atol=1e-5)
 
 
 def test_test_and_inference_outputs_are_keyed_by_the_whole_input(trained, tmp_path):
