@@ -62,6 +62,13 @@ def is_primary() -> bool:
   return jax.process_index() == 0
 
 
+def host_device_flags(devices: int, flags: str = "") -> str:
+  """XLA_FLAGS for a child process with `devices` host (CPU) devices: `flags` (e.g. the caller's
+  XLA_FLAGS) with any host device count replaced, every other flag kept."""
+  kept = [f for f in flags.split() if "xla_force_host_platform_device_count" not in f]
+  return " ".join(kept + [f"--xla_force_host_platform_device_count={devices}"])
+
+
 def describe_cpu(cpuinfo: str = "/proc/cpuinfo") -> str:
   """The host CPU's model and widest vector unit, e.g. "AMD EPYC, AVX2" ("" where Linux's
   /proc/cpuinfo cannot be read): a CPU's step time depends on them (AVX-512 roughly halves it)."""

@@ -27,12 +27,12 @@ def when(doc: dict) -> str:
 
 
 def section(doc: dict, title: str) -> str:
-  d = doc["devices"]
+  d, dated = doc["devices"], when(doc)
   lines = [f"## {title}", "",
            f"Device: {d['count']} x {d['kind']} ({d['platform']}), {cores(doc)}, JAX {doc['jax']}."
            + (f" Medians over {doc['repeats']} repeats." if any(k in doc for k in MEDIAN_SUITES)
               else " One run per row (each minutes long, in a fresh process)."), "",
-           f"Command: `{doc['command']}`" + (f" ({when(doc)})" if when(doc) else ""), ""]
+           f"Command: `{doc['command']}`" + (f" ({dated})" if dated else ""), ""]
   if doc["overrides"]:
     lines += [f"Overrides: `{' '.join(doc['overrides'])}`", ""]
   for key in ("prepare", "train", "eval", "predict", "recommend", "validation", "recipe_cost", "large_1m_items",

@@ -38,9 +38,8 @@ def main():
   args = ap.parse_args()
 
   work = args.workdir or tempfile.mkdtemp(prefix="kill_resume_")
-  # One host device; the caller's other XLA flags are kept.
-  flags = [f for f in os.environ.get("XLA_FLAGS", "").split() if "xla_force_host_platform_device_count" not in f]
-  env = dict(os.environ, WANDB_MODE="disabled", XLA_FLAGS=" ".join(flags + ["--xla_force_host_platform_device_count=1"]))
+  from bert4rec_jax import parallel
+  env = dict(os.environ, WANDB_MODE="disabled", XLA_FLAGS=parallel.host_device_flags(1, os.environ.get("XLA_FLAGS", "")))
   common = [f"--config={args.config}", f"--config.train.num_train_steps={args.steps}",
             f"--config.train.checkpoint_every_steps={args.checkpoint_every}",
             f"--config.train.eval_every_steps={args.eval_every}", f"--config.train.patience={args.patience}",

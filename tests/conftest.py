@@ -23,8 +23,8 @@ if "xla_backend_optimization_level" not in os.environ["XLA_FLAGS"]:
 
 def xla_flags(devices: int) -> str:
   """XLA_FLAGS for a process a test starts: the session's flags with `devices` host devices."""
-  kept = [f for f in os.environ["XLA_FLAGS"].split() if "xla_force_host_platform_device_count" not in f]
-  return " ".join(kept + [f"--xla_force_host_platform_device_count={devices}"])
+  from bert4rec_jax import parallel
+  return parallel.host_device_flags(devices, os.environ["XLA_FLAGS"])
 
 
 _SCRATCH = tempfile.mkdtemp(prefix="bert4rec-tests-")
