@@ -76,8 +76,10 @@ def test_rows_curves_and_the_model_validation_chose(tmp_path):
     first = next((r["seconds"] for r in curve if r["selected_test_ndcg@10"] >= 0.05), None)
     assert row["seconds_to"] == {"0.05": first, "2": None}
     assert row["compile_seconds"] <= row["train_seconds"] and row["eval_seconds"] > 0
-  # It learns: the ring is easy, the model validation chose beats most-popular on test.
-  assert paper["final"]["selected_test_ndcg@10"] > doc["baselines"]["most_popular"]["test_ndcg@10"]
+  # It learns: the ring is easy, and the next-item row's 18 steps at its rate (2e-3) learn it: the model validation
+  # chose is far above most-popular on test (.78 against .21 in every run seen). The paper row's 120 steps at the
+  # paper's rate (1e-4) sit at most-popular's level (.21-.24), so where it lands against it is chance, not a check.
+  assert nxt["final"]["selected_test_ndcg@10"] > 2 * doc["baselines"]["most_popular"]["test_ndcg@10"]
 
   # docs/benchmarks.md's section for it.
   table = subprocess.run([sys.executable, "experiments/benchmark_table.py", str(out)], cwd=REPO, capture_output=True,
