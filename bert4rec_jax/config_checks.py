@@ -176,6 +176,13 @@ def _check_devices(p: _Problems, config, num_devices: int) -> None:
   if config.train.batch_size % num_devices:
     p.lines.append(f"config.train.batch_size={config.train.batch_size} is not divisible by the {num_devices} "
                    f"devices in use; use a multiple of {num_devices}")
+    return
+  every, shard = config.train.get("masked_loss_every", 1), config.train.batch_size // num_devices
+  if isinstance(every, int) and every > 1 and shard % every:
+    # The rows a step's masked-item loss reads are those of the global batch only when each shard's are.
+    p.lines.append(f"config.train.masked_loss_every={every} must divide each device's share of the batch "
+                   f"({config.train.batch_size} / {num_devices} devices = {shard}); use a batch size that is a "
+                   f"multiple of {num_devices * every}")
 
 
 def _check_training(p: _Problems, config) -> None:
@@ -229,6 +236,15 @@ def _check_training(p: _Problems, config) -> None:
   keep = t.get("next_item_positions", 0)
   p.need(isinstance(keep, int) and not isinstance(keep, bool) and keep >= 0, "train.next_item_positions", keep,
          "must be an integer >= 0 (0: the next-item loss at every target)")
+  every = t.get("masked_loss_every", 1)
+  p.need(isinstance(every, int) and not isinstance(every, bool) and every >= 1, "train.masked_loss_every", every,
+         "must be an integer >= 1 (1: the masked-item loss on every window)")
+  if isinstance(every, int) and every > 1:
+    p.need(m.kind == "bert4rec" and t.next_item_loss_weight > 0, "train.masked_loss_every", every,
+           "needs model.kind='bert4rec' with train.next_item_loss_weight > 0 (without the next-item loss it "
+           "would train on a smaller batch: set train.batch_size instead)")
+    p.need(t.batch_size % every == 0, "train.masked_loss_every", every,
+           f"must divide train.batch_size={t.batch_size}")
   p.one_of("train.compute_dtype", t.compute_dtype, ("float32", "bfloat16"))
   p.at_least("train.num_devices", t.num_devices, 0)
   p.at_least("train.log_every_steps", t.log_every_steps, 1)

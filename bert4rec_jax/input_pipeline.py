@@ -254,21 +254,33 @@ def _used_slots(n, max_seq_length: int, masking_config, kind: str, next_item_pos
 
 
 def _slot_bound(per_device: int, max_seq_length: int, masking_config, num_devices: int, batch: int, kind: str,
-                next_item_positions: int) -> int:
-  """A shard's used slots rounded up to a quarter step between powers of two, at most its P x rows."""
+                next_item_positions: int, every: int = 1) -> int:
+  """A shard's used slots rounded up to a quarter step between powers of two, at most its P x rows
+  (its rows that carry the loss: one in `every`)."""
   p_max = _slots(max_seq_length, masking_config, kind, next_item_positions)
-  return min(batch // num_devices * p_max, bucket(per_device, floor=32, steps=4))
+  return min(batch // num_devices // every * p_max, bucket(per_device, floor=32, steps=4))
+
+
+def _shard_slots(used: np.ndarray, every: int) -> np.ndarray:
+  """[..., devices, rows] used slots -> [..., devices] the most any shard's loss can use: all rows,
+  or with train.masked_loss_every = k the fullest row of each group of k (`losses.masked_rows`
+  takes one row of each group at an offset drawn on device)."""
+  if every > 1:
+    used = used.reshape(*used.shape[:-1], used.shape[-1] // every, every).max(axis=-1)
+  return used.sum(axis=-1)
 
 
 def target_bucket(lengths: np.ndarray, max_seq_length: int, masking_config, num_devices: int,
-                  kind: str = "bert4rec", next_item_positions: int = 0) -> int:
+                  kind: str = "bert4rec", next_item_positions: int = 0, every: int = 1) -> int:
   """A static upper bound on the used target slots of any device's shard of a global batch whose
   windows hold `lengths` [B] items (`_used_slots`), rounded up to a quarter step between powers
   of two (at most 25% over) so that only a few step shapes are ever compiled. Lengths need no
-  item reads, so every process computes the same bound."""
+  item reads, so every process computes the same bound. every: the masked-item loss's
+  train.masked_loss_every."""
   used = _used_slots(lengths, max_seq_length, masking_config, kind, next_item_positions)
-  per_device = int(used.reshape(num_devices, -1).sum(axis=1).max())
-  return _slot_bound(per_device, max_seq_length, masking_config, num_devices, len(used), kind, next_item_positions)
+  per_device = int(_shard_slots(used.reshape(num_devices, -1), every).max())
+  return _slot_bound(per_device, max_seq_length, masking_config, num_devices, len(used), kind, next_item_positions,
+                     every)
 
 
 def target_shapes(config, devices) -> str:
@@ -288,7 +300,8 @@ def _bounds(lengths, stream, config, num_global: int, next_item: bool, keep: int
   """The static target-slot bound(s) of a batch whose windows hold `lengths` items."""
   if stream.length_buckets:  # one bound per width (every window full): one compiled step per width
     lengths = np.full(len(lengths), window_width(int(lengths.max()), stream.max_seq_length))
-  bound = target_bucket(lengths, stream.max_seq_length, config.masking, num_global, config.model.kind, keep)
+  bound = target_bucket(lengths, stream.max_seq_length, config.masking, num_global, config.model.kind, keep,
+                        losses.masked_loss_every(config))
   if next_item:
     return bound, target_bucket(lengths, stream.max_seq_length, config.masking, num_global, "sasrec", keep)
   return bound
@@ -301,13 +314,14 @@ def run_bounds(stream, config, num_global: int, start: int, stop: int):
   configs/ml1m.py's 30,000 steps of 256 windows."""
   next_item, keep = bool(losses.next_item_loss_weight(config)), losses.next_item_positions(config)
   kinds = (config.model.kind, "sasrec") if next_item else (config.model.kind,)
+  everys = (losses.masked_loss_every(config), 1)  # the masked-item loss reads one window in k; the next-item every one
   most = [0] * len(kinds)
   for block in stream.lengths_of_steps(start, max(stop, start + 1)):
     for i, kind in enumerate(kinds):
       used = _used_slots(block, stream.max_seq_length, config.masking, kind, keep)
-      most[i] = max(most[i], int(used.reshape(len(block), num_global, -1).sum(axis=2).max()))
-  bounds = tuple(_slot_bound(m, stream.max_seq_length, config.masking, num_global, stream.batch_size, kind, keep)
-                 for m, kind in zip(most, kinds))
+      most[i] = max(most[i], int(_shard_slots(used.reshape(len(block), num_global, -1), everys[i]).max()))
+  bounds = tuple(_slot_bound(m, stream.max_seq_length, config.masking, num_global, stream.batch_size, kind, keep, e)
+                 for m, kind, e in zip(most, kinds, everys))
   return bounds if next_item else bounds[0]
 
 

@@ -196,6 +196,24 @@ def next_item_loss_weight(config) -> float:
   return float(config.train.get("next_item_loss_weight", 0.0)) if config.model.kind == "bert4rec" else 0.0
 
 
+def masked_loss_every(config) -> int:
+  """train.masked_loss_every: BERT4Rec with the next-item loss computes its masked-item loss (and
+  the bidirectional pass it needs) on one window in this many of each batch; 1 otherwise."""
+  return int(config.train.get("masked_loss_every", 1)) if next_item_loss_weight(config) else 1
+
+
+def masked_rows(key, x, every: int):
+  """One row of every `every` consecutive rows of x [b, ...] (b a multiple of `every`): the same
+  offset within each group, drawn from `key` (the step's, so every device draws the same). Each row
+  is taken with probability 1 / every, so a loss over the rows taken, divided by 1 / every of the
+  batch's count, estimates the loss over the whole batch without bias, whichever way rows are
+  ordered (a length-bucketed batch is sorted by length)."""
+  if every == 1:
+    return x
+  pick = jax.random.randint(key, (), 0, every)
+  return jnp.take(x.reshape(x.shape[0] // every, every, *x.shape[1:]), pick, axis=1)
+
+
 def next_item_positions(config) -> int:
   """train.next_item_positions: the most next-item targets a window keeps (0: all of them)."""
   return int(config.train.get("next_item_positions", 0))
@@ -206,7 +224,9 @@ def mean_targets(config, window_lengths, per_example: bool = False) -> tuple:
   holding `window_lengths` [W] items: what `masking.mask_example`, `next_item_targets` and
   `keep_some_targets` pick, in expectation over the masking draws (exact: float32 rounding as on
   device). The next-item mean is 0 without the next-item loss; kind="sasrec" has only next-item
-  targets (first). per_example: the fraction of examples with at least one target instead."""
+  targets (first). per_example: the fraction of examples with at least one target instead.
+  With train.masked_loss_every = k the masked-item mean is 1 / k of the windows' (`masked_rows`
+  takes each window with probability 1 / k)."""
   n = np.asarray(window_lengths, np.int64)
   following = np.maximum(n - 1, 0)
   if keep := next_item_positions(config):
@@ -222,7 +242,7 @@ def mean_targets(config, window_lengths, per_example: bool = False) -> tuple:
     masked = (mk.dupe_factor * picked + last) / (mk.dupe_factor + 1)
   else:
     masked = (1.0 - mk.mask_last_prob) * picked + mk.mask_last_prob * last
-  return float(masked), following if next_item_loss_weight(config) else 0.0
+  return float(masked) / masked_loss_every(config), following if next_item_loss_weight(config) else 0.0
 
 
 def next_item_targets(item_ids) -> masking.MaskedBatch:

@@ -135,7 +135,8 @@ def position_flops(config, train_seqs, num_items: int, width: float) -> tuple:
   """Estimated floating-point operations of training per window position, (encoder, output layer),
   forward and backward (3 x the forward's matrix products), at a mean batch width of `width`
   columns: the encoder's projections, feed-forward and attention at every position (twice for
-  BERT4Rec with the next-item loss: once over the masked windows, once read causally), and the
+  BERT4Rec with the next-item loss: once over the masked windows, once read causally; the masked
+  pass over one window in train.masked_loss_every), and the
   output layer at each target (an epoch's mean per window, `losses.mean_targets`) against every
   item of the full softmax or the shared negatives of the sampled one. Dropout, normalisation and
   the softmax's elementwise work are left to the measured rates."""
@@ -144,7 +145,8 @@ def position_flops(config, train_seqs, num_items: int, width: float) -> tuple:
   h = m.hidden_size
   # The windows (and so their targets) are the data's, whatever the seed: only their order is drawn.
   masked, following = losses.mean_targets(config, input_pipeline.make_stream(config, train_seqs).window_lengths())
-  passes = 2 if following else 1  # sasrec: its next-item targets come first, one causal pass
+  # sasrec: its next-item targets come first, one causal pass
+  passes = 1 + 1 / losses.masked_loss_every(config) if following else 1
   encoder = passes * m.num_hidden_layers * (8 * h * h + 4 * h * m.intermediate_size + 4 * width * h)
   candidates = num_items if losses.step_loss(t, num_items) == "full" else t.num_negatives
   output = (masked + following) * 2 * h * candidates / max(width, 1.0)

@@ -88,7 +88,7 @@ def create_state(config, num_items: int) -> TrainState:
 def train_step(state: TrainState, batch, sampler=None, num_targets=0, *, model, mask_kwargs: dict, seed: int,
                static_masking: bool, loss: str = "full", num_negatives: int = 0, loss_positions: str = "masked",
                kind: str = "bert4rec", next_item_loss_weight: float = 0.0, target_norms: tuple = (),
-               per_example: bool = False, logit_chunk: int = 0, next_item_positions: int = 0):
+               per_example: bool = False, logit_chunk: int = 0, next_item_positions: int = 0, masked_every: int = 1):
   """One step on this device's shard; gradients are exact global means over all devices.
 
   batch: item_ids [b, L] int32 right-aligned windows; example_ids [b] int32, the key of each
@@ -111,6 +111,11 @@ def train_step(state: TrainState, batch, sampler=None, num_targets=0, *, model, 
   next_item_positions > 0 (train.next_item_positions): the next-item loss (SASRec's, or
   BERT4Rec's with the weight above) at a uniform random next_item_positions of each window's
   targets, drawn per (seed, step, example key): the output layer's work at the others is skipped.
+  masked_every > 1 (train.masked_loss_every, with the next-item loss): the masked-item loss, and the
+  bidirectional pass over masked windows it needs, on one window of every `masked_every`
+  consecutive rows of the shard (`losses.masked_rows`: the same offset on every device, drawn per
+  (seed, step)); the next-item loss on every window. The shard's rows must be a multiple of it, so
+  that the rows taken are those of the global batch whatever the number of devices.
   target_norms (train.target_weighting="epoch"): (masked-item, next-item) divisors of each loss's
   sum over the global batch's targets, in place of that batch's own target count: the mean
   number of targets in a global batch over an epoch, so that every target weighs the same
@@ -128,15 +133,17 @@ def train_step(state: TrainState, batch, sampler=None, num_targets=0, *, model, 
       jax.random.fold_in(step_key, 4), losses.next_item_targets(batch["item_ids"]), batch["example_ids"],
       next_item_positions)
   every_next = not next_item_positions  # every position carries a (possibly zero-weight) next-item target
+  rows = functools.partial(losses.masked_rows, jax.random.fold_in(step_key, 5), every=masked_every)
+  masked_ids = batch["example_ids"]
   if kind == "sasrec":
     masked = following_targets()
   else:
     # Static: one key for every step (fold_in takes uint32 data; no step reaches 2**32 - 1).
     mask_key = jax.random.fold_in(base, STATIC_MASK_STREAM) if static_masking else jax.random.fold_in(step_key, 0)
-    masked = masking.mask_batch(mask_key, batch["item_ids"], batch["example_ids"], batch["only_last"],
-                                **mask_kwargs)
-  example_keys = lambda stream: jax.vmap(lambda i: jax.random.fold_in(jax.random.fold_in(step_key, stream), i))(  # noqa: E731
-      batch["example_ids"])  # [b] keys
+    masked_ids = rows(batch["example_ids"])  # the windows the masked-item loss reads (all of them by default)
+    masked = masking.mask_batch(mask_key, rows(batch["item_ids"]), masked_ids, rows(batch["only_last"]), **mask_kwargs)
+  example_keys = lambda stream, ids: jax.vmap(lambda i: jax.random.fold_in(jax.random.fold_in(step_key, stream), i))(  # noqa: E731
+      ids)  # [b] keys
   num_masked, num_next = num_targets if isinstance(num_targets, tuple) else (num_targets, 0)
   seq_len = batch["item_ids"].shape[1]
 
@@ -161,11 +168,11 @@ def train_step(state: TrainState, batch, sampler=None, num_targets=0, *, model, 
 
   losses_ = [(masked.inputs, target_slots(masked, num_masked, kind == "sasrec" and every_next),
               parallel.psum(masked.weights.sum()),
-              None, example_keys(1))]  # (inputs, slots, global target count, causal, dropout keys [b])
+              None, example_keys(1, masked_ids))]  # (inputs, slots, global target count, causal, dropout keys [b])
   if next_item_loss_weight:
     following = following_targets()
     losses_.append((following.inputs, target_slots(following, num_next, every_next), parallel.psum(following.weights.sum()),
-                    True, example_keys(3)))
+                    True, example_keys(3, batch["example_ids"])))
   if loss == "sampled":  # shared negatives: the same draw on every device (keyed by step only)
     candidates = losses.draw_negatives(jax.random.fold_in(step_key, 2), sampler, num_negatives)
 
@@ -224,6 +231,7 @@ def make_step(config, num_items: int, devices, train_seqs):
   tc = config.train
   model = model_lib.from_config(config.model, num_items, dtype=jnp.dtype(tc.compute_dtype))
   loss = losses.step_loss(tc, num_items)
+  every = losses.masked_loss_every(config)
   if loss != tc.loss:
     logging.info("config.train.num_negatives=%d >= %d items: the full softmax instead of the sampled one",
                  tc.num_negatives, num_items)
@@ -235,7 +243,7 @@ def make_step(config, num_items: int, devices, train_seqs):
       target_norms=target_norms(config, train_seqs),
       per_example=config.train.get("target_weighting", "batch") == "example",
       logit_chunk=config.train.get("logit_chunk_elements", 0),
-      next_item_positions=losses.next_item_positions(config)), parallel.step_devices(devices),
+      next_item_positions=losses.next_item_positions(config), masked_every=every), parallel.step_devices(devices),
       donate_argnums=(0,) if tc.donate_buffers else (),
       static_broadcasted_argnums=(3,))
   sampler = losses.negative_sampler(tc, train_seqs, num_items)

@@ -131,6 +131,10 @@ def base():
   # The next-item loss (SASRec's, or BERT4Rec's with the weight above) at a uniform random this many of each
   # window's targets, drawn anew every step: less output-layer work a step (0 = every target).
   c.train.next_item_positions = 0
+  # With the next-item loss (kind=bert4rec): the masked-item loss, and the bidirectional pass over masked windows
+  # it needs, on one window in this many of each batch (at one offset drawn per step); the next-item loss on every
+  # window. A cheaper step (1 = every window); must divide each device's share of the batch.
+  c.train.masked_loss_every = 1
   c.train.compact_targets = True  # Output layer only over the batch's used target slots (short sequences fill few of P).
   # The compacted slots' static bound: "batch" (each batch's own: a compilation per new bound), "run" (the largest any
   # batch of the schedule needs: one compilation) or "auto" (batch on CPU; run on GPU/TPU, where a compilation costs 10-50 s).

@@ -99,10 +99,11 @@ def test_the_rate_and_regularisation_follow_training_interactions_per_item():
   assert [x.split("=")[0] for x in lines if "interactions per item" in x] == ["train.learning_rate"]
 
 
-def _reference_position_seconds(kind, length, num_items, negatives=8192):
+def _reference_position_seconds(kind, length, num_items, negatives=8192, every=1):
   """Written out for windows that all hold `length` items (< 50: the window is 50 and every batch
   the next power of two at or above `length`), with the recipe's model (hidden 64, 2 blocks,
-  feed-forward 256, batch 256): matrix products of the forward pass x 3 for the backward."""
+  feed-forward 256, batch 256): matrix products of the forward pass x 3 for the backward.
+  every: train.masked_loss_every (BERT4Rec's masked pass and its targets on one window in every)."""
   width = min(50, max(8, 2 ** math.ceil(math.log2(length))))
   h, inner, blocks = 64, 256, 2
   full = num_items <= 2 * negatives
@@ -111,7 +112,7 @@ def _reference_position_seconds(kind, length, num_items, negatives=8192):
   if kind == "sasrec":
     passes, targets = 1, length - 1
   else:  # 20% of the items masked (at least 1, at most 10 of 50), or 1 when only the last is masked (10%)
-    passes, targets = 2, 0.9 * min(10, max(1, round(0.2 * length))) + 0.1 * 1 + (length - 1)
+    passes, targets = 1 + 1 / every, (0.9 * min(10, max(1, round(0.2 * length))) + 0.1 * 1) / every + (length - 1)
   encoder, output = 3 * passes * blocks * per_layer * width, 3 * targets * 2 * h * candidates  # per window
   return ((encoder / recipe.CPU_ENCODER_FLOPS_PER_SECOND + output / recipe.CPU_OUTPUT_FLOPS_PER_SECOND) / width
           + recipe.CPU_STEP_SECONDS / (256 * width))
@@ -122,18 +123,24 @@ def _allowed(*args):
   return 80 * 60 / 300_000 / _reference_position_seconds(*args)
 
 
-@pytest.mark.parametrize("kind,length,num_items", [("bert4rec", 23, 100), ("sasrec", 23, 100), ("bert4rec", 7, 40_000),
-                                                   ("sasrec", 40, 16_000), ("bert4rec", 40, 16_385)])
-def test_the_estimated_time_of_a_position_matches_the_rule_written_out(kind, length, num_items):
+@pytest.mark.parametrize("kind,length,num_items,every", [("bert4rec", 23, 100, 1), ("sasrec", 23, 100, 1),
+                                                         ("bert4rec", 7, 40_000, 1), ("sasrec", 40, 16_000, 1),
+                                                         ("bert4rec", 40, 16_385, 1), ("bert4rec", 40, 16_000, 4),
+                                                         ("bert4rec", 23, 100, 2)])
+def test_the_estimated_time_of_a_position_matches_the_rule_written_out(kind, length, num_items, every):
   from configs import default
   c = default.get_config()
-  c.model.kind = kind
+  c.model.kind, c.train.masked_loss_every = kind, every
   seqs = _seqs([length] * 300)
-  recipe.resolve(c, seqs, num_items=num_items)
+  lines = recipe.resolve(c, seqs, num_items=num_items)
   width = recipe.mean_width(c, seqs)
   assert width == min(50, max(8, 2 ** math.ceil(math.log2(length))))
   assert recipe.position_seconds(c, seqs, num_items, width) == pytest.approx(
-      _reference_position_seconds(kind, length, num_items), rel=1e-6)
+      _reference_position_seconds(kind, length, num_items, every=every), rel=1e-6)
+  if every > 1:  # a cheaper step: more of it in the same time (where the time cuts the budget)
+    (line,) = [x for x in lines if x.startswith("train.budget_per_interaction=")]
+    assert f"at most {_allowed(kind, length, num_items, 8192, every):.0f} in 80 minutes" in line
+    assert _allowed(kind, length, num_items, 8192, every) > _allowed(kind, length, num_items)
 
 
 def test_the_budget_follows_the_density_within_the_time_target():

@@ -37,10 +37,15 @@ def sgd_start(config, num_items: int):
   return start, trainer.TrainState.create(apply_fn=start.apply_fn, params=start.params, tx=optax.sgd(1.0))
 
 
-def test_four_devices_train_the_same_model_as_one(tiny_config, tmp_path):
-  """Dropout on: every random draw (masks and dropout) is keyed by the example, not the device."""
+@pytest.mark.parametrize("masked_every", [1, 2])
+def test_four_devices_train_the_same_model_as_one(tiny_config, tmp_path, masked_every):
+  """Dropout on: every random draw (masks and dropout) is keyed by the example, not the device;
+  with the masked-item loss on one window in two (and the next-item loss), its rows are the global
+  batch's whatever the devices."""
   assert jax.local_device_count() == 4
   c = tiny_config
+  if masked_every > 1:
+    c.train.next_item_loss_weight, c.train.masked_loss_every = 1.0, masked_every
   c.model.hidden_dropout_prob = c.model.attention_probs_dropout_prob = 0.3
   c.train.num_train_steps, c.train.num_warmup_steps, c.train.log_every_steps, c.train.eval_every_steps = 6, 2, 1, 0
   runs = {}
@@ -148,10 +153,17 @@ def test_learning_rate_schedule(tiny_config):
     ("masking.max_predictions_per_seq", 17, "max_predictions_per_seq=17"),
     ("train.next_item_positions", -1, "next_item_positions=-1: must be an integer >= 0"),
     ("train.max_training_minutes", -2, "max_training_minutes=-2.0: must be >= 0"),
+    ("train.masked_loss_every", 0, "masked_loss_every=0: must be an integer >= 1"),
+    ("train.masked_loss_every", 2, "masked_loss_every=2: needs model.kind='bert4rec' with train.next_item_loss_weight > 0"),
+    ("train.masked_loss_every", 3, "masked_loss_every=3: must divide train.batch_size=32"),
+    ("train.masked_loss_every", 16, "masked_loss_every=16 must divide each device's share of the batch "
+                                    r"\(32 / 4 devices = 8\); use a batch size that is a multiple of 64"),
 ])
 def test_config_errors(tiny_config, tmp_path, field, value, match):
   section, name = field.split(".")
   tiny_config[section][name] = value
+  if field == "train.masked_loss_every" and value != 2:
+    tiny_config.train.next_item_loss_weight = 1.0
   with pytest.raises(ConfigError, match=match):
     pipeline.run(tiny_config, str(tmp_path), mode="train")
 
@@ -588,6 +600,79 @@ def test_next_item_loss_adds_sasrecs_gradient_to_bert4recs(tiny_config, loss):
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6), mixed, uncompacted)
 
 
+@pytest.mark.parametrize("every", [2, 4])
+def test_masked_loss_on_one_window_in_k_is_those_windows_masked_gradient(tiny_config, every):
+  """train.masked_loss_every = k (with the next-item loss): the step's gradient is the masked-item
+  gradient of one row in every k consecutive rows of each shard, at the same offset on both
+  devices (so the same rows of the global batch whatever the devices), over those rows' targets,
+  plus w times SASRec's gradient over every window (SGD with rate 1, two devices, compacted slots
+  against the rows' own step uncompacted); the logged masked loss is those rows' own."""
+  import copy
+  c = tiny_config
+  c.model.hidden_dropout_prob = c.model.attention_probs_dropout_prob = 0.0
+  c.train.prefetch, c.train.batch_size = 0, 32
+  n = c.data.synthetic.num_items
+  seqs = random_sequences(np.random.default_rng(1), n, 2, 20, 80)
+  devices = parallel.local_devices(2)
+  start, sgd = sgd_start(c, n)
+
+  def step(kind, weight, k=1, rows=None, at=3):
+    cc = copy.deepcopy(c)
+    cc.model.kind, cc.train.next_item_loss_weight, cc.train.masked_loss_every = kind, weight, k
+    p_step, sampler = trainer.make_step(cc, n, devices, seqs)
+    batch, bound = next(input_pipeline.batch_iterator(cc, input_pipeline.make_stream(cc, seqs), at, devices))
+    if rows is not None:  # only these rows of each device's shard, every slot
+      batch, bound = jax.tree.map(lambda x: np.asarray(x)[:, rows], batch), 0
+    new, m = p_step(parallel.replicate(sgd, devices), batch, sampler, bound)
+    return parallel.unreplicate(new.params), parallel.unreplicate(m)
+
+  sasrec, m_sasrec = step("sasrec", 0.0)
+  matched = []
+  for at in (3, 4, 5):  # the offset is drawn per step
+    mixed, m = step("bert4rec", 0.5, every, at=at)
+    if at == 3:
+      assert m["next_loss_sum"] == pytest.approx(m_sasrec["loss_sum"], rel=1e-5) and m["next_count"] == m_sasrec["count"]
+    for offset in range(every):
+      own, m_own = step("bert4rec", 0.0, rows=slice(offset, None, every), at=at)
+      if m_own["count"] != m["count"] or not np.isclose(m_own["loss_sum"], m["loss_sum"], rtol=1e-5):
+        continue
+      if at == 3:
+        want = jax.tree.map(lambda p0, a, b: p0 - (p0 - a) - 0.5 * (p0 - b), start.params, own, sasrec)
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6), mixed, want)
+      matched.append(offset)
+  assert len(matched) == 3  # at each step the rows of exactly one offset
+  every_row, _ = step("bert4rec", 0.5, at=5)
+  assert not np.allclose(mixed["output_bias"], every_row["output_bias"], atol=1e-6)
+
+
+def test_masked_rows_take_one_row_of_each_group_at_a_uniform_offset():
+  x = jnp.arange(24).reshape(12, 2)
+  assert loss_lib.masked_rows(jax.random.PRNGKey(0), x, 1) is x
+  picks = []
+  for s in range(400):
+    got = np.asarray(loss_lib.masked_rows(jax.random.PRNGKey(s), x, 4))
+    offset = got[0, 0] // 2
+    np.testing.assert_array_equal(got, np.asarray(x)[offset::4])
+    picks.append(offset)
+  counts = np.bincount(picks, minlength=4)
+  assert ((counts - 100) ** 2 / 100).sum() < 16.3  # chi-square, 3 degrees of freedom, p = .001
+
+
+def test_target_bounds_hold_the_rows_the_masked_loss_reads():
+  """With train.masked_loss_every = k a shard's masked-item slots are bounded by the fullest row of
+  each group of k (any offset fits) and by its k-th of the rows' slots, a tighter bound than all rows'."""
+  rng = np.random.default_rng(0)
+  lengths = rng.integers(1, 41, 64)
+  mk = type("M", (), {"max_predictions_per_seq": 8, "masked_lm_prob": 0.2})()
+  used = input_pipeline._used_slots(lengths, 40, mk, "bert4rec", 0).reshape(2, -1)
+  for k in (2, 4):
+    bound = input_pipeline.target_bucket(lengths, 40, mk, 2, "bert4rec", every=k)
+    assert bound <= 32 // k * 8
+    for offset in range(k):
+      assert used[:, offset::k].sum(axis=1).max() <= bound
+    assert bound < input_pipeline.target_bucket(lengths, 40, mk, 2, "bert4rec")
+
+
 def test_next_item_loss_config(tiny_config, tmp_path):
   # SASRec's loss is the next-item loss already: a config that sets the weight switches with one flag.
   tiny_config.train.next_item_loss_weight = 0.5
@@ -607,6 +692,8 @@ def test_next_item_loss_config(tiny_config, tmp_path):
   name = pipeline.model_name(tiny_config)
   tiny_config.model.read_last = "causal"
   assert pipeline.model_name(tiny_config) == name
+  tiny_config.train.masked_loss_every = 2  # another objective: another model
+  assert pipeline.model_name(tiny_config) != name
 
 
 def test_model_names_never_change():
@@ -761,6 +848,14 @@ def test_mean_targets_are_the_targets_the_masks_draw(tiny_config):
   assert all_next > 0
   c.train.next_item_positions = 4  # the next-item loss at a few of each window's targets
   assert 0 < check(c)[1] < all_next
+  # The masked-item loss on one window in 4 (losses.masked_rows: each with probability 1 / 4).
+  lengths = input_pipeline.make_stream(c, seqs).window_lengths()
+  every_window = loss_lib.mean_targets(c, lengths), loss_lib.mean_targets(c, lengths, per_example=True)
+  c.train.masked_loss_every = 4
+  assert loss_lib.mean_targets(c, lengths) == pytest.approx((every_window[0][0] / 4, every_window[0][1]), rel=1e-6)
+  assert loss_lib.mean_targets(c, lengths, per_example=True) == pytest.approx(
+      (every_window[1][0] / 4, every_window[1][1]), rel=1e-6)
+  c.train.masked_loss_every = 1
   c.model.kind = "sasrec"
   check(c)
   c.train.next_item_positions = 0
