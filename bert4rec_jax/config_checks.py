@@ -237,8 +237,8 @@ def _check_training(p: _Problems, config) -> None:
   p.need(isinstance(keep, int) and not isinstance(keep, bool) and keep >= 0, "train.next_item_positions", keep,
          "must be an integer >= 0 (0: the next-item loss at every target)")
   every = t.get("masked_loss_every", 1)
-  p.need(isinstance(every, int) and not isinstance(every, bool) and every >= 1, "train.masked_loss_every", every,
-         "must be an integer >= 1 (1: the masked-item loss on every window)")
+  p.need(isinstance(every, int) and not isinstance(every, bool) and every >= 0, "train.masked_loss_every", every,
+         "must be an integer >= 0 (1: the masked-item loss on every window; 0: from the data)")
   if isinstance(every, int) and every > 1:
     p.need(m.kind == "bert4rec" and t.next_item_loss_weight > 0, "train.masked_loss_every", every,
            "needs model.kind='bert4rec' with train.next_item_loss_weight > 0 (without the next-item loss it "

@@ -138,7 +138,8 @@ def _run_training_task(config, workdir, mode, devices, stop_at):
   loaded = None  # the prepared dataset, once read (its folder is content-addressed: never rewritten)
   if recipe.auto_fields(config):  # settings left to the data are chosen before the model is named
     loaded = _load_or_prepare(config.data, workdir, min_length)
-    recipe.resolve(config, task_splits(config.task, loaded[0].sequences)[0], loaded[0].vocab.num_items)
+    recipe.resolve(config, task_splits(config.task, loaded[0].sequences)[0], loaded[0].vocab.num_items,
+                   parallel.global_device_count(devices))
     config_checks.validate(config, mode)  # what the chosen values allow (e.g. a warmup length below the window)
   name = config.model_name or model_store.find_name(os.path.join(workdir, "models"), config, data_key)
   folder = model_store.Folder(os.path.join(workdir, "models", name))

@@ -19,6 +19,11 @@ and a rerun on the same data resumes it. Each choice is logged with the rule tha
                                      of a batch) per training interaction: compute in proportion
                                      to the data, which early stopping on validation
                                      (train.patience) may end sooner
+  train.masked_loss_every = 0        4 on dense data (below) for BERT4Rec with the next-item loss:
+                                     its masked-item loss on one window in 4, a step about 1.4x
+                                     cheaper, so more steps in the time target (on validation the
+                                     dense MovieLens sets gain from them: docs/recipe.md); 1 (every
+                                     window) on sparse data, whose budget the time does not cut
   train.budget_per_interaction = 0   120 on sparse data (below), 360 on dense data (on validation
                                      dense MovieLens sets gain from steps that sparse Beauty does
                                      not: docs/recipe.md), each at most what 80 minutes of a 2-core
@@ -61,6 +66,9 @@ SPARSE_SETTINGS, DENSE_SETTINGS = (3e-3, 0.3, 0.5), (1e-3, 0.01, 0.2)
 # floating-point work at their rates, plus CPU_STEP_SECONDS a step, all measured on the recipe's steps
 # (docs/recipe.md, "The budget from the data").
 SPARSE_BUDGET, DENSE_BUDGET = 120.0, 360.0
+# BERT4Rec's masked-item loss on one window in this many on dense data (train.masked_loss_every), or the
+# largest divisor of a device's share of the batch below it.
+DENSE_MASKED_EVERY = 4
 TIME_TARGET_MINUTES, PLANNED_MINUTES, TARGET_INTERACTIONS = 90, 80, 300_000
 # Training ends for good after this much (minutes per TARGET_INTERACTIONS training interactions, at
 # least BOUND_MIN_MINUTES): the schedule is planned at the step's estimated time on the machine the
@@ -81,6 +89,8 @@ def auto_fields(config) -> List[str]:
     out.append("masking.max_predictions_per_seq")
   if t.loss == "auto":
     out.append("train.loss")
+  if t.get("masked_loss_every", 1) == 0:
+    out.append("train.masked_loss_every")
   if t.num_train_steps == 0 and not t.get("num_epochs"):
     out.append("train.num_train_steps")
     if t.budget_per_interaction == 0:
@@ -161,9 +171,10 @@ def position_seconds(config, train_seqs, num_items: int, width: float) -> float:
           + CPU_STEP_SECONDS / (config.train.batch_size * max(width, 1.0)))
 
 
-def resolve(config, train_seqs, num_items: int) -> List[str]:
+def resolve(config, train_seqs, num_items: int, num_devices: int = 1) -> List[str]:
   """Fills in every field left to the data (`auto_fields`) from the training sequences and the
-  catalogue size, in place; returns one line per choice (also logged)."""
+  catalogue size, in place; returns one line per choice (also logged). num_devices: those one
+  global batch is split over (train.masked_loss_every must divide each one's share)."""
   m, k, t = config.model, config.masking, config.train
   todo = set(auto_fields(config))
   lines = []
@@ -192,6 +203,21 @@ def resolve(config, train_seqs, num_items: int) -> List[str]:
       section, name = field.split(".")
       config[section][name] = value
       lines.append(f"{field}={value:g}: {why}")
+  if "train.masked_loss_every" in todo:
+    from bert4rec_jax import losses
+    shard = max(1, t.batch_size // max(1, num_devices))
+    wanted = DENSE_MASKED_EVERY if not sparse and m.kind == "bert4rec" and losses.next_item_loss_weight(config) else 1
+    t.masked_loss_every = max(e for e in range(1, wanted + 1) if shard % e == 0)
+    on = f"{'sparse' if sparse else 'dense'} data, {density:.1f} per item"
+    if wanted == 1:
+      lines.append("train.masked_loss_every=1: the masked-item loss on every window ("
+                   + (on if m.kind == "bert4rec" and losses.next_item_loss_weight(config) else "no next-item loss")
+                   + ")")
+    else:
+      lines.append(f"train.masked_loss_every={t.masked_loss_every}: the masked-item loss on one window in "
+                   f"{t.masked_loss_every} ({on}: a cheaper step, more of them in the time target"
+                   + (f"; {wanted} does not divide a device's {shard} rows" if t.masked_loss_every != wanted else "")
+                   + ")")
   from bert4rec_jax import trainer  # a schedule in epochs, now that the windows are known
   trainer.resolve_schedule(config, train_seqs)
   if "train.num_train_steps" in todo:

@@ -133,7 +133,7 @@ def base():
   c.train.next_item_positions = 0
   # With the next-item loss (kind=bert4rec): the masked-item loss, and the bidirectional pass over masked windows
   # it needs, on one window in this many of each batch (at one offset drawn per step); the next-item loss on every
-  # window. A cheaper step (1 = every window); must divide each device's share of the batch.
+  # window. A cheaper step (1 = every window; 0 = from the data); must divide each device's share of the batch.
   c.train.masked_loss_every = 1
   c.train.compact_targets = True  # Output layer only over the batch's used target slots (short sequences fill few of P).
   # The compacted slots' static bound: "batch" (each batch's own: a compilation per new bound), "run" (the largest any
@@ -237,6 +237,8 @@ def get_config():
   # causally at evaluation and serving (as configs/beauty.py; see docs/reproduction.md).
   c.train.next_item_loss_weight = 10.0
   c.model.read_last = "causal"
+  # From the data: on dense data the masked-item loss on one window in 4, a cheaper step (more of them in the time).
+  c.train.masked_loss_every = 0
   # From the data too: the rate and the regularisation, by training interactions per item (a faster
   # rate with strong regularisation on sparse data; docs/recipe.md). Attention dropout stays 0.2.
   c.train.learning_rate = 0.0

@@ -63,7 +63,8 @@ def test_resolve_fills_only_what_is_left_to_the_data():
   # 5,000 training interactions over 40,000 items: sparse data, the faster rate with strong regularisation.
   assert (c.train.learning_rate, c.train.weight_decay, c.model.hidden_dropout_prob) == recipe.SPARSE_SETTINGS
   assert c.train.max_training_minutes == 10  # 85 minutes per 300k training interactions, at least 10
-  assert len(lines) == 11 and not recipe.auto_fields(c)
+  assert c.train.masked_loss_every == 1  # sparse: the masked-item loss on every window
+  assert len(lines) == 12 and not recipe.auto_fields(c)
   assert "train.learning_rate=0.003: 0.1 training interactions per item < 23 (sparse data)" in lines
   big = default.get_config()
   recipe.resolve(big, _seqs([50] * 20_000), num_items=40_000)  # 1M training interactions
@@ -143,6 +144,33 @@ def test_the_estimated_time_of_a_position_matches_the_rule_written_out(kind, len
     assert _allowed(kind, length, num_items, 8192, every) > _allowed(kind, length, num_items)
 
 
+def test_dense_data_gets_the_masked_loss_on_one_window_in_four():
+  """train.masked_loss_every = 0 (the recipe's): 4 for BERT4Rec with the next-item loss on dense
+  data (at least 23 training interactions per item), or the largest divisor of a device's rows
+  below 4; 1 on sparse data, for SASRec and without the next-item loss; a given value is kept."""
+  from configs import default
+
+  def chosen(num_items, devices=1, **fields):
+    c = default.get_config()
+    for k, v in fields.items():
+      section, name = k.split("__")
+      c[section][name] = v
+    lines = recipe.resolve(c, _seqs([40] * 200), num_items=num_items, num_devices=devices)
+    return c.train.masked_loss_every, [x for x in lines if x.startswith("train.masked_loss_every=")]
+
+  every, (line,) = chosen(300)  # 8,000 training interactions over 300 items: 26.7 per item, dense
+  assert every == 4 and line == ("train.masked_loss_every=4: the masked-item loss on one window in 4 (dense data, "
+                                 "26.7 per item: a cheaper step, more of them in the time target)")
+  assert chosen(400)[0] == 1 and "(sparse data, 20.0 per item)" in chosen(400)[1][0]
+  assert chosen(300, model__kind="sasrec")[0] == 1
+  assert chosen(300, train__next_item_loss_weight=0.0) == (1, ["train.masked_loss_every=1: the masked-item loss on "
+                                                               "every window (no next-item loss)"])
+  assert chosen(300, train__masked_loss_every=2) == (2, [])
+  assert chosen(300, devices=8)[0] == 4  # 32 rows a device
+  every, (line,) = chosen(300, devices=2, train__batch_size=12)  # 6 rows a device
+  assert every == 3 and line.endswith("; 4 does not divide a device's 6 rows)")
+
+
 def test_the_budget_follows_the_density_within_the_time_target():
   """Sparse data: 120 window positions per training interaction, dense: 360, each cut to what 80
   minutes per 300k training interactions allow at the estimated time of a position (rounded down
@@ -169,9 +197,11 @@ def test_the_budget_follows_the_density_within_the_time_target():
   # BERT4Rec (two passes and both losses) than for SASRec.
   for kind, wanted in (("bert4rec", 360), ("sasrec", 360)):
     c, lines = resolved([40] * 10_000, 16_000, kind)  # 25 per item: dense
-    expected = 10 * math.floor(_allowed(kind, 40, 16_000) / 10)
+    every = 4 if kind == "bert4rec" else 1  # dense: BERT4Rec's masked-item loss on one window in 4
+    assert c.train.masked_loss_every == every
+    expected = 10 * math.floor(_allowed(kind, 40, 16_000, 8192, every) / 10)
     assert expected < wanted and c.train.budget_per_interaction == expected, kind
-    assert f"at most {_allowed(kind, 40, 16_000):.0f} in 80 minutes" in " ".join(lines)
+    assert f"at most {_allowed(kind, 40, 16_000, 8192, every):.0f} in 80 minutes" in " ".join(lines)
   assert resolved([40] * 10_000, 16_000)[0].train.budget_per_interaction < resolved(
       [40] * 10_000, 16_000, "sasrec")[0].train.budget_per_interaction
   # Never below 10 positions; a pinned budget is the user's, kept whatever it costs.
@@ -216,7 +246,8 @@ def test_shipped_configs_leave_nothing_to_the_data():
   assert set(recipe.auto_fields(default.get_config())) == {
       "model.max_seq_length", "masking.max_predictions_per_seq", "train.loss", "train.num_train_steps",
       "train.num_warmup_steps", "train.eval_every_steps", "train.learning_rate", "train.weight_decay",
-      "model.hidden_dropout_prob", "train.budget_per_interaction", "train.max_training_minutes"}
+      "model.hidden_dropout_prob", "train.budget_per_interaction", "train.max_training_minutes",
+      "train.masked_loss_every"}
 
 
 def _interactions(path, users, seed, items=30):

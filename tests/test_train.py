@@ -153,7 +153,7 @@ def test_learning_rate_schedule(tiny_config):
     ("masking.max_predictions_per_seq", 17, "max_predictions_per_seq=17"),
     ("train.next_item_positions", -1, "next_item_positions=-1: must be an integer >= 0"),
     ("train.max_training_minutes", -2, "max_training_minutes=-2.0: must be >= 0"),
-    ("train.masked_loss_every", 0, "masked_loss_every=0: must be an integer >= 1"),
+    ("train.masked_loss_every", -1, "masked_loss_every=-1: must be an integer >= 0"),
     ("train.masked_loss_every", 2, "masked_loss_every=2: needs model.kind='bert4rec' with train.next_item_loss_weight > 0"),
     ("train.masked_loss_every", 3, "masked_loss_every=3: must divide train.batch_size=32"),
     ("train.masked_loss_every", 16, "masked_loss_every=16 must divide each device's share of the batch "
