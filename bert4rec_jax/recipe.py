@@ -206,13 +206,12 @@ def resolve(config, train_seqs, num_items: int, num_devices: int = 1) -> List[st
   if "train.masked_loss_every" in todo:
     from bert4rec_jax import losses
     shard = max(1, t.batch_size // max(1, num_devices))
-    wanted = DENSE_MASKED_EVERY if not sparse and m.kind == "bert4rec" and losses.next_item_loss_weight(config) else 1
+    both = losses.next_item_loss_weight(config) > 0  # BERT4Rec with the next-item loss beside the masked-item one
+    wanted = DENSE_MASKED_EVERY if both and not sparse else 1
     t.masked_loss_every = max(e for e in range(1, wanted + 1) if shard % e == 0)
     on = f"{'sparse' if sparse else 'dense'} data, {density:.1f} per item"
     if wanted == 1:
-      lines.append("train.masked_loss_every=1: the masked-item loss on every window ("
-                   + (on if m.kind == "bert4rec" and losses.next_item_loss_weight(config) else "no next-item loss")
-                   + ")")
+      lines.append(f"train.masked_loss_every=1: the masked-item loss on every window ({on if both else 'no next-item loss'})")
     else:
       lines.append(f"train.masked_loss_every={t.masked_loss_every}: the masked-item loss on one window in "
                    f"{t.masked_loss_every} ({on}: a cheaper step, more of them in the time target"
