@@ -44,7 +44,7 @@ and a rerun on the same data resumes it. Each choice is logged with the rule tha
                                      training ends there for good, with the best validated
                                      checkpoint, on a machine slower than the one the step's
                                      estimate was measured on (a 2-core CPU without AVX-512
-                                     takes about twice as long); not part of the model's name
+                                     takes 1.2-1.4x as long); not part of the model's name
 """
 import logging
 import math
@@ -72,7 +72,7 @@ DENSE_MASKED_EVERY = 4
 TIME_TARGET_MINUTES, PLANNED_MINUTES, TARGET_INTERACTIONS = 90, 80, 300_000
 # Training ends for good after this much (minutes per TARGET_INTERACTIONS training interactions, at
 # least BOUND_MIN_MINUTES): the schedule is planned at the step's estimated time on the machine the
-# rates were measured on; a slower machine (an AVX2-only CPU runs the steps about 2x as long) stops
+# rates were measured on; a slower machine (an AVX2-only CPU runs the steps 1.2-1.4x as long) stops
 # at the bound, within the time target, with the best validated checkpoint.
 BOUND_MINUTES, BOUND_MIN_MINUTES = 85, 10
 CPU_ENCODER_FLOPS_PER_SECOND, CPU_OUTPUT_FLOPS_PER_SECOND, CPU_STEP_SECONDS = 30e9, 100e9, 0.08
