@@ -168,7 +168,8 @@ def _chunked_lse_bwd(rows, keyed, saved, g):
     return (d_table_t, d_bias + d.sum(0)), dh
 
   (d_table_t, d_bias), dh = jax.lax.scan(
-      one, (jnp.zeros(table.shape[::-1], jnp.float32), jnp.zeros(bias.shape, jnp.float32)), _chunks(rows, h, rk, lse, g))
+      one, (jnp.zeros(table.shape[::-1], jnp.float32), jnp.zeros(bias.shape, jnp.float32)),
+      _chunks(rows, h, rk, lse, g))
   return dh.reshape(h.shape), d_table_t.T.astype(table.dtype), d_bias.astype(bias.dtype), None, None
 
 
