@@ -26,7 +26,9 @@ and a rerun on the same data resumes it. Each choice is logged with the rule tha
                                      window) on sparse data, whose budget the time does not cut
   train.budget_per_interaction = 0   120 on sparse data (below), 360 on dense data (on validation
                                      dense MovieLens sets gain from steps that sparse Beauty does
-                                     not: docs/recipe.md), each at most what 80 minutes of a 2-core
+                                     not: docs/recipe.md), raised where that gives fewer than
+                                     MIN_STEPS (1,000) steps to what gives that many (small sparse
+                                     sets gain from them on validation), each at most what 80 minutes of a 2-core
                                      CPU per 300k training interactions allow at the step's
                                      estimated time (`position_seconds`), rounded down to a
                                      multiple of 10: the time target is 90 minutes
@@ -66,6 +68,10 @@ SPARSE_SETTINGS, DENSE_SETTINGS = (3e-3, 0.3, 0.5), (1e-3, 0.01, 0.2)
 # floating-point work at their rates, plus CPU_STEP_SECONDS a step, all measured on the recipe's steps
 # (docs/recipe.md, "The budget from the data").
 SPARSE_BUDGET, DENSE_BUDGET = 120.0, 360.0
+# A schedule of fewer steps than this (a small dataset's budget) is lengthened to this many, as far
+# as the time target allows: on small sparse sets more updates lifted both models on validation
+# (docs/recipe.md, "A floor of steps for small datasets").
+MIN_STEPS = 1000
 # BERT4Rec's masked-item loss on one window in this many on dense data (train.masked_loss_every), or the
 # largest divisor of a device's share of the batch below it.
 DENSE_MASKED_EVERY = 4
@@ -221,16 +227,20 @@ def resolve(config, train_seqs, num_items: int, num_devices: int = 1) -> List[st
   trainer.resolve_schedule(config, train_seqs)
   if "train.num_train_steps" in todo:
     width = mean_width(config, train_seqs)
+    per_step = t.batch_size * width
     if "train.budget_per_interaction" in todo:
       wanted = SPARSE_BUDGET if sparse else DENSE_BUDGET
+      floor = BUDGET_GRAIN * math.ceil(MIN_STEPS * per_step / max(interactions, 1) / BUDGET_GRAIN)
       seconds = position_seconds(config, train_seqs, num_items, width)
       allowed = PLANNED_MINUTES * 60 / TARGET_INTERACTIONS / seconds
-      t.budget_per_interaction = max(BUDGET_GRAIN, min(wanted, BUDGET_GRAIN * math.floor(allowed / BUDGET_GRAIN)))
+      t.budget_per_interaction = max(BUDGET_GRAIN, min(max(wanted, floor),
+                                                       BUDGET_GRAIN * math.floor(allowed / BUDGET_GRAIN)))
       lines.append(f"train.budget_per_interaction={t.budget_per_interaction:g}: {wanted:g} on "
-                   f"{'sparse' if sparse else 'dense'} data, at most {allowed:.0f} in {PLANNED_MINUTES} minutes of a 2-core "
+                   f"{'sparse' if sparse else 'dense'} data"
+                   + (f", {floor:g} for at least {MIN_STEPS:,} steps" if floor > wanted else "")
+                   + f", at most {allowed:.0f} in {PLANNED_MINUTES} minutes of a 2-core "
                    f"CPU per {TARGET_INTERACTIONS // 1000}k training interactions (an estimated "
                    f"{seconds * 1e6:.0f} microseconds per window position; the time target is {TIME_TARGET_MINUTES})")
-    per_step = t.batch_size * width
     t.num_train_steps = max(1, math.ceil(t.budget_per_interaction * interactions / per_step))
     lines.append(f"train.num_train_steps={t.num_train_steps:,}: {t.budget_per_interaction:g} window positions "
                  f"per training interaction ({interactions:,}), {per_step:,.0f} per step (batch {t.batch_size} "

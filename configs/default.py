@@ -231,7 +231,8 @@ def get_config():
   c.train.prop_sliding_window = 0.5  # histories longer than the window train on every part of them
   c.train.length_buckets = True
   c.train.target_weighting = "epoch"  # buckets change the batches, not the weight of any target
-  # Compute in proportion to the data, more of it per interaction on dense data (its time per 300k interactions: docs/recipe.md).
+  # Compute in proportion to the data, more of it per interaction on dense data, at least 1,000 steps on a small
+  # dataset, all within the time target (its time per 300k interactions: docs/recipe.md).
   c.train.budget_per_interaction = 0.0
   # Whatever the machine: training ends after 85 minutes per 300k training interactions (at least 10).
   c.train.max_training_minutes = -1.0

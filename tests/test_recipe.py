@@ -55,7 +55,9 @@ def test_resolve_fills_only_what_is_left_to_the_data():
   assert c.model.max_seq_length == 50
   assert c.masking.max_predictions_per_seq == math.ceil(c.masking.masked_lm_prob * 50)
   assert c.train.loss == "sampled"  # 40,000 items > 2 x 8,192
-  budget = min(120, 10 * math.floor(_allowed("bert4rec", 5, 40_000) / 10))
+  # 120 on sparse data, raised for at least 1,000 steps of 256 x 8 positions, cut to the time target.
+  floor = 10 * math.ceil(1000 * 256 * 8 / 5000 / 10)
+  budget = min(max(120, floor), 10 * math.floor(_allowed("bert4rec", 5, 40_000) / 10))
   assert c.train.budget_per_interaction == budget
   assert c.train.num_train_steps == math.ceil(budget * 5000 / (256 * 8))
   assert c.train.num_warmup_steps == round(0.02 * c.train.num_train_steps)
@@ -171,11 +173,13 @@ def test_dense_data_gets_the_masked_loss_on_one_window_in_four():
   assert every == 3 and line.endswith("; 4 does not divide a device's 6 rows)")
 
 
-def test_the_budget_follows_the_density_within_the_time_target():
+def test_the_budget_follows_the_density_within_the_time_target(monkeypatch):
   """Sparse data: 120 window positions per training interaction, dense: 360, each cut to what 80
   minutes per 300k training interactions allow at the estimated time of a position (rounded down
-  to a multiple of 10). A pinned budget is kept."""
+  to a multiple of 10). A pinned budget is kept. (The floor of steps for small datasets, which
+  would lengthen some of these, has its own test below.)"""
   from configs import default
+  monkeypatch.setattr(recipe, "MIN_STEPS", 1)
 
   def resolved(lengths, num_items, kind="bert4rec", **pinned):
     c = default.get_config()
@@ -211,6 +215,45 @@ def test_the_budget_follows_the_density_within_the_time_target():
   assert c.train.budget_per_interaction == 10
   c, _ = resolved([40] * 10_000, 16_000, budget_per_interaction=500.0)
   assert c.train.budget_per_interaction == 500 and c.train.num_train_steps == math.ceil(500 * 400_000 / (256 * 50))
+
+
+def test_a_small_dataset_gets_a_floor_of_steps_within_the_time_target():
+  """A budget that gives fewer than recipe.MIN_STEPS steps is raised to give that many (rounded
+  up to a multiple of 10 positions), and still cut to what the time target allows; a dataset
+  large enough for the steps keeps its density's budget, and a pinned budget is kept."""
+  from configs import default
+
+  def resolved(lengths, num_items, **pinned):
+    c = default.get_config()
+    for k, v in pinned.items():
+      c.train[k] = v
+    lines = recipe.resolve(c, _seqs(lengths), num_items=num_items)
+    (line,) = [x for x in lines if x.startswith("train.budget_per_interaction=")] or [""]
+    return c, line
+
+  assert recipe.MIN_STEPS == 1000
+  # 2,000 users of 20 items over 4,000 items: 10 training interactions per item (sparse), batches 32
+  # wide; 120 positions per interaction give 586 steps, the floor 210, which the time allows.
+  floor, allowed = 10 * math.ceil(1000 * 256 * 32 / 40_000 / 10), _allowed("bert4rec", 20, 4000)
+  assert math.ceil(120 * 40_000 / (256 * 32)) == 586 and floor == 210 < allowed
+  c, line = resolved([20] * 2000, 4000)
+  assert c.train.budget_per_interaction == floor and c.train.num_train_steps == math.ceil(floor * 40_000 / (256 * 32))
+  assert c.train.num_train_steps >= 1000
+  assert line == (f"train.budget_per_interaction={floor}: 120 on sparse data, {floor} for at least 1,000 steps, "
+                  f"at most {allowed:.0f} in 80 minutes of a 2-core CPU per 300k training interactions (an estimated "
+                  f"{80 * 60 / 300_000 / allowed * 1e6:.0f} microseconds per window position; the time target is 90)")
+  # A quarter of the users: the floor (820) is over what the time allows, which cuts it: fewer steps.
+  floor, allowed = 10 * math.ceil(1000 * 256 * 32 / 10_000 / 10), _allowed("bert4rec", 20, 1000)
+  c, line = resolved([20] * 500, 1000)
+  assert 120 < c.train.budget_per_interaction == 10 * math.floor(allowed / 10) < floor == 820
+  assert c.train.num_train_steps < 1000 and f", {floor} for at least 1,000 steps, at most {allowed:.0f} in " in line
+  # Enough interactions for 1,000 steps at 120 (8,000 users: 2,344 steps): no floor.
+  c, line = resolved([20] * 8000, 16_000)
+  assert c.train.budget_per_interaction == 120 and c.train.num_train_steps == math.ceil(120 * 160_000 / (256 * 32))
+  assert line.startswith("train.budget_per_interaction=120: 120 on sparse data, at most ")
+  c, line = resolved([20] * 500, 1000, budget_per_interaction=30.0)  # pinned: kept, whatever the steps
+  assert c.train.budget_per_interaction == 30 and c.train.num_train_steps == math.ceil(30 * 10_000 / (256 * 32))
+  assert line == ""
 
 
 def test_a_schedule_in_epochs_is_resolved_before_the_validation_period_left_to_the_data():
@@ -288,7 +331,8 @@ def test_the_recipe_trains_a_file_it_has_never_seen(tmp_path):
                "From the data: train.budget_per_interaction="):
     assert line in log
   budget = float(log.split("From the data: train.budget_per_interaction=")[1].split(":")[0])
-  assert 10 <= budget <= 360 and budget % 10 == 0 and " on dense data, at most " in log
+  assert 10 <= budget <= 360 and budget % 10 == 0 and f"budget_per_interaction={budget:g}: 360 on dense data, " in log
+  assert " for at least 1,000 steps, at most " in log  # too few interactions for 1,000 steps: the time decides
   (name,) = os.listdir(tmp_path / "models")
   assert name.startswith("bert4rec_hs64_msl50_mpps")
   saved = json.loads((tmp_path / "models" / name / "config.json").read_text())["config"]
