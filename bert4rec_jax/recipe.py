@@ -28,8 +28,8 @@ and a rerun on the same data resumes it. Each choice is logged with the rule tha
                                      dense MovieLens sets gain from steps that sparse Beauty does
                                      not: docs/recipe.md), raised where that gives fewer than
                                      MIN_STEPS (1,000) steps to what gives that many (small sparse
-                                     sets gain from them on validation), each at most what 80 minutes of a 2-core
-                                     CPU per 300k training interactions allow at the step's
+                                     sets gain from them on validation), each at most what 80
+                                     minutes of a 2-core CPU per 300k training interactions allow at the step's
                                      estimated time (`position_seconds`), rounded down to a
                                      multiple of 10: the time target is 90 minutes
   train.num_warmup_steps = -1        2% of num_train_steps

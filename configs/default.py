@@ -213,8 +213,8 @@ def get_config():
   budget within the time target at the step's estimated time, and training ended by a bound on its
   minutes on a slower machine); on the full
   Amazon Beauty file it met its targets over three seeds (1.13 x the Markov chain on test, above
-  SASRec-CE through it), and a fourth run tested 1.06 x (1.11 x over the four: the target's edge); on full MovieLens-1M, at the budget it had before the masked-item loss on one
-  window in four, it was 1.38 x the chain and level with SASRec-CE, not above it (one seed each:
+  SASRec-CE through it), and a fourth run tested 1.06 x (1.11 x over the four: the target's edge);
+  on full MovieLens-1M, at the budget it had before the masked-item loss on one window in four, it was 1.38 x the chain and level with SASRec-CE, not above it (one seed each:
   docs/reproduction.md, "The recipe alone"; the rules' evidence: docs/recipe.md)."""
   c = base()
   # From the data: the window from the length distribution, the masked positions from it, the

@@ -173,6 +173,16 @@ def test_dense_data_gets_the_masked_loss_on_one_window_in_four():
   assert every == 3 and line.endswith("; 4 does not divide a device's 6 rows)")
 
 
+def _resolved(lengths, num_items, kind="bert4rec", **pinned):
+  """The recipe resolved for windows of these lengths over num_items items, train fields pinned."""
+  from configs import default
+  c = default.get_config()
+  c.model.kind = kind
+  for k, v in pinned.items():
+    c.train[k] = v
+  return c, recipe.resolve(c, _seqs(lengths), num_items=num_items)
+
+
 def test_the_budget_follows_the_density_within_the_time_target(monkeypatch):
   """Sparse data: 120 window positions per training interaction, dense: 360, each cut to what 80
   minutes per 300k training interactions allow at the estimated time of a position (rounded down
@@ -180,14 +190,7 @@ def test_the_budget_follows_the_density_within_the_time_target(monkeypatch):
   would lengthen some of these, has its own test below.)"""
   from configs import default
   monkeypatch.setattr(recipe, "MIN_STEPS", 1)
-
-  def resolved(lengths, num_items, kind="bert4rec", **pinned):
-    c = default.get_config()
-    c.model.kind = kind
-    for k, v in pinned.items():
-      c.train[k] = v
-    lines = recipe.resolve(c, _seqs(lengths), num_items=num_items)
-    return c, lines
+  resolved = _resolved
 
   # Long windows over a small catalogue: cheap positions (for SASRec), nothing cut.
   assert _allowed("sasrec", 45, 100) > 360 and _allowed("bert4rec", 45, 200) > 120
@@ -221,13 +224,8 @@ def test_a_small_dataset_gets_a_floor_of_steps_within_the_time_target():
   """A budget that gives fewer than recipe.MIN_STEPS steps is raised to give that many (rounded
   up to a multiple of 10 positions), and still cut to what the time target allows; a dataset
   large enough for the steps keeps its density's budget, and a pinned budget is kept."""
-  from configs import default
-
   def resolved(lengths, num_items, **pinned):
-    c = default.get_config()
-    for k, v in pinned.items():
-      c.train[k] = v
-    lines = recipe.resolve(c, _seqs(lengths), num_items=num_items)
+    c, lines = _resolved(lengths, num_items, **pinned)
     (line,) = [x for x in lines if x.startswith("train.budget_per_interaction=")] or [""]
     return c, line
 
