@@ -33,8 +33,8 @@ class InUseError(UserError):
 
 
 def one_line(main):
-  """Wraps a command's main: a UserError, or a full, read-only or forbidden disk, ends it with one
-  line ("error: ..."), exit status 1, and training stopped by SIGTERM / SIGINT (its checkpoint
+  """Wraps a command's main: a UserError, a full, read-only or forbidden disk, or memory run out,
+  ends it with one line ("error: ..."), exit status 1, and training stopped by SIGTERM / SIGINT (its checkpoint
   saved) with the line that says so, status 128 + the signal, as `python -m bert4rec_jax.main`
   does; anything else keeps its traceback."""
   @functools.wraps(main)
@@ -47,7 +47,7 @@ def one_line(main):
       print(e, file=sys.stderr, flush=True)
       sys.exit(128 + e.signum)
     except Exception as e:  # noqa: BLE001 (re-raised unless the disk caused it)
-      problem = storage_problem(e)
+      problem = environment_problem(e)
       if problem is None:
         raise
       sys.exit(f"error: {problem}")
@@ -97,3 +97,29 @@ def storage_problem(exc: BaseException):
         return f"{path}: cannot write ({needle}); {_DISK_HINTS[name]}"
     exc = exc.__cause__ or exc.__context__
   return None
+
+
+_MEMORY_TEXTS = ("RESOURCE_EXHAUSTED", "Out of memory", "out of memory")
+_MEMORY_HINT = ("lower train.batch_size or model.max_seq_length (training), eval.batch_size or "
+                "eval.item_chunk_size (evaluation), predict.batch_size (inference)")
+
+
+def memory_problem(exc: BaseException):
+  """One line for memory run out (the host's, or an accelerator's as XLA reports it), wherever it
+  surfaced, naming the settings that size the work; None for anything else."""
+  seen = set()
+  while exc is not None and id(exc) not in seen:
+    seen.add(id(exc))
+    text = str(exc).strip()
+    if isinstance(exc, MemoryError) or any(t in text for t in _MEMORY_TEXTS):
+      first = (text.splitlines() or [type(exc).__name__])[0]
+      first = re.sub(r"\d{4,}", lambda m: f"{int(m.group()):,}", first[:200])
+      return f"out of memory ({first}): {_MEMORY_HINT}"
+    exc = exc.__cause__ or exc.__context__
+  return None
+
+
+def environment_problem(exc: BaseException):
+  """One line for an error the machine's limits caused (`storage_problem`, `memory_problem`);
+  None for anything else (a bug of ours, which keeps its traceback)."""
+  return storage_problem(exc) or memory_problem(exc)

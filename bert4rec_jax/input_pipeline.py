@@ -134,12 +134,17 @@ class TrainStream:
     return self._cached_perm
 
   def _examples_at(self, pos: np.ndarray) -> np.ndarray:
-    """int64 example indices at stream positions `pos`."""
+    """int64 example indices at stream positions `pos`. Linear in the positions and the epochs
+    they span (a batch larger than the data spans many: one permutation each, looked up by runs
+    of positions sorted by epoch, never one pass over all positions per epoch)."""
     epochs, within = np.divmod(pos, self.num_examples)
     out = np.empty(len(pos), dtype=np.int64)
-    for e in np.unique(epochs):  # a few epochs at most
-      sel = epochs == e
-      out[sel] = self._permutation(int(e))[within[sel]]
+    order = np.argsort(epochs, kind="stable")  # already sorted for the contiguous ranges batches use
+    sorted_epochs = epochs[order]
+    starts = np.flatnonzero(np.diff(sorted_epochs, prepend=sorted_epochs[:1] - 1))
+    for first, last in zip(starts, np.append(starts[1:], len(pos))):
+      run = order[first:last]
+      out[run] = self._permutation(int(sorted_epochs[first]))[within[run]]
     return out
 
   def window_lengths(self, windows=slice(None)) -> np.ndarray:

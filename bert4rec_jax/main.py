@@ -13,7 +13,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from bert4rec_jax import config_files
-from bert4rec_jax.errors import Interrupted, UserError, storage_problem
+from bert4rec_jax.errors import Interrupted, UserError, environment_problem
 
 USAGE = """Prepare data, train, evaluate and predict with BERT4Rec (or SASRec and the baselines).
 
@@ -226,8 +226,8 @@ def main(argv):
     logging.warning("%s", e)
     print(f"\n{e}", file=sys.stderr, flush=True)
     sys.exit(128 + e.signum)
-  except Exception as e:  # a full or read-only disk, wherever the write was: one line too
-    problem = storage_problem(e)
+  except Exception as e:  # a full or read-only disk, wherever the write was, or memory run out: one line too
+    problem = environment_problem(e)
     if problem is None:
       raise
     _fail(problem)

@@ -117,6 +117,7 @@ def auto_fields(config) -> List[str]:
 
 
 ESTIMATE_SEED = 0  # the batches the mean width is measured on (seed 0: what every run measured before)
+MEAN_WIDTH_WINDOWS = 1024  # mean_width measures at most min_steps batches of this many windows
 
 
 def _quantile(lengths: np.ndarray) -> int:
@@ -134,7 +135,9 @@ def sequence_length(lengths: np.ndarray) -> int:
 def mean_width(config, train_seqs, max_steps: int = 1600, min_steps: int = 400) -> float:
   """Columns of an average training batch: max_seq_length, or with train.length_buckets the mean
   width of the stream's first batches: its first epoch, at least `min_steps` batches (a small
-  dataset's epoch is a few batches, whose widths vary with the shuffle) and at most `max_steps`.
+  dataset's epoch is a few batches, whose widths vary with the shuffle) and at most `max_steps`,
+  and never more than min_steps batches of 1,024 windows (MEAN_WIDTH_WINDOWS; a far larger batch
+  is measured over fewer of its batches, not over hundreds of them).
   The batches are drawn with seed 0 whatever config.seed is: the schedule is the data's, so the
   seeds of one model differ in config.seed alone (and can be joined as seeds of one model)."""
   from bert4rec_jax import input_pipeline
@@ -144,6 +147,7 @@ def mean_width(config, train_seqs, max_steps: int = 1600, min_steps: int = 400) 
   fixed.seed = ESTIMATE_SEED
   stream = input_pipeline.make_stream(fixed, train_seqs)
   steps = max(min_steps, min(max_steps, math.ceil(stream.num_examples / config.train.batch_size)))
+  steps = min(steps, max(1, math.ceil(min_steps * MEAN_WIDTH_WINDOWS / config.train.batch_size)))
   return float(np.mean([stream.width(s) for s in range(steps)]))
 
 

@@ -452,6 +452,52 @@ def test_storage_problems_are_found_inside_library_errors():
   assert storage_problem(FileNotFoundError(2, "No such file or directory", "/x")) is None
 
 
+OUT_OF_MEMORY = """
+import sys
+import jax
+from bert4rec_jax import main
+real = jax.block_until_ready
+def exhausted(x):
+  if sys.argv[-1] == "--mode=train":
+    raise jax.errors.JaxRuntimeError("RESOURCE_EXHAUSTED: Out of memory allocating 61145389224 bytes.")
+  return real(x)
+jax.block_until_ready = exhausted
+sys.argv = ["bert4rec_jax.main", "--config=configs/synthetic.py:tiny", "--workdir=" + sys.argv[1], sys.argv[2]]
+main.run_cli()
+"""
+
+
+def test_memory_run_out_is_one_line_and_the_model_trains_after(tmp_path):
+  """The device (or host) out of memory at the first training step, as XLA reports it: one line
+  that quotes it and names the settings to lower, no traceback; the model folder is left as
+  anything else would leave it: the same command trains it when memory allows."""
+  out = subprocess.run([sys.executable, "-c", OUT_OF_MEMORY, str(tmp_path), "--mode=train"], cwd=REPO,
+                       capture_output=True, text=True, timeout=300)
+  lines = [x for x in out.stderr.splitlines() if x.startswith("error:")]
+  assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr[-3000:]
+  assert lines == ["error: out of memory (RESOURCE_EXHAUSTED: Out of memory allocating 61,145,389,224 bytes.): "
+                   "lower train.batch_size or model.max_seq_length (training), eval.batch_size or "
+                   "eval.item_chunk_size (evaluation), predict.batch_size (inference)"], out.stderr[-3000:]
+  again = subprocess.run([sys.executable, "-c", OUT_OF_MEMORY, str(tmp_path), "--mode=all"],
+                         cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert again.returncode == 0, again.stderr[-3000:]
+  assert len(os.listdir(tmp_path / "models")) == 1
+
+
+def test_memory_problems_are_found_inside_other_errors():
+  from bert4rec_jax.errors import environment_problem, memory_problem
+  try:
+    try:
+      raise MemoryError()
+    except MemoryError as inner:
+      raise RuntimeError("while building the batch") from inner
+  except RuntimeError as e:
+    assert memory_problem(e).startswith("out of memory (MemoryError): lower train.batch_size")
+  assert memory_problem(ValueError("shapes differ")) is None
+  assert environment_problem(OSError(28, "No space left on device", "/x/y")).startswith("/x/y: cannot write")
+  assert environment_problem(ValueError("shapes differ")) is None
+
+
 def test_our_own_bugs_keep_their_traceback(tmp_path):
   script = ("import sys\nfrom bert4rec_jax import main, pipeline\n"
             "def broken(*a, **k):\n  raise FileNotFoundError(2, 'No such file or directory', '/nowhere/ours')\n"

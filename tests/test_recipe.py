@@ -392,3 +392,23 @@ def test_mean_width_of_a_small_dataset_does_not_hang_on_the_seed():
     recipe.resolve(c, seqs, num_items=300)
     resolved.append({k: v for k, v in model_store.settings(c).items() if k != "seed"})
   assert resolved[0] == resolved[1] and resolved[0]["train.num_train_steps"] > 0
+
+
+def test_mean_width_of_a_batch_far_larger_than_the_data_measures_few_batches(monkeypatch):
+  """A batch of 100,000 windows over 5 histories: the mean width is measured over at most 400
+  batches' worth of 1,024 windows (5 of its batches), not over 400 of its own batches; a batch of
+  256 still over 400."""
+  from bert4rec_jax import input_pipeline
+  from configs import default
+  calls = []
+  width = input_pipeline.TrainStream.width
+  monkeypatch.setattr(input_pipeline.TrainStream, "width", lambda self, step: calls.append(step) or width(self, step))
+  seqs = _seqs([3, 9, 17, 30, 44])
+  c = default.get_config()
+  c.model.max_seq_length, c.train.batch_size = 50, 100_000
+  mean = recipe.mean_width(c, seqs)
+  assert len(calls) == 5 and 8 <= mean <= 50
+  calls.clear()
+  c.train.batch_size = 256
+  recipe.mean_width(c, seqs)
+  assert len(calls) == 400

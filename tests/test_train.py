@@ -790,6 +790,30 @@ def test_length_buckets_only_regroup_each_pool_and_cut_no_item():
   np.testing.assert_array_equal(stream.batch(5, block)["item_ids"], stream.batch(5)["item_ids"][block])
 
 
+def test_a_batch_larger_than_the_data_spans_epochs_each_its_own_permutation():
+  """A batch of far more windows than the data has spans many epochs: its examples are still
+  those of epoch p // W's permutation at p % W for every stream position p (a slow reference),
+  for contiguous and for shuffled positions, so each window is in the batch B / W times."""
+  seqs = _skewed_sequences(users=7)
+  stream = input_pipeline.TrainStream(seqs, 2000, 50, seed=5)
+  w = stream.num_examples
+  assert w == 7
+
+  def reference(pos):
+    return np.array([np.random.default_rng([5, p // w]).permutation(w)[p % w] for p in pos])
+
+  pos = 3 * 2000 + np.arange(2000, dtype=np.int64)
+  np.testing.assert_array_equal(stream.example_ids(3), reference(pos))
+  shuffled = np.random.default_rng(0).permutation(np.arange(10_000, dtype=np.int64))[:3000]
+  np.testing.assert_array_equal(stream._examples_at(shuffled), reference(shuffled))
+  assert len(stream._examples_at(np.arange(0, dtype=np.int64))) == 0
+  counts = np.bincount(stream.example_ids(3), minlength=w)
+  assert counts.min() >= 2000 // w - 1 and counts.max() <= 2000 // w + 1
+  bucketed = input_pipeline.TrainStream(seqs, 2000, 50, seed=5, length_buckets=True)
+  pool = np.concatenate([bucketed.example_ids(s) for s in range(input_pipeline.POOL_BATCHES)])
+  assert sorted(pool) == sorted(reference(np.arange(input_pipeline.POOL_BATCHES * 2000)))
+
+
 def test_mean_targets_are_the_targets_the_masks_draw(tiny_config):
   """losses.mean_targets against the slots the device's masking and next-item targets actually
   use, counted over every window of an epoch: dynamic masking (never and always mask-last, and a
