@@ -88,7 +88,8 @@ def create_state(config, num_items: int) -> TrainState:
 def train_step(state: TrainState, batch, sampler=None, num_targets=0, *, model, mask_kwargs: dict, seed: int,
                static_masking: bool, loss: str = "full", num_negatives: int = 0, loss_positions: str = "masked",
                kind: str = "bert4rec", next_item_loss_weight: float = 0.0, target_norms: tuple = (),
-               per_example: bool = False, logit_chunk: int = 0, next_item_positions: int = 0, masked_every: int = 1):
+               per_example: bool = False, logit_chunk: int = 0, next_item_positions: int = 0, masked_every: int = 1,
+               max_grad_norm: float = 0.0):
   """One step on this device's shard; gradients are exact global means over all devices.
 
   batch: item_ids [b, L] int32 right-aligned windows; example_ids [b] int32, the key of each
@@ -124,8 +125,10 @@ def train_step(state: TrainState, batch, sampler=None, num_targets=0, *, model, 
   targets, so every example weighs the same (target_norms then count examples with a target).
   logit_chunk (train.logit_chunk_elements): the loss's logits are formed about this many at a time
   (0: losses.logit_chunk_elements chooses); memory and speed only, not the result.
-  Returns (new state, {'loss_sum', 'count'}) with the sums over all devices (the masked-item
-  loss's; with the next-item loss also 'next_loss_sum', 'next_count').
+  Returns (new state, {'loss_sum', 'count', 'grad_norm', 'clipped'}) with the sums over all
+  devices (the masked-item loss's; with the next-item loss also 'next_loss_sum', 'next_count'),
+  the global norm of the gradient before clipping and whether max_grad_norm (the optimizer's
+  clip, train.max_grad_norm; 0 = none) clipped it (1.0) or not (0.0).
   """
   base = jax.random.PRNGKey(seed)
   step_key = jax.random.fold_in(base, state.step)
@@ -201,7 +204,11 @@ def train_step(state: TrainState, batch, sampler=None, num_targets=0, *, model, 
   grads, sums = jax.grad(loss_fn, has_aux=True)(state.params)
   grads = parallel.psum(grads)  # sum of per-device shares of the global mean = the global mean
   new_state = state.apply_gradients(grads=grads)
-  out = {"loss_sum": parallel.psum(sums[0]), "count": losses_[0][2]}
+  # The global gradient norm before clipping (the same on every device after the psum): logged, with
+  # how often train.max_grad_norm clips it, since a binding clip changes what a step does.
+  grad_norm = optax.tree.norm(grads)
+  out = {"loss_sum": parallel.psum(sums[0]), "count": losses_[0][2], "grad_norm": grad_norm,
+         "clipped": (grad_norm > max_grad_norm).astype(jnp.float32) if max_grad_norm > 0 else jnp.float32(0)}
   if next_item_loss_weight:
     out.update(next_loss_sum=parallel.psum(sums[1]), next_count=losses_[1][2])
   return new_state, out
@@ -240,7 +247,7 @@ def make_step(config, num_items: int, devices, train_seqs):
       static_masking=config.masking.mode == "static", loss=loss, num_negatives=tc.num_negatives,
       loss_positions=tc.loss_positions, kind=config.model.kind,
       next_item_loss_weight=losses.next_item_loss_weight(config),
-      target_norms=target_norms(config, train_seqs),
+      target_norms=target_norms(config, train_seqs), max_grad_norm=float(tc.max_grad_norm),
       per_example=config.train.get("target_weighting", "batch") == "example",
       logit_chunk=config.train.get("logit_chunk_elements", 0),
       next_item_positions=losses.next_item_positions(config), masked_every=every), parallel.step_devices(devices),
@@ -368,9 +375,12 @@ def train(config, model_dir: str, train_seqs, valid_evaluator: Optional[evaluate
               f"(step {manager.latest_step()}) is kept in {manager.directory}. Lower "
               "config.train.learning_rate or check the data.")
         seq_per_s = timed_steps * tc.batch_size / max(time.perf_counter() - timed_start, 1e-9)
-        bar.set_postfix(loss=f"{loss:.4f}", seq_s=f"{seq_per_s:,.0f}")
+        grad_norm, clipped = float(wm["grad_norm"]) / window_steps, float(wm["clipped"]) / window_steps
+        bar.set_postfix(loss=f"{loss:.4f}", seq_s=f"{seq_per_s:,.0f}", gnorm=f"{grad_norm:.3g}",
+                        clipped=f"{clipped:.0%}")
         tracker.log({"train/loss": loss, "train/sequences_per_second": seq_per_s,
-                     "train/learning_rate": float(schedule(done - 1)), **extra}, step=done)
+                     "train/learning_rate": float(schedule(done - 1)), "train/grad_norm": grad_norm,
+                     "train/clipped_fraction": clipped, **extra}, step=done)
         window_metrics, window_steps = None, 0
         timed_start, timed_steps = time.perf_counter(), 0
       # Selecting: every validation step (also when stopping there), and the last step, are

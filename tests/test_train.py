@@ -556,6 +556,9 @@ def test_sasrec_trains_and_beats_popularity(tiny_config, tmp_path):
   out = pipeline.run(c, str(tmp_path), mode="all")
   curve = losses(out["model_dir"])
   assert curve[-1] < curve[0] - 0.5
+  with open(os.path.join(out["model_dir"], "metrics.jsonl")) as f:
+    logged = [r for r in map(json.loads, f) if "train/loss" in r]
+  assert len(logged) == 15 and all(r["train/grad_norm"] > 0 and 0 <= r["train/clipped_fraction"] <= 1 for r in logged)
   with open(os.path.join(out["results_dir"], "test_metrics.json")) as f:
     rows = json.load(f)["metrics"]
   assert rows["sasrec"]["ndcg@10"] > 2 * rows["popularity"]["ndcg@10"]
@@ -598,6 +601,14 @@ def test_next_item_loss_adds_sasrecs_gradient_to_bert4recs(tiny_config, loss):
   assert not np.allclose(mixed["output_bias"], masked_only["output_bias"], atol=1e-6)
   _, uncompacted, _ = step("bert4rec", 0.5, compact=False)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6), mixed, uncompacted)
+  # The logged gradient norm is the global norm of the whole objective's gradient (before the
+  # optimizer's clip), and `clipped` says whether train.max_grad_norm is below it.
+  grads = jax.tree.leaves(jax.tree.map(lambda p0, a: np.asarray(p0, np.float64) - np.asarray(a), start.params, mixed))
+  norm = np.sqrt(sum(float(np.sum(g * g)) for g in grads))
+  assert m["grad_norm"] == pytest.approx(norm, rel=1e-4) and m["clipped"] == float(norm > c.train.max_grad_norm)
+  for bound_, want_clipped in ((norm / 2, 1.0), (norm * 2, 0.0), (0.0, 0.0)):
+    c.train.max_grad_norm = float(bound_)
+    assert step("bert4rec", 0.5)[2]["clipped"] == want_clipped
 
 
 @pytest.mark.parametrize("every", [2, 4])
