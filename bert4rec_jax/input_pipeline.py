@@ -12,6 +12,7 @@ from typing import Iterator, Optional
 import numpy as np
 
 from bert4rec_jax import losses, parallel
+from bert4rec_jax.errors import ConfigError
 from bert4rec_jax.preprocess import PAD, Sequences
 
 
@@ -81,6 +82,7 @@ def sliding_windows(seqs: Sequences, length: int, prop_sliding_window: float):
 
 
 POOL_BATCHES = 32  # length buckets: batches formed together from this many batches' worth of examples
+MAX_REPEATS = 1000  # a batch may hold each training example at most this many times (a batch far larger than the data)
 
 
 def window_width(longest: int, max_seq_length: int) -> int:
@@ -120,6 +122,11 @@ class TrainStream:
   def __post_init__(self):
     self.window_rows, self.window_ends = sliding_windows(self.seqs, self.max_seq_length, self.prop_sliding_window)
     self.copies = self.static_copies + 1 if self.static_copies else 1
+    if self.num_examples and self.batch_size > MAX_REPEATS * self.num_examples:
+      raise ConfigError(
+          f"config.train.batch_size={self.batch_size} would hold each of the {self.num_examples:,} training "
+          f"examples about {self.batch_size // self.num_examples:,} times a step (at most {MAX_REPEATS:,}): "
+          f"lower it to at most {MAX_REPEATS * self.num_examples:,}")
     self._cached_epoch, self._cached_perm = -1, None
     self._cached_pool, self._pool = -1, None
 

@@ -367,6 +367,12 @@ def test_the_recipe_trains_a_file_it_has_never_seen(tmp_path):
   assert refused.returncode == 1 and "config.train.warmup_seq_length=60" in refused.stderr
   assert "max_seq_length - 1 = 49" in refused.stderr
   assert sorted(os.listdir(tmp_path / "models")) == models
+  # A batch that would hold each training window more than 1,000 times a step: refused before any work.
+  huge = _cli(tmp_path, f"--config.data.path={other}", "--config.train.batch_size=1000000", "--mode=train")
+  errors = [x for x in huge.stderr.splitlines() if x.startswith("error:")]
+  assert huge.returncode == 1 and len(errors) == 1 and "Traceback" not in huge.stderr, huge.stderr[-2000:]
+  assert errors[0].startswith("error: config.train.batch_size=1000000 would hold each of the ") and "lower it" in errors[0]
+  assert sorted(os.listdir(tmp_path / "models")) == models
 
 
 def test_mean_width_of_a_small_dataset_does_not_hang_on_the_seed():
@@ -395,9 +401,9 @@ def test_mean_width_of_a_small_dataset_does_not_hang_on_the_seed():
 
 
 def test_mean_width_of_a_batch_far_larger_than_the_data_measures_few_batches(monkeypatch):
-  """A batch of 100,000 windows over 5 histories: the mean width is measured over at most 400
-  batches' worth of 1,024 windows (5 of its batches), not over 400 of its own batches; a batch of
-  256 still over 400."""
+  """A batch of 4,096 windows over 5 histories: the mean width is measured over at most 400
+  batches' worth of 1,024 windows (100 of its batches), not over 400 of its own batches; a batch
+  of 256 still over 400."""
   from bert4rec_jax import input_pipeline
   from configs import default
   calls = []
@@ -405,9 +411,9 @@ def test_mean_width_of_a_batch_far_larger_than_the_data_measures_few_batches(mon
   monkeypatch.setattr(input_pipeline.TrainStream, "width", lambda self, step: calls.append(step) or width(self, step))
   seqs = _seqs([3, 9, 17, 30, 44])
   c = default.get_config()
-  c.model.max_seq_length, c.train.batch_size = 50, 100_000
+  c.model.max_seq_length, c.train.batch_size = 50, 4096
   mean = recipe.mean_width(c, seqs)
-  assert len(calls) == 5 and 8 <= mean <= 50
+  assert len(calls) == 100 and 8 <= mean <= 50
   calls.clear()
   c.train.batch_size = 256
   recipe.mean_width(c, seqs)

@@ -823,6 +823,11 @@ def test_a_batch_larger_than_the_data_spans_epochs_each_its_own_permutation():
   bucketed = input_pipeline.TrainStream(seqs, 2000, 50, seed=5, length_buckets=True)
   pool = np.concatenate([bucketed.example_ids(s) for s in range(input_pipeline.POOL_BATCHES)])
   assert sorted(pool) == sorted(reference(np.arange(input_pipeline.POOL_BATCHES * 2000)))
+  # Each window more than MAX_REPEATS (1,000) times a step is refused, naming the field.
+  input_pipeline.TrainStream(seqs, 7000, 50, seed=5)
+  with pytest.raises(ConfigError, match=r"config.train.batch_size=7001 would hold each of the 7 training examples "
+                                        r"about 1,000 times a step \(at most 1,000\): lower it to at most 7,000"):
+    input_pipeline.TrainStream(seqs, 7001, 50, seed=5)
 
 
 def test_mean_targets_are_the_targets_the_masks_draw(tiny_config):
