@@ -46,7 +46,7 @@ def one_line(main):
     except Interrupted as e:
       print(e, file=sys.stderr, flush=True)
       sys.exit(128 + e.signum)
-    except Exception as e:  # noqa: BLE001 (re-raised unless the disk caused it)
+    except Exception as e:  # noqa: BLE001 (re-raised unless the disk or memory caused it)
       problem = environment_problem(e)
       if problem is None:
         raise
