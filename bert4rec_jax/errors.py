@@ -81,9 +81,7 @@ def storage_problem(exc: BaseException):
   (an OSError of ours, or a library's wrapper of one, e.g. an asynchronous checkpoint write);
   None for anything else."""
   import errno
-  seen = set()
-  while exc is not None and id(exc) not in seen:
-    seen.add(id(exc))
+  for exc in _causes(exc):
     code = errno.errorcode.get(getattr(exc, "errno", None) or 0, "")
     if isinstance(exc, StorageError):
       return str(exc)
@@ -95,8 +93,16 @@ def storage_problem(exc: BaseException):
       if needle in text:
         path = next(iter(re.findall(r"(/[^\s'\":]+)", text)), "a file under the workdir")
         return f"{path}: cannot write ({needle}); {_DISK_HINTS[name]}"
-    exc = exc.__cause__ or exc.__context__
   return None
+
+
+def _causes(exc: BaseException):
+  """exc, then what it was raised from or during, and so on (each once)."""
+  seen = set()
+  while exc is not None and id(exc) not in seen:
+    seen.add(id(exc))
+    yield exc
+    exc = exc.__cause__ or exc.__context__
 
 
 _MEMORY_TEXTS = ("RESOURCE_EXHAUSTED", "Out of memory", "out of memory")
@@ -107,15 +113,12 @@ _MEMORY_HINT = ("lower train.batch_size or model.max_seq_length (training), eval
 def memory_problem(exc: BaseException):
   """One line for memory run out (the host's, or an accelerator's as XLA reports it), wherever it
   surfaced, naming the settings that size the work; None for anything else."""
-  seen = set()
-  while exc is not None and id(exc) not in seen:
-    seen.add(id(exc))
+  for exc in _causes(exc):
     text = str(exc).strip()
     if isinstance(exc, MemoryError) or any(t in text for t in _MEMORY_TEXTS):
       first = (text.splitlines() or [type(exc).__name__])[0]
       first = re.sub(r"\d{4,}", lambda m: f"{int(m.group()):,}", first[:200])
       return f"out of memory ({first}): {_MEMORY_HINT}"
-    exc = exc.__cause__ or exc.__context__
   return None
 
 
