@@ -3,7 +3,7 @@
 `get_config()`, what `--config=configs/default.py` trains, is the recipe: point it at a file
 and it chooses from the data what depends on the data (bert4rec_jax/recipe.py: the window length
 from the length distribution, the full or sampled softmax from the catalogue size, the schedule
-from the number of interactions, ended early on validation); see RECIPE below and the README,
+from the number of interactions, ended early on validation); see `get_config()` below and the README,
 "One recipe for any dataset".
 
   python -m bert4rec_jax.main --config=configs/default.py --config.data.format=text \
@@ -53,7 +53,7 @@ def base():
   c.data.drop_duplicates = False  # Collapse consecutive repeats of the same item in a sequence.
   c.data.chunk_rows = 0  # text/csv/parquet larger than memory: read this many rows at a time, bucketed by user on disk (0 = whole file).
   c.data.num_buckets = 64  # chunk_rows > 0: user buckets (each is grouped in memory on its own).
-  c.data.min_seq_length = -1  # Users with fewer raw items are dropped (counted); -1 = the task's minimum (3/2/2/1).
+  c.data.min_seq_length = -1  # Users with fewer raw items are dropped (counted); -1 = the task's minimum (train_val_test 3, inference 1, others 2).
   # Deterministic synthetic data with planted sequential structure (data.format == "synthetic").
   c.data.synthetic = ml_collections.ConfigDict()
   c.data.synthetic.num_users = 3000  # Number of users generated.
@@ -94,7 +94,7 @@ def base():
   c.train.batch_size = 128  # Global batch (sequences per step), split evenly over devices.
   c.train.num_train_steps = 2000  # Total optimizer steps; a finished run only evaluates. 0 = from the data (budget_per_interaction).
   c.train.num_warmup_steps = 100  # Linear warmup steps, then linear decay to 0 at num_train_steps. -1 = 2% of the steps.
-  c.train.budget_per_interaction = 400.0  # num_train_steps=0: window positions trained (batch x L a step) per training interaction. 0 = from the data.
+  c.train.budget_per_interaction = 400.0  # num_train_steps=0: window positions (batch x width a step) per training interaction. 0 = from the data.
   # The schedule in epochs (an epoch = every training example once) instead of steps: > 0 replaces
   # num_train_steps / num_warmup_steps / eval_every_steps, computed from the data (0 = use the steps).
   c.train.num_epochs = 0.0  # Training epochs.

@@ -10,7 +10,7 @@
 # data once per dataset: two ML-1M rows took 165 s on an H200); ML1M_ROWS / BEAUTY_ROWS name
 # others (comma-separated; "all"; empty: that dataset is skipped). Beauty's length-bucket row is
 # not a default: it compiles a step per window width (4), 10-20 s each there. Writes
-# $OUT/time_to_quality_<dataset>.json (default OUT /tmp/gpu_out) for docs/benchmarks/, and the logs
+# $OUT/time_to_quality_<dataset>_<device kind>.json (default OUT /tmp/gpu_out) for docs/benchmarks/, and the logs
 # beside them. Setup: experiments/gpu_env.sh.
 set -uo pipefail
 cd "$(dirname "$0")/.."
