@@ -277,6 +277,8 @@ def _run_baseline(config, mode, result, prepared, train_seqs, splits, evaluator,
                         devices=devices, path=path)
       elif parallel.is_primary():  # counting on the host: one file, written by the first process
         tokens = chain.top_items(seqs, k, exclude_history=config.predict.exclude_history)
+        if os.path.isdir(path):
+          shutil.rmtree(path)  # an earlier run's parts, where one file goes now
         with io_utils.atomic_path(path) as tmp:
           pd.DataFrame({"user": prepared.users, "items": [prepared.vocab.decode(t) for t in tokens]}).to_parquet(
               tmp, index=False)
@@ -385,10 +387,11 @@ def _test_or_inference(config, devices, result, stats, prepared, vocab, name, ou
           kind=trained.model.get("kind", "bert4rec"), checkpoint_step=step, chosen=chosen)
     else:
       path = os.path.join(out_dir, "predictions.parquet")
+      meta = os.path.join(out_dir, "predictions_meta.json")  # written once the predictions are all in place
       predict.predict(scorer, model_params, prepared.sequences, prepared.users, vocab,
                       predict_config=config.predict, max_seq_length=L, devices=devices, path=path)
       if parallel.is_primary():
-        io_utils.write_json(os.path.join(out_dir, "predictions_meta.json"),
+        io_utils.write_json(meta,
                             {"model_name": name, "input": config.data.path, "checkpoint_step": step,
                              "data_stats": stats})
         print(f"\npredictions -> {path}\n{json.dumps(stats, indent=1)}", flush=True)

@@ -40,7 +40,9 @@ def predict(scorer, params, history: Sequences, users: np.ndarray, vocab: ItemVo
   `path` is a folder of Parquet parts when predict_config.users_per_part > 0 (parts of at most
   that many users, `part-<process>-<k>.parquet`) or when there are several processes (each
   predicts its contiguous block of the users on its own devices, `part-<process>.parquet`).
-  pandas and pyarrow read the folder as one table, users in order.
+  pandas and pyarrow read the folder as one table, users in order. The parts are written into a
+  staging folder beside `path` (`staging_folder`) that takes its name once all of them are: a run
+  stopped part-way leaves no folder of some users' parts under `path` to be read as the whole.
   """
   top_k = min(predict_config.top_k, vocab.num_items)
   d = len(devices)
@@ -54,8 +56,12 @@ def predict(scorer, params, history: Sequences, users: np.ndarray, vocab: ItemVo
   empty = history.lengths == 0
   per_part = predict_config.get("users_per_part", 0)
   in_parts = per_part > 0 or parallel.process_count() > 1
-  if parallel.is_primary() and (os.path.isdir(path) or (in_parts and os.path.exists(path))):
-    shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)  # never mix with an earlier run's parts
+  staging = staging_folder(path) if in_parts else path
+  if parallel.is_primary():
+    if in_parts:
+      _remove(staging)  # a stopped run's parts: never mixed with this run's
+    elif os.path.isdir(path):
+      _remove(path)  # an earlier run's parts, where one file goes now
   parallel.barrier("predictions folder cleared")
   pieces = [rows[i:i + per_part] for i in range(0, len(rows), per_part)] if per_part > 0 else [rows]
   short = 0  # users given fewer than top_k items
@@ -66,7 +72,7 @@ def predict(scorer, params, history: Sequences, users: np.ndarray, vocab: ItemVo
       continue
     target = path
     if in_parts:
-      target = os.path.join(path, f"part-{jax.process_index():05d}" + (f"-{k:05d}" if per_part > 0 else "") + ".parquet")
+      target = os.path.join(staging, f"part-{jax.process_index():05d}" + (f"-{k:05d}" if per_part > 0 else "") + ".parquet")
     with io_utils.atomic_path(target) as tmp:
       writer = None
       try:
@@ -98,9 +104,28 @@ def predict(scorer, params, history: Sequences, users: np.ndarray, vocab: ItemVo
         if writer is not None:
           writer.close()
   bar.close()
+  if in_parts:
+    parallel.barrier("predictions parts written")
+    if parallel.is_primary():
+      os.makedirs(staging, exist_ok=True)  # a process with no users wrote no part
+      _remove(path)
+      os.replace(staging, path)
+    parallel.barrier("predictions in place")
   if short:
     logging.warning("%d user(s) got fewer than %d items (predict.top_k=%d%s): fewer are left once their history "
                     "is excluded", short, top_k, predict_config.top_k,
                     f", the catalogue's {vocab.num_items} items" if top_k < predict_config.top_k else "")
   logging.info("Wrote predictions for %d users to %s", len(rows), path)
   return len(rows)
+
+
+def staging_folder(path: str) -> str:
+  """Where the parts of `path` are written until all of them are there."""
+  return os.path.join(os.path.dirname(os.path.abspath(path)), f".{os.path.basename(path)}.partial")
+
+
+def _remove(path: str) -> None:
+  if os.path.isdir(path) and not os.path.islink(path):
+    shutil.rmtree(path)
+  elif os.path.lexists(path):
+    os.remove(path)

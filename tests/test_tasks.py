@@ -137,6 +137,51 @@ def test_inference_drops_unknown_items_without_shifting_positions(trained, tmp_p
   np.testing.assert_array_equal(np.asarray(cold["items"]), most_popular)
 
 
+def test_inference_stopped_while_writing_parts_leaves_no_partial_predictions(trained, tmp_path, monkeypatch):
+  """Predictions in parts: a run stopped after some parts are written leaves neither those parts
+  under predictions.parquet (which would read as every user's predictions) nor the record that says
+  they are done; earlier complete predictions and their record stay until the new ones are all
+  written, and the same command then writes them all."""
+  import pyarrow.parquet as pq
+  from bert4rec_jax import predict
+  c, workdir, out, data = trained
+  path = tmp_path / "users.csv"
+  data[data["user"].isin([f"user_{u:06d}" for u in range(40)])].to_csv(path, index=False)
+  cc = trained_model_config(c, "inference", path, out["model_name"])
+  cc.predict.users_per_part, cc.predict.batch_size = 10, 8
+  first = pipeline.run(cc, workdir, mode="all")
+  preds, meta = first["predictions"], os.path.join(first["results_dir"], "predictions_meta.json")
+  whole = pd.read_parquet(preds)
+  assert len(whole) == 40 and os.path.isfile(meta) and len(os.listdir(preds)) == 4
+  shutil.rmtree(preds)
+  os.remove(meta)  # as if never run: the stopped run below is the first
+  real_write, calls = pq.ParquetWriter.write_table, []
+
+  def stop_in_the_third_part(self, table, *args, **kwargs):
+    calls.append(1)
+    if len(calls) == 5:  # batches of 8 in parts of 10: the fifth batch is the third part's first
+      raise KeyboardInterrupt
+    return real_write(self, table, *args, **kwargs)
+
+  monkeypatch.setattr(pq.ParquetWriter, "write_table", stop_in_the_third_part)
+  with pytest.raises(KeyboardInterrupt):
+    pipeline.run(cc, workdir, mode="all")
+  assert not os.path.exists(preds) and not os.path.exists(meta)
+  assert len(os.listdir(predict.staging_folder(preds))) == 2  # the finished parts, out of the way
+  monkeypatch.setattr(pq.ParquetWriter, "write_table", real_write)
+  again = pipeline.run(cc, workdir, mode="all")
+  assert again["predictions"] == preds and os.path.isfile(meta)
+  assert not os.path.exists(predict.staging_folder(preds))
+  pd.testing.assert_frame_equal(pd.read_parquet(preds), whole)
+  recorded = open(meta).read()
+  calls.clear()
+  monkeypatch.setattr(pq.ParquetWriter, "write_table", stop_in_the_third_part)
+  with pytest.raises(KeyboardInterrupt):  # a stopped rerun: the complete predictions stay as they were
+    pipeline.run(cc, workdir, mode="all")
+  pd.testing.assert_frame_equal(pd.read_parquet(preds), whole)
+  assert open(meta).read() == recorded
+
+
 def test_train_val_task_validates_on_the_last_item(tmp_path, tiny_config):
   c = tiny_config
   c.task, c.train.num_train_steps = "train_val", 30
