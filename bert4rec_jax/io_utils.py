@@ -102,6 +102,15 @@ def _alive(host: str, pid: int) -> bool:
   return True
 
 
+def remove_tree(path: str) -> None:
+  """Removes the folder `path` in one step as any reader sees it: renamed to a temporary of this
+  process, then deleted. A run stopped part-way leaves that temporary (which clean_leftovers on the
+  parent folder removes), never some of the folder's files under its name."""
+  gone = os.path.join(os.path.dirname(os.path.abspath(path)), temp_prefix(os.path.basename(path)) + "removed")
+  os.rename(path, gone)
+  shutil.rmtree(gone, ignore_errors=True)
+
+
 def clean_leftovers(folder: str) -> int:
   """Removes the temporaries in `folder` that a killed run left: ours whose process is gone (on
   this host), and unowned ones of earlier versions older than a day. Returns how many."""

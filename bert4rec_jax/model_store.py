@@ -267,9 +267,9 @@ def check(folder: Folder, wanted: Dict, *, training: bool, overwrite: bool, resu
     logging.warning("Replacing %s, which %s, and its results, as config.train.overwrite=True asks", folder.path, why)
     parallel.barrier("model folder read")  # every process has decided before anything goes
     if parallel.is_primary():
-      shutil.rmtree(folder.path)
-      if results_dir and os.path.isdir(results_dir):
-        shutil.rmtree(results_dir)
+      if results_dir and os.path.isdir(results_dir):  # the results first: a stop between leaves no results
+        io_utils.remove_tree(results_dir)              # beside a folder that made none of them
+      io_utils.remove_tree(folder.path)
     parallel.barrier("model folder replaced")
     return
   ways = ("use another config.model_name (or leave it empty for an automatic one), or "

@@ -150,6 +150,8 @@ def _run_training_task(config, workdir, mode, devices, stop_at):
 
   with _lock(_model_lock(workdir, folder.path), f"model {name} (in {workdir})", active=mode != "prepare"):
     if training:  # what a killed run left in the folder (the checkpoints' own are Orbax's to clean)
+      for parent in (os.path.dirname(folder.path), os.path.dirname(results_root)):
+        io_utils.clean_leftovers(parent)  # folders a stopped overwrite was removing
       io_utils.clean_leftovers(folder.path)
       io_utils.clean_leftovers(folder.file("vocab"))
     if mode != "prepare" and not is_baseline:  # before any work: the folder's identity against this config's
@@ -436,7 +438,7 @@ def _check_results(results_root: str, identity: dict, overwrite: bool, training:
                     results_root)
     parallel.barrier("results checked")  # every process has read them before they go
     if parallel.is_primary():
-      shutil.rmtree(results_root)
+      io_utils.remove_tree(results_root)
     parallel.barrier("results replaced")
     return
   way = ("--config.train.overwrite=True to replace them" if training else

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bert4rec_jax import pipeline
+from bert4rec_jax import io_utils, pipeline
 from bert4rec_jax.errors import ConfigError, DataError, MissingError
 from tests.conftest import REPO, xla_flags
 
@@ -214,6 +214,47 @@ def test_overwrite_replaces_the_model_and_its_results(named, tmp_path):
     assert json.load(f)["checkpoint_step"] == 10
   c.train.overwrite = False  # the same config now resumes (nothing to train) without consent
   assert pipeline.run(c, workdir, mode="train")["step"] == 10
+
+
+def test_an_overwrite_stopped_while_removing_leaves_whole_folders_or_none(named, tmp_path, monkeypatch):
+  """A kill while the old model and its results are being deleted: under their names there is each
+  folder whole (the old model's, refused as before) or nothing, never some of the old results
+  beside a folder that made none of them; the next run with the overwrite removes what the
+  stopped one left and trains the new model."""
+  c, workdir = copy_of(named, tmp_path)
+  c.model.hidden_size, c.train.num_train_steps, c.train.overwrite = 16, 10, True
+  real_rmtree = shutil.rmtree
+
+  def stopped(path, *args, **kwargs):
+    files = sorted(os.path.join(r, f) for r, _, fs in os.walk(path) for f in fs)
+    os.remove(files[len(files) // 2])  # some files are gone when the kill comes
+    raise KeyboardInterrupt
+
+  # The stopped runs' process is this one, alive: its temporaries count as a stopped run's.
+  monkeypatch.setattr(io_utils, "_alive", lambda host, pid: pid != os.getpid())
+  for parent in ("results", "models"):  # stopped in the results' removal, then in the model folder's
+    def rmtree(p, *args, parent=parent, **kwargs):
+      where = os.path.basename(os.path.dirname(os.path.abspath(p)))
+      return stopped(p) if where == parent and p.endswith("-removed") else real_rmtree(p, *args, **kwargs)
+    monkeypatch.setattr(io_utils.shutil, "rmtree", rmtree)
+    with pytest.raises(KeyboardInterrupt):
+      pipeline.run(c, workdir, mode="all")
+    monkeypatch.setattr(io_utils.shutil, "rmtree", real_rmtree)
+    results, model = os.path.join(workdir, "results", "m"), os.path.join(workdir, "models", "m")
+    assert not os.path.exists(results)
+    assert os.path.exists(model) == (parent == "results")
+    if parent == "results":  # the old model, whole: refused without the overwrite, as before
+      c.train.overwrite = False
+      with pytest.raises(ConfigError, match="models/m was made by another config or data"):
+        pipeline.run(c, workdir, mode="train")
+      c.train.overwrite = True
+  assert any(n.startswith(io_utils.TMP_PREFIX) for n in os.listdir(os.path.join(workdir, "models")))
+  out = pipeline.run(c, workdir, mode="all")
+  assert out["step"] == 10
+  for parent in ("models", "results"):  # what the stopped runs were removing is gone
+    assert os.listdir(os.path.join(workdir, parent)) == ["m"]
+  with open(os.path.join(out["results_dir"], "test_metrics.json")) as f:
+    assert json.load(f)["checkpoint_step"] == 10
 
 
 def test_speed_and_logging_switches_keep_the_same_model(named, tmp_path):
