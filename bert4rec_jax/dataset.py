@@ -149,6 +149,11 @@ def _prepare(data_config, workdir, min_seq_length, vocab, vocab_fingerprint, fol
     if str(e).startswith(f"{source}:"):
       raise
     raise DataError(f"{source}: {e}") from e
+  # The folder is named by the file's bytes when its name was chosen: a file written since (its
+  # size or time changed, so the hash is taken again) holds other data than the name says.
+  if (data_config.format != "synthetic" and os.path.isfile(data_config.path)
+      and dataset_hash(data_config, min_seq_length, vocab_fingerprint) != os.path.basename(folder)):
+    raise DataError(f"{data_config.path}: the file changed while it was being read; run again once it is written")
   meta = {"format_version": FORMAT_VERSION, "source": data_config.path or "synthetic",
           "data_config": data_config.to_dict(), "min_seq_length": min_seq_length,
           "vocab": vocab_fingerprint or "built from this data", "stats": prepared.stats,

@@ -199,6 +199,34 @@ def test_a_changed_data_file_under_the_same_name_stops_before_any_work(named, tm
   assert not os.path.exists(os.path.join(workdir, "models", "m", "damaged_checkpoints"))
 
 
+def test_a_data_file_written_while_it_is_read_is_refused(named, tmp_path, monkeypatch):
+  """The prepared data's folder (and the model's name) come from the file's bytes before it is
+  read: rows appended between that hash and the read would be saved under the old bytes' name and
+  reused for them. Refused in one line, nothing prepared; once the file is still, it trains."""
+  from bert4rec_jax import dataset, sources
+  c, workdir = copy_of(named, tmp_path)
+  c.model_name, c.train.num_train_steps = "fresh", 2
+  real_read = sources.read_interactions
+
+  def read_then_append(data_config, *args, **kwargs):
+    rows = real_read(data_config, *args, **kwargs)
+    with open(data_config.path, "a") as f:
+      f.write("user_new,item_new\n")
+    return rows
+
+  workdir = str(tmp_path / "other_work")  # nothing prepared yet
+  monkeypatch.setattr(sources, "read_interactions", read_then_append)
+  with pytest.raises(DataError, match=r"rows.csv: the file changed while it was being read; run again") as e:
+    pipeline.run(c, workdir, mode="train")
+  assert "\n" not in str(e.value)
+  processed = os.path.join(workdir, "data", "processed")
+  assert not os.path.isdir(processed) or not [n for n in os.listdir(processed) if not n.startswith(".")]
+  monkeypatch.setattr(sources, "read_interactions", real_read)
+  out = pipeline.run(c, workdir, mode="train")
+  assert out["step"] == 2
+  assert dataset.fingerprint(out["data_dir"]) == dataset.fingerprint(dataset.load(out["data_dir"]))
+
+
 def test_overwrite_replaces_the_model_and_its_results(named, tmp_path):
   c, workdir = copy_of(named, tmp_path)
   c.model.hidden_size, c.train.num_train_steps, c.train.overwrite = 16, 10, True
