@@ -19,6 +19,7 @@ import re
 from typing import Dict, List, Optional
 
 from bert4rec_jax import io_utils, parallel
+from bert4rec_jax.errors import ConfigError
 
 SELECTION_FILE = "selection.json"
 _METRIC = re.compile(r"^(sampled_)?(?:(hr|ndcg)@([1-9][0-9]*)|mrr)$")
@@ -53,8 +54,9 @@ class Selection:
 
   curve: [{"step": s, "value": v, "metrics": {...}}] in step order."""
 
-  def __init__(self, metric: str, patience: int, curve: Optional[List[Dict]] = None, users: int = 0):
-    self.metric, self.patience, self.users = metric, patience, users
+  def __init__(self, metric: str, patience: int, curve: Optional[List[Dict]] = None, users: int = 0,
+               read_last: str = ""):
+    self.metric, self.patience, self.users, self.read_last = metric, patience, users, read_last
     self.curve = list(curve or [])
 
   @property
@@ -86,24 +88,34 @@ class Selection:
     patience ran out, the curve."""
     best = self.best or {}
     return {"metric": self.metric, "step": best.get("step"), "value": best.get("value"),
-            "validated_users": self.users, "patience": self.patience, "stopped_early": self.should_stop,
+            "validated_users": self.users, "read_last": self.read_last, "patience": self.patience, "stopped_early": self.should_stop,
             "curve": [[e["step"], e["value"]] for e in self.curve]}
 
   def save(self, model_dir: str) -> None:
     if parallel.is_primary():
       io_utils.write_json(os.path.join(model_dir, SELECTION_FILE),
                           {"metric": self.metric, "patience": self.patience, "validated_users": self.users,
-                           "curve": self.curve})
+                           "read_last": self.read_last, "curve": self.curve})
 
 
-def load(model_dir: str, metric: str, patience: int, up_to_step: int, users: int = 0) -> Selection:
+def load(model_dir: str, metric: str, patience: int, up_to_step: int, users: int = 0,
+         read_last: str = "") -> Selection:
   """The selection recorded in a model folder, as it stood at `up_to_step` (the checkpoint a run
-  resumes from): later entries belong to steps that run will train again."""
+  resumes from): later entries belong to steps that run will train again. A run whose validation
+  measures on other users or reads the history otherwise (eval.max_valid_users, model.read_last:
+  not part of the model without early stopping) is refused: one curve never mixes two scales."""
   found = of_folder(model_dir, up_to_step)
   if found is not None and found.metric != metric:
     logging.warning("%s selected on %s, this run on %s: starting the curve again", model_dir, found.metric, metric)
     found = None
-  return Selection(metric, patience, found.curve if found is not None else [], users)
+  if found is not None and found.curve:
+    differ = [f"{what}: {then} -> {now}" for what, then, now in (
+        ("users validated (eval.max_valid_users)", found.users, users),
+        ("model.read_last", found.read_last, read_last)) if then and now and then != now]
+    if differ:
+      raise ConfigError(f"{model_dir}: its validations so far were measured otherwise ({'; '.join(differ)}); "
+                        "resume with the settings it validated with, so that one curve selects its checkpoint")
+  return Selection(metric, patience, found.curve if found is not None else [], users, read_last)
 
 
 def of_folder(model_dir: str, latest_step: int) -> Optional[Selection]:
@@ -113,7 +125,7 @@ def of_folder(model_dir: str, latest_step: int) -> Optional[Selection]:
   if not saved:
     return None
   return Selection(saved["metric"], saved.get("patience", 0), [e for e in saved["curve"] if e["step"] <= latest_step],
-                   saved.get("validated_users", 0))
+                   saved.get("validated_users", 0), saved.get("read_last", ""))
 
 
 def recorded(model_dir: str) -> Optional[Dict]:

@@ -287,8 +287,8 @@ def train(config, model_dir: str, train_seqs, valid_evaluator: Optional[evaluate
     state = restored
     logging.info("Resuming from checkpoint at step %d in %s", int(state.step), manager.directory)
   start = int(state.step)
-  sel = (selection.load(model_dir, tc.select_metric, tc.patience, start, len(valid_evaluator.index)) if selecting
-         else None)
+  sel = (selection.load(model_dir, tc.select_metric, tc.patience, start, len(valid_evaluator.index),
+                        config.model.get("read_last", "")) if selecting else None)
   record = lambda: sel.record() if sel is not None else None  # noqa: E731
   if sel is not None and sel.best is not None:
     protect.steps = {sel.best["step"]}

@@ -3,6 +3,7 @@ checkpoint, the same selection after a resume, schedules in epochs."""
 import json
 import math
 import os
+import re
 import shutil
 
 import numpy as np
@@ -156,6 +157,32 @@ def test_resuming_keeps_the_same_selection(tiny_config, tmp_path):
   for split in ("valid_metrics", "test_metrics"):
     for k, v in straight[split]["bert4rec"].items():
       assert resumed[split]["bert4rec"][k] == pytest.approx(v, abs=1e-6), (split, k)
+
+
+def test_a_resume_that_would_validate_otherwise_is_refused(tiny_config, tmp_path):
+  """Without early stopping the validated users and the reading of the history are not part of the
+  model (they do not change its weights), but they set the scale of its validation curve: a resume
+  that changes one is refused in one line, nothing moved; with the settings back it resumes."""
+  c = _config(tiny_config, patience=0)
+  c.train.num_train_steps = 160
+  workdir = str(tmp_path)
+  first = pipeline.run(c, workdir, mode="train", stop_at=100)
+  path = os.path.join(first["model_dir"], selection.SELECTION_FILE)
+  with open(path) as f:
+    recorded = f.read()
+  assert json.loads(recorded)["validated_users"] == 300 and json.loads(recorded)["read_last"] == "mask"
+  for field, value, shown in (("eval.max_valid_users", 200, "users validated (eval.max_valid_users): 300 -> 200"),
+                              ("model.read_last", "causal", "model.read_last: mask -> causal")):
+    other = c.copy_and_resolve_references()
+    section, name = field.split(".")
+    other[section][name] = value
+    with pytest.raises(ConfigError, match=re.escape(shown) + ".*resume with the settings it validated with") as e:
+      pipeline.run(other, workdir, mode="train")
+    assert "\n" not in str(e.value)
+    with open(path) as f:
+      assert f.read() == recorded
+  resumed = pipeline.run(c, workdir, mode="all")
+  assert resumed["step"] == 160 and [s for s, _ in resumed["selection"]["curve"]] == [40, 80, 120, 160]
 
 
 def test_without_a_validation_split_the_last_checkpoint_is_used(tiny_config, tmp_path):
