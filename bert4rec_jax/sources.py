@@ -99,7 +99,12 @@ def _no_missing_ids(df: pd.DataFrame, path: str, line_offset: int) -> None:
   for col in ("user", "item"):
     missing = df[col].isna().to_numpy()
     if missing.any():
-      raise DataError(f"{path}: line {int(np.flatnonzero(missing)[0]) + line_offset}: no {col} id")
+      raise DataError(f"{path}: line {int(np.flatnonzero(missing)[0]) + line_offset}: no {col} id{MISSING_MARKERS}")
+
+
+# Empty fields and the markers exports write for a missing value are read as missing, never as an
+# id: a column of them would otherwise become one very popular item. Said in the refusal.
+MISSING_MARKERS = " (NA, NaN, null, None and n/a count as missing: rename such ids)"
 
 
 TIME_NAMES = ("timestamp", "time", "ts", "date", "datetime", "event_time", "event_timestamp", "unix_time",
@@ -251,7 +256,8 @@ def _table_columns(df: pd.DataFrame, path: str, user_col: str, item_col: str, ti
   for col, name in (("user", user_col), ("item", item_col)):
     if df[col].isna().any():
       row = int(np.flatnonzero(df[col].isna().to_numpy())[0])
-      raise DataError(f"{path}: column {name!r} has a missing value (data row {row + 1 + row_offset})")
+      raise DataError(f"{path}: column {name!r} has a missing value (data row {row + 1 + row_offset})"
+                      f"{MISSING_MARKERS}")
     df[col] = _normalise_ids(df[col], path, name)
   if time_col:
     if df["time"].isna().any():

@@ -85,6 +85,8 @@ def test_string_ids_are_kept(tmp_path):
     ("1 2 3\n", "text", {}, "expected 2 whitespace-separated fields"),
     ("user,item\n1,2\n", "csv", {"item_col": "sku"}, r"missing column\(s\) \['sku'\]"),
     ("user,item\n1,\n", "csv", {}, "missing value"),
+    ("user,item\n1,2\n1,null\n", "csv", {}, r"missing value \(data row 2\) \(NA, NaN, null, None and n/a count as"),
+    ("1 2\nNA 3\n", "text", {}, r"line 2: no user id \(NA, NaN, null, None and n/a count as missing: rename"),
     ("user,item\n", "csv", {}, "no interactions"),
     ("1::2::3\n", "movielens", {}, "UserID::MovieID"),
 ])
