@@ -52,11 +52,17 @@ def prepare_bucketed(chunks: Iterable[pd.DataFrame], *, drop_duplicates: bool, m
 
 
 def _prepare(chunks, drop_duplicates, min_seq_length, vocab, num_buckets, tmp, source):
-  writers, text_columns, rows = {}, set(), 0
+  writers, text_columns, rows, float_times = {}, set(), 0, False
   try:
     for df in tqdm(chunks, desc="read chunks", unit="chunk", mininterval=1.0):
       if not len(df):
         continue
+      if "time" in df and pd.api.types.is_numeric_dtype(df["time"]):
+        # Numbers are compared as the whole-file reader compares them: as integers when every
+        # time of the file is one, else all as floats. A chunk of each kind keeps both columns.
+        float_times |= df["time"].dtype.kind == "f"
+        df["time_float"] = df["time"].astype(np.float64)
+        df["time"] = df["time"].astype(np.int64) if df["time"].dtype.kind in "iub" else np.zeros(len(df), np.int64)
       for col in ("user", "item"):
         if _kind(df[col].to_numpy()) == "text":
           text_columns.add(col)
@@ -90,7 +96,7 @@ def _prepare(chunks, drop_duplicates, min_seq_length, vocab, num_buckets, tmp, s
       if col not in text_columns:  # every id of the file was a plain integer
         df[col] = df[col].astype(np.int64)
     if "time" in df:  # the in-memory reader's global stable time sort, restricted to this bucket
-      df = df.iloc[np.argsort(df["time"].to_numpy(), kind="stable")]
+      df = df.iloc[np.argsort(df["time_float" if float_times else "time"].to_numpy(), kind="stable")]
     g = preprocess.group_users(df["user"].to_numpy(), df["item"].to_numpy(), drop_duplicates=drop_duplicates,
                                min_seq_length=min_seq_length)
     del df

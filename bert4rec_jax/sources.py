@@ -263,11 +263,30 @@ def _table_columns(df: pd.DataFrame, path: str, user_col: str, item_col: str, ti
     if df["time"].isna().any():
       raise DataError(f"{path}: column {time_col!r} has missing timestamps")
     if not (pd.api.types.is_numeric_dtype(df["time"]) or pd.api.types.is_datetime64_any_dtype(df["time"])):
-      try:  # text timestamps must be dates, never compared as strings
-        df["time"] = pd.to_datetime(df["time"], format="mixed")
-      except (ValueError, TypeError) as e:
-        raise DataError(f"{path}: column {time_col!r} holds neither numbers nor dates ({e})") from e
+      df["time"] = _dates(df["time"], path, time_col, row_offset)
+    if pd.api.types.is_datetime64_any_dtype(df["time"]):  # one type for every file and chunk: UTC if zoned, ns
+      times = df["time"].dt.tz_convert("UTC") if df["time"].dt.tz is not None else df["time"]
+      df["time"] = times.dt.as_unit("ns")
   return df
+
+
+_ZONED = r"\d\d:\d\d(?::\d\d(?:\.\d+)?)?\s*(?:Z|UTC|GMT|[+-]\d\d(?::?\d\d)?)$"  # a time and its UTC offset
+
+
+def _dates(text: pd.Series, path: str, time_col: str, row_offset: int) -> pd.Series:
+  """Text timestamps as dates, never compared as strings. Times with different UTC offsets (local
+  time across a daylight-saving change) are compared in UTC; times with and without an offset in
+  one file cannot be ordered, and are refused."""
+  try:
+    return pd.to_datetime(text, format="mixed")
+  except (ValueError, TypeError) as e:
+    if "Mixed timezones" in str(e):
+      zoned = text.astype(str).str.strip().str.contains(_ZONED).to_numpy()
+      if zoned.all():
+        return pd.to_datetime(text, format="mixed", utc=True)
+      raise DataError(f"{path}: column {time_col!r} mixes times with and without a UTC offset (data row "
+                      f"{int(np.flatnonzero(~zoned)[0]) + 1 + row_offset} has none): write every time one way") from e
+    raise DataError(f"{path}: column {time_col!r} holds neither numbers nor dates ({e})") from e
 
 
 def read_seed_pickle(path: str, user_col: str, list_col: str) -> pd.DataFrame:

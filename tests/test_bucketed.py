@@ -101,6 +101,39 @@ def test_ids_mixing_numbers_and_text_across_chunks_are_the_in_memory_labels(tiny
   assert sorted(whole.vocab.ids) == ["05", "5", "6", "7", "8"]
 
 
+@pytest.mark.parametrize("times,order", [
+    # whole numbers in one chunk, fractions in another: all compared as floats, as the whole file is
+    (["1700000002", "1700000001.5", "1700000003", "5", "3.25", "4", "2", "1"], [4, 2, 1, 3]),
+    # nanosecond epochs, all integers: compared exactly (1 ns apart), never as rounded floats
+    (["1700000000000000003", "1700000000000000002", "1700000000000000001", "9", "8", "7", "6", "5"], [4, 3, 2, 1]),
+    # local times across a daylight-saving change (other offsets, other chunks): compared in UTC
+    (["2024-03-31T03:30:00+02:00", "2024-03-31T01:45:00+01:00", "2024-03-31T01:40:00Z",
+      "2024-03-31T03:10:00+02:00"] * 2, [2, 4, 1, 3]),
+    # dates of other precisions in other chunks
+    (["2024-01-02", "2024-01-01 10:00:00.123456789", "2024-01-01 10:00:00", "2023-12-31", "2024-05-01",
+      "2024-05-01 00:00:01", "2024-04-30T23:59:59.999", "2024-04-01"], [4, 3, 2, 1]),
+])
+def test_time_columns_of_other_types_in_other_chunks_order_as_the_whole_file(tiny_config, tmp_path, times, order):
+  df = pd.DataFrame({"user": ["a"] * 4 + ["b"] * 4, "item": [1, 2, 3, 4, 5, 6, 7, 8], "time": times})
+  path = tmp_path / "times.csv"
+  df.to_csv(path, index=False)
+  cfg = data_config(tiny_config, path, "csv", "time")
+  whole = preprocess.prepare(sources.read_interactions(cfg), drop_duplicates=False, min_seq_length=1)
+  for chunk in (1, 2, 3):
+    parts = bucketed.prepare_bucketed(sources.read_chunks(cfg, chunk), drop_duplicates=False, min_seq_length=1,
+                                      num_buckets=2, tmp_parent=str(tmp_path))
+    assert_same(whole, parts)
+  assert list(whole.vocab.decode(whole.sequences[list(whole.users).index("a")])) == order
+
+
+def test_times_with_and_without_an_offset_are_refused(tiny_config, tmp_path):
+  path = tmp_path / "times.csv"
+  pd.DataFrame({"user": ["a", "a"], "item": [1, 2], "time": ["2024-03-31T03:30:00+02:00", "2024-03-31 01:45:00"]}
+               ).to_csv(path, index=False)
+  with pytest.raises(DataError, match=r"mixes times with and without a UTC offset \(data row 2 has none\)"):
+    sources.read_interactions(data_config(tiny_config, path, "csv", "time"))
+
+
 def test_formats_read_whole_refuse_chunks(tiny_config, tmp_path):
   cfg = data_config(tiny_config, write(random_interactions(0), tmp_path, "csv"), "pickle")
   with pytest.raises(DataError, match="read whole"):
