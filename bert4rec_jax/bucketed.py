@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from bert4rec_jax import io_utils, preprocess
-from bert4rec_jax.errors import DataError
+from bert4rec_jax.errors import ConfigError, DataError
 
 
 def _bucket_of(users: np.ndarray, num_buckets: int) -> np.ndarray:
@@ -44,11 +44,25 @@ def prepare_bucketed(chunks: Iterable[pd.DataFrame], *, drop_duplicates: bool, m
   """preprocess.prepare for interactions that arrive in chunks (Interactions frames, file order)."""
   if num_buckets < 1:
     raise DataError(f"config.data.num_buckets={num_buckets} must be >= 1")
+  most = open_files_allowed() - 64  # a file per bucket, open at once, beside what the process has open
+  if num_buckets > most:
+    raise ConfigError(f"config.data.num_buckets={num_buckets}: chunked reading keeps a file open per bucket, and "
+                      f"this process may open {most + 64:,} files (ulimit -n): lower it to at most {max(most, 1):,}")
   tmp = io_utils.make_temp_dir(tmp_parent or tempfile.gettempdir(), "buckets")
   try:
     return _prepare(chunks, drop_duplicates, min_seq_length, vocab, num_buckets, tmp, source)
   finally:
     shutil.rmtree(tmp, ignore_errors=True)
+
+
+def open_files_allowed() -> int:
+  """The process's soft limit on open files (a large number where the platform has none)."""
+  try:
+    import resource
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+  except (ImportError, OSError, ValueError):
+    return 1 << 20
+  return soft if soft != resource.RLIM_INFINITY and soft > 0 else 1 << 20
 
 
 def _prepare(chunks, drop_duplicates, min_seq_length, vocab, num_buckets, tmp, source):

@@ -499,13 +499,33 @@ main.run_cli()
 
 @pytest.mark.parametrize("code,hint", [("ENOSPC", "the disk is full: free space there"),
                                        ("EROFS", "the file system is read-only: choose a writable --workdir"),
-                                       ("EACCES", "permission denied")])
+                                       ("EACCES", "permission denied"),
+                                       ("EMFILE", "too many files are open at once; lower data.num_buckets")])
 def test_a_full_or_read_only_disk_is_one_line(tmp_path, code, hint):
   out = subprocess.run([sys.executable, "-c", INJECT, str(tmp_path), code], cwd=REPO, capture_output=True, text=True,
                        timeout=300)
   lines = [x for x in out.stderr.splitlines() if x.startswith("error:")]
   assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr[-3000:]
   assert len(lines) == 1 and str(tmp_path) in lines[0] and hint in lines[0], out.stderr[-3000:]
+
+
+def test_more_buckets_than_files_may_be_open_is_refused_in_one_line(tmp_path):
+  """Chunked reading keeps a file open per bucket: more buckets than the open-file limit allows is
+  refused before any reading, naming the field and the most allowed; within it, it prepares."""
+  import resource
+  (tmp_path / "rows.txt").write_text("".join(f"{u} {i}\n" for u in range(30) for i in range(5)))
+  limit = lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))  # noqa: E731
+  args = [sys.executable, "-m", "bert4rec_jax.main", "--config=configs/synthetic.py:tiny", "--mode=prepare",
+          "--workdir=" + str(tmp_path / "work"), "--config.data.format=text",
+          "--config.data.path=" + str(tmp_path / "rows.txt"), "--config.data.chunk_rows=50"]
+  out = subprocess.run(args + ["--config.data.num_buckets=1000"], cwd=REPO, capture_output=True, text=True,
+                       timeout=300, preexec_fn=limit)
+  lines = [x for x in out.stderr.splitlines() if x.startswith("error:")]
+  assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr[-3000:]
+  assert len(lines) == 1 and "config.data.num_buckets=1000" in lines[0] and "at most 192" in lines[0], lines
+  out = subprocess.run(args + ["--config.data.num_buckets=100"], cwd=REPO, capture_output=True, text=True,
+                       timeout=300, preexec_fn=limit)
+  assert out.returncode == 0, out.stderr[-3000:]
 
 
 def test_storage_problems_are_found_inside_library_errors():
