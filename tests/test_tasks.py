@@ -182,6 +182,25 @@ def test_inference_stopped_while_writing_parts_leaves_no_partial_predictions(tra
   assert open(meta).read() == recorded
 
 
+def test_a_model_ended_by_its_time_bound_is_not_read_as_partly_trained(tmp_path, caplog):
+  """train.max_training_minutes ends training for good (as the recipe's bound does): the test and
+  inference tasks read that model as finished, as evaluation does, never as partly trained."""
+  import logging
+  from configs import synthetic
+  from bert4rec_jax import synthetic as gen
+  c = synthetic.get_config("tiny")
+  c.train.num_train_steps, c.train.max_training_minutes, c.model_name = 100_000, 0.05, "bounded"
+  data = tmp_path / "rows.csv"
+  gen.generate(seed=0, **c.data.synthetic.to_dict()).to_csv(data, index=False)
+  c.data.format, c.data.path = "csv", str(data)
+  out = pipeline.run(c, str(tmp_path / "work"), mode="train")
+  assert out["finished"] and out["step"] < 100_000
+  caplog.set_level(logging.INFO)
+  for task in ("test", "inference"):
+    pipeline.run(trained_model_config(c, task, data, "bounded"), str(tmp_path / "work"), mode="all")
+  assert "Using a partly trained model" not in caplog.text
+
+
 def test_train_val_task_validates_on_the_last_item(tmp_path, tiny_config):
   c = tiny_config
   c.task, c.train.num_train_steps = "train_val", 30
