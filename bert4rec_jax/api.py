@@ -307,6 +307,7 @@ def save_frame(df: pd.DataFrame, folder: str) -> str:
   path = os.path.join(folder, f"frame-{h.hexdigest()[:16]}.parquet")
   if not os.path.isfile(path):
     os.makedirs(folder, exist_ok=True)
+    io_utils.clean_leftovers(folder)  # what a stopped write left
     with io_utils.atomic_path(path) as tmp:
       try:
         df.to_parquet(tmp, index=False)

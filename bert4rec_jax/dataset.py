@@ -122,7 +122,7 @@ def load_or_prepare(data_config, workdir: str, min_seq_length: int, vocab: "prep
   processed = os.path.join(workdir, "data", "processed")
   folder = os.path.join(processed, dataset_hash(data_config, min_seq_length, vocab_fingerprint))
   if not os.path.isfile(os.path.join(folder, "meta.json")):
-    for leftovers in (processed, os.path.join(workdir, "data")):
+    for leftovers in (processed, os.path.join(workdir, "data"), os.path.join(workdir, "data", "inputs")):
       io_utils.clean_leftovers(leftovers)
     with io_utils.lock(os.path.join(workdir, "locks", f"dataset-{os.path.basename(folder)}.lock"),
                        f"the dataset {folder}", wait=True):

@@ -146,6 +146,7 @@ def materialize(data_config, workdir: str) -> tuple:
     if not len(frame):
       raise DataError(f"{_describe(d)}: no records")
     os.makedirs(os.path.dirname(path), exist_ok=True)
+    io_utils.clean_leftovers(os.path.dirname(path))  # what a stopped write left
     with io_utils.atomic_path(path) as tmp:
       frame.to_parquet(tmp, index=False)
   parallel.barrier("tfds source written")  # every process, whether or not the file was there

@@ -58,6 +58,27 @@ def test_training_from_a_dataframe_runs_the_whole_pipeline(trained):
   assert len(os.listdir(os.path.join(trained["workdir"], "data", "inputs"))) == 1
 
 
+def test_a_frame_write_stopped_part_way_is_cleaned_by_the_next(tmp_path, tiny_config):
+  """A DataFrame is saved under data/inputs through a temporary: one a stopped process left (its
+  pid gone) is removed when the next frame is saved; one of a live process is left alone."""
+  import socket
+  import subprocess
+  import sys
+  from bert4rec_jax import io_utils
+  gone = subprocess.Popen([sys.executable, "-c", "pass"])
+  gone.wait()  # a pid no process has now
+  inputs = tmp_path / "data" / "inputs"
+  inputs.mkdir(parents=True)
+  host = socket.gethostname().replace("-", "_")
+  stale = inputs / f"{io_utils.TMP_PREFIX}{host}-{gone.pid}-frame.parquet-abc.tmp"
+  live = inputs / f"{io_utils.TMP_PREFIX}{host}-{os.getpid()}-frame.parquet-def.tmp"
+  stale.write_bytes(b"half a frame")
+  live.write_bytes(b"being written")
+  bert4rec_jax.train(tiny_config, data=frame(), workdir=str(tmp_path), mode="prepare")
+  assert not stale.exists() and live.exists()
+  assert [n for n in os.listdir(inputs) if n.startswith("frame-")]
+
+
 def test_a_bad_dataframe_is_one_error_naming_it(tmp_path, tiny_config):
   bad = frame().rename(columns={"item": "product"})
   with pytest.raises(DataError, match=r"data \(the DataFrame\)"):
