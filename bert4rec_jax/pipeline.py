@@ -420,8 +420,13 @@ def _key(obj) -> str:
   return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
 
-def _safe(text: str) -> str:
-  return "".join(ch if ch.isalnum() or ch in "_." else "_" for ch in text)[:40]
+def _safe(text: str, max_bytes: int = 40) -> str:
+  """`text` as part of a file name: letters, digits, '_' and '.', at most `max_bytes` bytes (a
+  letter of another script takes several), so a results lock named with it stays under 255."""
+  out = "".join(ch if ch.isalnum() or ch in "_." else "_" for ch in text)
+  while len(out.encode()) > max_bytes:
+    out = out[:-1]
+  return out
 
 
 def _check_results(results_root: str, identity: dict, overwrite: bool, training: bool) -> None:

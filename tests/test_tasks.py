@@ -201,6 +201,27 @@ def test_a_model_ended_by_its_time_bound_is_not_read_as_partly_trained(tmp_path,
   assert "Using a partly trained model" not in caplog.text
 
 
+def test_the_longest_model_name_with_a_file_named_in_another_script(trained, tmp_path):
+  """A model name of the most bytes allowed and an input named in a script of several bytes a
+  letter: every file named after both (the results lock, the output folder) stays under 255 bytes."""
+  c, workdir, out, data = trained
+  name = "m" * 150
+  copy = os.path.join(workdir, "models", name)
+  shutil.copytree(out["model_dir"], copy)
+  with open(os.path.join(copy, "config.json")) as f:
+    saved = json.load(f)
+  with open(os.path.join(copy, "config.json"), "w") as f:
+    json.dump(dict(saved, model_name=name), f)  # as if trained under this name
+  path = tmp_path / ("推荐用户历史数据" * 6 + ".csv")
+  data[data["user"].isin(["user_000003", "user_000004"])].to_csv(path, index=False)
+  res = pipeline.run(trained_model_config(c, "inference", path, name), workdir, mode="all")
+  assert len(pd.read_parquet(res["predictions"])) == 2 and os.path.basename(os.path.dirname(res["results_dir"])) == name
+  for folder in (os.path.join(workdir, "locks"), os.path.dirname(res["results_dir"])):
+    assert max(len(n.encode()) for n in os.listdir(folder)) <= 255
+  shutil.rmtree(copy)  # the module's workdir as the other tests expect it
+  shutil.rmtree(os.path.dirname(res["results_dir"]))
+
+
 def test_train_val_task_validates_on_the_last_item(tmp_path, tiny_config):
   c = tiny_config
   c.task, c.train.num_train_steps = "train_val", 30
