@@ -39,7 +39,8 @@ class _Problems:
 
   def at_least(self, field: str, value, low) -> bool:
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= low
-    return self.need(ok, field, value, f"must be >= {low}")
+    finite = not isinstance(value, float) or math.isfinite(value)
+    return self.need(ok, field, value, f"must be >= {low}" if finite else f"must be a finite number >= {low}")
 
   def fraction(self, field: str, value, closed_top: bool = False) -> bool:
     ok = isinstance(value, (int, float)) and (0.0 <= value <= 1.0 if closed_top else 0.0 <= value < 1.0)
@@ -83,8 +84,24 @@ def validate(config, mode: str = "all", num_devices: Optional[int] = None) -> No
   if training or config.task == "inference":
     _check_predict(p, config.predict)
   p.one_of("wandb.mode", config.wandb.mode, WANDB_MODES)
+  _check_finite(p, config.to_dict())
   if p.lines:
     raise ConfigError(_message(p))
+
+
+def _check_finite(p: _Problems, tree: dict, prefix: str = "") -> None:
+  """NaN or an infinity in any numeric field (or tuple of them) is refused, whatever the field's
+  own rule (a NaN passes every comparison's negation; an infinite weight or clip trains nothing)."""
+  named = {line.split("=", 1)[0] for line in p.lines}
+  for key, value in tree.items():
+    field = prefix + key
+    if isinstance(value, dict):
+      _check_finite(p, value, field + ".")
+      continue
+    values = value if isinstance(value, (tuple, list)) else (value,)
+    bad = [v for v in values if isinstance(v, float) and not math.isfinite(v)]
+    if bad and f"config.{field}" not in named:
+      p.need(False, field, value, "must be a finite number")
 
 
 def _message(p: _Problems) -> str:

@@ -28,6 +28,11 @@ class StorageError(UserError, OSError):
   """The disk refused a write (full, read-only, no permission): the message names the path."""
 
 
+class DivergedError(UserError, FloatingPointError):
+  """Training's loss turned NaN or infinite; the message names the last good checkpoint and what to
+  lower."""
+
+
 class InUseError(UserError):
   """Another run holds the lock of the model (or dataset) this run would write."""
 

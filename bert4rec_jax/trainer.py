@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from bert4rec_jax import (evaluate, input_pipeline, losses, masking, model as model_lib, model_store, parallel,
                           selection, stop_signals)
-from bert4rec_jax.errors import Interrupted
+from bert4rec_jax.errors import DivergedError, Interrupted
 
 NO_DECAY = ("bias", "scale", "output_bias")  # biases and LayerNorm parameters
 STATIC_MASK_STREAM = 2 ** 32 - 1  # the key stream of static masking, apart from every step's
@@ -369,7 +369,7 @@ def train(config, model_dir: str, train_seqs, valid_evaluator: Optional[evaluate
         loss = float(wm["loss_sum"] / max(wm["count"], 1.0))
         extra = {"train/next_item_loss": float(wm["next_loss_sum"] / max(wm["next_count"], 1.0))} if "next_count" in wm else {}
         if not all(map(math.isfinite, [loss, *extra.values()])):
-          raise FloatingPointError(
+          raise DivergedError(
               f"non-finite training loss {loss}{''.join(f' ({k} {v})' for k, v in extra.items())} at step {done}; "
               f"the last good checkpoint "
               f"(step {manager.latest_step()}) is kept in {manager.directory}. Lower "

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from bert4rec_jax import config_checks, input_pipeline, losses as loss_lib, model_store, parallel, pipeline, trainer
-from bert4rec_jax.errors import ConfigError
+from bert4rec_jax.errors import ConfigError, DivergedError, UserError
 
 
 def trained_params(config, workdir, stop_at=None):
@@ -158,6 +158,12 @@ def test_learning_rate_schedule(tiny_config):
     ("train.masked_loss_every", 3, "masked_loss_every=3: must divide train.batch_size=32"),
     ("train.masked_loss_every", 16, "masked_loss_every=16 must divide each device's share of the batch "
                                     r"\(32 / 4 devices = 8\); use a batch size that is a multiple of 64"),
+    # NaN or an infinity anywhere, whatever the field's own rule
+    ("train.next_item_loss_weight", float("inf"), "next_item_loss_weight=inf: must be a finite number"),
+    ("train.max_grad_norm", float("nan"), "max_grad_norm=nan: must be a finite number >= 0"),
+    ("masking.masked_lm_prob", float("nan"), "masked_lm_prob=nan: must be"),
+    ("model.hidden_dropout_prob", float("inf"), "hidden_dropout_prob=inf: must be"),
+    ("train.weight_decay", float("-inf"), "weight_decay=-inf: must be"),
 ])
 def test_config_errors(tiny_config, tmp_path, field, value, match):
   section, name = field.split(".")
@@ -466,8 +472,9 @@ def test_diverging_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpo
     return wrapped, sampler
 
   monkeypatch.setattr(trainer, "make_step", diverging_after_step_12)
-  with pytest.raises(FloatingPointError, match="non-finite training loss .* last good checkpoint \\(step 10\\)"):
+  with pytest.raises(DivergedError, match="non-finite training loss .* last good checkpoint \\(step 10\\)") as e:
     pipeline.run(c, str(tmp_path), mode="train")
+  assert isinstance(e.value, UserError) and "\n" not in str(e.value)  # the command line's one line
   (name,) = os.listdir(tmp_path / "models")
   ckpts = sorted(int(d) for d in os.listdir(tmp_path / "models" / name / "checkpoints") if d.isdigit())
   assert ckpts == [10]
