@@ -19,7 +19,6 @@ import re
 from typing import Dict, List, Optional
 
 from bert4rec_jax import io_utils, parallel
-from bert4rec_jax.errors import ConfigError
 
 SELECTION_FILE = "selection.json"
 _METRIC = re.compile(r"^(sampled_)?(?:(hr|ndcg)@([1-9][0-9]*)|mrr)$")
@@ -57,6 +56,7 @@ class Selection:
   def __init__(self, metric: str, patience: int, curve: Optional[List[Dict]] = None, users: int = 0,
                read_last: str = ""):
     self.metric, self.patience, self.users, self.read_last = metric, patience, users, read_last
+    self.measured = None  # (users, reading) of the validations a resumed curve holds
     self.curve = list(curve or [])
 
   @property
@@ -101,21 +101,30 @@ class Selection:
 def load(model_dir: str, metric: str, patience: int, up_to_step: int, users: int = 0,
          read_last: str = "") -> Selection:
   """The selection recorded in a model folder, as it stood at `up_to_step` (the checkpoint a run
-  resumes from): later entries belong to steps that run will train again. A run whose validation
-  measures on other users or reads the history otherwise (eval.max_valid_users, model.read_last:
-  not part of the model without early stopping) is refused: one curve never mixes two scales."""
+  resumes from): later entries belong to steps that run will train again. `scale_problem` says
+  whether this run's validation would measure otherwise than the curve's did."""
   found = of_folder(model_dir, up_to_step)
   if found is not None and found.metric != metric:
     logging.warning("%s selected on %s, this run on %s: starting the curve again", model_dir, found.metric, metric)
     found = None
-  if found is not None and found.curve:
-    differ = [f"{what}: {then} -> {now}" for what, then, now in (
-        ("users validated (eval.max_valid_users)", found.users, users),
-        ("model.read_last", found.read_last, read_last)) if then and now and then != now]
-    if differ:
-      raise ConfigError(f"{model_dir}: its validations so far were measured otherwise ({'; '.join(differ)}); "
-                        "resume with the settings it validated with, so that one curve selects its checkpoint")
-  return Selection(metric, patience, found.curve if found is not None else [], users, read_last)
+  out = Selection(metric, patience, found.curve if found is not None else [], users, read_last)
+  out.measured = (found.users, found.read_last) if found is not None and found.curve else None
+  return out
+
+
+def scale_problem(sel: Selection, model_dir: str) -> Optional[str]:
+  """Why a run that will validate (and train) on from `sel`'s curve must not: its validation would
+  measure on other users or read the history otherwise (eval.max_valid_users, model.read_last: not
+  part of the model without early stopping), and one curve never mixes two scales. None when fine."""
+  if getattr(sel, "measured", None) is None:
+    return None
+  differ = [f"{what}: {then} -> {now}" for what, then, now in (
+      ("users validated (eval.max_valid_users)", sel.measured[0], sel.users),
+      ("model.read_last", sel.measured[1], sel.read_last)) if then and now and then != now]
+  if not differ:
+    return None
+  return (f"{model_dir}: its validations so far were measured otherwise ({'; '.join(differ)}); resume with the "
+          "settings it validated with, so that one curve selects its checkpoint")
 
 
 def of_folder(model_dir: str, latest_step: int) -> Optional[Selection]:

@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from bert4rec_jax import (evaluate, input_pipeline, losses, masking, model as model_lib, model_store, parallel,
                           selection, stop_signals)
-from bert4rec_jax.errors import DivergedError, Interrupted
+from bert4rec_jax.errors import ConfigError, DivergedError, Interrupted
 
 NO_DECAY = ("bias", "scale", "output_bias")  # biases and LayerNorm parameters
 STATIC_MASK_STREAM = 2 ** 32 - 1  # the key stream of static masking, apart from every step's
@@ -313,6 +313,10 @@ def train(config, model_dir: str, train_seqs, valid_evaluator: Optional[evaluate
                    tc.num_train_steps)
     manager.close()
     return Trained(start, start >= tc.num_train_steps, record())
+  problem = selection.scale_problem(sel, model_dir) if sel is not None else None
+  if problem:  # only a run that trains on validates on: a finished model is evaluated as it is
+    manager.close()
+    raise ConfigError(problem)
   n_params = sum(x.size for x in jax.tree.leaves(state.params))
   logging.info("Training %s parameters on %d %s device(s)%s, global batch %d, steps %d -> %d",
                f"{n_params:,}", parallel.global_device_count(devices), devices[0].platform,

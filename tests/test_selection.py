@@ -183,6 +183,11 @@ def test_a_resume_that_would_validate_otherwise_is_refused(tiny_config, tmp_path
       assert f.read() == recorded
   resumed = pipeline.run(c, workdir, mode="all")
   assert resumed["step"] == 160 and [s for s, _ in resumed["selection"]["curve"]] == [40, 80, 120, 160]
+  # Finished: nothing is trained or validated on, so other settings evaluate it as it is.
+  other = c.copy_and_resolve_references()
+  other.eval.max_valid_users = 200
+  again = pipeline.run(other, workdir, mode="all")
+  assert again["step"] == 160 and again["checkpoint_step"] == resumed["checkpoint_step"]
 
 
 def test_without_a_validation_split_the_last_checkpoint_is_used(tiny_config, tmp_path):
