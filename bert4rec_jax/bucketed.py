@@ -44,15 +44,24 @@ def prepare_bucketed(chunks: Iterable[pd.DataFrame], *, drop_duplicates: bool, m
   """preprocess.prepare for interactions that arrive in chunks (Interactions frames, file order)."""
   if num_buckets < 1:
     raise DataError(f"config.data.num_buckets={num_buckets} must be >= 1")
-  most = open_files_allowed() - 64  # a file per bucket, open at once, beside what the process has open
+  allowed = open_files_allowed()
+  most = allowed - 64  # a file per bucket, open at once, beside what the process has open
   if num_buckets > most:
+    way = (f"lower it to at most {most:,}" if most >= 1 else
+           "raise the open-file limit (ulimit -n), or read the file whole (data.chunk_rows=0)")
     raise ConfigError(f"config.data.num_buckets={num_buckets}: chunked reading keeps a file open per bucket, and "
-                      f"this process may open {most + 64:,} files (ulimit -n): lower it to at most {max(most, 1):,}")
+                      f"this process may open {allowed:,} files (ulimit -n): {way}")
   tmp = io_utils.make_temp_dir(tmp_parent or tempfile.gettempdir(), "buckets")
   try:
     return _prepare(chunks, drop_duplicates, min_seq_length, vocab, num_buckets, tmp, source)
   finally:
     shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _time_kind(t: pd.Series) -> str:
+  if pd.api.types.is_datetime64_any_dtype(t):
+    return "times with a UTC offset" if t.dt.tz is not None else "times without a UTC offset"
+  return "numbers" if pd.api.types.is_numeric_dtype(t) else f"values of type {t.dtype}"
 
 
 def open_files_allowed() -> int:
@@ -66,17 +75,27 @@ def open_files_allowed() -> int:
 
 
 def _prepare(chunks, drop_duplicates, min_seq_length, vocab, num_buckets, tmp, source):
-  writers, text_columns, rows, float_times = {}, set(), 0, False
+  writers, text_columns, rows, float_times, time_kind = {}, set(), 0, False, None
   try:
     for df in tqdm(chunks, desc="read chunks", unit="chunk", mininterval=1.0):
       if not len(df):
         continue
-      if "time" in df and pd.api.types.is_numeric_dtype(df["time"]):
+      if "time" in df:
+        kind = _time_kind(df["time"])
+        if time_kind is not None and kind != time_kind:
+          raise DataError(f"{source}: the time column holds {kind} from row {rows + 1} on, {time_kind} before: "
+                          "write every time one way")
+        time_kind = kind
+      if "time" in df and kind == "numbers":
         # Numbers are compared as the whole-file reader compares them: as integers when every
         # time of the file is one, else all as floats. A chunk of each kind keeps both columns.
-        float_times |= df["time"].dtype.kind == "f"
-        df["time_float"] = df["time"].astype(np.float64)
-        df["time"] = df["time"].astype(np.int64) if df["time"].dtype.kind in "iub" else np.zeros(len(df), np.int64)
+        t = df["time"]
+        if t.dtype.kind == "u" and len(t) and int(t.max()) > np.iinfo(np.int64).max:
+          raise DataError(f"{source}: times beyond 2**63 - 1 (from row {rows + 1}) cannot be read in chunks: "
+                          "read the file whole (data.chunk_rows=0)")
+        float_times |= t.dtype.kind == "f"
+        df["time_float"] = t.astype(np.float64)
+        df["time"] = t.astype(np.int64) if t.dtype.kind in "iub" else np.zeros(len(df), np.int64)
       for col in ("user", "item"):
         if _kind(df[col].to_numpy()) == "text":
           text_columns.add(col)
@@ -91,9 +110,10 @@ def _prepare(chunks, drop_duplicates, min_seq_length, vocab, num_buckets, tmp, s
           writers[b] = pq.ParquetWriter(os.path.join(tmp, f"bucket-{b:05d}.parquet"), part.schema)
         try:
           writers[b].write_table(part)
-        except ValueError as e:  # another chunk had other column types (e.g. numbers, then dates)
+        except ValueError as e:  # another chunk had other column types
+          first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
           raise DataError(f"{source}: the column types change between rows {rows + 1} and earlier ones "
-                          f"({e}); make every column one type") from e
+                          f"({first}); make every column one type") from e
       rows += len(df)
   finally:
     for w in writers.values():

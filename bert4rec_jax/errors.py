@@ -91,9 +91,9 @@ def storage_problem(exc: BaseException):
     if isinstance(exc, StorageError):
       return str(exc)
     if isinstance(exc, OSError) and code in ("EMFILE", "ENFILE"):
-      return (f"{exc.filename or 'a file'}: cannot open ({exc.strerror or code}): too many files are open at once; "
-              "lower data.num_buckets (chunked reading keeps a file open per bucket) or raise the open-file limit "
-              "(ulimit -n)")
+      return (f"{exc.filename or 'a file'}: cannot open ({exc.strerror or 'too many open files'}): too many files "
+              "are open at once; raise the open-file limit (ulimit -n), or lower data.num_buckets when reading in "
+              "chunks (a file is open per bucket)")
     if isinstance(exc, OSError) and code in _DISK_HINTS:
       where = exc.filename or "a file under the workdir"
       return f"{where}: cannot write ({exc.strerror or code}); {_DISK_HINTS[code]}"

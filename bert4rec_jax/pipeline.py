@@ -33,7 +33,6 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 from typing import Optional
 
 import jax
@@ -280,7 +279,7 @@ def _run_baseline(config, mode, result, prepared, train_seqs, splits, evaluator,
       elif parallel.is_primary():  # counting on the host: one file, written by the first process
         tokens = chain.top_items(seqs, k, exclude_history=config.predict.exclude_history)
         if os.path.isdir(path):
-          shutil.rmtree(path)  # an earlier run's parts, where one file goes now
+          io_utils.remove_tree(path)  # an earlier run's parts, where one file goes now (gone as one)
         with io_utils.atomic_path(path) as tmp:
           pd.DataFrame({"user": prepared.users, "items": [prepared.vocab.decode(t) for t in tokens]}).to_parquet(
               tmp, index=False)

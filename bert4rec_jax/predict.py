@@ -61,7 +61,7 @@ def predict(scorer, params, history: Sequences, users: np.ndarray, vocab: ItemVo
     if in_parts:
       _remove(staging)  # a stopped run's parts: never mixed with this run's
     elif os.path.isdir(path):
-      _remove(path)  # an earlier run's parts, where one file goes now
+      io_utils.remove_tree(path)  # an earlier run's parts, where one file goes now (gone as one)
   parallel.barrier("predictions folder cleared")
   pieces = [rows[i:i + per_part] for i in range(0, len(rows), per_part)] if per_part > 0 else [rows]
   short = 0  # users given fewer than top_k items
@@ -108,7 +108,10 @@ def predict(scorer, params, history: Sequences, users: np.ndarray, vocab: ItemVo
     parallel.barrier("predictions parts written")
     if parallel.is_primary():
       os.makedirs(staging, exist_ok=True)  # a process with no users wrote no part
-      _remove(path)
+      if os.path.isdir(path) and not os.path.islink(path):
+        io_utils.remove_tree(path)  # the earlier parts go as one: never some of them under the name
+      elif os.path.lexists(path):
+        os.remove(path)
       os.replace(staging, path)
     parallel.barrier("predictions in place")
   if short:

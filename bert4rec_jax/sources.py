@@ -264,9 +264,11 @@ def _table_columns(df: pd.DataFrame, path: str, user_col: str, item_col: str, ti
       raise DataError(f"{path}: column {time_col!r} has missing timestamps")
     if not (pd.api.types.is_numeric_dtype(df["time"]) or pd.api.types.is_datetime64_any_dtype(df["time"])):
       df["time"] = _dates(df["time"], path, time_col, row_offset)
-    if pd.api.types.is_datetime64_any_dtype(df["time"]):  # one type for every file and chunk: UTC if zoned, ns
+    if pd.api.types.is_datetime64_any_dtype(df["time"]):
+      # One type for every file and chunk: UTC when zoned, in microseconds (years -290,000 to
+      # 294,000: a 9999-12-31 placeholder fits; times under a microsecond apart keep file order).
       times = df["time"].dt.tz_convert("UTC") if df["time"].dt.tz is not None else df["time"]
-      df["time"] = times.dt.as_unit("ns")
+      df["time"] = times.dt.as_unit("us")
   return df
 
 

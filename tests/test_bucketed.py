@@ -112,6 +112,9 @@ def test_ids_mixing_numbers_and_text_across_chunks_are_the_in_memory_labels(tiny
     # dates of other precisions in other chunks
     (["2024-01-02", "2024-01-01 10:00:00.123456789", "2024-01-01 10:00:00", "2023-12-31", "2024-05-01",
       "2024-05-01 00:00:01", "2024-04-30T23:59:59.999", "2024-04-01"], [4, 3, 2, 1]),
+    # a far-off placeholder date (beyond what nanoseconds reach) among ordinary ones
+    (["9999-12-31", "2024-01-01", "1500-06-01", "2024-01-02", "2024-01-01", "9999-12-31", "2000-01-01",
+      "2000-01-02"], [3, 2, 4, 1]),
 ])
 def test_time_columns_of_other_types_in_other_chunks_order_as_the_whole_file(tiny_config, tmp_path, times, order):
   df = pd.DataFrame({"user": ["a"] * 4 + ["b"] * 4, "item": [1, 2, 3, 4, 5, 6, 7, 8], "time": times})
@@ -127,11 +130,23 @@ def test_time_columns_of_other_types_in_other_chunks_order_as_the_whole_file(tin
 
 
 def test_times_with_and_without_an_offset_are_refused(tiny_config, tmp_path):
+  """Whole: the row named. In chunks (each chunk one way, the next the other; or numbers, then
+  dates): refused in one line naming the row where the kind changes."""
   path = tmp_path / "times.csv"
   pd.DataFrame({"user": ["a", "a"], "item": [1, 2], "time": ["2024-03-31T03:30:00+02:00", "2024-03-31 01:45:00"]}
                ).to_csv(path, index=False)
+  cfg = data_config(tiny_config, path, "csv", "time")
   with pytest.raises(DataError, match=r"mixes times with and without a UTC offset \(data row 2 has none\)"):
-    sources.read_interactions(data_config(tiny_config, path, "csv", "time"))
+    sources.read_interactions(cfg)
+  with pytest.raises(DataError, match=r"times without a UTC offset from row 2 on, times with a UTC offset before") as e:
+    bucketed.prepare_bucketed(sources.read_chunks(cfg, 1), drop_duplicates=False, min_seq_length=1,
+                              tmp_parent=str(tmp_path))
+  assert "\n" not in str(e.value)
+  pd.DataFrame({"user": ["a", "a"], "item": [1, 2], "time": ["5", "2024-03-31"]}).to_csv(path, index=False)
+  with pytest.raises(DataError, match=r"times without a UTC offset from row 2 on, numbers before") as e:
+    bucketed.prepare_bucketed(sources.read_chunks(cfg, 1), drop_duplicates=False, min_seq_length=1,
+                              tmp_parent=str(tmp_path))
+  assert "\n" not in str(e.value)
 
 
 def test_formats_read_whole_refuse_chunks(tiny_config, tmp_path):

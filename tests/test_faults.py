@@ -500,7 +500,7 @@ main.run_cli()
 @pytest.mark.parametrize("code,hint", [("ENOSPC", "the disk is full: free space there"),
                                        ("EROFS", "the file system is read-only: choose a writable --workdir"),
                                        ("EACCES", "permission denied"),
-                                       ("EMFILE", "too many files are open at once; lower data.num_buckets")])
+                                       ("EMFILE", "too many files are open at once; raise the open-file limit")])
 def test_a_full_or_read_only_disk_is_one_line(tmp_path, code, hint):
   out = subprocess.run([sys.executable, "-c", INJECT, str(tmp_path), code], cwd=REPO, capture_output=True, text=True,
                        timeout=300)
