@@ -12,6 +12,7 @@ import shutil
 import socket
 import tempfile
 import time
+import uuid
 from typing import Any, Iterator
 
 from bert4rec_jax.errors import InUseError
@@ -106,7 +107,8 @@ def remove_tree(path: str) -> None:
   """Removes the folder `path` in one step as any reader sees it: renamed to a temporary of this
   process, then deleted. A run stopped part-way leaves that temporary (which clean_leftovers on the
   parent folder removes), never some of the folder's files under its name."""
-  gone = os.path.join(os.path.dirname(os.path.abspath(path)), temp_prefix(os.path.basename(path)) + "removed")
+  gone = os.path.join(os.path.dirname(os.path.abspath(path)),
+                      f"{temp_prefix(os.path.basename(path))}{uuid.uuid4().hex[:8]}-removed")  # never one left before
   os.rename(path, gone)
   shutil.rmtree(gone, ignore_errors=True)
 
