@@ -113,6 +113,14 @@ def remove_tree(path: str) -> None:
   shutil.rmtree(gone, ignore_errors=True)
 
 
+def remove_path(path: str) -> None:
+  """Removes `path`, whatever is there: a folder as remove_tree does, a file or link, or nothing."""
+  if os.path.isdir(path) and not os.path.islink(path):
+    remove_tree(path)
+  elif os.path.lexists(path):
+    os.remove(path)
+
+
 def clean_leftovers(folder: str) -> int:
   """Removes the temporaries in `folder` that a killed run left: ours whose process is gone (on
   this host), and unowned ones of earlier versions older than a day. Returns how many."""

@@ -279,7 +279,7 @@ def _run_baseline(config, mode, result, prepared, train_seqs, splits, evaluator,
       elif parallel.is_primary():  # counting on the host: one file, written by the first process
         tokens = chain.top_items(seqs, k, exclude_history=config.predict.exclude_history)
         if os.path.isdir(path):
-          io_utils.remove_tree(path)  # an earlier run's parts, where one file goes now (gone as one)
+          io_utils.remove_path(path)  # an earlier run's parts, where one file goes now (gone as one)
         with io_utils.atomic_path(path) as tmp:
           pd.DataFrame({"user": prepared.users, "items": [prepared.vocab.decode(t) for t in tokens]}).to_parquet(
               tmp, index=False)
@@ -423,9 +423,7 @@ def _safe(text: str, max_bytes: int = 40) -> str:
   """`text` as part of a file name: letters, digits, '_' and '.', at most `max_bytes` bytes (a
   letter of another script takes several), so a results lock named with it stays under 255."""
   out = "".join(ch if ch.isalnum() or ch in "_." else "_" for ch in text)
-  while len(out.encode()) > max_bytes:
-    out = out[:-1]
-  return out
+  return out.encode()[:max_bytes].decode(errors="ignore")  # a letter cut in two is dropped
 
 
 def _check_results(results_root: str, identity: dict, overwrite: bool, training: bool) -> None:

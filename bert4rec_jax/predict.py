@@ -7,7 +7,6 @@ embedding is the final hidden state at that [MASK] slot.
 import functools
 import logging
 import os
-import shutil
 
 import jax
 import numpy as np
@@ -59,9 +58,9 @@ def predict(scorer, params, history: Sequences, users: np.ndarray, vocab: ItemVo
   staging = staging_folder(path) if in_parts else path
   if parallel.is_primary():
     if in_parts:
-      _remove(staging)  # a stopped run's parts: never mixed with this run's
+      io_utils.remove_path(staging)  # a stopped run's parts: never mixed with this run's
     elif os.path.isdir(path):
-      io_utils.remove_tree(path)  # an earlier run's parts, where one file goes now (gone as one)
+      io_utils.remove_path(path)  # an earlier run's parts, where one file goes now (gone as one)
   parallel.barrier("predictions folder cleared")
   pieces = [rows[i:i + per_part] for i in range(0, len(rows), per_part)] if per_part > 0 else [rows]
   short = 0  # users given fewer than top_k items
@@ -108,10 +107,7 @@ def predict(scorer, params, history: Sequences, users: np.ndarray, vocab: ItemVo
     parallel.barrier("predictions parts written")
     if parallel.is_primary():
       os.makedirs(staging, exist_ok=True)  # a process with no users wrote no part
-      if os.path.isdir(path) and not os.path.islink(path):
-        io_utils.remove_tree(path)  # the earlier parts go as one: never some of them under the name
-      elif os.path.lexists(path):
-        os.remove(path)
+      io_utils.remove_path(path)  # the earlier parts go as one: never some of them under the name
       os.replace(staging, path)
     parallel.barrier("predictions in place")
   if short:
@@ -126,9 +122,3 @@ def staging_folder(path: str) -> str:
   """Where the parts of `path` are written until all of them are there."""
   return os.path.join(os.path.dirname(os.path.abspath(path)), f".{os.path.basename(path)}.partial")
 
-
-def _remove(path: str) -> None:
-  if os.path.isdir(path) and not os.path.islink(path):
-    shutil.rmtree(path)
-  elif os.path.lexists(path):
-    os.remove(path)

@@ -116,7 +116,7 @@ def scale_problem(sel: Selection, model_dir: str) -> Optional[str]:
   """Why a run that will validate (and train) on from `sel`'s curve must not: its validation would
   measure on other users or read the history otherwise (eval.max_valid_users, model.read_last: not
   part of the model without early stopping), and one curve never mixes two scales. None when fine."""
-  if getattr(sel, "measured", None) is None:
+  if sel.measured is None:
     return None
   differ = [f"{what}: {then} -> {now}" for what, then, now in (
       ("users validated (eval.max_valid_users)", sel.measured[0], sel.users),
