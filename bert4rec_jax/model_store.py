@@ -64,7 +64,8 @@ NOT_IN_IDENTITY = {
 ONLY_IF_CHANGED = {"model.kind": "bert4rec", "train.warmup_seq_length": 0, "train.warmup_seq_steps": 0,
                    "train.next_item_loss_weight": 0.0, "train.select_metric": "ndcg@10", "train.patience": 0,
                    "train.num_epochs": 0.0, "train.num_warmup_epochs": 0.0, "train.length_buckets": False,
-                   "train.target_weighting": "batch", "train.next_item_positions": 0, "train.masked_loss_every": 1}
+                   "train.target_weighting": "batch", "train.next_item_positions": 0, "train.masked_loss_every": 1,
+                   "train.spike_clip": 0.0}
 # What the periodic validation's metrics measure, so which checkpoint is selected and where early
 # stopping ends training: part of the identity of a run that validates during training, when set
 # away from these values (the sampled protocol's settings only when a sampled metric selects). A

@@ -63,15 +63,73 @@ def learning_rate_schedule(train_config) -> optax.Schedule:
   return optax.join_schedules([optax.linear_schedule(0.0, lr, warmup), decay], [warmup])
 
 
+SPIKE_DECAY = 0.99  # the running mean of train.spike_clip: about the last 100 steps' norms
+
+
+class SpikeClipState(NamedTuple):
+  """`clip_spikes`' state: the running sum of earlier steps' (clipped) gradient norms, exponentially
+  weighted (not yet divided by its weights' total), and the steps it holds."""
+  norm_sum: jax.Array  # float32
+  count: jax.Array  # int32
+
+
+def clip_spikes(factor: float, decay: float = SPIKE_DECAY) -> optax.GradientTransformation:
+  """Global-norm clipping relative to the gradient's own recent scale: a step whose norm exceeds
+  `factor` x the running mean of the earlier steps' norms is scaled down to that limit (the first
+  step is never clipped). The mean takes each step's norm after this clip, so a spike never raises
+  the limit; a norm that grows for good raises it by up to (factor - 1) x (1 - decay) a step
+  (~1% at factor 2), so slow growth is followed, not clipped. A fixed clip must choose between
+  catching the spikes (and binding every step once the norm has grown past it) and leaving
+  both alone; this catches spikes at any scale. Spikes matter to Adam beyond their own step: its
+  second moment remembers one for ~1 / (1 - b2) steps (1,000 at 0.999) and shrinks every update
+  meanwhile (Kumar et al. 2025, "ZClip", clip adaptively against such spikes with a z-score)."""
+
+  def init_fn(params):
+    del params
+    return SpikeClipState(jnp.zeros([], jnp.float32), jnp.zeros([], jnp.int32))
+
+  def update_fn(updates, state, params=None):
+    del params
+    norm = optax.tree.norm(updates).astype(jnp.float32)
+    limit = spike_limit(state, factor, decay)
+    scale = jnp.where(norm > limit, limit / jnp.maximum(norm, 1e-30), 1.0)
+    updates = jax.tree.map(lambda u: (u * scale).astype(u.dtype), updates)
+    return updates, SpikeClipState(decay * state.norm_sum + jnp.minimum(norm, limit), state.count + 1)
+
+  return optax.GradientTransformation(init_fn, update_fn)
+
+
+def spike_limit(state: SpikeClipState, factor: float, decay: float = SPIKE_DECAY) -> jax.Array:
+  """The norm above which `clip_spikes` clips the next step: factor x the weighted mean of the
+  earlier steps' clipped norms (infinite before the first step)."""
+  weights = (1.0 - decay ** state.count.astype(jnp.float32)) / (1.0 - decay)
+  return jnp.where(state.count > 0, factor * state.norm_sum / jnp.maximum(weights, 1e-30), jnp.inf)
+
+
+def clip_limit(opt_state, max_grad_norm: float, factor: float) -> jax.Array:
+  """The global norm above which `make_optimizer`'s clips (train.max_grad_norm, train.spike_clip =
+  factor; 0 = none) scale this step's gradient, read from its state before the update (infinite
+  without a clip)."""
+  limit = jnp.float32(max_grad_norm if max_grad_norm > 0 else jnp.inf)
+  if factor:
+    state = next(s for s in jax.tree_util.tree_leaves(opt_state, is_leaf=lambda x: isinstance(x, SpikeClipState))
+                 if isinstance(s, SpikeClipState))
+    limit = jnp.minimum(limit, spike_limit(state, factor))
+  return limit
+
+
 def make_optimizer(train_config) -> optax.GradientTransformation:
-  """Global-norm clipping, then AdamW (no decay on biases/LayerNorm) on the warmup/decay schedule."""
+  """Spike clipping (train.spike_clip, `clip_spikes`) and global-norm clipping (train.max_grad_norm),
+  then AdamW (no decay on biases/LayerNorm) on the warmup/decay schedule."""
   schedule = learning_rate_schedule(train_config)
 
   def decay_mask(params):
     flat = flax.traverse_util.flatten_dict(params)
     return flax.traverse_util.unflatten_dict({k: k[-1] not in NO_DECAY for k in flat})
 
-  parts = [optax.clip_by_global_norm(train_config.max_grad_norm)] if train_config.max_grad_norm > 0 else []
+  parts = [clip_spikes(float(train_config.spike_clip))] if train_config.get("spike_clip", 0.0) else []
+  if train_config.max_grad_norm > 0:
+    parts.append(optax.clip_by_global_norm(train_config.max_grad_norm))
   parts.append(optax.adamw(schedule, b1=train_config.adam_b1, b2=train_config.adam_b2,
                            eps=train_config.adam_eps, weight_decay=train_config.weight_decay,
                            mask=decay_mask))
@@ -89,7 +147,7 @@ def train_step(state: TrainState, batch, sampler=None, num_targets=0, *, model, 
                static_masking: bool, loss: str = "full", num_negatives: int = 0, loss_positions: str = "masked",
                kind: str = "bert4rec", next_item_loss_weight: float = 0.0, target_norms: tuple = (),
                per_example: bool = False, logit_chunk: int = 0, next_item_positions: int = 0, masked_every: int = 1,
-               max_grad_norm: float = 0.0):
+               max_grad_norm: float = 0.0, spike_clip: float = 0.0):
   """One step on this device's shard; gradients are exact global means over all devices.
 
   batch: item_ids [b, L] int32 right-aligned windows; example_ids [b] int32, the key of each
@@ -127,8 +185,8 @@ def train_step(state: TrainState, batch, sampler=None, num_targets=0, *, model, 
   (0: losses.logit_chunk_elements chooses); memory and speed only, not the result.
   Returns (new state, {'loss_sum', 'count', 'grad_norm', 'clipped'}) with the sums over all
   devices (the masked-item loss's; with the next-item loss also 'next_loss_sum', 'next_count'),
-  the global norm of the gradient before clipping and whether max_grad_norm (the optimizer's
-  clip, train.max_grad_norm; 0 = none) clipped it (1.0) or not (0.0).
+  the global norm of the gradient before clipping and whether the optimizer's clips (max_grad_norm
+  and spike_clip: train.max_grad_norm and train.spike_clip; 0 = none) scaled it (1.0) or not (0.0).
   """
   base = jax.random.PRNGKey(seed)
   step_key = jax.random.fold_in(base, state.step)
@@ -203,12 +261,13 @@ def train_step(state: TrainState, batch, sampler=None, num_targets=0, *, model, 
 
   grads, sums = jax.grad(loss_fn, has_aux=True)(state.params)
   grads = parallel.psum(grads)  # sum of per-device shares of the global mean = the global mean
+  limit = clip_limit(state.opt_state, max_grad_norm, spike_clip)  # before the update reads the state
   new_state = state.apply_gradients(grads=grads)
   # The global gradient norm before clipping (the same on every device after the psum): logged, with
-  # how often train.max_grad_norm clips it, since a binding clip changes what a step does.
+  # how often the clips scale it, since a binding clip changes what a step does.
   grad_norm = optax.tree.norm(grads)
   out = {"loss_sum": parallel.psum(sums[0]), "count": losses_[0][2], "grad_norm": grad_norm,
-         "clipped": (grad_norm > max_grad_norm).astype(jnp.float32) if max_grad_norm > 0 else jnp.float32(0)}
+         "clipped": (grad_norm > limit).astype(jnp.float32)}
   if next_item_loss_weight:
     out.update(next_loss_sum=parallel.psum(sums[1]), next_count=losses_[1][2])
   return new_state, out
@@ -248,6 +307,7 @@ def make_step(config, num_items: int, devices, train_seqs):
       loss_positions=tc.loss_positions, kind=config.model.kind,
       next_item_loss_weight=losses.next_item_loss_weight(config),
       target_norms=target_norms(config, train_seqs), max_grad_norm=float(tc.max_grad_norm),
+      spike_clip=float(tc.get("spike_clip", 0.0)),
       per_example=config.train.get("target_weighting", "batch") == "example",
       logit_chunk=config.train.get("logit_chunk_elements", 0),
       next_item_positions=losses.next_item_positions(config), masked_every=every), parallel.step_devices(devices),

@@ -111,6 +111,9 @@ def base():
   c.train.adam_b2 = 0.999  # Adam beta2.
   c.train.adam_eps = 1e-6  # Adam epsilon (BERT's value).
   c.train.max_grad_norm = 5.0  # Global-norm gradient clipping (0 disables).
+  # Spike clipping: a step's gradient norm is also clipped to this factor x the running mean of the earlier steps'
+  # norms (about the last 100), catching spikes at any scale without binding as the norm grows (0 disables).
+  c.train.spike_clip = 0.0
   c.train.prop_sliding_window = -1.0  # Extra windows over sequences longer than L, step = prop * L; -1 = last L only.
   c.train.warmup_seq_length = 0  # Sequence-length warmup: the first warmup_seq_steps steps train on windows this long (0 = off).
   c.train.warmup_seq_steps = 0  # Steps of the sequence-length warmup.

@@ -164,6 +164,8 @@ def test_learning_rate_schedule(tiny_config):
     ("masking.masked_lm_prob", float("nan"), "masked_lm_prob=nan: must be"),
     ("model.hidden_dropout_prob", float("inf"), "hidden_dropout_prob=inf: must be"),
     ("train.weight_decay", float("-inf"), "weight_decay=-inf: must be"),
+    ("train.spike_clip", 1.0, r"spike_clip=1.0: must be > 1 \(a multiple of the recent gradient norm"),
+    ("train.spike_clip", -2.0, "spike_clip=-2.0: must be > 1"),
 ])
 def test_config_errors(tiny_config, tmp_path, field, value, match):
   section, name = field.split(".")
@@ -616,6 +618,55 @@ def test_next_item_loss_adds_sasrecs_gradient_to_bert4recs(tiny_config, loss):
   for bound_, want_clipped in ((norm / 2, 1.0), (norm * 2, 0.0), (0.0, 0.0)):
     c.train.max_grad_norm = float(bound_)
     assert step("bert4rec", 0.5)[2]["clipped"] == want_clipped
+
+
+def test_spike_clip_matches_a_numpy_reference():
+  """clip_spikes against a plain loop: the limit is factor x the weighted mean of the earlier steps'
+  clipped norms; a spike is scaled to it and does not raise it; slow growth passes unclipped;
+  `clip_limit` reports the limit the step used (with max_grad_norm, the smaller)."""
+  rng = np.random.default_rng(0)
+  factor, decay = 2.0, trainer.SPIKE_DECAY
+  norms = np.concatenate([np.full(30, 3.0) * np.linspace(1, 1.3, 30), [40.0, 3.9, 100.0], 4 + rng.random(20)])
+  tx = trainer.clip_spikes(factor)
+  params = {"a": jnp.zeros((3, 4)), "b": jnp.zeros(5)}
+  state = tx.init(params)
+  norm_sum = weights = 0.0
+  for t, n in enumerate(norms):
+    g = {"a": rng.normal(size=(3, 4)), "b": rng.normal(size=5)}
+    g_norm = np.sqrt(sum(float(np.sum(v * v)) for v in g.values()))
+    g = {k: jnp.asarray(v * n / g_norm, jnp.float32) for k, v in g.items()}
+    want_limit = np.inf if t == 0 else factor * norm_sum / weights
+    assert float(trainer.spike_limit(state, factor)) == pytest.approx(want_limit, rel=1e-5)
+    assert float(trainer.clip_limit(state, 0.0, factor)) == pytest.approx(want_limit, rel=1e-5)
+    assert float(trainer.clip_limit(state, 7.0, factor)) == pytest.approx(min(7.0, want_limit), rel=1e-5)
+    out, state = tx.update(g, state)
+    kept = min(n, want_limit)
+    for k in g:
+      np.testing.assert_allclose(out[k], np.asarray(g[k]) * (kept / n), rtol=1e-5, atol=1e-7)
+    norm_sum, weights = decay * norm_sum + kept, decay * weights + 1.0
+    assert (kept < n) == (t in (30, 32))  # the two spikes only: not the growth, not the step after a spike
+  assert float(trainer.clip_limit(tx.init(params), 0.0, factor)) == np.inf
+
+
+def test_spike_clip_trains_resumes_and_is_part_of_the_model(tiny_config, tmp_path):
+  """train.spike_clip in the optimizer: a run stopped and resumed equals one straight run (the
+  running mean is in the checkpoint), the step's `clipped` counts its clips, and a model trained
+  without it is another model (its name changes only when the field is set)."""
+  c = tiny_config
+  c.train.num_train_steps, c.train.checkpoint_every_steps, c.train.eval_every_steps, c.train.log_every_steps = 12, 100, 0, 1
+  c.train.spike_clip, c.train.max_grad_norm = 1.05, 0.0  # tight: binds on some steps
+  _, straight = trained_params(c, tmp_path / "straight")
+  out, _ = trained_params(c, tmp_path / "resumed", stop_at=5)
+  out, resumed = trained_params(c, tmp_path / "resumed")
+  assert out["step"] == 12
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6), straight, resumed)
+  with open(os.path.join(out["model_dir"], "metrics.jsonl")) as f:
+    clipped = [r["train/clipped_fraction"] for r in map(json.loads, f) if "train/clipped_fraction" in r]
+  assert clipped[0] == 0.0 and 0 < sum(clipped) < len(clipped)
+  plain = tiny_config.copy_and_resolve_references()
+  plain.train.spike_clip = 0.0
+  assert model_store.model_name(plain) != model_store.model_name(c)
+  assert "spike_clip" not in json.dumps(model_store.identity(plain, ""))
 
 
 @pytest.mark.parametrize("every", [2, 4])
