@@ -94,7 +94,11 @@ def clip_spikes(factor: float, decay: float = SPIKE_DECAY) -> optax.GradientTran
     limit = spike_limit(state, factor, decay)
     scale = jnp.where(norm > limit, limit / jnp.maximum(norm, 1e-30), 1.0)
     updates = jax.tree.map(lambda u: (u * scale).astype(u.dtype), updates)
-    return updates, SpikeClipState(decay * state.norm_sum + jnp.minimum(norm, limit), state.count + 1)
+    # A zero or non-finite norm is left out of the mean: a first step without gradient would
+    # otherwise set a limit of 0 for good (the loss check stops a non-finite run).
+    counted = jnp.isfinite(norm) & (norm > 0)
+    norm_sum = jnp.where(counted, decay * state.norm_sum + jnp.minimum(norm, limit), state.norm_sum)
+    return updates, SpikeClipState(norm_sum, state.count + counted.astype(jnp.int32))
 
   return optax.GradientTransformation(init_fn, update_fn)
 

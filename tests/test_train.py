@@ -647,6 +647,12 @@ def test_spike_clip_matches_a_numpy_reference():
     norm_sum, weights = decay * norm_sum + kept, decay * weights + 1.0
     assert (kept < n) == (t in (30, 32))  # the two spikes only: not the growth, not the step after a spike
   assert float(trainer.clip_limit(tx.init(params), 0.0, factor)) == np.inf
+  # A step without gradient (or a non-finite one) is not counted: it never sets a limit of 0.
+  state = tx.init(params)
+  for g in (0.0, np.nan, 3.0):
+    _, state = tx.update({"a": jnp.full((3, 4), g), "b": jnp.zeros(5)}, state)
+  assert int(state.count) == 1
+  assert float(trainer.spike_limit(state, factor)) == pytest.approx(factor * 3.0 * np.sqrt(12))
 
 
 def test_spike_clip_trains_resumes_and_is_part_of_the_model(tiny_config, tmp_path):
