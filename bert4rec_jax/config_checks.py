@@ -234,9 +234,9 @@ def _check_training(p: _Problems, config) -> None:
   p.need(t.adam_eps > 0 and math.isfinite(t.adam_eps), "train.adam_eps", t.adam_eps, "must be > 0")
   p.at_least("train.max_grad_norm", t.max_grad_norm, 0)
   spike = t.get("spike_clip", 0.0)
-  p.need(isinstance(spike, (int, float)) and (spike == 0 or spike > 1), "train.spike_clip", spike,
+  p.need(isinstance(spike, (int, float)) and (spike in (0, -1) or spike > 1), "train.spike_clip", spike,
          "must be > 1 (a multiple of the recent gradient norm; at most 1 would clip every step to a shrinking "
-         "limit), or 0 to turn it off")
+         "limit), 0 to turn it off or -1 for from the data")
   p.need(t.prop_sliding_window <= 0 or t.prop_sliding_window <= 1, "train.prop_sliding_window",
          t.prop_sliding_window, "must be in (0, 1] (a step of at most one window), or <= 0 for no sliding")
   if t.warmup_seq_length and m.max_seq_length:

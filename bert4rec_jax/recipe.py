@@ -14,6 +14,13 @@ and a rerun on the same data resumes it. Each choice is logged with the rule tha
                                      2 x train.num_negatives items, else the sampled softmax over
                                      train.num_negatives items (the full one then costs more than
                                      twice as much per target, for no measured gain)
+  train.spike_clip = -1              2 with the sampled softmax: its gradient norm spikes in the
+                                     steps after the warmup's peak rate (over 10 x the norm
+                                     around them on full Beauty), which a fixed clip loose enough
+                                     for the rest leaves alone; clipped at 2 x the recent norm, it
+                                     came out higher on validation (docs/recipe.md). 0 (off) with
+                                     the full softmax, whose norm is heavy-tailed without spikes
+                                     and which 2 cut at a cost on validation (the 7-core set)
   train.num_train_steps = 0          train.budget_per_interaction window positions (batch x
                                      columns per step; with train.length_buckets the mean width
                                      of a batch) per training interaction: compute in proportion
@@ -58,6 +65,8 @@ AUTO_LENGTH_QUANTILE = 99  # percent of training sequences whose whole history f
 AUTO_LENGTH_GRAIN = 50  # the window length is a multiple of this
 AUTO_LENGTH_MAX = 200  # and at most this (attention costs length^2; longer histories add little)
 AUTO_WARMUP_FRACTION = 0.02  # of the training steps, when num_warmup_steps = -1
+# train.spike_clip with the sampled softmax (the full softmax's is 0: off); docs/recipe.md, "Gradient spikes".
+SAMPLED_SPIKE_CLIP = 2.0
 SPARSE_BELOW = 23.0  # training interactions per item under which the data is sparse (docs/recipe.md)
 # (learning rate, weight decay, hidden dropout) for sparse and for dense data
 SPARSE_SETTINGS, DENSE_SETTINGS = (3e-3, 0.3, 0.5), (1e-3, 0.01, 0.2)
@@ -95,6 +104,8 @@ def auto_fields(config) -> List[str]:
     out.append("masking.max_predictions_per_seq")
   if t.loss == "auto":
     out.append("train.loss")
+  if t.get("spike_clip", 0.0) == -1:
+    out.append("train.spike_clip")
   if t.get("masked_loss_every", 1) == 0:
     out.append("train.masked_loss_every")
   if t.num_train_steps == 0 and not t.get("num_epochs"):
@@ -203,6 +214,13 @@ def resolve(config, train_seqs, num_items: int, num_devices: int = 1) -> List[st
     t.loss = "full" if num_items <= 2 * t.num_negatives else "sampled"
     lines.append(f"train.loss={t.loss!r}: {num_items:,} items "
                  f"{'<=' if t.loss == 'full' else '>'} 2 x train.num_negatives ({2 * t.num_negatives:,})")
+  if "train.spike_clip" in todo:
+    from bert4rec_jax import losses
+    sampled = losses.step_loss(t, num_items) == "sampled"
+    t.spike_clip = SAMPLED_SPIKE_CLIP if sampled else 0.0
+    lines.append(f"train.spike_clip={t.spike_clip:g}: " + (
+        f"the sampled softmax (its gradient spikes; clipped at {t.spike_clip:g} x the recent norm)" if sampled
+        else "off with the full softmax (its gradient norm is heavy-tailed, not spiking)"))
   density = interactions / max(num_items, 1)
   sparse = density < SPARSE_BELOW
   chosen = SPARSE_SETTINGS if sparse else DENSE_SETTINGS

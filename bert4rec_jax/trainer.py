@@ -131,7 +131,10 @@ def make_optimizer(train_config) -> optax.GradientTransformation:
     flat = flax.traverse_util.flatten_dict(params)
     return flax.traverse_util.unflatten_dict({k: k[-1] not in NO_DECAY for k in flat})
 
-  parts = [clip_spikes(float(train_config.spike_clip))] if train_config.get("spike_clip", 0.0) else []
+  spike = float(train_config.get("spike_clip", 0.0))
+  if spike < 0:
+    raise ValueError(f"train.spike_clip={spike:g} is left to the data: recipe.resolve chooses it before training")
+  parts = [clip_spikes(spike)] if spike else []
   if train_config.max_grad_norm > 0:
     parts.append(optax.clip_by_global_norm(train_config.max_grad_norm))
   parts.append(optax.adamw(schedule, b1=train_config.adam_b1, b2=train_config.adam_b2,

@@ -2,9 +2,9 @@
 
 `get_config()`, what `--config=configs/default.py` trains, is the recipe: point it at a file
 and it chooses from the data what depends on the data (bert4rec_jax/recipe.py: the window length
-from the length distribution, the full or sampled softmax from the catalogue size, the schedule
-from the number of interactions, ended early on validation); see `get_config()` below and the README,
-"One recipe for any dataset".
+from the length distribution, the full or sampled softmax from the catalogue size (with the
+sampled one, a clip of gradient spikes), the schedule from the number of interactions, ended
+early on validation); see `get_config()` below and the README, "One recipe for any dataset".
 
   python -m bert4rec_jax.main --config=configs/default.py --config.data.format=text \
       --config.data.path=my_interactions.txt
@@ -112,7 +112,8 @@ def base():
   c.train.adam_eps = 1e-6  # Adam epsilon (BERT's value).
   c.train.max_grad_norm = 5.0  # Global-norm gradient clipping (0 disables).
   # Spike clipping: a step's gradient norm is also clipped to this factor x the running mean of the earlier steps'
-  # norms (about the last 100), catching spikes at any scale without binding as the norm grows (0 disables).
+  # norms (about the last 100), catching spikes at any scale without binding as the norm grows (0 disables,
+  # -1 = from the data).
   c.train.spike_clip = 0.0
   c.train.prop_sliding_window = -1.0  # Extra windows over sequences longer than L, step = prop * L; -1 = last L only.
   c.train.warmup_seq_length = 0  # Sequence-length warmup: the first warmup_seq_steps steps train on windows this long (0 = off).
@@ -250,6 +251,9 @@ def get_config():
   # never), and on validation the looser clip lifted BERT4Rec past SASRec-CE through the same recipe
   # on two small sets, level on full Beauty (docs/recipe.md, "Gradient clipping").
   c.train.max_grad_norm = 50.0
+  # From the data: spike clipping at 2 x the recent norm with the sampled softmax, whose gradient spikes after the
+  # warmup (full Beauty's slow start); off with the full softmax (docs/recipe.md, "Gradient spikes").
+  c.train.spike_clip = -1.0
   # From the data: on dense data the masked-item loss on one window in 4, a cheaper step (more of them in the time).
   c.train.masked_loss_every = 0
   # From the data too: the rate and the regularisation, by training interactions per item (a faster

@@ -66,7 +66,8 @@ def test_resolve_fills_only_what_is_left_to_the_data():
   assert (c.train.learning_rate, c.train.weight_decay, c.model.hidden_dropout_prob) == recipe.SPARSE_SETTINGS
   assert c.train.max_training_minutes == 10  # 85 minutes per 300k training interactions, at least 10
   assert c.train.masked_loss_every == 1  # sparse: the masked-item loss on every window
-  assert len(lines) == 12 and not recipe.auto_fields(c)
+  assert c.train.spike_clip == recipe.SAMPLED_SPIKE_CLIP == 2  # the sampled softmax: its spikes clipped
+  assert len(lines) == 13 and not recipe.auto_fields(c)
   assert "train.learning_rate=0.003: 0.1 training interactions per item < 23 (sparse data)" in lines
   big = default.get_config()
   recipe.resolve(big, _seqs([50] * 20_000), num_items=40_000)  # 1M training interactions
@@ -78,10 +79,48 @@ def test_resolve_fills_only_what_is_left_to_the_data():
   c.model.max_seq_length, c.train.num_train_steps, c.train.learning_rate = 30, 700, 5e-4
   recipe.resolve(c, seqs, num_items=16_384)
   assert (c.model.max_seq_length, c.train.num_train_steps, c.train.loss) == (30, 700, "full")
+  assert c.train.spike_clip == 0  # the full softmax: no spike clipping
   assert c.train.budget_per_interaction == 0  # steps given: no budget to choose
   assert (c.train.learning_rate, c.train.weight_decay, c.model.hidden_dropout_prob) == (5e-4, 0.3, 0.5)
   assert c.train.eval_every_steps == 35 and c.masking.max_predictions_per_seq == math.ceil(
       c.masking.masked_lm_prob * 30)
+
+
+def test_spike_clipping_follows_the_softmax_the_step_computes():
+  """train.spike_clip from the data: 2 where the step computes the sampled softmax, 0 (off) where it
+  computes the full one (chosen by the recipe, given, or a sampled one with at least as many draws
+  as items); a value given is kept; unresolved, the optimizer refuses it; off is no part of the name."""
+  from configs import default
+  from bert4rec_jax import trainer
+  seqs = _seqs([5] * 1000)
+  cases = (("auto", 8192, 40_000, 2.0), ("auto", 8192, 16_384, 0.0), ("sampled", 100, 600, 2.0),
+           ("sampled", 8192, 600, 0.0), ("full", 8192, 40_000, 0.0))
+  for loss, negatives, num_items, expected in cases:
+    c = default.get_config()
+    c.train.loss, c.train.num_negatives = loss, negatives
+    with pytest.raises(ValueError, match="left to the data"):
+      trainer.make_optimizer(c.train)
+    lines = recipe.resolve(c, seqs, num_items=num_items)
+    assert c.train.spike_clip == expected, (loss, negatives, num_items)
+    assert [x for x in lines if x.startswith(f"train.spike_clip={expected:g}: ")], lines
+    config_checks.validate(c)
+    trainer.make_optimizer(c.train)
+    if not expected:
+      given = default.get_config()
+      given.train.loss, given.train.num_negatives, given.train.spike_clip = loss, negatives, 0.0
+      recipe.resolve(given, seqs, num_items=num_items)
+      assert model_store.identity(c, "") == model_store.identity(given, "")  # the same model as before the rule
+  for given in (0.0, 3.0):
+    c = default.get_config()
+    c.train.spike_clip = given
+    recipe.resolve(c, seqs, num_items=40_000)
+    assert c.train.spike_clip == given
+  config_checks.validate(default.get_config())  # -1: from the data
+  for bad in (-0.5, -2.0, 1.0):
+    c = default.get_config()
+    c.train.spike_clip = bad
+    with pytest.raises(ConfigError, match=f"config.train.spike_clip={bad}"):
+      config_checks.validate(c)
 
 
 def test_the_rate_and_regularisation_follow_training_interactions_per_item():
@@ -288,7 +327,7 @@ def test_shipped_configs_leave_nothing_to_the_data():
       "model.max_seq_length", "masking.max_predictions_per_seq", "train.loss", "train.num_train_steps",
       "train.num_warmup_steps", "train.eval_every_steps", "train.learning_rate", "train.weight_decay",
       "model.hidden_dropout_prob", "train.budget_per_interaction", "train.max_training_minutes",
-      "train.masked_loss_every"}
+      "train.masked_loss_every", "train.spike_clip"}
 
 
 def _interactions(path, users, seed, items=30):
@@ -326,7 +365,8 @@ def test_the_recipe_trains_a_file_it_has_never_seen(tmp_path):
   for line in ("From the data: model.max_seq_length=50", "From the data: train.loss='full'",
                "From the data: train.num_train_steps=", "From the data: train.learning_rate=0.001: ",
                "From the data: model.hidden_dropout_prob=0.2: ",  # about 70 training interactions per item: dense
-               "From the data: train.budget_per_interaction="):
+               "From the data: train.budget_per_interaction=",
+               "From the data: train.spike_clip=0: off with the full softmax"):
     assert line in log
   budget = float(log.split("From the data: train.budget_per_interaction=")[1].split(":")[0])
   assert 10 <= budget <= 360 and budget % 10 == 0 and f"budget_per_interaction={budget:g}: 360 on dense data, " in log
@@ -354,14 +394,18 @@ def test_the_recipe_trains_a_file_it_has_never_seen(tmp_path):
 
   other = tmp_path / "other.csv"
   _interactions(other, users=200, seed=1, items=600)  # about 2 training interactions per item: sparse
-  third = _cli(tmp_path, f"--config.data.path={other}", "--config.train.budget_per_interaction=20", "--mode=train")
+  # Sampled over 100 draws of its 600 items: spike clipping chosen too.
+  third = _cli(tmp_path, f"--config.data.path={other}", "--config.train.budget_per_interaction=20",
+               "--config.train.num_negatives=100", "--mode=train")
   assert third.returncode == 0, third.stderr[-2000:]
   assert "From the data: train.learning_rate=0.003: " in third.stdout + third.stderr
+  assert "From the data: train.spike_clip=2: the sampled softmax" in third.stdout + third.stderr
   models = sorted(os.listdir(tmp_path / "models"))
   assert len(models) == 2 and name in models  # another file: another model, the first untouched
   sparse = json.loads((tmp_path / "models" / next(m for m in models if m != name) / "config.json").read_text())
   assert (sparse["config"]["train"]["learning_rate"], sparse["config"]["train"]["weight_decay"],
           sparse["config"]["model"]["hidden_dropout_prob"]) == (3e-3, 0.3, 0.5)
+  assert (sparse["config"]["train"]["loss"], sparse["config"]["train"]["spike_clip"]) == ("sampled", 2.0)
   # A window the data leaves too short for a warmup that is set is refused once the window is known.
   refused = _cli(tmp_path, f"--config.data.path={other}", "--config.train.warmup_seq_length=60", "--mode=train")
   assert refused.returncode == 1 and "config.train.warmup_seq_length=60" in refused.stderr
