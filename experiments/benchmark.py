@@ -32,6 +32,10 @@ Suites:
            measured (batches made inside the timing, as in a run) against the seconds the recipe
            estimates for the same steps (`recipe.position_seconds` at each step's width), with the
            budget and steps it chose: what the recipe's time estimate is calibrated and checked on.
+  softmax  (not in the default run: a minute or two) the training losses' output layer alone: the
+           forward and backward pass of `losses.chunked_logsumexp` (what the full softmax and the
+           sampled softmax's negatives cost) for rows x columns of --softmax_shapes (targets x items
+           or negatives, hidden 64), with its matrix products' GFLOP/s.
   large    a 1M-item catalogue in a fresh process: sampled-softmax training steps and a full
            evaluation, with peak RSS.
   bucketed (not in the default run: minutes) inputs larger than memory: 100M interactions in a
@@ -67,6 +71,10 @@ SHAPES = {
     "beauty_like": dict(users=40226, items=54542, mean_len=8.8, min_len=5, L=50, P=30, p=0.6),
     # Dense with a large catalogue: the full softmax over 15,000 items at every position (recipe_cost).
     "dense_15k_like": dict(users=3000, items=15000, mean_len=150.0, min_len=60, L=200, P=40, p=0.2),
+    # Sparse, short histories (Beauty's users and lengths) over smaller catalogues: with
+    # --set=train.loss=full, the full softmax's cost against the catalogue size (recipe_cost).
+    "beauty_like_16k": dict(users=40226, items=16000, mean_len=8.8, min_len=5, L=50, P=30, p=0.6),
+    "beauty_like_32k": dict(users=40226, items=32000, mean_len=8.8, min_len=5, L=50, P=30, p=0.6),
     "large_1m_items": dict(users=20000, items=1_000_000, mean_len=12.0, min_len=5, L=50, P=30, p=0.6),
     # Inference for millions of users (users set by --stream_users): a small model, short histories.
     "stream_users": dict(users=0, items=2000, mean_len=8.0, min_len=1, L=16, P=4, p=0.2),
@@ -366,6 +374,31 @@ def bench_validation(spec, overrides, repeats, steps):
           "timed_steps": steps, "repeats": repeats}
 
 
+def bench_softmax(shapes: str, repeats: int, hidden: int = 64):
+  """Seconds of one forward and backward pass of the output layer's logsumexp (gradients for the
+  hidden states, the table and the bias) at `rows`x`columns` of each shape (`R`x`N`, comma-separated),
+  the median over repeats after a first call that compiles it."""
+  import jax
+  from bert4rec_jax import losses
+  grad = jax.jit(jax.grad(lambda h, t, b: losses.chunked_logsumexp(h, t, b).sum(), argnums=(0, 1, 2)))
+  rows = {}
+  for shape in shapes.split(","):
+    t, n = (int(x) for x in shape.split("x"))
+    keys = jax.random.split(jax.random.PRNGKey(0), 3)
+    args = (jax.random.normal(keys[0], (t, hidden)) * 0.3, jax.random.normal(keys[1], (n, hidden)) * 0.3,
+            jax.random.normal(keys[2], (n,)) * 0.1)
+    jax.block_until_ready(grad(*args))
+    times = []
+    for _ in range(repeats):
+      t0 = time.perf_counter()
+      jax.block_until_ready(grad(*args))
+      times.append(time.perf_counter() - t0)
+    seconds = statistics.median(times)
+    rows[shape] = {"rows": t, "columns": n, "hidden": hidden, "seconds": round(seconds, 4),
+                   "gflop_per_second": round(6 * t * n * hidden / seconds / 1e9, 1)}
+  return rows
+
+
 def bench_recipe_cost(spec, overrides, repeats, steps):
   """The recipe (configs/default.py get_config()) on one data file or synthetic shape, `what[:kind]`:
   the seconds of its first `steps` training steps (batches made inside the timing, as in a run;
@@ -572,6 +605,9 @@ def main():
   ap.add_argument("--recipe_cost_data", default="ml-1m.txt.gz,ml-1m.txt.gz:sasrec,beauty.txt,beauty.txt:sasrec,"
                   "dense_15k_like,dense_15k_like:sasrec",
                   help="recipe_cost suite: `<file of BERT4REC_DATA_DIR or synthetic shape>[:<model kind>]`, comma-separated")
+  ap.add_argument("--softmax_shapes", default="2200x3416,2200x8192,2200x16000,2200x32000,2200x54542,"
+                  "8000x16000,8000x54542,40000x3416",
+                  help="softmax suite: `<rows>x<columns>`, comma-separated (rows: a step's targets; columns: items or negatives)")
   ap.add_argument("--recommend_calls", type=int, default=200, help="recommend suite: one-history calls timed")
   ap.add_argument("--train_steps", type=int, default=10, help="timed steps per repeat")
   ap.add_argument("--set", action="append", default=[], help="config override section.field=value (repeatable)")
@@ -625,6 +661,7 @@ def main():
       "recommend": lambda: {sh: bench_recommend(sh, args.set, args.repeats, args.recommend_calls) for sh in shapes},
       "validation": lambda: {sp: bench_validation(sp, args.set, args.repeats, args.train_steps)
                              for sp in args.validation_configs.split(",")},
+      "softmax": lambda: bench_softmax(args.softmax_shapes, args.repeats),
       "recipe_cost": lambda: {sp: bench_recipe_cost(sp, args.set, args.repeats, args.train_steps)
                               for sp in args.recipe_cost_data.split(",")},
       "large": lambda: in_child("large", "", extra),

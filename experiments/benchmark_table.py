@@ -12,7 +12,8 @@ import json
 import sys
 
 
-MEDIAN_SUITES = ("prepare", "train", "eval", "predict", "recommend", "validation", "recipe_cost", "large_1m_items")
+MEDIAN_SUITES = ("prepare", "train", "eval", "predict", "recommend", "validation", "softmax", "recipe_cost",
+                 "large_1m_items")
 
 
 def cores(doc: dict) -> str:
@@ -35,7 +36,7 @@ def section(doc: dict, title: str) -> str:
            f"Command: `{doc['command']}`" + (f" ({dated})" if dated else ""), ""]
   if doc["overrides"]:
     lines += [f"Overrides: `{' '.join(doc['overrides'])}`", ""]
-  for key in ("prepare", "train", "eval", "predict", "recommend", "validation", "recipe_cost", "large_1m_items",
+  for key in ("prepare", "train", "eval", "predict", "recommend", "validation", "softmax", "recipe_cost", "large_1m_items",
               "bucketed", "stream_predict"):
     if isinstance(doc.get(key), dict) and "error" in doc[key]:
       lines += [f"Suite `{key}` failed: `{doc.pop(key)['error'].splitlines()[-1]}`", ""]
@@ -92,6 +93,13 @@ def section(doc: dict, title: str) -> str:
               "(each step width compiled first); with compilation: the first validation's and the timed steps' "
               "compile time added. Each trained model's measured share is in its results JSON (`training_time`).",
               ""]
+  if "softmax" in doc:
+    lines += ["### The output layer alone: logsumexp over the columns, forward and backward (hidden 64)", "",
+              "| rows (targets) | columns (items or negatives) | seconds | GFLOP/s of its matrix products |",
+              "|---:|---:|---:|---:|"]
+    lines += [f"| {r['rows']:,} | {r['columns']:,} | {r['seconds']:.3f} | {r['gflop_per_second']:.1f} |"
+              for r in doc["softmax"].values()]
+    lines.append("")
   if "recipe_cost" in doc:
     lines += recipe_cost_lines(doc["recipe_cost"])
   for key, label in (("eval", "Full-ranking + sampled evaluation of every user"),

@@ -1,5 +1,6 @@
-"""experiments/benchmark.py's validation suite run as a user runs it: what periodic validation
-costs against training, for a shipped config, and a row for data that is not there."""
+"""experiments/benchmark.py's suites run as a user runs them: what periodic validation costs
+against training for a shipped config (and a row for data that is not there), the recipe's steps
+against its estimate, and the output layer alone."""
 import json
 import os
 import subprocess
@@ -64,3 +65,18 @@ def test_recipe_cost_suite_sets_the_measured_steps_beside_the_recipes_estimate(t
   row = next(x for x in table.stdout.splitlines() if x.startswith("| small.txt | sasrec |"))
   assert f"| {sas['budget_per_interaction']:g} | {sas['num_train_steps']:,} |" in row
   assert "| absent.txt | no data file" in table.stdout
+
+
+def test_softmax_suite_times_the_output_layer_by_rows_and_by_columns(tmp_path):
+  """Two shapes, one with more rows than columns (backward by blocks of rows), one with fewer
+  (by blocks of columns): each timed, its GFLOP/s from the seconds; and a table on the page."""
+  rows = _suite(tmp_path, "softmax", "--softmax_shapes=300x40,40x300")
+  assert list(rows) == ["300x40", "40x300"]
+  for shape, row in rows.items():
+    t, n = (int(x) for x in shape.split("x"))
+    assert (row["rows"], row["columns"], row["hidden"]) == (t, n, 64) and row["seconds"] > 0
+    assert row["gflop_per_second"] == pytest.approx(6 * t * n * 64 / row["seconds"] / 1e9, rel=0.05, abs=0.051)
+  table = subprocess.run([sys.executable, "experiments/benchmark_table.py", str(tmp_path / "out.json")],
+                         cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert table.returncode == 0, table.stderr[-3000:]
+  assert "### The output layer alone" in table.stdout and "| 40 | 300 |" in table.stdout
