@@ -115,18 +115,34 @@ def chunked_logsumexp(hidden, table, bias, row_keys=None, column_keys=None, chun
 
   The rows are taken about chunk_elements logits at a time (0: `logit_chunk_elements()`), and the
   gradient is written by hand: the forward pass keeps only each row's result, the backward pass
-  recomputes a chunk's logits and forms their softmax from it. Memory is O(chunk x N + T x H)
-  instead of several [T, N] buffers (BERT4Rec's next-item loss over every position of 256 windows
-  of 200 items on 3,416 items is 175M logits, 700 MB a buffer)."""
+  recomputes a chunk's logits and forms their softmax from it. Memory is O(chunk_elements + T x H
+  + N x H) instead of several [T, N] buffers (BERT4Rec's next-item loss over every position of 256
+  windows of 200 items on 3,416 items is 175M logits, 700 MB a buffer).
+
+  The backward pass takes the logits a block of rows at a time while there are more rows than
+  columns (T >= N), adding each block's share into the table's gradient, and a block of columns
+  at a time otherwise, adding each block's share into the rows' gradient (the lse of every row is
+  known from the forward pass): either way the gradient summed over the blocks is the smaller
+  of the two. Summing the table's [N, H] gradient over blocks of rows made the pass grow with N^2 on
+  a large catalogue (2,200 rows, H 64, forward and backward on 2 CPU cores: 0.21 s at 16,000
+  columns, 1.85 s at 54,542; by blocks of columns 0.72 s at 54,542: `experiments/benchmark.py
+  --only=softmax`, docs/benchmarks.md)."""
   shape = hidden.shape[:-1]
   h = hidden.reshape((-1, hidden.shape[-1]))
   keyed = row_keys is not None
   rk = (row_keys.reshape(-1) if keyed else jnp.zeros(h.shape[0])).astype(jnp.int32)
   ck = (column_keys if keyed else jnp.full(table.shape[0], -1)).astype(jnp.int32)
-  rows = max(1, min(h.shape[0], logit_chunk_elements(chunk_elements) // max(table.shape[0], 1)))
+  elements = logit_chunk_elements(chunk_elements)
+  rows = max(1, min(h.shape[0], elements // max(table.shape[0], 1)))
+  # The backward pass's blocks of columns (0: of rows, as the forward pass's): see the docstring. As
+  # many columns in each as that many blocks need, so that the last is not mostly padding.
+  cols = 0
+  if table.shape[0] > h.shape[0]:
+    cols = max(1, min(table.shape[0], elements // max(h.shape[0], 1)))
+    cols = -(-table.shape[0] // -(-table.shape[0] // cols))
   pad = -h.shape[0] % rows
   h, rk = jnp.pad(h, ((0, pad), (0, 0))), jnp.pad(rk, (0, pad), constant_values=-2)
-  lse = _chunked_lse(rows, keyed, h, table, bias, rk, ck)
+  lse = _chunked_lse(rows, cols, keyed, h, table, bias, rk, ck)
   return lse[:lse.shape[0] - pad].reshape(shape)
 
 
@@ -139,26 +155,42 @@ def _chunks(rows, *xs):
   return tuple(x.reshape((-1, rows) + x.shape[1:]) for x in xs)
 
 
-@partial(jax.custom_vjp, nondiff_argnums=(0, 1))
-def _chunked_lse(rows, keyed, h, table, bias, rk, ck):
-  return _chunked_lse_fwd(rows, keyed, h, table, bias, rk, ck)[0]
+@partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2))
+def _chunked_lse(rows, cols, keyed, h, table, bias, rk, ck):
+  return _chunked_lse_fwd(rows, cols, keyed, h, table, bias, rk, ck)[0]
 
 
-def _chunked_lse_fwd(rows, keyed, h, table, bias, rk, ck):
+def _chunked_lse_fwd(rows, cols, keyed, h, table, bias, rk, ck):
   lse = jax.lax.map(lambda c: jax.nn.logsumexp(_masked_logits(keyed, c[0], table, bias, c[1], ck), axis=-1),
                     _chunks(rows, h, rk)).reshape(-1)
   return lse, (h, table, bias, rk, ck, lse)
 
 
-def _chunked_lse_bwd(rows, keyed, saved, g):
+def _padded_columns(cols, table, bias, ck):
+  """table, bias and column keys padded to a multiple of cols columns, blocks of cols: a padded
+  column's logit is -inf (its bias) and its key is no row's, so its softmax is 0."""
+  pad = -table.shape[0] % cols
+  return _chunks(cols, jnp.pad(table, ((0, pad), (0, 0))), jnp.pad(bias, (0, pad), constant_values=-jnp.inf),
+                 jnp.pad(ck, (0, pad), constant_values=-3))
+
+
+def _softmax_times(keyed, h, table, bias, rk, ck, lse, g):
+  """d lse / d logits (the softmax: exp(logits - lse)) times the incoming gradient g, for rows h
+  against columns table; a row with every column left out (lse -inf) has none (NaN stays NaN)."""
+  live = (lse > -jnp.inf)[:, None]
+  p = jnp.where(live, jnp.exp(_masked_logits(keyed, h, table, bias, rk, ck) - jnp.where(live, lse[:, None], 0.0)), 0.0)
+  return p * g[:, None]
+
+
+def _chunked_lse_bwd(rows, cols, keyed, saved, g):
+  if cols:
+    return _chunked_lse_bwd_by_columns(cols, keyed, saved, g)
   h, table, bias, rk, ck, lse = saved
 
   def one(carry, chunk):
     d_table_t, d_bias = carry
     hc, rc, lc, gc = chunk
-    live = (lc > -jnp.inf)[:, None]  # a row with every column left out has no gradient (NaN stays NaN)
-    p = jnp.where(live, jnp.exp(_masked_logits(keyed, hc, table, bias, rc, ck) - jnp.where(live, lc[:, None], 0.0)), 0.0)
-    d = p * gc[:, None]  # d lse / d logits = softmax, times the incoming gradient
+    d = _softmax_times(keyed, hc, table, bias, rc, ck, lc, gc)
     dh = jnp.dot(d.astype(table.dtype), table, preferred_element_type=jnp.float32).astype(h.dtype)
     # The table's gradient transposed, [H, N] = hc^T d (rows contracted): on CPU, d^T hc -> [N, H]
     # ran 2-7x slower when N is a power of two (the sampled softmax's 8,192 negatives); hc^T d did not at
@@ -171,6 +203,23 @@ def _chunked_lse_bwd(rows, keyed, saved, g):
       one, (jnp.zeros(table.shape[::-1], jnp.float32), jnp.zeros(bias.shape, jnp.float32)),
       _chunks(rows, h, rk, lse, g))
   return dh.reshape(h.shape), d_table_t.T.astype(table.dtype), d_bias.astype(bias.dtype), None, None
+
+
+def _chunked_lse_bwd_by_columns(cols, keyed, saved, g):
+  """The backward pass a block of `cols` columns at a time: each block's gradients of the table
+  and bias are its own, the rows' gradient is summed over the blocks."""
+  h, table, bias, rk, ck, lse = saved
+  n = table.shape[0]
+
+  def one(dh, chunk):
+    tc, bc, cc = chunk
+    d = _softmax_times(keyed, h, tc, bc, rk, cc, lse, g)  # [T, cols]
+    dh = dh + jnp.dot(d.astype(table.dtype), tc, preferred_element_type=jnp.float32)
+    return dh, (jnp.dot(d.T.astype(h.dtype), h, preferred_element_type=jnp.float32), d.sum(0))
+
+  dh, (d_table, d_bias) = jax.lax.scan(one, jnp.zeros(h.shape, jnp.float32), _padded_columns(cols, table, bias, ck))
+  d_table, d_bias = d_table.reshape(-1, table.shape[1])[:n], d_bias.reshape(-1)[:n]
+  return dh.astype(h.dtype), d_table.astype(table.dtype), d_bias.astype(bias.dtype), None, None
 
 
 _chunked_lse.defvjp(_chunked_lse_fwd, _chunked_lse_bwd)

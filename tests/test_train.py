@@ -232,13 +232,16 @@ def _ce_reference(h, table, bias, labels, weights, cand=None, log_q=None):
 
 
 @pytest.mark.parametrize("sampled", [False, True])
-@pytest.mark.parametrize("chunk", [1, 7 * 23, 10 ** 9])  # one row a chunk, a ragged last chunk, one chunk
-def test_losses_by_chunks_match_numpy(sampled, chunk):
+@pytest.mark.parametrize("chunk", [1, 7 * 23, 10 ** 9])  # one row (column) a chunk, a ragged last chunk, one chunk
+# Rows against the 23 items (full) and the 10 draws (sampled): the backward pass by blocks of columns
+# where there are fewer rows than columns, by blocks of rows otherwise.
+@pytest.mark.parametrize("t", [5, 17, 40])
+def test_losses_by_chunks_match_numpy(sampled, chunk, t):
   """The full and the sampled softmax cross-entropies, their logits formed a chunk at a time with a
   hand-written gradient, against the NumPy reference: values, and gradients for hidden states,
   output table and bias (the sampled one with repeated draws and accidental hits)."""
   rng = np.random.default_rng(1)
-  t, n, hdim = 17, 23, 5
+  n, hdim = 23, 5
   h, table = rng.normal(size=(t, hdim)).astype(np.float32), rng.normal(size=(n, hdim)).astype(np.float32)
   bias, labels, weights = rng.normal(size=n).astype(np.float32), rng.integers(0, n, t), rng.random(t).astype(np.float32)
   cand = np.concatenate([labels[:3], labels[:1], rng.integers(0, n, 6)])  # hits, a repeat
@@ -262,17 +265,19 @@ def test_losses_by_chunks_match_numpy(sampled, chunk):
     np.testing.assert_allclose(got, ref, atol=1e-5)
 
 
-def test_a_row_whose_every_draw_is_its_own_target_has_a_finite_loss_and_gradient():
+@pytest.mark.parametrize("draws", [2, 3])  # the backward pass by blocks of rows (2 rows, 2 draws), of columns (3)
+def test_a_row_whose_every_draw_is_its_own_target_has_a_finite_loss_and_gradient(draws):
   own = jnp.asarray([1.5, 0.5])
-  f = lambda hh: jnp.sum(loss_lib.sampled_softmax_ce(own, hh, jnp.ones((2, 3)), jnp.zeros(2), jnp.asarray([4, 1]),  # noqa: E731
-                                                      jnp.asarray([4, 4]), jnp.zeros(6), 1))
+  cand = jnp.full(draws, 4)
+  f = lambda hh: jnp.sum(loss_lib.sampled_softmax_ce(own, hh, jnp.ones((draws, 3)), jnp.zeros(draws),  # noqa: E731
+                                                      jnp.asarray([4, 1]), cand, jnp.zeros(6), 1))
   hh = jnp.asarray([[1.0, 2.0, 3.0], [0.5, -1.0, 2.0]])
   grad = np.asarray(jax.grad(f)(hh))
   np.testing.assert_array_equal(grad[0], 0.0)  # row 0 has nothing to compete with: no gradient
-  # Row 1 (target 1; both draws item 4): autodiff through the plain formula.
-  plain = lambda h1: jnp.logaddexp(own[1], jax.nn.logsumexp(jnp.ones((2, 3)) @ h1 - jnp.log(2.0))) - own[1]  # noqa: E731
+  # Row 1 (target 1; every draw item 4): autodiff through the plain formula.
+  plain = lambda h1: jnp.logaddexp(own[1], jax.nn.logsumexp(jnp.ones((draws, 3)) @ h1 - jnp.log(draws))) - own[1]  # noqa: E731
   np.testing.assert_allclose(grad[1], jax.grad(plain)(hh[1]), rtol=1e-6)
-  ce = loss_lib.sampled_softmax_ce(own, hh, jnp.ones((2, 3)), jnp.zeros(2), jnp.asarray([4, 1]), jnp.asarray([4, 4]),
+  ce = loss_lib.sampled_softmax_ce(own, hh, jnp.ones((draws, 3)), jnp.zeros(draws), jnp.asarray([4, 1]), cand,
                                    jnp.zeros(6), 1)
   assert ce[0] == 0.0 and ce[1] > 0  # row 0: nothing but its own target to compete with
 
