@@ -301,15 +301,52 @@ def target_shapes(config, devices) -> str:
   CPU, where a compilation takes a second or two and the output layer is much of a step; run on
   an accelerator, where a compilation takes 10-50 s and the slots are cheap (on an H200,
   configs/beauty.py's batches asked for 7 bounds and trained 38 steps in 96 s, compiling). A
-  length-bucketed stream has one bound per width either way."""
+  length-bucketed stream has one bound per width either way (`width_bounds`)."""
   chosen = config.train.get("target_shapes", "auto")
   if chosen == "auto":
     return "batch" if devices[0].platform == "cpu" else "run"
   return chosen
 
 
-def _bounds(lengths, stream, config, num_global: int, next_item: bool, keep: int):
-  """The static target-slot bound(s) of a batch whose windows hold `lengths` items."""
+WIDTH_BOUND_STEPS = 50_000  # width_bounds reads at most this many steps' lengths (a few seconds)
+
+
+def _shard_most(lengths, stream, config, num_global: int, kinds, keep: int) -> tuple:
+  """The most target slots any device's shard of a batch whose windows hold `lengths` items uses,
+  exactly, per loss (kinds: the model's, and "sasrec" for the next-item loss)."""
+  everys = (losses.masked_loss_every(config), 1)  # the masked-item loss reads one window in k; the next-item every one
+  return tuple(int(_shard_slots(_used_slots(lengths, stream.max_seq_length, config.masking, kind, keep)
+                                .reshape(num_global, -1), every).max()) for kind, every in zip(kinds, everys))
+
+
+def width_bounds(stream, config, num_global: int, start: int, stop: int) -> dict:
+  """A length-bucketed stream's bounds: {width: the most target slots any shard of any batch of
+  that width among steps start..stop - 1 uses (per loss, a tuple)}, exactly: still one compiled
+  step per width, without the slots of windows assumed full (a batch of width 16 holds windows of
+  9-16 items; every padded slot costs the output layer as a target does). On the recipe's stream of
+  experiments/benchmark.py's beauty_like_16k shape, 2,000 steps: 3,586 slots a step (both losses)
+  where full windows had 4,485, for 2,258 targets. Read from window lengths alone (every process finds the same), over at most WIDTH_BOUND_STEPS steps;
+  a later batch that needs more gets its width's full-window bound (`_bounds`)."""
+  next_item, keep = bool(losses.next_item_loss_weight(config)), losses.next_item_positions(config)
+  kinds = (config.model.kind, "sasrec") if next_item else (config.model.kind,)
+  most = {}
+  for step in range(start, min(max(stop, start + 1), start + WIDTH_BOUND_STEPS)):
+    lengths = stream.lengths(step)
+    width = window_width(int(lengths.max()), stream.max_seq_length)
+    most[width] = tuple(map(max, most.get(width, (0,) * len(kinds)),
+                            _shard_most(lengths, stream, config, num_global, kinds, keep)))
+  return {w: tuple(max(1, m) for m in ms) for w, ms in most.items()}
+
+
+def _bounds(lengths, stream, config, num_global: int, next_item: bool, keep: int, widths: Optional[dict] = None):
+  """The static target-slot bound(s) of a batch whose windows hold `lengths` items; with a
+  length-bucketed stream its width's entry of `widths` (`width_bounds`) where that holds it."""
+  if widths is not None:
+    kinds = (config.model.kind, "sasrec") if next_item else (config.model.kind,)
+    held = widths.get(window_width(int(lengths.max()), stream.max_seq_length))
+    if held is not None and all(o <= h for o, h in zip(_shard_most(lengths, stream, config, num_global, kinds, keep),
+                                                       held)):
+      return held if next_item else held[0]
   if stream.length_buckets:  # one bound per width (every window full): one compiled step per width
     lengths = np.full(len(lengths), window_width(int(lengths.max()), stream.max_seq_length))
   bound = target_bucket(lengths, stream.max_seq_length, config.masking, num_global, config.model.kind, keep,
@@ -349,9 +386,11 @@ def batch_iterator(config, stream, start: int, devices, stop: Optional[int] = No
   num_global = parallel.global_device_count(devices)
   next_item = bool(losses.next_item_loss_weight(config))  # the next-item loss has its own slots
   keep = losses.next_item_positions(config)
-  fixed = None
-  if config.train.compact_targets and not stream.length_buckets and target_shapes(config, devices) == "run":
-    end = stop if stop is not None else config.train.num_train_steps
+  fixed = widths = None
+  end = stop if stop is not None else config.train.num_train_steps
+  if config.train.compact_targets and stream.length_buckets:
+    widths = width_bounds(stream, config, num_global, first, end)
+  elif config.train.compact_targets and target_shapes(config, devices) == "run":
     fixed = run_bounds(stream, config, num_global, first, end)
 
   def host():
@@ -361,7 +400,7 @@ def batch_iterator(config, stream, start: int, devices, stop: Optional[int] = No
       if not config.train.compact_targets:
         yield b, 0
         continue
-      bound = _bounds(stream.lengths(step), stream, config, num_global, next_item, keep)
+      bound = _bounds(stream.lengths(step), stream, config, num_global, next_item, keep, widths)
       if fixed is not None:
         bound = tuple(map(max, bound, fixed)) if next_item else max(bound, fixed)
       yield b, bound

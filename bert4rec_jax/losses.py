@@ -134,16 +134,21 @@ def chunked_logsumexp(hidden, table, bias, row_keys=None, column_keys=None, chun
   ck = (column_keys if keyed else jnp.full(table.shape[0], -1)).astype(jnp.int32)
   elements = logit_chunk_elements(chunk_elements)
   rows = max(1, min(h.shape[0], elements // max(table.shape[0], 1)))
-  # The backward pass's blocks of columns (0: of rows, as the forward pass's): see the docstring. As
-  # many columns in each as that many blocks need, so that the last is not mostly padding.
-  cols = 0
-  if table.shape[0] > h.shape[0]:
-    cols = max(1, min(table.shape[0], elements // max(h.shape[0], 1)))
-    cols = -(-table.shape[0] // -(-table.shape[0] // cols))
+  cols = _column_block(h.shape[0], table.shape[0], elements)
   pad = -h.shape[0] % rows
   h, rk = jnp.pad(h, ((0, pad), (0, 0))), jnp.pad(rk, (0, pad), constant_values=-2)
   lse = _chunked_lse(rows, cols, keyed, h, table, bias, rk, ck)
   return lse[:lse.shape[0] - pad].reshape(shape)
+
+
+def _column_block(rows: int, columns: int, elements: int) -> int:
+  """The columns of each block of `chunked_logsumexp`'s backward pass, or 0 for blocks of rows (see
+  its docstring): about `elements` logits a block, as many columns in each as that many blocks
+  need (the last is not mostly padding)."""
+  if columns <= rows:
+    return 0
+  cols = max(1, min(columns, elements // max(rows, 1)))
+  return -(-columns // -(-columns // cols))
 
 
 def _masked_logits(keyed, h, table, bias, rk, ck):

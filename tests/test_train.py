@@ -871,6 +871,53 @@ def test_length_buckets_only_regroup_each_pool_and_cut_no_item():
   np.testing.assert_array_equal(stream.batch(5, block)["item_ids"], stream.batch(5)["item_ids"][block])
 
 
+def test_length_bucketed_batches_get_one_exact_bound_per_width(tiny_config):
+  """With length buckets each width gets one target bound per loss (one compiled step per width):
+  the most slots any shard of a batch of that width uses over the run, exactly, so every batch
+  fits it, below the bound of full windows where a width's windows are seldom full; a resumed run gets the same bounds,
+  a batch that needs more than its width's gets the full-window bound, and a step moves the
+  parameters as the full-window bound's step does (the padded slots weigh nothing)."""
+  c = tiny_config
+  c.model.max_seq_length, c.masking.max_predictions_per_seq = 50, 10
+  c.train.batch_size, c.train.length_buckets, c.train.prefetch = 256, True, 0
+  c.train.next_item_loss_weight, c.train.num_train_steps = 0.5, 2 * input_pipeline.POOL_BATCHES
+  n = c.data.synthetic.num_items
+  seqs = _skewed_sequences()
+  seqs = type(seqs)(seqs.offsets, (seqs.items % n + 1).astype(np.int32))
+  devices = parallel.local_devices(2)
+  stream = input_pipeline.make_stream(c, seqs)
+  steps = c.train.num_train_steps
+  got = [(batch["item_ids"].shape[-1], bound) for batch, bound in input_pipeline.batch_iterator(c, stream, 0, devices,
+                                                                                                stop=steps)]
+  assert len(got) == steps and len(set(got)) == len({w for w, _ in got}) >= 3
+  kinds, most, full = ("bert4rec", "sasrec"), {}, {}
+  for step, (width, bound) in enumerate(got):
+    lengths = stream.lengths(step)
+    own = input_pipeline._shard_most(lengths, stream, c, 2, kinds, 0)
+    assert all(o <= b for o, b in zip(own, bound))
+    most[width] = tuple(map(max, most.get(width, (0, 0)), own))
+    full[width] = input_pipeline._bounds(lengths, stream, c, 2, True, 0)
+  assert dict(got) == {w: tuple(max(1, m) for m in ms) for w, ms in most.items()}
+  # Never above the full windows' bound; the next-item loss's far below it where a width's windows are seldom full.
+  assert all(b <= f for w, bound in got for b, f in zip(bound, full[w]))
+  assert min(bound[1] / full[w][1] for w, bound in got) < 0.85
+  resumed = input_pipeline.batch_iterator(c, input_pipeline.make_stream(c, seqs), 40, devices, stop=steps)
+  assert [bound for _, bound in resumed] == [bound for _, bound in got[40:]]
+  width = max(most)
+  step_at = next(i for i, (w, _) in enumerate(got) if w == width)
+  lengths = stream.lengths(step_at)
+  assert input_pipeline._bounds(lengths, stream, c, 2, True, 0, {width: (1, 1)}) == full[width]
+
+  start, sgd = sgd_start(c, n)
+  p_step, sampler = trainer.make_step(c, n, devices, seqs)
+  batch = parallel.put_sharded(stream.batch(step_at), devices)
+  moved = [parallel.unreplicate(p_step(parallel.replicate(sgd, devices), batch, sampler, bound)[0].params)
+           for bound in (dict(got)[width], full[width])]
+  assert dict(got)[width] != full[width]
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6), *moved)
+  assert not np.allclose(moved[0]["output_bias"], start.params["output_bias"], atol=1e-4)
+
+
 def test_a_batch_larger_than_the_data_spans_epochs_each_its_own_permutation():
   """A batch of far more windows than the data has spans many epochs: its examples are still
   those of epoch p // W's permutation at p % W for every stream position p (a slow reference),
