@@ -220,10 +220,12 @@ def _chunked_lse_bwd_by_columns(cols, keyed, saved, g):
     tc, bc, cc = chunk
     d = _softmax_times(keyed, h, tc, bc, rk, cc, lse, g)  # [T, cols]
     dh = dh + jnp.dot(d.astype(table.dtype), tc, preferred_element_type=jnp.float32)
-    return dh, (jnp.dot(d.T.astype(h.dtype), h, preferred_element_type=jnp.float32), d.sum(0))
+    # The block's table gradient transposed, [H, cols] = h^T d, as the blocks of rows form theirs (above).
+    d_table_t = jax.lax.dot_general(h, d.astype(h.dtype), (((0,), (0,)), ((), ())), preferred_element_type=jnp.float32)
+    return dh, (d_table_t, d.sum(0))
 
-  dh, (d_table, d_bias) = jax.lax.scan(one, jnp.zeros(h.shape, jnp.float32), _padded_columns(cols, table, bias, ck))
-  d_table, d_bias = d_table.reshape(-1, table.shape[1])[:n], d_bias.reshape(-1)[:n]
+  dh, (d_table_t, d_bias) = jax.lax.scan(one, jnp.zeros(h.shape, jnp.float32), _padded_columns(cols, table, bias, ck))
+  d_table, d_bias = d_table_t.transpose(0, 2, 1).reshape(-1, table.shape[1])[:n], d_bias.reshape(-1)[:n]
   return dh.astype(h.dtype), d_table.astype(table.dtype), d_bias.astype(bias.dtype), None, None
 
 
