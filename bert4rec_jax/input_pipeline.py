@@ -301,7 +301,9 @@ def target_shapes(config, devices) -> str:
   CPU, where a compilation takes a second or two and the output layer is much of a step; run on
   an accelerator, where a compilation takes 10-50 s and the slots are cheap (on an H200,
   configs/beauty.py's batches asked for 7 bounds and trained 38 steps in 96 s, compiling). A
-  length-bucketed stream has one bound per width either way (`width_bounds`)."""
+  length-bucketed stream has one bound per width either way: with "batch" the most slots that
+  width's batches use (`width_bounds`, found before the first batch: a few seconds over a long
+  schedule), with "run" that of full windows."""
   chosen = config.train.get("target_shapes", "auto")
   if chosen == "auto":
     return "batch" if devices[0].platform == "cpu" else "run"
@@ -388,9 +390,10 @@ def batch_iterator(config, stream, start: int, devices, stop: Optional[int] = No
   keep = losses.next_item_positions(config)
   fixed = widths = None
   end = stop if stop is not None else config.train.num_train_steps
-  if config.train.compact_targets and stream.length_buckets:
+  shapes = target_shapes(config, devices) if config.train.compact_targets else ""
+  if shapes == "batch" and stream.length_buckets:  # on an accelerator slots are cheap: no pass over the schedule
     widths = width_bounds(stream, config, num_global, first, end)
-  elif config.train.compact_targets and target_shapes(config, devices) == "run":
+  elif shapes == "run" and not stream.length_buckets:
     fixed = run_bounds(stream, config, num_global, first, end)
 
   def host():

@@ -907,6 +907,10 @@ def test_length_bucketed_batches_get_one_exact_bound_per_width(tiny_config):
   step_at = next(i for i, (w, _) in enumerate(got) if w == width)
   lengths = stream.lengths(step_at)
   assert input_pipeline._bounds(lengths, stream, c, 2, True, 0, {width: (1, 1)}) == full[width]
+  c.train.target_shapes = "run"  # an accelerator's: full windows' bound per width, no pass over the schedule
+  assert [bound for _, bound in input_pipeline.batch_iterator(c, stream, 0, devices, stop=steps)] == [
+      full[w] for w, _ in got]
+  c.train.target_shapes = "auto"
 
   start, sgd = sgd_start(c, n)
   p_step, sampler = trainer.make_step(c, n, devices, seqs)
