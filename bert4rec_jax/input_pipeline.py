@@ -313,12 +313,19 @@ def target_shapes(config, devices) -> str:
 WIDTH_BOUND_STEPS = 50_000  # width_bounds reads at most this many steps' lengths (a few seconds)
 
 
-def _shard_most(lengths, stream, config, num_global: int, kinds, keep: int) -> tuple:
+def _step_losses(config, next_item: bool) -> tuple:
+  """(kind, rows in which one carries it) per loss of a step: the model's loss (the masked-item
+  loss reads one window in train.masked_loss_every), then with the next-item loss ("sasrec"'s
+  targets) every window."""
+  first = (config.model.kind, losses.masked_loss_every(config))
+  return (first, ("sasrec", 1)) if next_item else (first,)
+
+
+def _shard_most(lengths, stream, config, num_global: int, next_item: bool, keep: int) -> tuple:
   """The most target slots any device's shard of a batch whose windows hold `lengths` items uses,
-  exactly, per loss (kinds: the model's, and "sasrec" for the next-item loss)."""
-  everys = (losses.masked_loss_every(config), 1)  # the masked-item loss reads one window in k; the next-item every one
+  exactly, per loss (`_step_losses`)."""
   return tuple(int(_shard_slots(_used_slots(lengths, stream.max_seq_length, config.masking, kind, keep)
-                                .reshape(num_global, -1), every).max()) for kind, every in zip(kinds, everys))
+                                .reshape(num_global, -1), every).max()) for kind, every in _step_losses(config, next_item))
 
 
 def width_bounds(stream, config, num_global: int, start: int, stop: int) -> dict:
@@ -330,13 +337,12 @@ def width_bounds(stream, config, num_global: int, start: int, stop: int) -> dict
   where full windows had 4,485, for 2,258 targets. Read from window lengths alone (every process finds the same), over at most WIDTH_BOUND_STEPS steps;
   a later batch that needs more gets its width's full-window bound (`_bounds`)."""
   next_item, keep = bool(losses.next_item_loss_weight(config)), losses.next_item_positions(config)
-  kinds = (config.model.kind, "sasrec") if next_item else (config.model.kind,)
   most = {}
   for step in range(start, min(max(stop, start + 1), start + WIDTH_BOUND_STEPS)):
     lengths = stream.lengths(step)
     width = window_width(int(lengths.max()), stream.max_seq_length)
-    most[width] = tuple(map(max, most.get(width, (0,) * len(kinds)),
-                            _shard_most(lengths, stream, config, num_global, kinds, keep)))
+    own = _shard_most(lengths, stream, config, num_global, next_item, keep)
+    most[width] = tuple(map(max, most.get(width, own), own))
   return {w: tuple(max(1, m) for m in ms) for w, ms in most.items()}
 
 
@@ -344,9 +350,8 @@ def _bounds(lengths, stream, config, num_global: int, next_item: bool, keep: int
   """The static target-slot bound(s) of a batch whose windows hold `lengths` items; with a
   length-bucketed stream its width's entry of `widths` (`width_bounds`) where that holds it."""
   if widths is not None:
-    kinds = (config.model.kind, "sasrec") if next_item else (config.model.kind,)
     held = widths.get(window_width(int(lengths.max()), stream.max_seq_length))
-    if held is not None and all(o <= h for o, h in zip(_shard_most(lengths, stream, config, num_global, kinds, keep),
+    if held is not None and all(o <= h for o, h in zip(_shard_most(lengths, stream, config, num_global, next_item, keep),
                                                        held)):
       return held if next_item else held[0]
   if stream.length_buckets:  # one bound per width (every window full): one compiled step per width
@@ -364,15 +369,14 @@ def run_bounds(stream, config, num_global: int, start: int, stop: int):
   lengths alone (no item is read), so every process finds the same; about a second for
   configs/ml1m.py's 30,000 steps of 256 windows."""
   next_item, keep = bool(losses.next_item_loss_weight(config)), losses.next_item_positions(config)
-  kinds = (config.model.kind, "sasrec") if next_item else (config.model.kind,)
-  everys = (losses.masked_loss_every(config), 1)  # the masked-item loss reads one window in k; the next-item every one
-  most = [0] * len(kinds)
+  step_losses = _step_losses(config, next_item)
+  most = [0] * len(step_losses)
   for block in stream.lengths_of_steps(start, max(stop, start + 1)):
-    for i, kind in enumerate(kinds):
+    for i, (kind, every) in enumerate(step_losses):
       used = _used_slots(block, stream.max_seq_length, config.masking, kind, keep)
-      most[i] = max(most[i], int(_shard_slots(used.reshape(len(block), num_global, -1), everys[i]).max()))
+      most[i] = max(most[i], int(_shard_slots(used.reshape(len(block), num_global, -1), every).max()))
   bounds = tuple(_slot_bound(m, stream.max_seq_length, config.masking, num_global, stream.batch_size, kind, keep, e)
-                 for m, kind, e in zip(most, kinds, everys))
+                 for m, (kind, e) in zip(most, step_losses))
   return bounds if next_item else bounds[0]
 
 

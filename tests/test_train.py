@@ -890,10 +890,10 @@ def test_length_bucketed_batches_get_one_exact_bound_per_width(tiny_config):
   got = [(batch["item_ids"].shape[-1], bound) for batch, bound in input_pipeline.batch_iterator(c, stream, 0, devices,
                                                                                                 stop=steps)]
   assert len(got) == steps and len(set(got)) == len({w for w, _ in got}) >= 3
-  kinds, most, full = ("bert4rec", "sasrec"), {}, {}
+  most, full = {}, {}
   for step, (width, bound) in enumerate(got):
     lengths = stream.lengths(step)
-    own = input_pipeline._shard_most(lengths, stream, c, 2, kinds, 0)
+    own = input_pipeline._shard_most(lengths, stream, c, 2, True, 0)
     assert all(o <= b for o, b in zip(own, bound))
     most[width] = tuple(map(max, most.get(width, (0, 0)), own))
     full[width] = input_pipeline._bounds(lengths, stream, c, 2, True, 0)
