@@ -37,8 +37,9 @@ and a rerun on the same data resumes it. Each choice is logged with the rule tha
                                      MIN_STEPS (1,000) steps to what gives that many (small sparse
                                      sets gain from them on validation), each at most what 80
                                      minutes of a 2-core CPU per 300k training interactions allow at the step's
-                                     estimated time (`position_seconds`), rounded down to a
-                                     multiple of 10: the time target is 90 minutes
+                                     estimated time (`position_seconds`: its floating-point work
+                                     with the output layer at every target slot it computes),
+                                     rounded down to a multiple of 10: the time target is 90 minutes
   train.num_warmup_steps = -1        2% of num_train_steps
   train.learning_rate = 0            with fewer than 23 training interactions per item (sparse: each
   train.weight_decay = -1              item seen seldom), 3e-3 with weight decay 0.3 and dropout 0.5;
@@ -52,8 +53,8 @@ and a rerun on the same data resumes it. Each choice is logged with the rule tha
   train.max_training_minutes = -1    85 minutes per 300k training interactions (at least 10):
                                      training ends there for good, with the best validated
                                      checkpoint, on a machine slower than the one the step's
-                                     estimate was measured on (a 2-core CPU without AVX-512
-                                     takes 1.2-1.4x as long); not part of the model's name
+                                     estimate was measured on (2 AVX2 cores; 2 AVX-512 cores
+                                     took 0.6-0.75 of its time); not part of the model's name
 """
 import logging
 import math
@@ -74,8 +75,8 @@ SPARSE_SETTINGS, DENSE_SETTINGS = (3e-3, 0.3, 0.5), (1e-3, 0.01, 0.2)
 # the time target allows (90 minutes of a 2-core CPU per 300k training interactions; the budget
 # plans for 80 of them, leaving the rest to validation, compilation, preparation and a slower
 # machine) at the step's estimated time on a 2-core CPU: its encoder's and its output layer's
-# floating-point work at their rates, plus CPU_STEP_SECONDS a step, all measured on the recipe's steps
-# (docs/recipe.md, "The budget from the data").
+# floating-point work at their rates, plus CPU_STEP_SECONDS a step, all fitted to the recipe's steps
+# (docs/recipe.md, "The budget from the data" and "The estimate counts the slots a step computes").
 SPARSE_BUDGET, DENSE_BUDGET = 120.0, 360.0
 # A schedule of fewer steps than this (a small dataset's budget) is lengthened to this many, as far
 # as the time target allows: on small sparse sets more updates lifted both models on validation
@@ -87,10 +88,13 @@ DENSE_MASKED_EVERY = 4
 TIME_TARGET_MINUTES, PLANNED_MINUTES, TARGET_INTERACTIONS = 90, 80, 300_000
 # Training ends for good after this much (minutes per TARGET_INTERACTIONS training interactions, at
 # least BOUND_MIN_MINUTES): the schedule is planned at the step's estimated time on the machine the
-# rates were measured on; a slower machine (an AVX2-only CPU runs the steps 1.2-1.4x as long) stops
-# at the bound, within the time target, with the best validated checkpoint.
+# rates were measured on; a slower machine stops at the bound, within the time target, with the
+# best validated checkpoint.
 BOUND_MINUTES, BOUND_MIN_MINUTES = 85, 10
-CPU_ENCODER_FLOPS_PER_SECOND, CPU_OUTPUT_FLOPS_PER_SECOND, CPU_STEP_SECONDS = 30e9, 100e9, 0.08
+# Fitted by experiments/fit_step_rates.py to nine recipe steps on 2 AVX2 cores (AMD EPYC, 2026-12-06:
+# MovieLens-1M and Beauty for both models, dense 15k-item and sparse 16k/32k-item shapes with the full
+# softmax; docs/benchmarks/cpu_2core_step_rates_fit.json); every row within 0.90-1.23 x the estimate.
+CPU_ENCODER_FLOPS_PER_SECOND, CPU_OUTPUT_FLOPS_PER_SECOND, CPU_STEP_SECONDS = 28e9, 78e9, 0.05
 BUDGET_GRAIN = 10.0
 
 
@@ -143,6 +147,19 @@ def sequence_length(lengths: np.ndarray) -> int:
   return int(min(AUTO_LENGTH_MAX, AUTO_LENGTH_GRAIN * max(1, math.ceil((p + 1) / AUTO_LENGTH_GRAIN))))
 
 
+def _estimate_stream(config, train_seqs, max_steps: int, min_steps: int) -> tuple:
+  """(the training stream drawn with seed 0, the number of its first batches the estimate reads):
+  its first epoch, at least `min_steps` batches and at most `max_steps`, never more than min_steps
+  batches of MEAN_WIDTH_WINDOWS windows."""
+  from bert4rec_jax import input_pipeline
+  fixed = config.copy_and_resolve_references()
+  fixed.seed = ESTIMATE_SEED
+  stream = input_pipeline.make_stream(fixed, train_seqs)
+  steps = max(min_steps, min(max_steps, math.ceil(stream.num_examples / config.train.batch_size)))
+  steps = min(steps, max(1, math.ceil(min_steps * MEAN_WIDTH_WINDOWS / config.train.batch_size)))
+  return stream, steps
+
+
 def mean_width(config, train_seqs, max_steps: int = 1600, min_steps: int = 400) -> float:
   """Columns of an average training batch: max_seq_length, or with train.length_buckets the mean
   width of the stream's first batches: its first epoch, at least `min_steps` batches (a small
@@ -151,45 +168,70 @@ def mean_width(config, train_seqs, max_steps: int = 1600, min_steps: int = 400) 
   is measured over fewer of its batches, not over hundreds of them).
   The batches are drawn with seed 0 whatever config.seed is: the schedule is the data's, so the
   seeds of one model differ in config.seed alone (and can be joined as seeds of one model)."""
-  from bert4rec_jax import input_pipeline
   if not config.train.get("length_buckets"):
     return float(config.model.max_seq_length)
-  fixed = config.copy_and_resolve_references()
-  fixed.seed = ESTIMATE_SEED
-  stream = input_pipeline.make_stream(fixed, train_seqs)
-  steps = max(min_steps, min(max_steps, math.ceil(stream.num_examples / config.train.batch_size)))
-  steps = min(steps, max(1, math.ceil(min_steps * MEAN_WIDTH_WINDOWS / config.train.batch_size)))
+  stream, steps = _estimate_stream(config, train_seqs, max_steps, min_steps)
   return float(np.mean([stream.width(s) for s in range(steps)]))
 
 
-def position_flops(config, train_seqs, num_items: int, width: float) -> tuple:
-  """Estimated floating-point operations of training per window position, (encoder, output layer),
-  forward and backward (3 x the forward's matrix products), at a mean batch width of `width`
-  columns: the encoder's projections, feed-forward and attention at every position (twice for
-  BERT4Rec with the next-item loss: once over the masked windows, once read causally; the masked
-  pass over one window in train.masked_loss_every), and the
-  output layer at each target (an epoch's mean per window, `losses.mean_targets`) against every
-  item of the full softmax or the shared negatives of the sampled one. Dropout, normalisation and
-  the softmax's elementwise work are left to the measured rates."""
+def estimate_batches(config, train_seqs, max_steps: int = 1600, min_steps: int = 400) -> List[tuple]:
+  """(columns, target slots) of each batch `mean_width` reads: the slots are those the output
+  layer computes on one CPU device (train.target_shapes "batch", `input_pipeline.batch_iterator`),
+  summed over the step's losses: with train.length_buckets each width's most used slots over these
+  batches, else each batch's used slots rounded up to a quarter step between powers of two; without
+  train.compact_targets every window's P slots, and the next-item loss's at each of the batch's
+  columns. A padded slot costs the output layer as a target does: on a Beauty-like stream the slots
+  are 1.6 x the targets."""
   from bert4rec_jax import input_pipeline, losses
+  stream, steps = _estimate_stream(config, train_seqs, max_steps, min_steps)
+  next_item, keep = bool(losses.next_item_loss_weight(config)), losses.next_item_positions(config)
+  t, b = config.train, config.train.batch_size
+  if not t.compact_targets:  # every row's P slots, or the next-item loss's at every column (or `keep` of them)
+    return [(w, sum(b // every * input_pipeline._slots(w, config.masking, kind, keep)
+                    for kind, every in input_pipeline._step_losses(config, next_item)))
+            for w in (stream.width(s) for s in range(steps))]
+  widths = input_pipeline.width_bounds(stream, config, 1, 0, steps) if stream.length_buckets else None
+  out = []
+  for s in range(steps):
+    lengths = stream.lengths(s)
+    bound = input_pipeline._bounds(lengths, stream, config, 1, next_item, keep, widths)
+    width = input_pipeline.window_width(int(lengths.max()), stream.max_seq_length) if stream.length_buckets \
+        else stream.max_seq_length
+    out.append((width, int(sum(bound) if next_item else bound)))
+  return out
+
+
+def step_flops(config, num_items: int, width: int, slots: int) -> tuple:
+  """Estimated floating-point operations of one training step, (encoder, output layer), forward
+  and backward (3 x the forward's matrix products), on a batch of `width` columns whose losses
+  compute `slots` target slots (`estimate_batches`): the encoder's projections, feed-forward and
+  attention at every position (twice for BERT4Rec with the next-item loss: once over the masked
+  windows, once read causally; the masked pass over one window in train.masked_loss_every), and
+  the output layer at each slot against every item of the full softmax or the shared negatives of
+  the sampled one. Dropout, normalisation and the softmax's elementwise work are left to the
+  measured rates."""
+  from bert4rec_jax import losses
   m, t = config.model, config.train
   h = m.hidden_size
-  # The windows (and so their targets) are the data's, whatever the seed: only their order is drawn.
-  masked, following = losses.mean_targets(config, input_pipeline.make_stream(config, train_seqs).window_lengths())
-  # sasrec: its next-item targets come first, one causal pass
-  passes = 1 + 1 / losses.masked_loss_every(config) if following else 1
-  encoder = passes * m.num_hidden_layers * (8 * h * h + 4 * h * m.intermediate_size + 4 * width * h)
+  passes = 1 + 1 / losses.masked_loss_every(config) if losses.next_item_loss_weight(config) else 1
+  per_position = passes * m.num_hidden_layers * (8 * h * h + 4 * h * m.intermediate_size + 4 * width * h)
+  encoder = per_position * t.batch_size * width
   candidates = num_items if losses.step_loss(t, num_items) == "full" else t.num_negatives
-  output = (masked + following) * 2 * h * candidates / max(width, 1.0)
-  return 3.0 * encoder, 3.0 * output
+  return 3.0 * encoder, 3.0 * slots * 2 * h * candidates
 
 
-def position_seconds(config, train_seqs, num_items: int, width: float) -> float:
-  """Estimated seconds of a 2-core CPU per window position trained: `position_flops`' encoder and
-  output-layer work at their measured rates, plus CPU_STEP_SECONDS shared by a step's positions."""
-  encoder, output = position_flops(config, train_seqs, num_items, width)
-  return (encoder / CPU_ENCODER_FLOPS_PER_SECOND + output / CPU_OUTPUT_FLOPS_PER_SECOND
-          + CPU_STEP_SECONDS / (config.train.batch_size * max(width, 1.0)))
+def step_seconds(config, num_items: int, width: int, slots: int) -> float:
+  """Estimated seconds of one training step on a 2-core CPU: `step_flops`' encoder and output-layer
+  work at their measured rates, plus CPU_STEP_SECONDS."""
+  encoder, output = step_flops(config, num_items, width, slots)
+  return encoder / CPU_ENCODER_FLOPS_PER_SECOND + output / CPU_OUTPUT_FLOPS_PER_SECOND + CPU_STEP_SECONDS
+
+
+def position_seconds(config, num_items: int, batches) -> float:
+  """Estimated seconds of a 2-core CPU per window position trained over `batches` ((columns,
+  target slots) pairs, `estimate_batches`): their steps' seconds over their positions."""
+  seconds = sum(step_seconds(config, num_items, w, n) for w, n in batches)
+  return seconds / max(1.0, config.train.batch_size * sum(w for w, _ in batches))
 
 
 def resolve(config, train_seqs, num_items: int, num_devices: int = 1) -> List[str]:
@@ -253,7 +295,7 @@ def resolve(config, train_seqs, num_items: int, num_devices: int = 1) -> List[st
     if "train.budget_per_interaction" in todo:
       wanted = SPARSE_BUDGET if sparse else DENSE_BUDGET
       floor = BUDGET_GRAIN * math.ceil(MIN_STEPS * per_step / max(interactions, 1) / BUDGET_GRAIN)
-      seconds = position_seconds(config, train_seqs, num_items, width)
+      seconds = position_seconds(config, num_items, estimate_batches(config, train_seqs))
       allowed = PLANNED_MINUTES * 60 / TARGET_INTERACTIONS / seconds
       t.budget_per_interaction = max(BUDGET_GRAIN, min(max(wanted, floor),
                                                        BUDGET_GRAIN * math.floor(allowed / BUDGET_GRAIN)))

@@ -31,6 +31,17 @@ def git_commit() -> str:
     return ""
 
 
+def uncommitted_changes() -> bool:
+  """Whether the checkout's tracked files differ from git_commit() (False outside a git checkout):
+  a measurement made on such a tree is not the commit's alone."""
+  try:
+    here = os.path.dirname(os.path.abspath(__file__))
+    return bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, timeout=10).stdout.strip())
+  except (OSError, subprocess.SubprocessError):
+    return False
+
+
 ENV_MODES = {"online": "online", "offline": "offline", "disabled": "disabled", "dryrun": "offline", "run": "online"}
 
 

@@ -30,8 +30,9 @@ Suites:
   recipe_cost  (not in the default run: minutes) the recipe's training steps on data files of
            BERT4REC_DATA_DIR or the synthetic shapes (--recipe_cost_data, `<file or shape>[:<kind>]`),
            measured (batches made inside the timing, as in a run) against the seconds the recipe
-           estimates for the same steps (`recipe.position_seconds` at each step's width), with the
-           budget and steps it chose: what the recipe's time estimate is calibrated and checked on.
+           estimates for the same steps (`recipe.step_seconds` at each step's width and target
+           slots), with the budget and steps it chose: what the recipe's time estimate is
+           calibrated (experiments/fit_step_rates.py) and checked on.
   softmax  (not in the default run: a minute or two) the training losses' output layer alone: the
            forward and backward pass of `losses.chunked_logsumexp` (what the full softmax and the
            sampled softmax's negatives cost) for rows x columns of --softmax_shapes (targets x items
@@ -290,12 +291,12 @@ def timed_train_steps(c, train_seqs, num_items, devices, steps, repeats):
   """The first `steps` training steps of config `c` (batches made inside the timing, as in a run,
   but the first: the batch stream finds the schedule's target bounds before it, once a run),
   once to compile every width they meet, then `repeats` times: (the trained state, seconds of the
-  first pass, median seconds a step, the steps' widths)."""
+  first pass, median seconds a step, the steps' widths, their target slots over all losses and devices)."""
   import jax
   from bert4rec_jax import input_pipeline, parallel, trainer
   step, sampler = trainer.make_step(c, num_items, devices, train_seqs)
   p_state = parallel.replicate(trainer.create_state(c, num_items), devices)
-  widths = []
+  widths, slots = [], []
 
   def run_steps(state):
     batches = input_pipeline.training_batches(c, train_seqs, 0, devices)
@@ -304,6 +305,7 @@ def timed_train_steps(c, train_seqs, num_items, devices, steps, repeats):
     for i in range(steps):
       batch, num_targets = next(batches) if i else first
       widths.append(int(batch["item_ids"].shape[-1]))
+      slots.append(int(np.sum(num_targets)) * len(devices))
       state, m = step(state, batch, sampler, num_targets)
     jax.block_until_ready(m)
     return state, time.perf_counter() - t0
@@ -313,7 +315,7 @@ def timed_train_steps(c, train_seqs, num_items, devices, steps, repeats):
   for _ in range(repeats):
     p_state, seconds = run_steps(p_state)
     step_times.append(seconds / steps)
-  return p_state, first_steps_s, statistics.median(step_times), widths[:steps]
+  return p_state, first_steps_s, statistics.median(step_times), widths[:steps], slots[:steps]
 
 
 def bench_validation(spec, overrides, repeats, steps):
@@ -341,7 +343,7 @@ def bench_validation(spec, overrides, repeats, steps):
     recipe.resolve(c, train_seqs, num_items)
   trainer.resolve_schedule(c, train_seqs)
   devices = parallel.local_devices(c.train.num_devices)
-  p_state, first_steps_s, step_s, _ = timed_train_steps(c, train_seqs, num_items, devices, steps, repeats)
+  p_state, first_steps_s, step_s, _, _ = timed_train_steps(c, train_seqs, num_items, devices, steps, repeats)
   ev = evaluate.Evaluator(splits["valid"], prepared.vocab, eval_config=c.eval, max_seq_length=c.model.max_seq_length,
                           devices=devices, seed=c.seed, max_users=c.eval.max_valid_users)
   scorer = evaluate.model_scorer(model_lib.from_config(c.model, num_items))
@@ -402,8 +404,8 @@ def bench_softmax(shapes: str, repeats: int, hidden: int = 64):
 def bench_recipe_cost(spec, overrides, repeats, steps):
   """The recipe (configs/default.py get_config()) on one data file or synthetic shape, `what[:kind]`:
   the seconds of its first `steps` training steps (batches made inside the timing, as in a run;
-  after a first pass that compiles their widths), against `recipe.position_seconds` for the same
-  steps' widths."""
+  after a first pass that compiles their widths), against `recipe.step_seconds` for the same
+  steps' widths and target slots (the bounds the batch stream gave them)."""
   from bert4rec_jax import parallel, pipeline, recipe
   from bert4rec_jax.configs import default
   what, _, kind = spec.partition(":")
@@ -425,24 +427,28 @@ def bench_recipe_cost(spec, overrides, repeats, steps):
   train_seqs, _ = pipeline.task_splits(c.task, sequences)
   chosen = recipe.resolve(c, train_seqs, num_items)
   devices = parallel.local_devices(c.train.num_devices)
-  _, _, measured, widths = timed_train_steps(c, train_seqs, num_items, devices, steps, repeats)
+  _, _, measured, widths, slots = timed_train_steps(c, train_seqs, num_items, devices, steps, repeats)
   b, interactions = c.train.batch_size, int(np.asarray(train_seqs.lengths).sum())
-  per_width = {w: (recipe.position_seconds(c, train_seqs, num_items, w), recipe.position_flops(c, train_seqs, num_items, w))
-               for w in set(widths)}
-  estimated = sum(per_width[w][0] * b * w for w in widths) / steps
-  encoder_flops = sum(per_width[w][1][0] * b * w for w in widths) / steps
-  step_flops = sum(sum(per_width[w][1]) * b * w for w in widths) / steps
+  estimated = sum(recipe.step_seconds(c, num_items, w, n) for w, n in zip(widths, slots)) / steps
+  encoder_flops, output_flops = (sum(f) / steps for f in zip(*(recipe.step_flops(c, num_items, w, n)
+                                                                for w, n in zip(widths, slots))))
+  step_flops = encoder_flops + output_flops
+  planned = recipe.position_seconds(c, num_items, recipe.estimate_batches(c, train_seqs))
   return {"data": what, "kind": c.model.kind, "num_items": num_items, "loss": c.train.loss,
           "training_interactions": interactions,
           "max_seq_length": c.model.max_seq_length, "mean_width_of_timed_steps": round(float(np.mean(widths)), 1),
           "budget_per_interaction": c.train.budget_per_interaction, "num_train_steps": c.train.num_train_steps,
           "step_seconds": round(measured, 4), "estimated_step_seconds": round(estimated, 4),
           "measured_over_estimated": round(measured / estimated, 3),
+          "target_slots_per_step": round(float(np.mean(slots)), 1),
           "estimated_gflop_per_step": round(step_flops / 1e9, 2),
+          "estimated_encoder_gflop_per_step": round(encoder_flops / 1e9, 3),
+          "estimated_output_gflop_per_step": round(output_flops / 1e9, 3),
           "estimated_encoder_share_of_flops": round(encoder_flops / step_flops, 3),
           "gflop_per_second_measured": round(step_flops / 1e9 / measured, 1),
-          "estimated_minutes_per_300k_training_interactions": round(
-              c.train.num_train_steps * estimated / 60 * 300_000 / interactions, 1),
+          "estimated_minutes_per_300k_training_interactions": round(  # the recipe's plan: its steps at its estimate
+              c.train.num_train_steps * b * recipe.mean_width(c, train_seqs) * planned / 60 * 300_000 / interactions,
+              1),
           "budget_line": next((x for x in chosen if x.startswith("train.budget_per_interaction")), ""),
           "timed_steps": steps, "repeats": repeats}
 
@@ -642,7 +648,8 @@ def main():
             "jax": jax.__version__, "cpu_count": os.cpu_count(), "cpu": parallel.describe_cpu(),
             "overrides": args.set, "repeats": args.repeats,
             "command": "python experiments/benchmark.py " + " ".join(sys.argv[1:]),
-            "date": datetime.date.today().isoformat(), "git_commit": tracking.git_commit()}
+            "date": datetime.date.today().isoformat(), "git_commit": tracking.git_commit(),
+            "uncommitted_changes": tracking.uncommitted_changes()}
   def prepare_rows():
     rows = []
     for n in (int(x) for x in args.prepare_sizes.split(",")):

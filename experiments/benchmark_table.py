@@ -24,7 +24,8 @@ def cores(doc: dict) -> str:
 def when(doc: dict) -> str:
   """"2026-12-04, code of commit abc1234": the date and the commit a JSON document names."""
   commit = doc.get("git_commit", "")
-  return ", ".join(x for x in (doc.get("date", ""), commit and f"code of commit {commit[:7]}") if x)
+  changed = " with uncommitted changes" if doc.get("uncommitted_changes") else ""
+  return ", ".join(x for x in (doc.get("date", ""), commit and f"code of commit {commit[:7]}{changed}") if x)
 
 
 def section(doc: dict, title: str) -> str:
@@ -36,6 +37,8 @@ def section(doc: dict, title: str) -> str:
            f"Command: `{doc['command']}`" + (f" ({dated})" if dated else ""), ""]
   if doc["overrides"]:
     lines += [f"Overrides: `{' '.join(doc['overrides'])}`", ""]
+  if doc.get("note"):  # what the command and commit do not say (e.g. a working tree's change)
+    lines += [f"Note: {doc['note']}.", ""]
   for key in ("prepare", "train", "eval", "predict", "recommend", "validation", "softmax", "recipe_cost", "large_1m_items",
               "bucketed", "stream_predict"):
     if isinstance(doc.get(key), dict) and "error" in doc[key]:
@@ -146,22 +149,31 @@ def _not_run_row(name: str, row: dict, columns: int) -> str:
 
 def recipe_cost_lines(rows: dict) -> list:
   """The recipe's steps measured against its time estimate (the budget's cut), one row per data and model."""
+  slots = any("target_slots_per_step" in r for r in rows.values())  # files since the estimate counts slots
   lines = ["### The recipe's steps against its time estimate (configs/default.py, what it chose from the data)", "",
-           "| data | model | items | softmax | budget | steps | mean width timed | step (s) | estimated (s) |"
+           "| data | model | items | softmax | budget | steps | mean width timed |"
+           + (" target slots a step |" if slots else "") + " step (s) | estimated (s) |"
            " measured / estimated | estimated GFLOP a step (encoder share) | estimated min per 300k |",
-           "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+           "|---|---|---:|---|---:|---:|---:|" + ("---:|" if slots else "") + "---:|---:|---:|---:|---:|"]
   for name, r in rows.items():
     if "skipped" in r or "error" in r:
-      lines.append(_not_run_row(name, r, 12))
+      lines.append(_not_run_row(name, r, 13 if slots else 12))
       continue
     lines.append(f"| {r['data']} | {r['kind']} | {r['num_items']:,} | {r['loss']} | {r['budget_per_interaction']:g} |"
-                 f" {r['num_train_steps']:,} | {r['mean_width_of_timed_steps']:g} | {r['step_seconds']:.3f} |"
+                 f" {r['num_train_steps']:,} | {r['mean_width_of_timed_steps']:g} |"
+                 + (f" {r['target_slots_per_step']:,.0f} |" if slots else "") +
+                 f" {r['step_seconds']:.3f} |"
                  f" {r['estimated_step_seconds']:.3f} | {r['measured_over_estimated']:.2f} |"
                  f" {r['estimated_gflop_per_step']:.1f} ({100 * r.get('estimated_encoder_share_of_flops', 0):.0f}%) |"
                  f" {r['estimated_minutes_per_300k_training_interactions']:.1f} |")
+  how = ("`recipe.step_seconds` at each timed step's width and target slots (the output layer's, over its "
+         "losses); estimated minutes per 300k: the chosen steps at the recipe's planned estimate "
+         "(`recipe.position_seconds`)" if slots else
+         "`recipe.position_seconds` at each timed step's width (the estimate of that time, which counted an "
+         "epoch's mean targets, not the slots a step computes); estimated minutes per 300k: the chosen steps at "
+         "the estimate")
   lines += ["", "Step: the median over repeats of the timed steps' mean (batches made inside the timing, after a "
-            "first pass that compiled their widths); estimated: `recipe.position_seconds` at each timed step's "
-            "width; estimated minutes per 300k: the chosen steps at the estimate, per 300k training "
+            f"first pass that compiled their widths); estimated: {how}, per 300k training "
             "interactions (the budget plans for 80).", ""]
   return lines
 

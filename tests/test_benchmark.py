@@ -3,6 +3,7 @@ against training for a shipped config (and a row for data that is not there), th
 against its estimate, and the output layer alone."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -55,8 +56,12 @@ def test_recipe_cost_suite_sets_the_measured_steps_beside_the_recipes_estimate(t
     assert row["step_seconds"] > 0 and row["estimated_step_seconds"] > 0 and row["timed_steps"] == 2
     assert row["measured_over_estimated"] == pytest.approx(row["step_seconds"] / row["estimated_step_seconds"], rel=0.02)
     assert row["budget_line"].startswith(f"train.budget_per_interaction={row['budget_per_interaction']:g}: ")
+    assert row["estimated_encoder_gflop_per_step"] + row["estimated_output_gflop_per_step"] == pytest.approx(
+        row["estimated_gflop_per_step"], abs=0.02)
+    assert row["target_slots_per_step"] > 0
   # the same windows cost BERT4Rec (two passes, two losses) more than SASRec
   assert bert["estimated_gflop_per_step"] > sas["estimated_gflop_per_step"]
+  assert bert["target_slots_per_step"] > sas["target_slots_per_step"]
   # and the page of benchmarks shows them as a table, a row per data and model
   table = subprocess.run([sys.executable, "experiments/benchmark_table.py", str(tmp_path / "out.json")],
                          cwd=REPO, capture_output=True, text=True, timeout=300)
@@ -65,6 +70,35 @@ def test_recipe_cost_suite_sets_the_measured_steps_beside_the_recipes_estimate(t
   row = next(x for x in table.stdout.splitlines() if x.startswith("| small.txt | sasrec |"))
   assert f"| {sas['budget_per_interaction']:g} | {sas['num_train_steps']:,} |" in row
   assert "| absent.txt | no data file" in table.stdout
+
+
+def _fit(tmp_path, rows):
+  path = tmp_path / "rows.json"
+  path.write_text(json.dumps({"recipe_cost": rows}))
+  return subprocess.run([sys.executable, "experiments/fit_step_rates.py", str(path)], cwd=REPO,
+                        capture_output=True, text=True, timeout=300)
+
+
+def test_the_step_rates_are_fitted_to_measured_rows(tmp_path):
+  """experiments/fit_step_rates.py recovers the rates that made the rows' step times (encoder
+  20 GFLOP/s, output layer 60, 0.05 s a step) and refuses rows that cannot separate them."""
+  work = [(10, 1), (2, 30), (40, 40), (1, 1), (5, 80)]  # (encoder, output) GFLOP a step
+  rows = {f"r{i}": {"step_seconds": e / 20 + o / 60 + 0.05, "estimated_encoder_gflop_per_step": e,
+                    "estimated_output_gflop_per_step": o} for i, (e, o) in enumerate(work)}
+  done = _fit(tmp_path, rows)
+  assert done.returncode == 0, done.stderr[-2000:]
+  out = json.loads(done.stdout)
+  assert out["fitted"] == {"encoder_gflop_per_second": pytest.approx(20, rel=1e-3),
+                           "output_gflop_per_second": pytest.approx(60, rel=1e-3),
+                           "step_seconds": pytest.approx(0.05, rel=1e-3)}
+  assert all(r["measured_over_estimated_fitted"] == pytest.approx(1, abs=1e-3) for r in out["rows"].values())
+  # every row the same mix of work: the fixed cost cannot be told from the rates
+  same = {f"r{i}": {"step_seconds": k * 1.0, "estimated_encoder_gflop_per_step": 10 * k,
+                    "estimated_output_gflop_per_step": 10 * k} for i, k in enumerate((1, 2, 3))}
+  bad = _fit(tmp_path, {**same, "r9": {"step_seconds": 0.5, "estimated_encoder_gflop_per_step": 30,
+                                        "estimated_output_gflop_per_step": 1}})
+  assert bad.returncode != 0 and "non-positive" in bad.stderr
+  assert "rerun" in _fit(tmp_path, {"old": {"step_seconds": 1.0, "estimated_gflop_per_step": 3}}).stderr
 
 
 def test_softmax_suite_times_the_output_layer_by_rows_and_by_columns(tmp_path):
@@ -80,3 +114,12 @@ def test_softmax_suite_times_the_output_layer_by_rows_and_by_columns(tmp_path):
                          cwd=REPO, capture_output=True, text=True, timeout=300)
   assert table.returncode == 0, table.stderr[-3000:]
   assert "### The output layer alone" in table.stdout and "| 40 | 300 |" in table.stdout
+  # the document says whether the checkout differed from its commit, and the page says so when it did
+  doc = json.loads((tmp_path / "out.json").read_text())
+  if shutil.which("git") and os.path.isdir(os.path.join(REPO, ".git")):
+    changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO, capture_output=True,
+                             text=True).stdout.strip() != ""
+    assert doc["uncommitted_changes"] is changed and doc["git_commit"]
+    assert (" with uncommitted changes" in table.stdout) is changed
+  else:
+    assert doc["uncommitted_changes"] is False

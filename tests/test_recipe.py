@@ -144,7 +144,9 @@ def test_the_rate_and_regularisation_follow_training_interactions_per_item():
 def _reference_position_seconds(kind, length, num_items, negatives=8192, every=1):
   """Written out for windows that all hold `length` items (< 50: the window is 50 and every batch
   the next power of two at or above `length`), with the recipe's model (hidden 64, 2 blocks,
-  feed-forward 256, batch 256): matrix products of the forward pass x 3 for the backward.
+  feed-forward 256, batch 256): matrix products of the forward pass x 3 for the backward, the
+  output layer at every target slot the step computes (each width's most used slots: all windows
+  alike here, so exactly theirs).
   every: train.masked_loss_every (BERT4Rec's masked pass and its targets on one window in every)."""
   width = min(50, max(8, 2 ** math.ceil(math.log2(length))))
   h, inner, blocks = 64, 256, 2
@@ -152,10 +154,10 @@ def _reference_position_seconds(kind, length, num_items, negatives=8192, every=1
   candidates = num_items if full else negatives
   per_layer = 4 * (2 * h * h) + 2 * (2 * h * inner) + 2 * (2 * width * h)  # Q, K, V, O; FFN in, out; scores, mix
   if kind == "sasrec":
-    passes, targets = 1, length - 1
-  else:  # 20% of the items masked (at least 1, at most 10 of 50), or 1 when only the last is masked (10%)
-    passes, targets = 1 + 1 / every, (0.9 * min(10, max(1, round(0.2 * length))) + 0.1 * 1) / every + (length - 1)
-  encoder, output = 3 * passes * blocks * per_layer * width, 3 * targets * 2 * h * candidates  # per window
+    passes, slots = 1, length - 1
+  else:  # slots for 20% of the items rounded up (at least 1, at most 10 of 50), and the next-item loss's
+    passes, slots = 1 + 1 / every, min(10, max(1, math.ceil(0.2 * length))) / every + (length - 1)
+  encoder, output = 3 * passes * blocks * per_layer * width, 3 * slots * 2 * h * candidates  # per window
   return ((encoder / recipe.CPU_ENCODER_FLOPS_PER_SECOND + output / recipe.CPU_OUTPUT_FLOPS_PER_SECOND) / width
           + recipe.CPU_STEP_SECONDS / (256 * width))
 
@@ -177,12 +179,58 @@ def test_the_estimated_time_of_a_position_matches_the_rule_written_out(kind, len
   lines = recipe.resolve(c, seqs, num_items=num_items)
   width = recipe.mean_width(c, seqs)
   assert width == min(50, max(8, 2 ** math.ceil(math.log2(length))))
-  assert recipe.position_seconds(c, seqs, num_items, width) == pytest.approx(
+  assert recipe.position_seconds(c, num_items, recipe.estimate_batches(c, seqs)) == pytest.approx(
       _reference_position_seconds(kind, length, num_items, every=every), rel=1e-6)
   if every > 1:  # a cheaper step: more of it in the same time (where the time cuts the budget)
     (line,) = [x for x in lines if x.startswith("train.budget_per_interaction=")]
     assert f"at most {_allowed(kind, length, num_items, 8192, every):.0f} in 80 minutes" in line
     assert _allowed(kind, length, num_items, 8192, every) > _allowed(kind, length, num_items)
+
+
+@pytest.mark.parametrize("kind,every,buckets", [("bert4rec", 1, True), ("bert4rec", 2, True), ("sasrec", 1, True),
+                                                ("bert4rec", 1, False), ("sasrec", 1, False)])
+def test_the_estimate_counts_the_target_slots_the_training_steps_compute(kind, every, buckets):
+  """The time estimate's batches are the training stream's first batches with their widths and the
+  output layer's target slots as a CPU run bounds them (each width's most used slots with length
+  buckets, each batch's rounded bound without): over a schedule of exactly those batches the
+  trainer's batches carry the same bounds. The slots are more than the targets (padding)."""
+  import jax
+  from bert4rec_jax import input_pipeline, losses
+  from configs import default
+  rng = np.random.default_rng(3)
+  seqs = _seqs(np.maximum(2, rng.lognormal(2.2, 0.9, 900).astype(int)).tolist())
+  c = default.get_config()
+  c.model.kind, c.train.masked_loss_every, c.train.length_buckets = kind, every, buckets
+  recipe.resolve(c, seqs, num_items=500)
+  batches = recipe.estimate_batches(c, seqs, max_steps=60, min_steps=20)
+  assert len(batches) == 20 and c.seed == 0
+  if buckets:
+    assert len({w for w, _ in batches}) > 1
+  c.train.num_train_steps = len(batches)
+  made = input_pipeline.training_batches(c, seqs, 0, jax.local_devices(backend="cpu")[:1])
+  trained = [(int(b["item_ids"].shape[-1]), int(np.sum(n))) for b, n in (next(made) for _ in batches)]
+  assert trained == batches
+  stream = input_pipeline.make_stream(c, seqs)
+  masked, following = losses.mean_targets(c, stream.window_lengths())
+  targets = (masked + following) * c.train.batch_size
+  assert np.mean([n for _, n in batches]) > targets
+
+
+@pytest.mark.parametrize("kind", ["bert4rec", "sasrec"])
+def test_without_target_compaction_the_estimate_counts_every_slot(kind):
+  """train.compact_targets=False: the output layer runs at every window's P masked slots (on the
+  windows the masked-item loss reads) and at every column for the next-item loss."""
+  from configs import default
+  rng = np.random.default_rng(3)
+  seqs = _seqs(np.maximum(2, rng.lognormal(2.2, 0.9, 900).astype(int)).tolist())
+  c = default.get_config()
+  c.model.kind, c.train.compact_targets = kind, False
+  recipe.resolve(c, seqs, num_items=500)
+  every, p = c.train.masked_loss_every, c.masking.max_predictions_per_seq
+  batches = recipe.estimate_batches(c, seqs, max_steps=30, min_steps=10)
+  assert len({w for w, _ in batches}) > 1
+  for width, slots in batches:
+    assert slots == (256 // every * p if kind == "bert4rec" else 0) + 256 * width
 
 
 def test_dense_data_gets_the_masked_loss_on_one_window_in_four():

@@ -1,8 +1,8 @@
 """The recipe's rows on MovieLens-1M (docs/reproduction.md, issue 20 section 3): BERT4Rec and
 SASRec with cross-entropy through the recipe alone (configs/default.py, nothing set but the data
 file), three seeds each. The recipe chooses the budget from the data and its time target (on this
-file 320 window positions per training interaction for BERT4Rec, its masked-item loss on one window
-in 4, and 360 for SASRec-CE: about 290 and 270 minutes of a 2-core CPU), so the seeds are for a lent
+file 270 window positions per training interaction for BERT4Rec, its masked-item loss on one window
+in 4, and 320 for SASRec-CE: each about 255 minutes of 2 AVX2 cores), so the seeds are for a lent
 GPU, where the six runs take minutes:
 
   SWEEPS=recipe_ml1m SWEEP_MODELS=recipe_ml1m bash experiments/gpu_reproduce.sh 540
