@@ -28,8 +28,11 @@ def rows_of(paths):
   """(name, row) of every recipe_cost row with the work split into encoder and output layer."""
   out = []
   for path in paths:
-    with open(path) as f:
-      doc = json.load(f)
+    try:
+      with open(path) as f:
+        doc = json.load(f)
+    except (OSError, ValueError) as e:
+      raise SystemExit(f"error: {path}: not a JSON document of experiments/benchmark.py ({e})")
     for name, row in doc.get("recipe_cost", {}).items():
       if all(k in row for k in NEEDED):
         out.append((f"{os.path.basename(path)}:{name}", row))

@@ -99,6 +99,11 @@ def test_the_step_rates_are_fitted_to_measured_rows(tmp_path):
                                         "estimated_output_gflop_per_step": 1}})
   assert bad.returncode != 0 and "non-positive" in bad.stderr
   assert "rerun" in _fit(tmp_path, {"old": {"step_seconds": 1.0, "estimated_gflop_per_step": 3}}).stderr
+  (tmp_path / "rows.json").write_text("{not json")
+  for path in (tmp_path / "rows.json", tmp_path / "absent.json"):
+    done = subprocess.run([sys.executable, "experiments/fit_step_rates.py", str(path)], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1 and done.stderr.startswith(f"error: {path}: ") and "Traceback" not in done.stderr
 
 
 def test_softmax_suite_times_the_output_layer_by_rows_and_by_columns(tmp_path):
