@@ -193,11 +193,8 @@ def estimate_batches(config, train_seqs, max_steps: int = 1600, min_steps: int =
   widths = input_pipeline.width_bounds(stream, config, 1, 0, steps) if stream.length_buckets else None
   out = []
   for s in range(steps):
-    lengths = stream.lengths(s)
-    bound = input_pipeline._bounds(lengths, stream, config, 1, next_item, keep, widths)
-    width = input_pipeline.window_width(int(lengths.max()), stream.max_seq_length) if stream.length_buckets \
-        else stream.max_seq_length
-    out.append((width, int(sum(bound) if next_item else bound)))
+    bound = input_pipeline._bounds(stream.lengths(s), stream, config, 1, next_item, keep, widths)
+    out.append((stream.width(s), int(sum(bound) if next_item else bound)))
   return out
 
 

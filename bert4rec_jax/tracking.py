@@ -21,25 +21,24 @@ from bert4rec_jax import parallel
 from bert4rec_jax.errors import ConfigError
 
 
-def git_commit() -> str:
-  """The commit of the code being run, or '' outside a git checkout."""
+def _git(*args) -> str:
+  """What `git <args>` prints in the package's checkout ('' outside one, or without git)."""
   try:
     here = os.path.dirname(os.path.abspath(__file__))
-    return subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True,
-                          timeout=10).stdout.strip()
+    return subprocess.run(["git", *args], cwd=here, capture_output=True, text=True, timeout=10).stdout.strip()
   except (OSError, subprocess.SubprocessError):
     return ""
+
+
+def git_commit() -> str:
+  """The commit of the code being run, or '' outside a git checkout."""
+  return _git("rev-parse", "HEAD")
 
 
 def uncommitted_changes() -> bool:
   """Whether the checkout's tracked files differ from git_commit() (False outside a git checkout):
   a measurement made on such a tree is not the commit's alone."""
-  try:
-    here = os.path.dirname(os.path.abspath(__file__))
-    return bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
-                               capture_output=True, text=True, timeout=10).stdout.strip())
-  except (OSError, subprocess.SubprocessError):
-    return False
+  return bool(_git("status", "--porcelain", "--untracked-files=no"))
 
 
 ENV_MODES = {"online": "online", "offline": "offline", "disabled": "disabled", "dryrun": "offline", "run": "online"}

@@ -8,7 +8,8 @@ The fit is least squares on each row's relative error (a row of a fast step weig
 slow one): measured = encoder / R_e + output / R_o + S, linear in (1 / R_e, 1 / R_o, S). Prints
 JSON: the rates, and every row's measured over estimated at the fitted rates and at the recipe's.
 
-  python experiments/fit_step_rates.py docs/benchmarks/cpu_2core_recipe_cost_fit.json
+  python experiments/fit_step_rates.py docs/benchmarks/cpu_2core_recipe_cost_slots.json \
+      docs/benchmarks/cpu_2core_recipe_cost_slots_full_softmax.json
 """
 import argparse
 import json
