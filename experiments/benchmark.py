@@ -396,7 +396,7 @@ def bench_softmax(shapes: str, repeats: int, hidden: int = 64):
       jax.block_until_ready(grad(*args))
       times.append(time.perf_counter() - t0)
     seconds = statistics.median(times)
-    rows[shape] = {"rows": t, "columns": n, "hidden": hidden, "seconds": round(seconds, 4),
+    rows[shape] = {"rows": t, "columns": n, "hidden": hidden, "seconds": round(seconds, 6),
                    "gflop_per_second": round(6 * t * n * hidden / seconds / 1e9, 1)}
   return rows
 
