@@ -550,13 +550,17 @@ def validation_seconds(model_dir: str, step: int) -> Optional[float]:
 
 
 def training_time(model_dir: str) -> Optional[dict]:
-  """What training the model cost, to the newest step recorded: {"step", "seconds",
+  """What training the model cost, to its newest checkpoint: {"step", "seconds",
   "validation_seconds", "validation_share"} (periodic validation's part of the seconds; both
-  None when it was not recorded), or None for a folder with no record."""
+  None when it was not recorded), or None for a folder with no record. A step's record is written
+  just before its checkpoint, so a kill between the two leaves a record with no checkpoint: the
+  newest record with one is the model's (the newest record where no recorded step has one)."""
   record = _record(model_dir, TRAIN_TIME_FILE)
   if not record:
     return None
-  step = max(record)
+  checkpoints = Folder(model_dir).checkpoints
+  on_disk = [s for s in record if os.path.isdir(os.path.join(checkpoints, str(s)))]
+  step = max(on_disk or record)
   valid = _record(model_dir, VALID_TIME_FILE).get(step)  # recorded at the same steps, when it was
   seconds, valid = float(record[step]), None if valid is None else float(valid)
   return {"step": step, "seconds": round(seconds, 2), "validation_seconds": valid,
@@ -575,6 +579,15 @@ def training_devices(model_dir: str, step: int) -> list:
     if not out or out[-1] != d:
       out.append(d)
   return out
+
+
+def forget_times_after(model_dir: str, step: int) -> None:
+  """Drops the time records of steps after `step`, the checkpoint a run resumes from: steps it trains
+  again (a kill between a step's record and its checkpoint leaves a record of a step that has none)."""
+  for name in (TRAIN_TIME_FILE, TRAIN_DEVICES_FILE, VALID_TIME_FILE):
+    record = _record(model_dir, name)
+    if any(s > step for s in record):
+      io_utils.write_json(os.path.join(model_dir, name), {str(s): v for s, v in record.items() if s <= step})
 
 
 def record_training_seconds(model_dir: str, step: int, seconds: float, devices: str,

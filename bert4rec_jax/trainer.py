@@ -392,6 +392,8 @@ def train(config, model_dir: str, train_seqs, valid_evaluator: Optional[evaluate
     logging.warning("train.num_warmup_steps=%d is more than the %d training steps: the learning rate rises the "
                     "whole run and never reaches train.learning_rate", tc.num_warmup_steps, tc.num_train_steps)
 
+  if parallel.is_primary():
+    model_store.forget_times_after(model_dir, start)
   p_step, p_sampler = make_step(config, num_items, devices, train_seqs)
   p_state = parallel.replicate(state, devices)
   del state
@@ -425,10 +427,16 @@ def train(config, model_dir: str, train_seqs, valid_evaluator: Optional[evaluate
         timed_start, timed_steps = time.perf_counter(), 0
         logging.info("First step (including compilation) took %.1fs", compile_seconds)
       out_of_time = bool(tc.training_time_limit_seconds) and time.perf_counter() - t0 > tc.training_time_limit_seconds
-      spent = bool(bound) and seconds_before + time.perf_counter() - t0 >= bound and done < tc.num_train_steps
+      # The training seconds this step's checkpoint records: measured once here and, where the step
+      # validates, again after it, so that the time bound's decision and the record agree (a run
+      # resumed from the checkpoint ends there exactly when this one did).
+      elapsed = seconds_before + time.perf_counter() - t0
+      spent = bool(bound) and elapsed >= bound and done < tc.num_train_steps
       stopping = stop.received is not None  # read once: a signal may land anywhere in this iteration
-      if several:  # every process must stop (and save) at the same step: agreed at log boundaries
-        agree = done % tc.log_every_steps == 0 or done == end
+      periodic = bool(tc.eval_every_steps) and done % tc.eval_every_steps == 0
+      if several:  # every process must stop (and save) at the same step: agreed at every step that may save
+        agree = (done % tc.log_every_steps == 0 or done == end or done % tc.checkpoint_every_steps == 0
+                 or (periodic and selecting))
         out_of_time, stopping, spent = (parallel.any_process(out_of_time, stopping, spent) if agree
                                         else (False, False, False))
       interrupted = interrupted or stopping
@@ -456,7 +464,6 @@ def train(config, model_dir: str, train_seqs, valid_evaluator: Optional[evaluate
         timed_start, timed_steps = time.perf_counter(), 0
       # Selecting: every validation step (also when stopping there), and the last step, are
       # candidates; otherwise the last step's model is evaluated in full afterwards anyway.
-      periodic = bool(tc.eval_every_steps) and done % tc.eval_every_steps == 0
       if valid_evaluator is not None and ((periodic or done == tc.num_train_steps or spent) if selecting
                                           else periodic and not last):
         jax.block_until_ready(p_state)  # the steps dispatched before it are training's time, not validation's
@@ -464,6 +471,11 @@ def train(config, model_dir: str, train_seqs, valid_evaluator: Optional[evaluate
         scores = valid_evaluator.metrics(valid_scorer, p_state.params, replicated=True,
                                          ks=selection.cutoffs(config.eval.ks, tc.select_metric))
         valid_seconds += time.perf_counter() - valid_t0
+        if bound and done < tc.num_train_steps:  # validation is training's time: it may spend the bound
+          elapsed = seconds_before + time.perf_counter() - t0
+          over, = parallel.any_process(elapsed >= bound) if several else (elapsed >= bound,)  # all validate here
+          if over:  # this step, validated, is where training ends (as a run resumed from its checkpoint finds)
+            spent = last = save = True
         if parallel.is_primary():
           k = min(config.eval.ks, key=lambda x: abs(x - 10))  # 10 when asked for (any cut-offs are valid)
           bar.write(f"step {done}: valid ndcg@{k} {scores[f'ndcg@{k}']:.4f} hr@{k} {scores[f'hr@{k}']:.4f}")
@@ -480,11 +492,12 @@ def train(config, model_dir: str, train_seqs, valid_evaluator: Optional[evaluate
                     | ({"valid/selected_step": sel.best["step"]} if sel is not None else {}), step=done)
       if save:
         model_store.record_checksums(manager, model_dir)  # of the previous save, finished by now
-        manager.save(done, args=ocp.args.StandardSave(parallel.unreplicate(p_state)), force=True)
-        if parallel.is_primary():
-          model_store.record_training_seconds(model_dir, done, seconds_before + time.perf_counter() - t0,
+        if parallel.is_primary():  # before the checkpoint: a run resumed from an older one drops this entry
+          # Where the bound ends training the record reaches it (another process may have reached it first).
+          model_store.record_training_seconds(model_dir, done, max(elapsed, bound) if spent else elapsed,
                                               parallel.describe_devices(devices),
                                               None if valid_before is None else valid_before + valid_seconds)
+        manager.save(done, args=ocp.args.StandardSave(parallel.unreplicate(p_state)), force=True)
       if spent and not early:
         bounded = True
         if parallel.is_primary():
@@ -498,16 +511,21 @@ def train(config, model_dir: str, train_seqs, valid_evaluator: Optional[evaluate
       if stopping or early:
         break
   finally:
-    stop.__exit__(None, None, None)
     bar.close()
-    manager.wait_until_finished()
-    model_store.record_checksums(manager, model_dir)
-    manager.close()
+    try:  # a repeated stop signal while the last checkpoint is written is still absorbed
+      manager.wait_until_finished()
+      model_store.record_checksums(manager, model_dir)
+      manager.close()
+    finally:
+      stop.__exit__(None, None, None)
   ran = time.perf_counter() - t0
   if valid_seconds and ran > 0:
     logging.info("This run trained for %.0f s, of which periodic validation took %.1f s (%.1f%%)", ran, valid_seconds,
                  100 * valid_seconds / ran)
-  if interrupted and step + 1 < end and not (early or bounded):
+  # A stop request is honoured however training ended, also one that came in its last step or while
+  # its last checkpoint was written (one process alone: with several, only the agreed one, as every
+  # process must leave together): the checkpoint is saved, and a rerun goes on from it (to evaluation).
+  if interrupted or (stop.received is not None and not several):
     name = stop.received or "SIGTERM"  # another process received it
     raise Interrupted(name, step + 1, int(getattr(signal, name)))
   if sel is not None and sel.best is not None and (early or bounded or step + 1 >= tc.num_train_steps):

@@ -611,3 +611,35 @@ def test_scripts_stopped_by_a_signal_say_so_in_one_line(capsys):
   assert stopped.value.code == 128 + signal.SIGTERM
   assert capsys.readouterr().err.strip() == ("stopped by SIGTERM at step 7; the checkpoint is saved: run the same "
                                              "command again to continue")
+
+
+@pytest.mark.parametrize("call", [1, 2])
+def test_a_stop_request_in_the_last_step_or_the_last_save_is_honoured(tiny_config, tmp_path, monkeypatch, call):
+  """A SIGTERM that lands in training's last step (call 1: while its checkpoint is started) or while
+  its last checkpoint is written (call 2) is not lost: training stops there with the checkpoint saved
+  (Interrupted: status 143 from the CLI), where it went on to evaluate, or died mid-write; a rerun
+  evaluates the model."""
+  from bert4rec_jax import errors, model_store, pipeline
+  caught = []
+  previous = signal.signal(signal.SIGTERM, lambda *a: caught.append("outside training"))
+  record = model_store.record_checksums
+  calls = []
+
+  def record_and_signal(*args):
+    calls.append(1)
+    if len(calls) == call:
+      os.kill(os.getpid(), signal.SIGTERM)
+    return record(*args)
+
+  monkeypatch.setattr(model_store, "record_checksums", record_and_signal)
+  c = tiny_config
+  c.train.num_train_steps, c.train.eval_every_steps, c.train.checkpoint_every_steps = 40, 40, 1000
+  try:
+    with pytest.raises(errors.Interrupted, match="stopped by SIGTERM at step 40"):
+      pipeline.run(c, str(tmp_path), mode="all")
+  finally:
+    signal.signal(signal.SIGTERM, previous)
+  assert caught == [] and len(calls) == 2
+  monkeypatch.setattr(model_store, "record_checksums", record)
+  out = pipeline.run(c, str(tmp_path), mode="all")
+  assert out["finished"] and out["checkpoint_step"] == 40 and "test_metrics" in out

@@ -262,3 +262,69 @@ def test_the_time_bound_ends_training_for_good_and_is_not_in_the_name(tiny_confi
   c.train.max_training_minutes = 0
   more = pipeline.run(c, str(tmp_path), mode="train", stop_at=out["step"] + 10)
   assert more["model_name"] == out["model_name"] and more["step"] == out["step"] + 10
+
+
+class _Clock:
+  """A training clock that moves only where the test says: each validation takes 100 s, anything
+  else a microsecond a reading (so a time bound falls inside a validation, deterministically)."""
+
+  def __init__(self):
+    self.now = 0.0
+
+  def perf_counter(self):
+    self.now += 1e-6
+    return self.now
+
+
+def test_the_time_bound_spent_by_a_validation_ends_there_and_a_resume_agrees(tiny_config, tmp_path, monkeypatch):
+  """A validation that spends the bound ends training at its step (validated), and that step's
+  checkpoint records the time that decided it: steps before it record less than the bound, so a run
+  killed anywhere and resumed ends at the same step, with the same selection and test numbers."""
+  clock = _Clock()
+  monkeypatch.setattr(trainer, "time", clock)
+  metrics = evaluate.Evaluator.metrics
+
+  def slow_metrics(self, *args, **kwargs):
+    clock.now += 100.0
+    return metrics(self, *args, **kwargs)
+
+  monkeypatch.setattr(evaluate.Evaluator, "metrics", slow_metrics)
+  c = _config(tiny_config, patience=0)
+  c.train.max_training_minutes = 250 / 60  # the third validation (step 120) reaches it
+  straight = pipeline.run(c, str(tmp_path / "straight"), mode="all")
+  assert straight["finished"] and straight["step"] == 120
+  assert straight["selection"]["curve"][-1][0] == 120  # the step it ended at was validated
+  with open(os.path.join(straight["model_dir"], model_store.TRAIN_TIME_FILE)) as f:
+    recorded = {int(k): v for k, v in json.load(f).items()}
+  assert sorted(recorded) == [40, 80, 120]
+  assert recorded[40] < recorded[80] < 250 <= recorded[120]
+  assert straight["training_time"]["step"] == 120 and straight["training_time"]["seconds"] == recorded[120]
+  for stop_at in (60, 80, 120):  # killed between validations, at one, at the last
+    workdir = str(tmp_path / f"stopped_{stop_at}")
+    first = pipeline.run(c, workdir, mode="train", stop_at=stop_at)
+    assert first["step"] == stop_at and first["finished"] == (stop_at == 120)
+    resumed = pipeline.run(c, workdir, mode="all")
+    assert resumed["step"] == 120 and resumed["selection"] == straight["selection"], stop_at
+    assert resumed["test_metrics"] == straight["test_metrics"]
+
+
+def test_a_record_written_before_its_checkpoint_is_not_the_models_time(tiny_config, tmp_path):
+  """A step's time is recorded just before its checkpoint is saved: a kill in between leaves a record
+  for a step with no checkpoint. The model's training time is that of its newest checkpoint, and a
+  resumed run forgets the record."""
+  c = _config(tiny_config, patience=0)
+  c.train.num_train_steps = 120
+  first = pipeline.run(c, str(tmp_path), mode="train", stop_at=80)
+  path = os.path.join(first["model_dir"], model_store.TRAIN_TIME_FILE)
+  with open(path) as f:
+    record = json.load(f)
+  record["100"] = 1e6  # the kill's leftover: no checkpoint 100 on disk
+  with open(path, "w") as f:
+    json.dump(record, f)
+  assert model_store.training_time(first["model_dir"])["step"] == 80
+  assert model_store.training_seconds(first["model_dir"], 80) == record["80"]
+  out = pipeline.run(c, str(tmp_path), mode="all")
+  with open(path) as f:
+    after = {int(k): v for k, v in json.load(f).items()}
+  assert sorted(after) == [40, 80, 120] and after[120] < 1e6
+  assert out["training_time"]["step"] == 120 and out["training_time"]["seconds"] == after[120]
