@@ -49,8 +49,9 @@ def mask_example(key, item_ids, force_last=False, *, num_items: int, masked_lm_p
   random_items = jax.random.randint(k_rand, (max_predictions,), 1, num_items + 1)
   replacement = jnp.where(r < mask_prob, num_items + 1,
                           jnp.where(r < mask_prob + (1.0 - mask_prob) / 2, random_items, targets))
-  # Unused slots write back their own value, so duplicate indices among them are harmless.
-  inputs = item_ids.at[positions].set(jnp.where(used, replacement, targets).astype(item_ids.dtype))
+  # Only used slots write. Unused ones may share a position with a used one (a window narrower than
+  # P clamps its extra slots to the last position): a write-back there could undo the mask.
+  inputs = item_ids.at[jnp.where(used, positions, seq_len)].set(replacement.astype(item_ids.dtype), mode="drop")
   return inputs, positions, jnp.where(used, targets, 0), used.astype(jnp.float32)
 
 

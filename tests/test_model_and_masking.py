@@ -223,6 +223,28 @@ def test_masking_picks_the_right_number_of_real_positions():
   assert (replaced >= 1).all() and (replaced <= N + 1).all()
 
 
+@pytest.mark.parametrize("width", [1, 3, 8])
+def test_windows_narrower_than_the_slots_keep_every_target_hidden(width):
+  """A window narrower than max_predictions (a length bucket, sequence-length warmup) clamps its
+  spare slots to the last position; they must not write the last item back over its [MASK]."""
+  rng = np.random.default_rng(width)
+  b, p = 400, 20
+  ids = rng.integers(1, N + 1, size=(b, width)).astype(np.int32)
+  lengths = rng.integers(1, width + 1, size=b)
+  ids[np.arange(width)[None, :] < (width - lengths)[:, None]] = 0
+  kw = dict(MASK_KW, max_predictions=p, masked_lm_prob=0.5, mask_prob=1.0)
+  mb = masking.mask_batch(jax.random.PRNGKey(1), jnp.asarray(ids), jnp.arange(b), **kw)
+  inputs, pos, tgt, w = map(np.asarray, (mb.inputs, mb.positions, mb.targets, mb.weights))
+  for r in range(b):  # reference: the input is the sequence with exactly the used positions masked
+    k = int(w[r].sum())
+    assert k == min(max(1, round(lengths[r] * 0.5)), lengths[r])
+    expected = ids[r].copy()
+    expected[pos[r, :k]] = N + 1
+    np.testing.assert_array_equal(inputs[r], expected)
+    np.testing.assert_array_equal(tgt[r, :k], ids[r, pos[r, :k]])
+  assert ((pos == width - 1) & (w > 0)).any()  # the case at risk occurred
+
+
 def test_masking_depends_on_example_id_not_batch_slot():
   ids, _ = make_batch(b=16)
   ex = jnp.arange(100, 116)
