@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from bert4rec_jax import (baselines, config_files, dataset, evaluate, input_pipeline, io_utils, model as model_lib,
+from bert4rec_jax import (baselines, config_files, evaluate, input_pipeline, io_utils, model as model_lib,
                           model_store, pipeline, preprocess, trainer)
 from bert4rec_jax.errors import ConfigError, DataError, MissingError
 
@@ -98,18 +98,17 @@ class Recommender:
       raise MissingError(f"{model_dir}: no trained model there (no {model_store.CONFIG_FILE}){hint}")
     if read_last not in ("", "mask", "causal"):
       raise ConfigError(f"read_last={read_last!r}: one of 'mask', 'causal' (or '' for the model's own)")
-    config = folder.saved_config()
-    if config.model.get("kind", "bert4rec") in baselines.KINDS:
-      raise ConfigError(f"{model_dir} is the {config.model.kind} baseline: it has no trained parameters")
-    vocab = dataset.load_vocab(folder.file("vocab"))
-    # A shared lock while the checkpoint is read: never while a run trains or replaces the model.
-    parent = os.path.dirname(os.path.abspath(model_dir))
-    lock = (io_utils.lock(pipeline._model_lock(os.path.dirname(parent), model_dir), f"model {model_dir}",
-                          shared=True) if os.path.basename(parent) == "models" else contextlib.nullcontext())
-    with lock:
+    # A shared lock while the folder is read: never while a run trains or replaces the model.
+    lock_file = pipeline.model_lock(model_dir)
+    with io_utils.lock(lock_file, f"model {model_dir}", shared=True) if lock_file else contextlib.nullcontext():
+      config = folder.saved_config()
+      if config.model.get("kind", "bert4rec") in baselines.KINDS:
+        raise ConfigError(f"{model_dir} is the {config.model.kind} baseline: it has no trained parameters")
+      vocab = folder.vocab()
       params, step, _ = model_store.load_params(folder, trainer.create_state(config, vocab.num_items),
-                                                config.train.num_train_steps)
-    return cls(model_dir, config, params, vocab, step, read_last=read_last, popularity=folder.training_popularity(vocab))
+                                                config.train.num_train_steps, trainer.time_bound_seconds(config))
+      popularity = folder.training_popularity(vocab)
+    return cls(model_dir, config, params, vocab, step, read_last=read_last, popularity=popularity)
 
   def __repr__(self):
     return (f"Recommender({self.model_name!r}: {self.kind}, {self.vocab.num_items} items, "
@@ -192,9 +191,29 @@ class Recommender:
 
   def item_embeddings(self) -> tuple:
     """(ids [N] original item ids, vectors [N, hidden_size] float32): the item embedding table
-    (tied with the output layer), row i for item ids[i]."""
+    (tied with the output layer), row i for item ids[i]: the model's input vectors. For vectors
+    whose dot products are the scores `recommend` ranks, see `query_vectors` and `output_table`."""
     table = np.asarray(self._params[0]["item_embedding"]["embedding"])[1:self.vocab.num_items + 1]
     return self.vocab.ids.copy(), table.astype(np.float32)
+
+  def query_vectors(self, histories) -> np.ndarray:
+    """[n, D] float32 with `output_table()`'s [N, D]: query_vectors(h) @ table.T is exactly the score
+    `recommend` ranks each item by (the output head applied to the hidden state, a bias column
+    and the popularity fallback's column), for a nearest-neighbour index or a two-tower serving
+    path. `embed` is the hidden state before the head: its dot products are not the scores."""
+    seqs, unknown = self._encode(histories)
+    self._report(unknown, seqs)
+    out = None
+    for rows, batch in self._batches(seqs, False):
+      q = np.asarray(_query(self._scorer, self._params, batch["item_ids"]), np.float32)[:len(rows)]
+      out = np.zeros((len(seqs), q.shape[1]), np.float32) if out is None else out
+      out[rows] = q
+    return out if out is not None else np.zeros((0, self.output_table()[1].shape[1]), np.float32)
+
+  def output_table(self) -> tuple:
+    """(ids [N] original item ids, table [N, D] float32): row i scores item ids[i] against
+    `query_vectors` (the output layer's item vectors, each item's bias and its training count)."""
+    return self.vocab.ids.copy(), np.asarray(self._scorer.table(self._params), np.float32)
 
   def _report(self, unknown: np.ndarray, seqs: preprocess.Sequences) -> None:
     if unknown.sum():
@@ -211,6 +230,11 @@ def _top_k(scorer, params, item_ids, history, *, k: int, exclude_history: bool, 
   out = evaluate.scan_catalogue(query, scorer.table(params), chunk=chunk, top_k=k,
                                 history=history if exclude_history else None)
   return out["top_items"], out["top_scores"]
+
+
+@functools.partial(jax.jit, static_argnames=("scorer",))
+def _query(scorer, params, item_ids):
+  return scorer.query(params, item_ids)[0]
 
 
 @functools.partial(jax.jit, static_argnames=("scorer",))
@@ -240,11 +264,16 @@ def _as_histories(histories) -> List[Sequence]:
   its outer list) is an error that says so, not a set of one-character histories."""
   if isinstance(histories, (str, bytes)) or not isinstance(histories, Iterable):
     raise DataError("histories: a list of histories, each a list of item ids (for one user: [history])")
+  if isinstance(histories, (set, frozenset, dict)):
+    raise DataError(f"histories: a {type(histories).__name__} has no order; pass a list of histories")
   out = []
   for i, h in enumerate(histories):
     if isinstance(h, (str, bytes)) or not isinstance(h, Iterable):
       raise DataError(f"histories[{i}] is {h!r}, not a list of item ids: pass a list of histories, each a list "
                       "of item ids (for one user: [history])")
+    if isinstance(h, (set, frozenset, dict)):  # a history's order is what the model reads
+      raise DataError(f"histories[{i}] is a {type(h).__name__}, which has no order: pass its items oldest first, "
+                      "as a list")
     h = list(h.tolist() if isinstance(h, (np.ndarray, pd.Series)) else h)
     out.append([_id(x, i) for x in h])
   return out
@@ -252,7 +281,8 @@ def _as_histories(histories) -> List[Sequence]:
 
 def _id(x, i: int):
   """One id as the readers read it (the labels rule): integers as integers, a whole float as the
-  integer it is (as a typed column's), anything else as its text; missing and boolean ids refused."""
+  integer it is (as a typed column's), anything else as its text (UTF-8 bytes decoded, spaces
+  around it stripped); missing and boolean ids refused."""
   if isinstance(x, (bool, np.bool_)):
     raise DataError(f"histories[{i}] holds a boolean ({x!r}), not an item id")
   if isinstance(x, (np.integer,)):
@@ -263,6 +293,13 @@ def _id(x, i: int):
     return int(x) if float(x).is_integer() else x
   if x is None or (not isinstance(x, (str, bytes)) and pd.api.types.is_scalar(x) and pd.isna(x)):
     raise DataError(f"histories[{i}] holds a missing id ({x!r})")
+  if isinstance(x, bytes):
+    try:
+      x = x.decode("utf-8")
+    except UnicodeDecodeError:
+      raise DataError(f"histories[{i}] holds {x!r}: ids as bytes must be UTF-8 text") from None
+  if isinstance(x, str):  # spaces around an id are layout, as the readers read a field
+    return x.strip()
   return x
 
 

@@ -82,7 +82,7 @@ def validate(config, mode: str = "all", num_devices: Optional[int] = None) -> No
   if training or config.task == "test":
     _check_eval(p, config.eval)
   if training or config.task == "inference":
-    _check_predict(p, config.predict)
+    _check_predict(p, config.predict, config.model.get("kind", "bert4rec") if training else "")
   p.one_of("wandb.mode", config.wandb.mode, WANDB_MODES)
   _check_finite(p, config.to_dict())
   if p.lines:
@@ -297,8 +297,13 @@ def _check_eval(p: _Problems, e) -> None:
   p.at_least("eval.per_user_top_k", e.per_user_top_k, 0)
 
 
-def _check_predict(p: _Problems, pc) -> None:
+def _check_predict(p: _Problems, pc, kind: str) -> None:
   p.at_least("predict.top_k", pc.top_k, 1)
   p.at_least("predict.batch_size", pc.batch_size, 1)
   p.at_least("predict.item_chunk_size", pc.item_chunk_size, 1)
   p.at_least("predict.users_per_part", pc.users_per_part, 0)
+  if kind in baselines.KINDS:  # counts, not a network: what they cannot write is refused, not left out
+    p.need(not pc.with_embeddings, "predict.with_embeddings", pc.with_embeddings,
+           f"the {kind} baseline has no hidden state to write")
+    p.need(kind != "markov" or not pc.users_per_part, "predict.users_per_part", pc.users_per_part,
+           "the markov baseline writes its predictions as one file")

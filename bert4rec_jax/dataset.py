@@ -36,12 +36,14 @@ _NAME_VERSION = 1  # the version model names were first hashed with: never chang
 # config.data fields that only choose how the input is read (a tfds source is read into a Parquet file
 # first: its content is that file's)
 READING_FIELDS = ("chunk_rows", "num_buckets", "tfds_name", "tfds_split", "tfds_data_dir")
-_SHA_CACHE = {}  # (path, size, mtime_ns) -> sha256: a large input is hashed once per process
+# (path, device, inode, size, mtime_ns, ctime_ns) -> sha256: a large input is hashed once per process.
+# ctime too: a rewrite that keeps size and mtime (`cp -p`, `rsync -t`, a coarse clock) still changes it.
+_SHA_CACHE = {}
 
 
 def file_sha256(path: str) -> str:
   stat = os.stat(path)
-  key = (os.path.abspath(path), stat.st_size, stat.st_mtime_ns)
+  key = (os.path.abspath(path), stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
   if key not in _SHA_CACHE:
     h = hashlib.sha256()
     with open(path, "rb") as f:

@@ -36,7 +36,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from bert4rec_jax import baselines, dataset, io_utils, parallel, selection
-from bert4rec_jax.errors import ConfigError, MissingError
+from bert4rec_jax.errors import ConfigError, DataError, MissingError
 
 IDENTITY_FILE = "identity.json"
 CONFIG_FILE = "config.json"
@@ -179,6 +179,22 @@ def differences(saved: Dict, wanted: Dict) -> List[str]:
   return out
 
 
+def read_record(path: str, reader, keys=()):
+  """`reader(path)` of a file of a model folder (a dict holding `keys`): a missing or damaged one is
+  one line that names it, never a traceback or another file's contents."""
+  try:
+    out = reader(path)
+    for key in keys:
+      out[key]  # noqa: B018 (what the file must hold)
+    return out
+  except FileNotFoundError as e:
+    raise MissingError(f"{path}: missing from the model folder; put back an intact copy, or train the model anew "
+                       "(train.overwrite=true)") from e
+  except (OSError, ValueError, KeyError, TypeError) as e:  # JSON, Parquet (ArrowInvalid is a ValueError)
+    raise DataError(f"{path} cannot be read ({type(e).__name__}: {' '.join(str(e).split())[:100]}): the model folder "
+                    "is damaged; put back an intact copy, or train the model anew (train.overwrite=true)") from e
+
+
 class Folder:
   """One model folder: its identity, config, vocabulary, checkpoints and training records."""
 
@@ -200,7 +216,18 @@ class Folder:
 
   def saved(self) -> Dict:
     """config.json: {'config': ..., 'model_name': ..., 'data_dir': ...}."""
-    return io_utils.read_json(self.file(CONFIG_FILE))
+    return read_record(self.file(CONFIG_FILE), io_utils.read_json, ("config", "model_name"))
+
+  def vocab(self) -> "dataset.preprocess.ItemVocab":
+    """The model's item vocabulary, checked against the fingerprint its identity recorded: another
+    vocabulary (rows reordered, another model's) would map every token to the wrong item."""
+    folder = self.file("vocab")
+    vocab = read_record(os.path.join(folder, "items.parquet"), lambda _: dataset.load_vocab(folder))
+    recorded = (self.saved_identity() or {}).get("data.vocab") if os.path.isfile(self.file(IDENTITY_FILE)) else None
+    if recorded and dataset.vocab_fingerprint(vocab) != recorded:
+      raise DataError(f"{folder}: not the vocabulary this model was trained with (its fingerprint is not the one "
+                      f"{IDENTITY_FILE} records); put back the model's own")
+    return vocab
 
   def saved_config(self) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(self.saved()["config"])
@@ -210,7 +237,7 @@ class Folder:
     config.json and vocabulary describe (with the prepared data's hash when that data is still
     on disk). None when the folder holds no record at all."""
     if os.path.isfile(self.file(IDENTITY_FILE)):
-      return io_utils.read_json(self.file(IDENTITY_FILE))["identity"]
+      return read_record(self.file(IDENTITY_FILE), io_utils.read_json, ("identity",))["identity"]
     if not self.is_model:
       return None
     saved = self.saved()

@@ -41,7 +41,7 @@ import pandas as pd
 
 from bert4rec_jax import (baselines, config_checks, dataset, evaluate, io_utils, model as model_lib, model_store,
                           parallel, predict, preprocess, recipe, selection, tfds_source, trainer)
-from bert4rec_jax.errors import ConfigError, InUseError, MissingError
+from bert4rec_jax.errors import ConfigError, DataError, InUseError, MissingError
 from bert4rec_jax.tracking import Tracker
 
 TASKS, TRAINING_TASKS, MODES = config_checks.TASKS, config_checks.TRAINING_TASKS, config_checks.MODES
@@ -123,12 +123,22 @@ def _lock(path: str, what: str, active: bool = True, shared: bool = False):
     yield
 
 
-def _model_lock(workdir: str, model_dir: str) -> str:
+def model_lock(model_dir: str, workdir: str = "") -> str:
   """The lock file of a model folder: in the locks/ of the workdir that holds it (where its
-  training runs lock it), or of this run's workdir for a folder elsewhere."""
-  parent = os.path.dirname(os.path.abspath(model_dir))
-  root = os.path.dirname(parent) if os.path.basename(parent) == "models" else workdir
-  return os.path.join(root, "locks", f"{os.path.basename(os.path.abspath(model_dir))}.lock")
+  training runs lock it), or of `workdir` for a folder elsewhere ("" for none: no lock). The same
+  file however the folder is reached (links, `..`, a relative path), so two spellings of one
+  workdir never train one model at once."""
+  real = os.path.realpath(model_dir)
+  for path in (real, os.path.abspath(model_dir)):  # a models/ folder that is itself a link: as spelled
+    parent = os.path.dirname(path)
+    if os.path.basename(parent) == "models":
+      root = os.path.realpath(os.path.dirname(parent))
+      break
+  else:
+    if not workdir:
+      return ""
+    root = os.path.realpath(workdir)
+  return os.path.join(root, "locks", f"{os.path.basename(real)}.lock")
 
 
 def _run_training_task(config, workdir, mode, devices, stop_at):
@@ -147,7 +157,7 @@ def _run_training_task(config, workdir, mode, devices, stop_at):
   training = mode in ("train", "all") and not is_baseline
   overwrite = bool(config.train.get("overwrite", False)) and mode in ("train", "all")
 
-  with _lock(_model_lock(workdir, folder.path), f"model {name} (in {workdir})", active=mode != "prepare"):
+  with _lock(model_lock(folder.path, workdir), f"model {name} (in {workdir})", active=mode != "prepare"):
     if training:  # what a killed run left in the folder (the checkpoints' own are Orbax's to clean)
       for parent in (os.path.dirname(folder.path), os.path.dirname(results_root)):
         io_utils.clean_leftovers(parent)  # folders a stopped overwrite was removing
@@ -160,6 +170,8 @@ def _run_training_task(config, workdir, mode, devices, stop_at):
       raise ConfigError(f"models/{name} holds a trained model: a {config.model.kind} baseline needs another "
                         "config.model_name")
     prepared, data_dir = loaded or _load_or_prepare(config.data, workdir, min_length)
+    if dataset.input_key(config.data, min_length) != data_key:  # rewritten since the model was named after it
+      raise DataError(f"{config.data.path}: the file changed while this run read it; run again once it is written")
     result = {"data_dir": data_dir, "data_key": data_key}
     if mode == "prepare":
       return result
@@ -237,6 +249,9 @@ def _train_evaluate_predict(config, mode, devices, stop_at, prepared, train_seqs
       path = os.path.join(predict_dir, "predictions.parquet")
       predict.predict(scorer, params, seqs, prepared.users, prepared.vocab, predict_config=config.predict,
                       max_seq_length=config.model.max_seq_length, devices=devices, path=path)
+      if parallel.is_primary():  # which checkpoint made them, beside them (as the metrics files say)
+        io_utils.write_json(os.path.join(predict_dir, "predictions_meta.json"), {
+            "model_name": name, "checkpoint_step": step, "num_train_steps": config.train.num_train_steps})
       _announce(path)
       result["predictions"] = path
       tracker.artifact(f"predictions-{name}", "predictions", [path])
@@ -298,7 +313,7 @@ def _run_trained_model_task(config, workdir, mode, devices):
   model_dir = given if os.path.isdir(given) else os.path.join(workdir, "models", given)  # a path, or a name
   # Shared: any number of test / inference runs read a model at once, but none while a run
   # trains, evaluates or replaces it.
-  with _lock(_model_lock(workdir, model_dir), f"model {given}", shared=True):
+  with _lock(model_lock(model_dir, workdir), f"model {given}", shared=True):
     return _run_on_trained_model(config, workdir, mode, devices, model_store.Folder(model_dir))
 
 
@@ -327,12 +342,16 @@ def _run_on_trained_model(config, workdir, mode, devices, folder):
     if dataset.input_key(config.data, trained_min) == identity.get("data.input"):
       min_length = max(min_length, trained_min)
   vocab_dir = folder.file("vocab")
-  vocab = dataset.load_vocab(vocab_dir)
+  vocab = folder.vocab()
   prepared, data_dir = _load_or_prepare(config.data, workdir, min_length, vocab=vocab,
                                         vocab_fingerprint=dataset.vocab_fingerprint(vocab))
   stats = dict(prepared.stats)
-  users, trained_users = preprocess.comparable(prepared.users, dataset.load_users(vocab_dir))
-  stats["users_unseen_in_training"] = int((~np.isin(users, trained_users)).sum())
+  try:  # a statistic only: a model folder without its user list still predicts
+    users, trained_users = preprocess.comparable(prepared.users, dataset.load_users(vocab_dir))
+    stats["users_unseen_in_training"] = int((~np.isin(users, trained_users)).sum())
+  except (OSError, ValueError, KeyError) as e:
+    logging.warning("%s cannot be read (%s): users unseen in training not counted", vocab_dir, type(e).__name__)
+    stats["users_unseen_in_training"] = None
   logging.info("Against the model's vocabulary: %s", json.dumps(
       {k: v for k, v in stats.items() if "unknown" in k or "unseen" in k or "without" in k}))
   result = {"data_dir": data_dir, "model_dir": model_dir, "stats": stats}

@@ -46,7 +46,6 @@ def predict(scorer, params, history: Sequences, users: np.ndarray, vocab: ItemVo
   top_k = min(predict_config.top_k, vocab.num_items)
   d = len(devices)
   batch_size = -(-predict_config.batch_size // d) * d
-  width = input_pipeline.bucket(int(history.lengths.max()))
   step = parallel.pmap(functools.partial(_predict_step, scorer=scorer, top_k=top_k,
                                          exclude_history=predict_config.exclude_history,
                                          chunk=predict_config.item_chunk_size), devices)
@@ -77,8 +76,11 @@ def predict(scorer, params, history: Sequences, users: np.ndarray, vocab: ItemVo
       try:
         for start in range(0, len(piece), batch_size):
           real = min(batch_size, len(piece) - start)
-          idx, batch = input_pipeline.scoring_batch(history, piece[start:start + batch_size], batch_size,
-                                                    max_seq_length, vocab.mask_id, width)
+          chunk = piece[start:start + batch_size]
+          # Exclusion is as wide as this batch's longest history (a power of two: few compilations),
+          # so one very long history costs its own batch, not every batch.
+          width = input_pipeline.bucket(int(history.lengths[chunk].max()))
+          idx, batch = input_pipeline.scoring_batch(history, chunk, batch_size, max_seq_length, vocab.mask_id, width)
           tokens, scores, hidden = step(p_params, parallel.put_sharded(batch, devices))
           tokens, scores = parallel.unshard(tokens)[:real], parallel.unshard(scores)[:real].astype(np.float32)
           # -inf marks no item: the history and NaN-scored items are never shown, so a user with

@@ -2,8 +2,12 @@
 
 Everything here is vectorised (argsort / bincount / np.diff): no per-user Python loop.
 
-Token ids (ItemVocab): 0 = PAD, 1..N = items in descending training frequency (ties broken
-by original id, so every run gives the same ids), N + 1 = MASK.
+Token ids (ItemVocab): 0 = PAD, 1..N = items in descending frequency over all of the prepared
+sequences, held-out validation and test items included (ties broken by original id, so every run
+gives the same ids), N + 1 = MASK. `vocab.counts` are those counts: the sampled protocol's
+popularity negatives are drawn by them, as the paper's were (popularity over the whole dataset).
+What a model learns from (its popularity row, fallback) are its training counts alone
+(model_store.TRAIN_COUNTS_FILE).
 """
 import dataclasses
 from typing import Dict, Optional, Tuple

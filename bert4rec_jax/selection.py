@@ -19,6 +19,7 @@ import re
 from typing import Dict, List, Optional
 
 from bert4rec_jax import io_utils, parallel
+from bert4rec_jax.errors import DataError
 
 SELECTION_FILE = "selection.json"
 _METRIC = re.compile(r"^(sampled_)?(?:(hr|ndcg)@([1-9][0-9]*)|mrr)$")
@@ -138,18 +139,21 @@ def of_folder(model_dir: str, latest_step: int) -> Optional[Selection]:
 
 
 def recorded(model_dir: str) -> Optional[Dict]:
-  """The saved selection of a model folder ({"metric", "patience", "curve", ...}), None without one
-  (or, with a warning, when the file is damaged: the newest checkpoint is then used)."""
+  """The saved selection of a model folder ({"metric", "patience", "curve", ...}), None without one.
+  A damaged one is an error: another checkpoint (the newest) would pass for the selected one, and a
+  resumed run would select on half a curve."""
   path = os.path.join(model_dir, SELECTION_FILE)
   if not os.path.isfile(path):
     return None
   try:
     saved = io_utils.read_json(path)
     [(int(e["step"]), float(e["value"])) for e in saved["curve"]]  # noqa: B018 (the shape a curve has)
+    str(saved["metric"])
     return saved
-  except (ValueError, KeyError, TypeError) as e:
-    logging.warning("%s cannot be read (%s): no checkpoint is selected by it", path, e)
-    return None
+  except (ValueError, KeyError, TypeError, AttributeError) as e:
+    raise DataError(f"{path} cannot be read ({type(e).__name__}: {str(e)[:100]}): it records which checkpoint "
+                    "validation selected; put back an intact copy, or train the model anew "
+                    "(train.overwrite=true)") from e
 
 
 def selected_step(model_dir: str, latest_step: int) -> Optional[int]:

@@ -15,16 +15,22 @@ equal as text ('7' and the integer 7 are; '007' and 7 are not).
 Time order: with `data.time_col`, each user's rows are stably sorted by that column. With it
 unset (""), a CSV or Parquet input that has one column named like a time (`timestamp`, `time`,
 `ts`, `date`, ...) is sorted by it, and the log says so; several such columns are an error that
-asks which; `data.time_col="file_order"` keeps the order of the file.
+asks which; `data.time_col="file_order"` keeps the order of the file. Text times are dates: ISO
+8601 as such; any other layout is read one way for the whole column, and dates that read both
+day-first and month-first in different orders (10/01 and 11/02) are refused, never guessed.
 
 Every problem with an input file raises `DataError` naming the file and the field or line.
 """
+import contextlib
+import csv
 import logging
 import lzma
 import os
+import re
+import warnings
 import zipfile
 import zlib
-from typing import Iterator
+from typing import Callable, Iterable, Iterator, Optional
 
 import numpy as np
 import pandas as pd
@@ -60,7 +66,7 @@ def read_interactions(data_config) -> pd.DataFrame:
 def read_text(path: str) -> pd.DataFrame:
   """SASRec/BERT4Rec text format: `user item` per line, each user's lines in time order."""
   try:
-    df = _read_csv(path, sep=r"\s+", header=None, dtype=str)
+    df = _read_csv(path, sep=r"\s+", header=None, dtype=str, quoting=csv.QUOTE_NONE)
     _text_fields(df, path)
   except DataError as e:  # a comment line of more words than two is a parse error: say what it is
     raise _comment_error(path) or e from None
@@ -88,10 +94,20 @@ def _no_header_or_comments(df: pd.DataFrame, path: str, line_offset: int, first_
   if first_chunk and len(df) > 1:
     first, rest = df.iloc[0], df.iloc[1:1001]
     numeric = lambda x: x.astype(str).str.strip().str.fullmatch(_PLAIN_INT)  # noqa: E731
-    if (not numeric(pd.Series([first["user"], first["item"]])).any() and numeric(rest["user"]).all()
-        and numeric(rest["item"]).all()):
-      raise DataError(f"{path}: line {line_offset} ({first['user']} {first['item']}) looks like a header above "
-                      "integer ids: the text format has none; remove it, or use data.format=csv")
+    words = (not numeric(pd.Series([first["user"], first["item"]])).any() and numeric(rest["user"]).all()
+             and numeric(rest["item"]).all())
+    named = bool(_USER_NAME.fullmatch(str(first["user"]).strip()) and _ITEM_NAME.fullmatch(str(first["item"]).strip())
+                 and not (rest["user"] == first["user"]).any())
+    if words or named:
+      raise DataError(f"{path}: line {line_offset} ({first['user']} {first['item']}) looks like a header: the text "
+                      "format has none; remove it, or use data.format=csv")
+
+
+# A first line naming its columns (`user_id item_id`, `UserID ProductID`) rather than holding ids: a
+# header even above text ids, unless that user appears again.
+_USER_NAME = re.compile(r"(?i)(user|customer|visitor|session|client|member|u)[_ -]?(id|name|ids)?s?")
+_ITEM_NAME = re.compile(r"(?i)(item|product|movie|song|track|article|sku|asin|book|video|business|poi|i)[_ -]?"
+                        r"(id|name|ids)?s?")
 
 
 def _no_missing_ids(df: pd.DataFrame, path: str, line_offset: int) -> None:
@@ -186,17 +202,39 @@ def read_chunks(data_config, chunk_rows: int) -> Iterator[pd.DataFrame]:
     wanted = [user_col, item_col] + ([time_col] if time_col else [])
     _check_columns(path, names, wanted)
     batches = (df[wanted] for df in _csv_chunks(path, chunk_rows, dtype={user_col: str, item_col: str}))
+  dates = None  # text dates: one layout for the whole file, not one a chunk
   for df in batches:
-    yield _table_columns(df.reset_index(drop=True), path, user_col, item_col, time_col, row_offset=seen)
+    if dates is None and time_col and not (pd.api.types.is_numeric_dtype(df[time_col])
+                                           or pd.api.types.is_datetime64_any_dtype(df[time_col])):
+      dates = date_layout(lambda: _time_parts(path, time_col, chunk_rows), path, time_col)
+    yield _table_columns(df.reset_index(drop=True), path, user_col, item_col, time_col, row_offset=seen, dates=dates)
     seen += len(df)
 
 
+def _time_parts(path: str, time_col: str, chunk_rows: int) -> Iterator[pd.Series]:
+  """The time column's text dates, `chunk_rows` rows at a time (read once more to find their layout;
+  numbers and missing values left out: a chunk of them is refused as itself)."""
+  if _is_parquet(path):
+    import pyarrow.parquet as pq
+    parts = (b.to_pandas()[time_col] for b in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows,
+                                                                                columns=[time_col]))
+  else:
+    parts = (df[time_col] for df in _csv_chunks(path, chunk_rows, usecols=[time_col], dtype=str))
+  for part in parts:
+    part = part.dropna()
+    if not (pd.api.types.is_numeric_dtype(part) or pd.api.types.is_datetime64_any_dtype(part)):
+      part = part[pd.to_numeric(part, errors="coerce").isna()]
+      if len(part):
+        yield part
+
+
 def _text_chunks(path: str, chunk_rows: int) -> Iterator[pd.DataFrame]:
-  head = _read_csv(path, sep=r"\s+", header=None, dtype=str, nrows=1001)  # a header, whatever the chunk size
+  head = _read_csv(path, sep=r"\s+", header=None, dtype=str, nrows=1001,  # a header, whatever the chunk size
+                   quoting=csv.QUOTE_NONE)
   if head.shape[1] == 2:
     _no_header_or_comments(head.set_axis(["user", "item"], axis=1), path, line_offset=1, first_chunk=True)
   seen = 0
-  for df in _csv_chunks(path, chunk_rows, sep=r"\s+", header=None, dtype=str):
+  for df in _csv_chunks(path, chunk_rows, sep=r"\s+", header=None, dtype=str, quoting=csv.QUOTE_NONE):
     _text_fields(df, path)
     df.columns = ["user", "item"]
     df = df.reset_index(drop=True)
@@ -250,8 +288,9 @@ def _normalise_ids(col: pd.Series, path: str, name: str) -> pd.Series:
 
 
 def _table_columns(df: pd.DataFrame, path: str, user_col: str, item_col: str, time_col: str,
-                   row_offset: int = 0) -> pd.DataFrame:
-  """Renamed to user/item[/time] and checked: ids normalised, no missing values, times numbers or dates."""
+                   row_offset: int = 0, dates: Optional[dict] = None) -> pd.DataFrame:
+  """Renamed to user/item[/time] and checked: ids normalised, no missing values, times numbers or
+  dates (read as `dates` says, pd.to_datetime's keywords; by default as the chunk's own layout)."""
   df = df.rename(columns={user_col: "user", item_col: "item", time_col: "time"} if time_col else {user_col: "user", item_col: "item"})
   for col, name in (("user", user_col), ("item", item_col)):
     if df[col].isna().any():
@@ -263,7 +302,7 @@ def _table_columns(df: pd.DataFrame, path: str, user_col: str, item_col: str, ti
     if df["time"].isna().any():
       raise DataError(f"{path}: column {time_col!r} has missing timestamps")
     if not (pd.api.types.is_numeric_dtype(df["time"]) or pd.api.types.is_datetime64_any_dtype(df["time"])):
-      df["time"] = _dates(df["time"], path, time_col, row_offset)
+      df["time"] = _dates(df["time"], path, time_col, row_offset, dates)
     if pd.api.types.is_datetime64_any_dtype(df["time"]):
       # One type for every file and chunk: UTC when zoned, in microseconds (years -290,000 to
       # 294,000: a 9999-12-31 placeholder fits; times under a microsecond apart keep file order).
@@ -275,20 +314,90 @@ def _table_columns(df: pd.DataFrame, path: str, user_col: str, item_col: str, ti
 _ZONED = r"\d\d:\d\d(?::\d\d(?:\.\d+)?)?\s*(?:Z|UTC|GMT|[+-]\d\d(?::?\d\d)?)$"  # a time and its UTC offset
 
 
-def _dates(text: pd.Series, path: str, time_col: str, row_offset: int) -> pd.Series:
-  """Text timestamps as dates, never compared as strings. Times with different UTC offsets (local
-  time across a daylight-saving change) are compared in UTC; times with and without an offset in
-  one file cannot be ordered, and are refused."""
+def _dates(text: pd.Series, path: str, time_col: str, row_offset: int, how: Optional[dict] = None) -> pd.Series:
+  """Text timestamps as dates, never compared as strings, all read one way (`how`, pd.to_datetime's
+  keywords: `date_layout` of the whole column when not given). Times with different UTC offsets
+  (local time across a daylight-saving change) are compared in UTC; times with and without an
+  offset in one file cannot be ordered, and are refused."""
+  how = how if how is not None else date_layout(lambda: [text], path, time_col)
   try:
-    return pd.to_datetime(text, format="mixed")
-  except (ValueError, TypeError) as e:
-    if "Mixed timezones" in str(e):
+    return _to_datetime(text, path, time_col, row_offset, **how)
+  except DataError:
+    raise
+  except (ValueError, TypeError, OverflowError) as e:
+    raise DataError(f"{path}: column {time_col!r} holds dates written in more than one way "
+                    f"({str(e).splitlines()[0]}); write them one way, as numbers or as ISO 8601 "
+                    "(2020-01-31 12:00)") from e
+
+
+def date_layout(parts: Callable[[], Iterable[pd.Series]], path: str, time_col: str) -> dict:
+  """How a column of text dates is read, as pd.to_datetime's keywords, for the whole column
+  (`parts()` gives it in consecutive parts, afresh at each call): ISO 8601 when its first part is.
+  Otherwise the layout pandas guesses from the first date, month-first and day-first (per-date
+  parsing when no layout fits), whichever fits every date. When both fit and give different
+  dates (10/01 and 11/02, every day at most 12), which is meant cannot be told from the file:
+  refused, never guessed."""
+  from pandas.tseries.api import guess_datetime_format
+  first = next(iter(parts()), None)
+  if first is None:
+    return {"format": "ISO8601"}
+  try:
+    _to_datetime(first, path, time_col, 0, format="ISO8601")
+    return {"format": "ISO8601"}
+  except DataError:
+    raise
+  except (ValueError, TypeError, OverflowError) as e:
+    error = e
+  known = first.dropna()
+  value = str(known.iloc[0]).strip() if len(known) else ""
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore", UserWarning)
+    guessed = [guess_datetime_format(value, dayfirst=dayfirst) for dayfirst in (False, True)]
+  layouts = []
+  for f in guessed:
+    if f and {"format": f} not in layouts:
+      layouts.append({"format": f})
+  for candidates in (layouts, [{"format": "mixed", "dayfirst": False}, {"format": "mixed", "dayfirst": True}]):
+    alive, differs, offset = list(candidates), None, 0
+    for text in parts():
+      readings = []
+      for how in list(alive):
+        try:
+          readings.append(_to_datetime(text, path, time_col, offset, **how))
+        except DataError:
+          raise
+        except (ValueError, TypeError, OverflowError) as e:
+          alive.remove(how)
+          error = e
+      if not alive:
+        break
+      if len(readings) == 2 and differs is None and not readings[0].equals(readings[1]):
+        row = int(np.flatnonzero(((readings[0] != readings[1]) & readings[0].notna()).to_numpy())[0])
+        differs = (text.iloc[row], row + offset)
+      offset += len(text)
+    if len(alive) == 2 and differs:
+      raise DataError(f"{path}: column {time_col!r}: dates like {differs[0]!r} (data row {differs[1] + 1}) read "
+                      "both month-first and day-first, and every date fits both; write them as ISO 8601 (2020-01-31) "
+                      "or as numbers")
+    if alive:
+      return alive[0]
+  raise DataError(f"{path}: column {time_col!r} holds neither numbers nor dates written one way "
+                  f"({str(error).splitlines()[0]}); write them as numbers or as ISO 8601 (2020-01-31 12:00)")
+
+
+def _to_datetime(text: pd.Series, path: str, time_col: str, row_offset: int, **how) -> pd.Series:
+  with warnings.catch_warnings():  # pandas warns when it infers a layout: the caller checks the readings
+    warnings.simplefilter("ignore", UserWarning)
+    try:
+      return pd.to_datetime(text, **how)
+    except (ValueError, TypeError) as e:
+      if "Mixed timezones" not in str(e):
+        raise
       zoned = text.astype(str).str.strip().str.contains(_ZONED).to_numpy()
       if zoned.all():
-        return pd.to_datetime(text, format="mixed", utc=True)
+        return pd.to_datetime(text, utc=True, **how)
       raise DataError(f"{path}: column {time_col!r} mixes times with and without a UTC offset (data row "
                       f"{int(np.flatnonzero(~zoned)[0]) + 1 + row_offset} has none): write every time one way") from e
-    raise DataError(f"{path}: column {time_col!r} holds neither numbers nor dates ({e})") from e
 
 
 def read_seed_pickle(path: str, user_col: str, list_col: str) -> pd.DataFrame:
@@ -309,8 +418,15 @@ def read_seed_pickle(path: str, user_col: str, list_col: str) -> pd.DataFrame:
     raise DataError(f"{path}: column {list_col!r} must hold lists of item ids (row {int(np.flatnonzero(bad)[0])})")
   lengths = lists.map(len).to_numpy()
   users = np.repeat(df[user_col].to_numpy(), lengths)
-  items = np.concatenate([np.asarray(x) for x in lists]) if len(lists) else np.array([], dtype=np.int64)
+  flat = [x for items in lists for x in items]
+  nested = next((i for i, x in enumerate(flat) if not np.ndim(x) == 0), None)
+  if nested is not None:
+    raise DataError(f"{path}: column {list_col!r} must hold lists of item ids; found {type(flat[nested]).__name__} "
+                    f"{str(flat[nested])[:40]!r} inside a list")
+  items = pd.array(flat, dtype=object) if flat else np.array([], dtype=np.int64)
   out = pd.DataFrame({"user": users, "item": items})
+  if len(flat) and out["item"].map(type).nunique() == 1:  # one type: its own dtype (ints stay ints)
+    out["item"] = pd.Series(flat).to_numpy()
   for col, name in (("user", user_col), ("item", list_col)):
     if out[col].isna().any():
       raise DataError(f"{path}: column {name!r} has a missing id")
@@ -321,7 +437,7 @@ def read_seed_pickle(path: str, user_col: str, list_col: str) -> pd.DataFrame:
 def read_movielens(path: str, min_rating: float = 0.0) -> pd.DataFrame:
   """MovieLens `ratings.dat`: `UserID::MovieID::Rating::Timestamp`, stably sorted by time."""
   # '::' as a one-char separator keeps pandas' fast C parser: fields land in columns 0, 2, 4, 6.
-  df = _read_csv(path, sep=":", header=None, dtype=str)
+  df = _read_csv(path, sep=":", header=None, dtype=str, quoting=csv.QUOTE_NONE)
   if df.shape[1] != 7:
     raise DataError(f"{path}: expected `UserID::MovieID::Rating::Timestamp` lines")
   df = df[[0, 2, 4, 6]]
@@ -416,10 +532,26 @@ def _parse_error(path, e, kind) -> DataError:
   return DataError(f"{path}: cannot parse ({type(e).__name__}: {str(e).strip()})")
 
 
+@contextlib.contextmanager
+def _fields_match_header(path):
+  """Rows of more fields than a CSV header names would make pandas take the first field as the
+  index and shift every column left (the user column would hold the items): refused instead."""
+  with warnings.catch_warnings():
+    warnings.simplefilter("error", pd.errors.ParserWarning)
+    try:
+      yield
+    except pd.errors.ParserWarning as e:
+      raise DataError(f"{path}: rows have more fields than the header names; name every column in the header "
+                      "(or remove the extra fields)") from e
+
+
 def _read_csv(path, **kwargs) -> pd.DataFrame:
   kind = compression(path)
+  if "header" not in kwargs:  # a CSV with a header: its first field is never an index
+    kwargs["index_col"] = False
   try:
-    return pd.read_csv(path, compression=kind, **kwargs)
+    with _fields_match_header(path):
+      return pd.read_csv(path, compression=kind, **kwargs)
   except pd.errors.EmptyDataError as e:
     raise DataError(f"{path}: the file is empty") from e
   except _UNREADABLE as e:
@@ -429,9 +561,16 @@ def _read_csv(path, **kwargs) -> pd.DataFrame:
 def _csv_chunks(path, chunk_rows: int, **kwargs) -> Iterator[pd.DataFrame]:
   """_read_csv, `chunk_rows` rows at a time (the same parser, the same errors)."""
   kind = compression(path)
+  if "header" not in kwargs:
+    kwargs["index_col"] = False
   try:
     with pd.read_csv(path, compression=kind, chunksize=chunk_rows, **kwargs) as reader:
-      yield from reader
+      while True:
+        with _fields_match_header(path):  # per chunk: never left set while the caller holds a chunk
+          chunk = next(reader, None)
+        if chunk is None:
+          return
+        yield chunk
   except pd.errors.EmptyDataError as e:
     raise DataError(f"{path}: the file is empty") from e
   except _UNREADABLE as e:

@@ -363,6 +363,13 @@ def train(config, model_dir: str, train_seqs, valid_evaluator: Optional[evaluate
   valid_before = model_store.validation_seconds(model_dir, start)  # None: an earlier invocation did not time it
   valid_seconds = 0.0  # this invocation's periodic validation (part of its training seconds)
   end = tc.num_train_steps if stop_at is None else min(stop_at, tc.num_train_steps)
+  finished_problem = selection.scale_problem(sel, model_dir) if sel is not None else None
+  if finished_problem and (sel.should_stop or start >= tc.num_train_steps):
+    # Nothing is trained or validated on: the model is evaluated as it is, its checkpoint the one its
+    # own validation chose. Said, since a sweep over these settings would otherwise credit that choice to them.
+    logging.warning("%s. Nothing is trained: its checkpoint is the one selected as it validated (results record "
+                    "that selection); for a selection under these settings, train another model (config.model_name)",
+                    finished_problem.split("; resume")[0])
   if sel is not None and sel.should_stop:
     logging.info("Training stopped early at step %d (no better validation %s in %d validations after step %d): "
                  "nothing to train", start, tc.select_metric, tc.patience, sel.best["step"])

@@ -95,6 +95,8 @@ def test_recommendations_are_the_pipelines_batch_inference(trained):
   rec = Recommender.load(trained["result"]["model_dir"])
   assert rec.step == trained["result"]["checkpoint_step"]  # the checkpoint validation selected
   written = pd.read_parquet(trained["result"]["predictions"])
+  with open(os.path.join(os.path.dirname(trained["result"]["predictions"]), "predictions_meta.json")) as f:
+    assert __import__("json").load(f)["checkpoint_step"] == rec.step  # which checkpoint made them
   hist = histories_of(trained["df"])
   users = list(written["user"])
   out = rec.recommend([hist[u] for u in users], k=7)
@@ -158,6 +160,14 @@ def test_inputs_of_every_kind(trained):
     rec.recommend([[hist[0], None]], k=3)
   with pytest.raises(ConfigError, match="positive"):
     rec.recommend([hist], k=0)
+  for unordered in ({hist[0], hist[1]}, dict.fromkeys(hist)):
+    with pytest.raises(DataError, match="no order"):
+      rec.recommend([unordered], k=3)
+  with pytest.raises(DataError, match="no order"):
+    rec.recommend({tuple(hist)}, k=3)
+  # Ids as the readers read a field: spaces around one are layout; UTF-8 bytes are its text.
+  assert rec.recommend([[f" {x} " for x in hist]], k=3)[0] == expected
+  assert rec.recommend([[x.encode() for x in hist]], k=3)[0] == expected
   many = rec.recommend([hist], k=10_000)[0]  # more than the catalogue: every item left, once
   assert len(many) == rec.vocab.num_items - len(set(hist)) and len(set(many)) == len(many)
 
@@ -170,6 +180,65 @@ def test_item_embeddings_are_the_models_table(trained):
   np.testing.assert_array_equal(vectors[3], table[rec.vocab.encode(np.array([ids[3]], dtype=object))[0]])
   ids[0] = "changed"
   assert rec.item_embeddings()[0][0] != "changed"  # a copy: the model's vocabulary is not the caller's
+
+
+def test_query_vectors_and_output_table_give_the_scores(trained):
+  """query_vectors(h) @ output_table().T is the score recommend ranks by (histories with known
+  items, and one without any: the popularity fallback's column)."""
+  rec = Recommender.load(trained["result"]["model_dir"])
+  hist = list(histories_of(trained["df"]).values())[:6] + [["nope"]]
+  out = rec.recommend(hist, k=40, exclude_history=False)
+  ids, table = rec.output_table()
+  scores = rec.query_vectors(hist) @ table.T
+  for row, items, values in zip(scores, out, out.scores):
+    order = np.argsort(-row, kind="stable")
+    assert list(ids[order]) == items
+    np.testing.assert_allclose(row[order], values, rtol=1e-5, atol=1e-4)
+  assert rec.query_vectors([]).shape == (0, table.shape[1])
+
+
+def test_a_damaged_or_foreign_model_folder_is_one_line(trained, tmp_path):
+  """config.json, identity.json or the vocabulary damaged, or another vocabulary put in: one line
+  naming the file, before any checkpoint is read; a folder without its user list still predicts."""
+  import shutil
+  src = trained["result"]["model_dir"]
+  for name, damage, error, match in (
+      ("config.json", lambda p: open(p, "w").write("{"), DataError, "config.json cannot be read"),
+      ("identity.json", lambda p: open(p, "w").write("[]"), DataError, "identity.json cannot be read"),
+      ("vocab/items.parquet", lambda p: open(p, "wb").write(b"PAR1 nothing"), DataError, "items.parquet cannot be read"),
+      ("vocab/items.parquet", os.remove, MissingError, "items.parquet: missing from the model folder"),
+      ("vocab/items.parquet", lambda p: pd.read_parquet(p).iloc[::-1].to_parquet(p, index=False), DataError,
+       "not the vocabulary this model was trained with")):
+    copy = str(tmp_path / "models" / os.path.basename(src))
+    shutil.rmtree(copy, ignore_errors=True)
+    shutil.copytree(src, copy)
+    damage(os.path.join(copy, name))
+    with pytest.raises(error, match=match) as e:
+      Recommender.load(copy)
+    assert "\n" not in str(e.value)
+  shutil.rmtree(copy)
+  shutil.copytree(src, copy)
+  os.remove(os.path.join(copy, "vocab", "users.parquet"))
+  assert Recommender.load(copy).recommend([["nope"]], k=2)[0]
+
+
+def test_the_lock_is_the_folders_however_it_is_reached(trained, tmp_path):
+  """A model reached through a link to its models/ folder, or a link to its workdir, is locked as
+  itself: a run training it (an exclusive lock) keeps every spelling out."""
+  from bert4rec_jax import io_utils, pipeline
+  from bert4rec_jax.errors import InUseError
+  src = trained["result"]["model_dir"]
+  workdir = os.path.dirname(os.path.dirname(src))
+  os.symlink(workdir, tmp_path / "linked_workdir")
+  os.symlink(os.path.join(workdir, "models"), tmp_path / "linked_models")
+  spellings = [src, str(tmp_path / "linked_workdir" / "models" / os.path.basename(src)),
+               str(tmp_path / "linked_models" / os.path.basename(src)),
+               os.path.relpath(src)]
+  assert len({pipeline.model_lock(p, "elsewhere") for p in spellings}) == 1
+  with io_utils.lock(pipeline.model_lock(src), "training"):
+    for path in spellings:
+      with pytest.raises(InUseError):
+        Recommender.load(path)
 
 
 def test_load_errors_say_what_to_do(trained, tmp_path):

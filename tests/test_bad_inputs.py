@@ -30,7 +30,7 @@ ERRORS = [
     ("missing_column.csv", "csv", {}, r"missing column\(s\) \['user'\]"),
     ("non_utf8.csv", "csv", {}, r"bytes that are not UTF-8 text \(line 2\): the input must be UTF-8"),
     ("non_utf8.txt", "text", {}, r"bytes that are not UTF-8 text \(line 3\)"),
-    ("header.txt", "text", {}, r"line 1 \(user item\) looks like a header above integer ids: the text format has none"),
+    ("header.txt", "text", {}, r"line 1 \(user item\) looks like a header: the text format has none"),
     ("header.txt", "text", {"chunk_rows": 1}, r"line 1 \(user item\) looks like a header"),
     ("comment.txt", "text", {}, "line 2 starts with '#': the text format has no comment lines"),
     ("comment.txt", "text", {"chunk_rows": 1}, "line 2 starts with '#'"),
@@ -49,6 +49,13 @@ ERRORS = [
     ("one_interaction_users.txt", "text", {"min_seq_length": 4}, "no user has at least min_seq_length=4"),
     ("short_line.txt", "text", {}, "line 2: no item id"),
     ("two_time_columns.csv", "csv", {}, r"several time-like columns \['timestamp', 'date'\]; set config.data.time_col"),
+    ("nested_lists.pkl", "pickle", {"user_col": "uid"}, "must hold lists of item ids; found list"),
+    ("unnamed_extra_field.csv", "csv", {}, "rows have more fields than the header names"),
+    ("unnamed_extra_field.csv", "csv", {"chunk_rows": 2}, "rows have more fields than the header names"),
+    ("header_words.txt", "text", {}, r"line 1 \(user_id item_id\) looks like a header"),
+    ("header_words.txt", "text", {"chunk_rows": 2}, r"line 1 \(user_id item_id\) looks like a header"),
+    ("dates_ambiguous.csv", "csv", {}, r"dates like '11/02/2020' \(data row 1\) read both month-first and day-first"),
+    ("dates_ambiguous.csv", "csv", {"chunk_rows": 1}, "read both month-first and day-first"),
 ]
 
 # (file, format, overrides, {original user: original items in order}, users dropped as too short)
@@ -83,6 +90,12 @@ HANDLED = [
     ("blank_lines.txt", "text", {}, {1: [10, 11, 12]}, 0),
     ("trailing_spaces.txt", "text", {}, {1: [10, 11, 12]}, 0),
     ("time_dates.csv", "csv", {"time_col": "time"}, {1: [10, 11, 12]}, 0),  # ordered by date
+    ("dates_day_first.csv", "csv", {}, {1: [10, 11, 12]}, 0),  # the one reading that fits every date
+    # In chunks: the layout is the whole column's (the first chunk alone, 11/02, fits both).
+    ("dates_day_first.csv", "csv", {"chunk_rows": 1}, {1: [10, 11, 12]}, 0),
+    ("mixed_lists.pkl", "pickle", {"user_col": "uid"}, {1: ["10", "a", "7"]}, 0),  # user 2: no items
+    ("quotes.txt", "text", {}, {1: ["10", '"11', '12"']}, 0),
+    ("quotes.txt", "text", {"chunk_rows": 2}, {1: ["10", '"11', '12"']}, 0),
     ("one_interaction_users.txt", "text", {}, {3: [12, 13, 14]}, 3),  # users below min_seq_length: dropped, counted
     ("gzip_named_txt.txt", "text", {}, {1: [10, 11, 12]}, 0),  # compressed: known by its bytes, not its name
     ("gzip_named_txt.txt", "text", {"chunk_rows": 2}, {1: [10, 11, 12]}, 0),
@@ -194,6 +207,18 @@ BAD_SETTINGS = [
     ("model_name", "m" * 151, r"config.model_name='mmmmmmmmmmmmmmmmmmmm...': at most 150 bytes \(it has 151\)"),
     ("data.path", "rows.txt", r"config.data.path='rows.txt': format 'synthetic' reads no file: give the file's format"),
 ]
+
+
+@pytest.mark.parametrize("kind,field,match", [
+    ("most_popular", "with_embeddings", "the most_popular baseline has no hidden state"),
+    ("markov", "with_embeddings", "the markov baseline has no hidden state"),
+    ("markov", "users_per_part", "the markov baseline writes its predictions as one file")])
+def test_what_a_baseline_cannot_write_is_refused(tiny_config, tmp_path, kind, field, match):
+  c = tiny_config
+  c.model.kind, c.predict[field] = kind, True if field == "with_embeddings" else 10
+  with pytest.raises(ConfigError, match=match):
+    pipeline.run(c, str(tmp_path), mode="all")
+  assert os.listdir(tmp_path) == []
 
 
 @pytest.mark.parametrize("field,value,match", BAD_SETTINGS, ids=[f"{f}={v}" for f, v, _ in BAD_SETTINGS])

@@ -11,7 +11,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from bert4rec_jax import dataset, evaluate, model as model_lib, model_store, pipeline, selection, trainer
-from bert4rec_jax.errors import ConfigError, MissingError
+from bert4rec_jax.errors import ConfigError, DataError, MissingError
 
 
 def test_selection_picks_the_best_earliest_and_counts_patience(tmp_path):
@@ -30,7 +30,9 @@ def test_selection_picks_the_best_earliest_and_counts_patience(tmp_path):
   assert selection.stopped_early(str(tmp_path), 40) and not selection.stopped_early(str(tmp_path), 30)
   assert selection.selected_step(str(tmp_path), 40) == 20 and selection.selected_step(str(tmp_path), 15) == 10
   (tmp_path / selection.SELECTION_FILE).write_text('{"metric": "ndcg@10", "curve": [{"st')  # damaged
-  assert selection.recorded(str(tmp_path)) is None and selection.selected_step(str(tmp_path), 40) is None
+  for read in (selection.recorded, lambda d: selection.selected_step(d, 40)):  # never another checkpoint instead
+    with pytest.raises(DataError, match="selection.json cannot be read .*which checkpoint validation selected"):
+      read(str(tmp_path))
   assert s.record()["curve"] == [[10, 0.3], [20, 0.5], [30, 0.5], [40, 0.4]]
 
 
@@ -157,9 +159,17 @@ def test_resuming_keeps_the_same_selection(tiny_config, tmp_path):
   for split in ("valid_metrics", "test_metrics"):
     for k, v in straight[split]["bert4rec"].items():
       assert resumed[split]["bert4rec"][k] == pytest.approx(v, abs=1e-6), (split, k)
+  # A damaged selection record: no other checkpoint passes for the selected one, in any reader.
+  with open(os.path.join(straight["model_dir"], selection.SELECTION_FILE), "w") as f:
+    f.write("{")
+  from bert4rec_jax import Recommender
+  with pytest.raises(DataError, match="selection.json cannot be read"):
+    Recommender.load(straight["model_dir"])
+  with pytest.raises(DataError, match="selection.json cannot be read"):
+    pipeline.run(c, str(tmp_path / "straight"), mode="train")
 
 
-def test_a_resume_that_would_validate_otherwise_is_refused(tiny_config, tmp_path):
+def test_a_resume_that_would_validate_otherwise_is_refused(tiny_config, tmp_path, caplog):
   """Without early stopping the validated users and the reading of the history are not part of the
   model (they do not change its weights), but they set the scale of its validation curve: a resume
   that changes one is refused in one line, nothing moved; with the settings back it resumes."""
@@ -186,8 +196,13 @@ def test_a_resume_that_would_validate_otherwise_is_refused(tiny_config, tmp_path
   # Finished: nothing is trained or validated on, so other settings evaluate it as it is.
   other = c.copy_and_resolve_references()
   other.eval.max_valid_users = 200
-  again = pipeline.run(other, workdir, mode="all")
+  import logging
+  with caplog.at_level(logging.WARNING):
+    again = pipeline.run(other, workdir, mode="all")
   assert again["step"] == 160 and again["checkpoint_step"] == resumed["checkpoint_step"]
+  # ... and says so: the choice was made under the settings it validated with, not these.
+  assert "300 -> 200" in caplog.text and "its checkpoint is the one selected as it validated" in caplog.text
+  assert again["selection"]["validated_users"] == 300
 
 
 def test_without_a_validation_split_the_last_checkpoint_is_used(tiny_config, tmp_path):

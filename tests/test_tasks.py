@@ -226,7 +226,8 @@ def test_train_val_task_validates_on_the_last_item(tmp_path, tiny_config):
   c = tiny_config
   c.task, c.train.num_train_steps = "train_val", 30
   out = pipeline.run(c, str(tmp_path), mode="all")
-  assert sorted(os.listdir(out["results_dir"])) == ["predictions.parquet", "settings.json", "valid_metrics.json"]
+  assert sorted(os.listdir(out["results_dir"])) == ["predictions.parquet", "predictions_meta.json", "settings.json",
+                                                    "valid_metrics.json"]
   assert out["valid_metrics"]["bert4rec"]["num_users"] == 600
 
 
@@ -234,8 +235,8 @@ def test_train_test_task_trains_on_all_but_the_last_item_without_validation(tmp_
   c = tiny_config
   c.task, c.train.num_train_steps, c.eval.per_user_top_k = "train_test", 30, 2
   out = pipeline.run(c, str(tmp_path), mode="all")
-  assert sorted(os.listdir(out["results_dir"])) == ["predictions.parquet", "settings.json", "test_metrics.json",
-                                                    "test_per_user.parquet"]
+  assert sorted(os.listdir(out["results_dir"])) == ["predictions.parquet", "predictions_meta.json", "settings.json",
+                                                    "test_metrics.json", "test_per_user.parquet"]
   assert "valid_metrics" not in out and out["test_metrics"]["bert4rec"]["num_users"] == 600
   with open(os.path.join(out["model_dir"], "metrics.jsonl")) as f:
     assert not any(k.startswith("valid/") for line in f for k in json.loads(line))  # nothing held out but the test

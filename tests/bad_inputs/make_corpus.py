@@ -28,6 +28,15 @@ TEXT = {  # name -> bytes
     "negative_ids.txt": b"-1 10\n-1 -11\n-1 12\n",
     "zero_ids.txt": b"0 0\n0 1\n0 2\n",
     "huge_ids.txt": b"1 10\n1 1180591620717411303424\n",
+    # More fields than the header names: pandas would make the first an index and shift the columns.
+    "unnamed_extra_field.csv": b"user,item\n1,10,100\n1,11,101\n2,12,102\n",
+    # A quote is part of an id in the text format, never the start of a quoted field spanning lines.
+    "quotes.txt": b'1 10\n1 "11\n1 12"\n',
+    "header_words.txt": b"user_id item_id\nu1 a\nu1 b\nu2 c\n",  # a header above text ids
+    # Day-first dates, out of file order: 10 Jan, 13 Jan, 11 Feb (13/01 fits day-first only).
+    "dates_day_first.csv": b"user,item,time\n1,12,11/02/2020\n1,10,10/01/2020\n1,11,13/01/2020\n",
+    "dates_ambiguous.csv": b"user,item,time\n1,11,11/02/2020\n1,10,10/01/2020\n",  # either reading fits
+
     "huge_ids.csv": b"user,item\n1,10\n1,99999999999999999999999\n1,11\n",
     "uint64_ids.csv": b"user,item\n1,18446744073709551615\n1,18446744073709551614\n1,10\n",
     "float_ids.txt": b"1 10\n1 10.5\n",
@@ -97,6 +106,11 @@ def main():
     pickle.dump(pd.Series([1, 2, 3]), f, protocol=4)
   with open(os.path.join(HERE, "scalar_lists.pkl"), "wb") as f:
     pickle.dump(pd.DataFrame({"uid": [1, 2], "sid_add_to_cart": [[10, 11, 12], 13]}), f, protocol=4)
+  # Lists inside the lists; ints and text mixed, beside an empty list (labels: 7 and '7' are one id).
+  with open(os.path.join(HERE, "nested_lists.pkl"), "wb") as f:
+    pickle.dump(pd.DataFrame({"uid": [1, 2], "sid_add_to_cart": [[[10, 11], [12]], [13]]}), f, protocol=4)
+  with open(os.path.join(HERE, "mixed_lists.pkl"), "wb") as f:
+    pickle.dump(pd.DataFrame({"uid": [1, 2], "sid_add_to_cart": [[10, "a", 7], []]}), f, protocol=4)
   with open(os.path.join(HERE, "empty_lists.pkl"), "wb") as f:
     pickle.dump(pd.DataFrame({"uid": [1, 2], "sid_add_to_cart": [[], np.array([], dtype=np.int64)]}), f, protocol=4)
 
