@@ -7,25 +7,32 @@ per-segment breakdowns.
 
 Models are names of folders in <workdir>/models (or paths to them), or paths to records of
 models (experiments/record_run.py: a model's config, metrics and per-user ranks, kept without its
-checkpoints, from this or another machine); all must be trained on the same data. Each model's
-per-user ranks come from <workdir>/results/<model>/<split>_per_user.parquet; a model without that
-file (evaluated without eval.per_user_top_k, or not yet) is evaluated first (its per-user file then
-lies in the folder beside its results that the pipeline names for those settings), and --evaluate
-re-evaluates every model; a record's ranks are used as recorded. --baselines adds most-popular and
-the first-order Markov chain, run by the pipeline on the reference model's data and evaluation
-settings (model.kind).
+checkpoints, from this or another machine); all must be trained on the same data and evaluated the
+same way (the history exclusion and, where both have sampled ranks, the sampled negatives: anything
+else is refused). Each model's per-user ranks come from <workdir>/results/<model>/<split>_per_user.parquet;
+a model without that file (evaluated without eval.per_user_top_k, or not yet), or whose file is of
+another checkpoint than the one the model now selects (training went on after it was evaluated), is
+evaluated first (its per-user file then lies in the folder beside its results that the pipeline
+names for those settings), and --evaluate re-evaluates every model; a record's ranks are used as
+recorded. A model whose training is not over (killed before its last step, its early stop or its
+time bound) is compared, marked partly trained. --baselines adds most-popular and the first-order
+Markov chain, run by the pipeline on the reference model's data and evaluation settings (model.kind).
 
 For each model and metric: the mean; against the reference (default: the first model) the
 mean paired difference, its 95% bootstrap interval over users, and a two-sided paired t-test,
 with Holm's correction over every (model, metric) test against the reference (the verdict uses
-the corrected p). Several seeds of one model are given joined by "+" (--models=a_s0+a_s1+a_s2,
+the corrected p, and the interval when --bootstrap > 0). That test is about these trained models
+on these users. Several seeds of one model are given joined by "+" (--models=a_s0+a_s1+a_s2,
 b_s0+b_s1+b_s2; they must differ only in config.seed): its per-user values are the means over its
-seeds, and the spread over seeds (std of each seed's mean, of each seed pair's difference when both
-sides have as many seeds) stands beside the bootstrap interval over users.
+seeds; beside the user-level test stand the seed spread and, where both sides have at least two
+seeds in common (paired by config.seed, whatever their order in --models), a paired t-test over
+seeds of each seed's mean difference (Holm-corrected over those tests): that one is about the
+recipe, whether training again with another seed would be expected to differ.
 Segments: users grouped by history length and by the training popularity of their target
 (quintiles), NDCG@10 per group. Users are matched by user id and must have the same targets.
 """
 import argparse
+import math
 import os
 import sys
 
@@ -94,6 +101,108 @@ def evaluate_model(config, workdir: str):
   return out["model_name"], out["results_dir"]
 
 
+def training_state(model_dir: str, config) -> dict:
+  """Where a model folder's training stands now: {"newest": its newest checkpoint's step, "selected":
+  the step an evaluation reads (validation's choice, else the newest, as model_store.load_params),
+  "planned": config.train.num_train_steps, "how": "all steps", "stopped early", "time bound" (its
+  training is over, as model_store.training_ended decides) or "partly trained" (a rerun goes on)}."""
+  from bert4rec_jax import model_store, selection, trainer
+  folder = model_store.Folder(model_dir)
+  newest = 0
+  if os.path.isdir(folder.checkpoints):
+    manager = model_store.checkpoint_manager(folder, writable=False)
+    try:
+      newest = manager.latest_step() or 0
+    finally:
+      manager.close()
+  planned = config.train.num_train_steps
+  if not model_store.training_ended(model_dir, newest, planned, trainer.time_bound_seconds(config)):
+    how = "partly trained"
+  elif newest >= planned:
+    how = "all steps"
+  else:
+    how = "stopped early" if selection.stopped_early(model_dir, newest) else "time bound"
+  selected = selection.selected_step(model_dir, newest)
+  return {"newest": newest, "selected": newest if selected is None else selected, "planned": planned, "how": how}
+
+
+def recorded_state(held: dict, config) -> dict:
+  """training_state of a record's model, from its metrics file (record_run keeps only models whose
+  training is over)."""
+  newest = (held.get("training_time") or {}).get("step", held.get("checkpoint_step"))
+  planned = config.train.num_train_steps
+  how = ("all steps" if newest is None or newest >= planned else
+         "stopped early" if (held.get("selection") or {}).get("stopped_early") else "time bound")
+  return {"newest": newest, "selected": held.get("checkpoint_step"), "planned": planned, "how": how}
+
+
+def stale(results_dir: str, split: str, model_dir: str, state: dict) -> str:
+  """Why the evaluation in `results_dir` does not describe the model as it is now ("" when it does):
+  no per-user ranks, or ranks of another checkpoint than the one the model selects now, or made
+  before training went on (the selection, its early stop and the training time would be stale)."""
+  from bert4rec_jax import io_utils, model_store
+  if not os.path.isfile(os.path.join(results_dir, f"{split}_per_user.parquet")):
+    return f"no per-user {split} ranks yet"
+  path = os.path.join(results_dir, f"{split}_metrics.json")
+  held = io_utils.read_json(path) if os.path.isfile(path) else {}
+  if held.get("checkpoint_step") != state["selected"]:
+    return f"its {split} ranks are of step {held.get('checkpoint_step')}, the checkpoint it selects now is step " \
+        f"{state['selected']}"
+  then, now = (held.get("training_time") or {}).get("step"), (model_store.training_time(model_dir) or {}).get("step")
+  if then != now:
+    return f"its {split} ranks were made when its training had reached step {then}, now step {now}"
+  return ""
+
+
+# Evaluation settings that change what a metric measures: full ranking's history exclusion, and the
+# sampled protocol's negatives (compared where both models have sampled ranks). The others (cut-offs,
+# per-user files, the popularity row, the seed of the negatives) leave the scale alone.
+PROTOCOL = ("eval.exclude_history",)
+SAMPLED_PROTOCOL = ("eval.num_negatives", "eval.negative_sampling")
+
+
+def evaluated_with(results_dir: str, split: str, name: str) -> dict:
+  """The evaluation settings recorded in a model's `<split>_metrics.json`."""
+  from bert4rec_jax import io_utils
+  held = io_utils.read_json(os.path.join(results_dir, f"{split}_metrics.json"))
+  if "settings" not in held:
+    raise SystemExit(f"{name}: its {split} results record no evaluation settings (an older version's): evaluate it "
+                     "again (--evaluate; a record: record the model again)")
+  return held["settings"]
+
+
+def protocol_difference(mine: dict, theirs: dict, fields=()):
+  """(field, mine, theirs) of the first evaluation setting in which two models' results differ so
+  that their metrics are on other scales, None when none: PROTOCOL, SAMPLED_PROTOCOL where both
+  have sampled ranks, and `fields`."""
+  both_sampled = bool(mine.get("eval.num_negatives")) and bool(theirs.get("eval.num_negatives"))
+  for field in PROTOCOL + (SAMPLED_PROTOCOL if both_sampled else ()) + tuple(fields):
+    if mine.get(field) != theirs.get(field):
+      return field, mine.get(field), theirs.get(field)
+  return None
+
+
+def seed_level(a: dict, b: dict):
+  """Paired t-test over seeds of two models' per-seed means ({config.seed: mean}), paired by seed:
+  {'pairs', 'diff', 'sd', 't', 'df', 'p'}, or None with fewer than 2 seeds in common."""
+  from bert4rec_jax import significance
+  common = sorted(set(a) & set(b))
+  if len(common) < 2:
+    return None
+  x, y = np.array([a[s] for s in common]), np.array([b[s] for s in common])
+  return {"pairs": len(common), "sd": float(np.std(x - y, ddof=1)), **significance.paired_t_test(x, y)}
+
+
+def verdict(diff: float, p: float, lo: float = float("nan"), hi: float = float("nan")) -> str:
+  """better / worse: p < 0.05 and, where a bootstrap interval was drawn, it excludes 0 on that side."""
+  if not p < 0.05:
+    return "n.s."
+  side = "better" if diff > 0 else "worse"
+  if math.isnan(lo) or (lo > 0 if diff > 0 else hi < 0):
+    return side
+  return "n.s."
+
+
 def load_ranks(results_dir: str, name: str, split: str):
   import pandas as pd
   path = os.path.join(results_dir, f"{split}_per_user.parquet")
@@ -134,9 +243,10 @@ def popularity_labels(counts: np.ndarray, quantiles: int = 5) -> np.ndarray:
   return np.array([names[g] for g in group], object)
 
 
-def selection_table(names, seeds, short, dirs, split):
+def selection_table(names, seeds, short, dirs, split, states):
   """Report lines: per trained model (each seed), what the pipeline selected on validation and
-  what it cost, from the metrics files of the evaluation compared here (nothing recomputed)."""
+  what it cost, from the metrics files of the evaluation compared here (nothing recomputed), and
+  how its training ended (`states`: training_state or recorded_state per model)."""
   from bert4rec_jax import io_utils
 
   def read(folder, which):
@@ -162,10 +272,11 @@ def selection_table(names, seeds, short, dirs, split):
         rows.append(f"| {short[n]} | `{m}` | – (fitted) | – | {metric(valid, select)} | {metric(held, select)} "
                     "| – | – | – |")
         continue
-      chosen, timing = held.get("selection") or {}, held.get("training_time") or {}
-      last = timing.get("step")
-      step = (f"{held['checkpoint_step']:,}" + (f" of {last:,}" if last else "")
-              + (" (stopped early)" if chosen.get("stopped_early") else ""))
+      chosen, timing, state = held.get("selection") or {}, held.get("training_time") or {}, states[m]
+      ended = {"all steps": "", "stopped early": f" (stopped early at {state['newest']:,})",
+               "time bound": f" (time bound reached at {state['newest']:,})",
+               "partly trained": f" (**partly trained**: at {state['newest']:,})"}[state["how"]]
+      step = f"{held['checkpoint_step']:,} of {state['planned']:,}{ended}"
       users = chosen.get("validated_users")
       periodic = "–" if "value" not in chosen else f"{chosen['value']:.4f}" + (f" ({users:,} users)" if users else "")
       on = chosen.get("metric", "– (the last step)")
@@ -173,11 +284,15 @@ def selection_table(names, seeds, short, dirs, split):
       share = f"{100 * timing['validation_share']:.1f}%" if timing.get("validation_share") is not None else "–"
       rows.append(f"| {short[n]} | `{m}` | {on} | {periodic} | {metric(valid, select)} | "
                   f"{metric(held, select)} | {step} | {minutes} | {share} |")
+  partial = [f"`{m}`" for m in trained if states[m]["how"] == "partly trained"]
   return ["", "## Selection on validation and training time", "",
           "Per model (each seed): the metric a trained model was selected on and its value at the selected "
           f"checkpoint over the users validated during training; {select} over the whole validation split and "
-          f"over the {split} split; the selected step; the training wall-clock (minutes, periodic validation "
-          "included) and periodic validation's share of it. From the pipeline's results files.", "",
+          f"over the {split} split; the selected step of the planned steps (and where training ended when it "
+          "ended before them); the training wall-clock (minutes, periodic validation included) and periodic "
+          "validation's share of it. From the pipeline's results files.", "",
+          *([f"**Partly trained** (its training was stopped before its end; a rerun of its command goes on): "
+             f"{', '.join(partial)}. Its numbers are interim.", ""] if partial else []),
           f"| id | model | selected on | periodic validation | valid {select} | {split} {select} | selected step | "
           "training (min) | validation share |", "|---|---|---|---:|---:|---:|---:|---:|---:|", *rows]
 
@@ -203,9 +318,7 @@ def main():
   args = ap.parse_args()
 
   import pandas as pd
-  from bert4rec_jax import significance
-
-  from bert4rec_jax import model_store
+  from bert4rec_jax import io_utils, model_store, significance
   configs = {}  # model name -> its config
   folders = {}  # model name -> its folder (a model's, or a record's)
   seeds = {}  # model (its first seed's name) -> the names of all its seeds' models
@@ -240,17 +353,24 @@ def main():
       raise SystemExit(f"{name} was trained on other data than {reference} ({' and '.join(changed)} differ): "
                        "compare models of one dataset")
   dirs = {}  # model name -> the results folder holding its per-user ranks
+  states = {}  # trained model name -> how far its training went (training_state)
   for name, config in configs.items():
     if is_record(folders[name]):  # ranks as recorded: never re-evaluated (its checkpoints are not kept)
       dirs[name] = folders[name]
       if not os.path.isfile(os.path.join(dirs[name], f"{args.split}_per_user.parquet")):
         raise SystemExit(f"{dirs[name]}: the record of {name} has no {args.split} split")
+      states[name] = recorded_state(io_utils.read_json(os.path.join(dirs[name], f"{args.split}_metrics.json")), config)
       continue
     dirs[name] = os.path.join(args.workdir, "results", name)
-    if args.evaluate or not os.path.isfile(os.path.join(dirs[name], f"{args.split}_per_user.parquet")):
-      if not args.evaluate:
-        print(f"{name}: no per-user {args.split} ranks yet; evaluating it first", flush=True)
+    states[name] = training_state(folders[name], config)
+    why = "" if args.evaluate else stale(dirs[name], args.split, folders[name], states[name])
+    if args.evaluate or why:
+      if why:
+        print(f"{name}: {why}; evaluating it first", flush=True)
       dirs[name] = evaluate_model(config, args.workdir)[1]
+    if states[name]["how"] == "partly trained":
+      print(f"{name} is partly trained (step {states[name]['newest']:,} of {states[name]['planned']:,}): its numbers "
+            "are interim (marked so in the report)", flush=True)
   if args.baselines:
     for kind in ("most_popular", "markov"):
       c = ref_config.copy_and_resolve_references()
@@ -259,6 +379,16 @@ def main():
       configs[name] = c
       names.append(name)
       seeds[name] = [name]
+  # Models evaluated another way are on another scale: refused, whatever else agrees.
+  protocols = {m: evaluated_with(dirs[m], args.split, m) for n in names for m in seeds[n]}
+  pairs = [(name, reference, ()) for name in protocols]
+  pairs += [(m, n, ("model.read_last",)) for n in names for m in seeds[n][1:]]  # seeds: read alike too
+  for name, other, fields in pairs:
+    differs = protocol_difference(protocols[name], protocols[other], fields)
+    if differs:
+      field, mine, theirs = differs
+      raise SystemExit(f"{name} was evaluated with {field}={mine!r}, {other} with {theirs!r}: their {args.split} "
+                       "metrics are on other scales; compare models evaluated alike")
 
   frames = {}
   for name in (m for n in names for m in seeds[n]):
@@ -301,7 +431,7 @@ def main():
     kind = configs[n].model.get("kind", "bert4rec")
     models = " + ".join(f"`{m}`" for m in seeds[n])
     lines.append(f"| {short[n]} | {models} | {kind}{' (reference)' if n == reference else ''} | {len(seeds[n])} |")
-  lines += selection_table(names, seeds, short, dirs, args.split)
+  lines += selection_table(names, seeds, short, dirs, args.split, states)
   lines += ["", "## All metrics (means over users" + ("; mean ± std over seeds" if several else "") + ")", "",
             "| metric | " + " | ".join(short[n] for n in names) + " |", "|---|" + "---:|" * len(names)]
   for metric in TABLE_METRICS:
@@ -309,6 +439,10 @@ def main():
     if all(c == "–" for c in cells):
       continue
     lines.append(f"| {metric} | " + " | ".join(cells) + " |")
+  def seed_means(name, metric):
+    """{config.seed: the mean over users} of each of the model's seeds."""
+    return dict(zip((configs[m].seed for m in seeds[name]), per_seed(name, metric).mean(axis=1)))
+
   tests = []
   for n in names:
     if n == reference:
@@ -319,28 +453,45 @@ def main():
         continue
       test = significance.paired_t_test(a, b)
       lo, hi = significance.bootstrap_ci(a - b, args.bootstrap) if args.bootstrap else (float("nan"),) * 2
-      sa, sb = per_seed(n, metric).mean(axis=1), per_seed(reference, metric).mean(axis=1)
-      spread = (f"{np.std(sa - sb, ddof=1):.4f} ({len(sa)} pairs)" if len(sa) == len(sb) > 1 else
-                f"{np.std(sa, ddof=1):.4f} (model's)" if len(sa) > 1 else
-                f"{np.std(sb, ddof=1):.4f} (reference's)" if len(sb) > 1 else "–")
-      tests.append((n, metric, a.mean(), b.mean(), test, lo, hi, spread))
+      sa, sb = seed_means(n, metric), seed_means(reference, metric)
+      over_seeds = seed_level(sa, sb)
+      spread = (f"{over_seeds['sd']:.4f} ({over_seeds['pairs']} pairs)" if over_seeds else
+                f"{np.std(list(sa.values()), ddof=1):.4f} (model's)" if len(sa) > 1 else
+                f"{np.std(list(sb.values()), ddof=1):.4f} (reference's)" if len(sb) > 1 else "–")
+      tests.append((n, metric, a.mean(), b.mean(), test, lo, hi, spread, over_seeds))
   adjusted = significance.holm([t[4]["p"] for t in tests]) if tests else []
+  by_seed = [t[8] for t in tests if t[8]]
+  seed_adjusted = iter(significance.holm([t["p"] for t in by_seed]) if by_seed else [])
+  interval = (f"95% percentile bootstrap interval ({args.bootstrap} resamples of users)" if args.bootstrap else
+              "no bootstrap interval (--bootstrap=0: the verdict rests on the t-test alone)")
   lines += ["", f"## Paired tests against {short[reference]} (same users)", "",
             "Difference = model − reference, mean over users" + (" (each user's value averaged over the model's "
                                                                  "seeds)" if several else "") +
-            f"; 95% percentile bootstrap interval ({args.bootstrap} resamples of users); two-sided paired t-test; "
-            f"Holm-adjusted p over the {len(tests)} tests against the reference (better / worse: the interval "
-            "excludes 0 and the adjusted p < 0.05)" + ("; seed spread: std over seeds of the difference of each "
-                                                      "seed pair's means (or of one side's means)" if several else "")
-            + ".", "",
-            "| model | metric | model | reference | difference [95% CI] | t | p | Holm p |"
-            + (" seed spread |" if several else "") + " |",
-            "|---|---|---:|---:|---:|---:|---:|---:|" + ("---:|" if several else "") + ":---:|"]
-  for (n, metric, a_mean, b_mean, test, lo, hi, spread), p_holm in zip(tests, adjusted):
-    verdict = "better" if lo > 0 and p_holm < 0.05 else ("worse" if hi < 0 and p_holm < 0.05 else "n.s.")
-    lines.append(f"| {short[n]} | {metric} | {a_mean:.4f} | {b_mean:.4f} | {test['diff']:+.4f} "
-                 f"[{lo:+.4f}, {hi:+.4f}] | {test['t']:.2f} | {test['p']:.2g} | {p_holm:.2g} |"
-                 + (f" {spread} |" if several else "") + f" {verdict} |")
+            f"; {interval}; two-sided paired t-test; Holm-adjusted p over the {len(tests)} tests against the "
+            "reference (better / worse: the adjusted p < 0.05" + (" and the interval excludes 0" if args.bootstrap
+                                                                  else "") + "). This verdict is about these "
+            "trained models on these users, not about training them again."
+            + (" Seed spread: std over seeds of each seed pair's difference of means, seeds paired by config.seed "
+               "(or of one side's means). Seed level, where both sides have at least 2 seeds in common: a two-sided "
+               "paired t-test over those seeds of each seed's mean (pairs, t), Holm-adjusted over the seed-level "
+               "tests; its verdict is about the recipe: whether a model trained again with another seed would be "
+               "expected to differ (few seeds: little power)." if several else ""), "",
+            "| model | metric | model | reference | difference [95% CI] | t | p | Holm p | "
+            + ("verdict: these models | seed spread | seed level: t (pairs) | p | Holm p | verdict: the recipe |"
+               if several else "verdict |"),
+            "|---|---|---:|---:|---:|---:|---:|---:|:---:|" + ("---:|---:|---:|---:|:---:|" if several else "")]
+  for (n, metric, a_mean, b_mean, test, lo, hi, spread, over_seeds), p_holm in zip(tests, adjusted):
+    ci = f"[{lo:+.4f}, {hi:+.4f}]" if args.bootstrap else "–"
+    row = (f"| {short[n]} | {metric} | {a_mean:.4f} | {b_mean:.4f} | {test['diff']:+.4f} {ci} | {test['t']:.2f} | "
+           f"{test['p']:.2g} | {p_holm:.2g} | {verdict(test['diff'], p_holm, lo, hi)} |")
+    if several:
+      if over_seeds:
+        p_seed = next(seed_adjusted)
+        row += (f" {spread} | {over_seeds['t']:.2f} ({over_seeds['pairs']}) | {over_seeds['p']:.2g} | {p_seed:.2g} | "
+                f"{verdict(over_seeds['diff'], p_seed)} |")
+      else:
+        row += f" {spread} | – | – | – | – |"
+    lines.append(row)
 
   seg = segments(ref_config, args.workdir, args.split).set_index("user").loc[base.index]
   groupings = {"history length (items before the target)": bucket_labels(seg["history_length"].to_numpy(),

@@ -8,7 +8,8 @@ A record is the folder <out>/<model>: config.json (the model's saved config; a d
 BERT4REC_DATA_DIR is written as $BERT4REC_DATA_DIR/<file>, so the record names no machine's
 folders), and for each split of the model's task <split>_metrics.json and <split>_per_user.parquet
 (user, target, rank[, sampled_rank]: no top items) of the evaluation compare_models reads, the
-model being evaluated first when it has no per-user file yet; record.json names the model and the
+model being evaluated first when it has no per-user file yet or one of another checkpoint than the
+one it selects now (a model whose training is not over is refused); record.json names the model and the
 content hashes of the data it was trained on (compare_models refuses models of other data). With it
 a model trained in one session (or on a GPU machine) is compared, paired by user, with models
 trained elsewhere, seeds joined by "+" as for models, after its checkpoints are gone. A record is
@@ -58,35 +59,38 @@ def local_path(path: str) -> str:
   return path
 
 
+SPLITS = {"train_val_test": ("valid", "test"), "train_val": ("valid",), "train_test": ("test",)}
+
+
 def splits_of(config) -> tuple:
-  return ("valid", "test") if config.task == "train_val_test" else ("test",)
+  """The held-out splits a model's training task evaluates (pipeline.task_splits)."""
+  return SPLITS[config.task]
 
 
 def record_files(workdir: str, name: str, staging: str) -> None:
   """Writes model `name`'s record into the empty folder `staging`."""
   import pandas as pd
-  from bert4rec_jax import baselines, io_utils, model_store, trainer
+  from bert4rec_jax import baselines, io_utils
   folder = compare_models.model_folder(workdir, name)
   if compare_models.is_record(folder):
     raise UserError(f"{folder} is a record already: copy it as it is")
   config, model_name = compare_models.saved_config(folder)
   if config.model.kind in baselines.KINDS:
     raise UserError(f"{name} is a {config.model.kind} baseline: compare_models --baselines refits it, no record needed")
+  state = compare_models.training_state(folder, config)
+  if state["how"] == "partly trained":
+    raise UserError(f"{model_name} is partly trained (step {state['newest']:,} of {state['planned']:,}): finish "
+                    "its training (run its command again) before recording it")
   results = os.path.join(workdir, "results", model_name)
   splits = splits_of(config)
-  if not all(os.path.isfile(os.path.join(results, f"{s}_per_user.parquet")) for s in splits):
-    print(f"{model_name}: no per-user ranks yet; evaluating it first", flush=True)
+  why = next((w for w in (compare_models.stale(results, s, folder, state) for s in splits) if w), "")
+  if why:  # no ranks yet, or ranks of another checkpoint than the model's now
+    print(f"{model_name}: {why}; evaluating it first", flush=True)
     results = compare_models.evaluate_model(config, workdir)[1]
   for split in splits:
     for needed in (f"{split}_metrics.json", f"{split}_per_user.parquet"):
       if not os.path.isfile(os.path.join(results, needed)):
         raise UserError(f"{os.path.join(results, needed)} is missing: evaluate {model_name} first")
-    held = io_utils.read_json(os.path.join(results, f"{split}_metrics.json"))
-    last = (held.get("training_time") or {}).get("step")
-    if last is not None and not model_store.training_ended(folder, last, config.train.num_train_steps,
-                                                           trainer.time_bound_seconds(config)):
-      raise UserError(f"{model_name} is partly trained (step {last:,} of {config.train.num_train_steps:,}): finish "
-                      "its training (run its command again) before recording it")
     shutil.copyfile(os.path.join(results, f"{split}_metrics.json"), os.path.join(staging, f"{split}_metrics.json"))
     table = pd.read_parquet(os.path.join(results, f"{split}_per_user.parquet"))
     table.drop(columns=["top_items"], errors="ignore").to_parquet(os.path.join(staging, f"{split}_per_user.parquet"),

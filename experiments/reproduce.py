@@ -31,6 +31,7 @@ if os.path.isdir(os.path.join(REPO, "bert4rec_jax")):  # a checkout (installed: 
 from bert4rec_jax.errors import one_line  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchmark  # noqa: E402  (a sibling script)
+import compare_models  # noqa: E402  (a sibling script: training_state)
 from bert4rec_jax.significance import bootstrap_ci, per_user_metrics  # noqa: E402
 
 # What the rows below are, and are not: said at the top of the report until the honest rows exist.
@@ -177,20 +178,33 @@ def choices_table(sweep_dir: str, dataset: str, previous: str = "") -> list:
     with open(path) as f:
       text = f.read()
     paragraphs = [p.strip() for p in text.split("\n\n")]
-    # results.md: a title, the sweep file's description (its first paragraph says what it asks)
+    # results.md: a title, the sweep file's description (its first paragraph says what it asks), the
+    # command, then what the columns are (which split, ranked or not), then the table
     description = next((p for p in paragraphs[1:] if p and not p.startswith(("#", "Made by", "|"))), "")
-    made_by = [line for line in text.splitlines() if line.startswith("Made by")]
+    made_by = next((i for i, p in enumerate(paragraphs) if p.startswith("Made by")), None)
+    about = paragraphs[made_by + 1] if made_by is not None and made_by + 1 < len(paragraphs) else ""
+    about = [] if not about or about.startswith("|") else [" ".join(about.split()), ""]
     table = [line for line in text.splitlines() if line.startswith("|")]
-    lines += [f"{caption}, `{name}`: " + " ".join(description.split()), ""] + made_by + [""] + table + [""]
+    lines += ([f"{caption}, `{name}`: " + " ".join(description.split()), ""]
+              + ([paragraphs[made_by], ""] if made_by is not None else []) + about + table + [""])
   return lines
 
 
 def section(dataset, info, ours, base, command="", choices=()) -> str:
   paper, kv, targets = PAPER.get(dataset, {}), KV2023.get(dataset, {}), TARGETS.get(dataset, {})
+  trained = info.get("trained", info["step"])
+  how = []  # where training ended, when not at the selected step after all its steps
+  if info["step"] != trained:
+    how.append(f"selected on validation among the {trained:,} steps trained")
+  if info.get("ended") in ("stopped early", "time bound"):
+    how.append("training stopped early" if info["ended"] == "stopped early" else
+               "training ended at its time bound (train.max_training_minutes)")
   lines = [f"## {info['title']}", "", f"Made by `{command}`.", "",
            f"Model `{info['model_name']}`: step {info['step']:,} of {info['num_train_steps']:,}"
+           + "".join(f", {h}" for h in how) +
            f" ({info['epochs']:.0f} epochs of {info['examples_per_epoch']:,} training examples),"
-           f" {info['train_minutes']:.1f} minutes of training wall-clock (validation included) on {info['device']}."
+           f" {info['train_minutes']:.1f} minutes of training wall-clock (validation included, to the end of"
+           f" training) on {info['device']}."
            + ("" if info["finished"] else " **Training not finished: interim numbers.**"), "",
            f"Config: `{info['config']}`.", "",
            "| metric | published BERT4Rec | ours [95% CI] | target | met | most popular | Markov chain |",
@@ -311,6 +325,9 @@ def main():
     base = {k: summarize(v, 0) for k, v in baselines_for(c, prepared, train_seqs, test).items()}
     model_dir = out["model_dir"]
     step = out["checkpoint_step"]
+    # How training ended, from the model folder (its resolved config): not the selected step, which
+    # may be an earlier one of a finished run.
+    state = compare_models.training_state(model_dir, model_store.Folder(model_dir).saved_config())
     examples = input_pipeline.make_stream(c, train_seqs).num_examples
     curve, loss_curve = [], []
     if os.path.exists(os.path.join(model_dir, "metrics.jsonl")):
@@ -322,10 +339,11 @@ def main():
       loss_curve = [losses[i] for i in np.unique(np.linspace(0, len(losses) - 1, min(len(losses), 10)).round().astype(int))] \
           if losses else []
     info = {"curve": curve, "loss_curve": loss_curve, "title": {"ml1m": "MovieLens-1M", "beauty": "Amazon Beauty"}.get(dataset, dataset),
-            "model_name": out["model_name"], "step": step, "num_train_steps": c.train.num_train_steps,
-            "finished": step >= c.train.num_train_steps, "epochs": step * c.train.batch_size / examples,
-            "examples_per_epoch": examples, "train_minutes": model_store.training_seconds(model_dir, step) / 60,
-            "device": " then ".join(model_store.training_devices(model_dir, step)) or "unrecorded devices",
+            "model_name": out["model_name"], "step": step, "num_train_steps": state["planned"],
+            "trained": state["newest"], "ended": state["how"], "finished": state["how"] != "partly trained",
+            "epochs": step * c.train.batch_size / examples, "examples_per_epoch": examples,
+            "train_minutes": model_store.training_seconds(model_dir, state["newest"]) / 60,
+            "device": " then ".join(model_store.training_devices(model_dir, state["newest"])) or "unrecorded devices",
             "config": f"configs/{dataset}.py" + "".join(f" --config.{s}" for s in args.set)}
     sections[dataset] = section(dataset, info, ours, base, command,
                                 choices_table(args.sweeps, dataset, previous.get(dataset, "")))

@@ -11,6 +11,9 @@ from scipy import stats
 from bert4rec_jax import pipeline, significance
 from tests.conftest import REPO, xla_flags
 
+sys.path.insert(0, os.path.join(REPO, "experiments"))
+import compare_models  # noqa: E402
+
 
 def test_paired_t_test_matches_the_textbook_formula_and_scipy():
   rng = np.random.default_rng(1)
@@ -47,6 +50,27 @@ def test_holm_matches_the_step_down_procedure():
       want[j] = running
     np.testing.assert_allclose(significance.holm(p), want)
   assert list(significance.holm([0.01, 0.04, 0.03])) == pytest.approx([0.03, 0.06, 0.06])
+
+
+def test_seed_level_test_pairs_runs_by_their_seed():
+  """Seeds pair on config.seed, whatever their order: a paired t-test over the common seeds of each
+  seed's mean; fewer than two in common: no test."""
+  a = {2: 0.40, 0: 0.31, 1: 0.52, 7: 0.9}
+  b = {0: 0.28, 1: 0.49, 2: 0.35}
+  got = compare_models.seed_level(a, b)
+  x, y = [a[s] for s in (0, 1, 2)], [b[s] for s in (0, 1, 2)]
+  assert got["pairs"] == 3 and got["diff"] == pytest.approx(np.mean(np.subtract(x, y)))
+  assert got["p"] == pytest.approx(stats.ttest_rel(x, y).pvalue, rel=1e-6)
+  assert got["sd"] == pytest.approx(np.std(np.subtract(x, y), ddof=1))
+  assert compare_models.seed_level({0: 0.3, 1: 0.4}, {1: 0.3, 2: 0.1}) is None
+
+
+def test_the_verdict_without_a_bootstrap_interval_rests_on_p():
+  nan = float("nan")
+  assert compare_models.verdict(-0.05, 0.001, nan, nan) == "worse"  # --bootstrap=0
+  assert compare_models.verdict(0.05, 0.001, 0.01, 0.09) == "better"
+  assert compare_models.verdict(0.05, 0.001, -0.01, 0.09) == "n.s."  # the interval holds 0
+  assert compare_models.verdict(0.05, 0.2) == "n.s."
 
 
 def test_compare_models_end_to_end(tiny_config, tmp_path):
@@ -106,19 +130,22 @@ def test_compare_models_end_to_end(tiny_config, tmp_path):
   assert [t[2] for t in table[3:]] == ["– (fitted)"] * 2
   # Holm over the 3 models x 4 metrics tested against the reference; the verdict uses it.
   tests = [line.split(" | ") for line in text.splitlines() if line.startswith("| M") and " | [" not in line
-           and line.count("|") == 11]
+           and line.count("|") == 15]
   assert len(tests) == 12
   raw = np.array([float(t[6]) for t in tests])
   # Both columns are printed to 2 significant digits: each rounding moves a value by up to 5%.
   np.testing.assert_allclose([float(t[7]) for t in tests], significance.holm(raw), rtol=0.11, atol=1e-300)
-  assert all(t[8] == f"{np.std(seed_means, ddof=1):.4f} (reference's)" for t in tests if t[1] == "ndcg@10")
+  # One seed on the other side (seed 0): no seed pairs, so the reference's spread and no seed-level test.
+  assert all(t[9] == f"{np.std(seed_means, ddof=1):.4f} (reference's)" for t in tests if t[1] == "ndcg@10")
+  assert all([c.strip(" |") for c in t[10:]] == ["–"] * 4 for t in tests)
+  assert "verdict: these models | seed spread | seed level: t (pairs) | p | Holm p | verdict: the recipe |" in text
   # The most-popular baseline is far below a trained model on the planted structure: significant.
-  rows = [line for line in text.splitlines() if line.startswith("| M2 | ndcg@10 |")]
-  assert rows and rows[0].rstrip().endswith("| worse |")
+  rows = [t for t in tests if t[0] == "| M2" and t[1] == "ndcg@10"]
+  assert rows and rows[0][8] == "worse"
   # A model another run holds (training it): refused in one line, never evaluated half-trained.
   from bert4rec_jax import io_utils
   sasrec_dir = str(tmp_path / "models" / names["sasrec", 0])
-  with io_utils.lock(pipeline._model_lock(str(tmp_path), sasrec_dir), f"model {names['sasrec', 0]}"):
+  with io_utils.lock(pipeline.model_lock(sasrec_dir, str(tmp_path)), f"model {names['sasrec', 0]}"):
     busy = compare(names["sasrec", 0], "--evaluate")
   assert busy.returncode == 1 and "Traceback" not in busy.stderr, busy.stderr[-2000:]
   last = busy.stderr.strip().splitlines()[-1]
@@ -126,3 +153,62 @@ def test_compare_models_end_to_end(tiny_config, tmp_path):
   # Only seeds of one model may be joined.
   bad = compare(f"{names['bert4rec', 0]}+{names['sasrec', 0]}")
   assert bad.returncode != 0 and "differs from" in bad.stderr and "in more than config.seed" in bad.stderr
+
+
+def test_stale_and_partly_trained_models_and_other_protocols(tiny_config, tmp_path, monkeypatch, capsys):
+  """Ranks of a checkpoint the model no longer selects are evaluated again; a model killed before
+  its last step is marked partly trained, its step shown of the planned steps; models evaluated
+  on another scale are refused; --bootstrap=0 still gives verdicts."""
+  c = tiny_config.copy_and_resolve_references()
+  c.train.num_train_steps, c.train.eval_every_steps = 80, 40
+  c.data.synthetic.noise = 0.05
+  c.eval.per_user_top_k = 10  # what the script evaluates with: evaluated again, into the same folder
+  name = pipeline.run(c, str(tmp_path), mode="train", stop_at=40)["model_name"]
+  pipeline.run(c, str(tmp_path), mode="evaluate")  # a killed run's model, evaluated as it is
+  other = c.copy_and_resolve_references()
+  other.seed = 1
+  second = pipeline.run(other, str(tmp_path), mode="all")["model_name"]
+
+  def compare(*extra):
+    monkeypatch.setattr("sys.argv", ["compare_models.py", f"--workdir={tmp_path}", "--bootstrap=0", *extra])
+    compare_models.main()
+    return capsys.readouterr().out
+
+  def step_cell(text, model):
+    table = text.split("## Selection on validation")[1].split("## All metrics")[0]
+    return next(line.split(" | ")[6] for line in table.splitlines() if line.startswith("| M") and f"`{model}`" in line)
+
+  text = compare(f"--models={name}")
+  assert step_cell(text, name) == "40 of 80 (**partly trained**: at 40)"
+  assert ("**Partly trained** (its training was stopped before its end; a rerun of its command goes on): "
+          f"`{name}`") in text
+  pipeline.run(c, str(tmp_path), mode="train")  # training goes on to its end
+  text = compare(f"--models={name},{second}", "--baselines")
+  stale = next(line for line in text.splitlines() if line.startswith(f"{name}: its test ranks "))
+  assert stale in (f"{name}: its test ranks are of step 40, the checkpoint it selects now is step 80; evaluating it "
+                   "first", f"{name}: its test ranks were made when its training had reached step 40, now step 80; "
+                   "evaluating it first")
+  held = json.loads((tmp_path / "results" / name / "test_metrics.json").read_text())
+  assert held["training_time"]["step"] == 80 and step_cell(text, name) == f"{held['checkpoint_step']:,} of 80"
+  assert "Partly trained" not in text and "--bootstrap=0: the verdict rests on the t-test alone" in text
+  # Without an interval the verdict rests on p: most-popular is far below the trained model.
+  row = next(line.split(" | ") for line in text.splitlines() if line.startswith("| M2 | ndcg@10 |"))
+  assert row[4].endswith(" –") and row[8].strip(" |") == "worse"
+  # The same results once more: nothing is stale now.
+  assert "evaluating it" not in compare(f"--models={name},{second}")
+  # A model evaluated with the history in its full ranking is on another scale: refused.
+  path = tmp_path / "results" / second / "test_metrics.json"
+  kept = path.read_text()
+  for field, value in (("eval.exclude_history", False), ("eval.num_negatives", 50)):
+    changed = json.loads(kept)
+    changed["settings"][field] = value
+    path.write_text(json.dumps(changed))
+    with pytest.raises(SystemExit) as refused:
+      compare(f"--models={name},{second}")
+    assert str(refused.value) == (f"{second} was evaluated with {field}={value!r}, {name} with "
+                                  f"{json.loads(kept)['settings'][field]!r}: their test metrics are on other scales; "
+                                  "compare models evaluated alike")
+  changed = json.loads(kept)
+  changed["settings"]["seed"] = 5  # the negatives' seed: the same scale
+  path.write_text(json.dumps(changed))
+  assert "## Paired tests" in compare(f"--models={name},{second}")

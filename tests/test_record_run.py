@@ -55,7 +55,7 @@ def test_records_replace_their_models_in_a_comparison(tiny_config, tmp_path):
   os.umask(umask)
   made = run_script("record_run.py", f"--workdir={first}", f"--models={both}", f"--out={records}", env=env)
   assert made.returncode == 0, made.stderr[-3000:]
-  assert f"{names['bert4rec']}: no per-user ranks yet; evaluating it first" in made.stdout
+  assert f"{names['bert4rec']}: no per-user valid ranks yet; evaluating it first" in made.stdout
   for kind, name in ((k, names[k]) for k in ("bert4rec", "sasrec")):
     record = records / name
     assert sorted(os.listdir(record)) == ["config.json", "record.json", "test_metrics.json", "test_per_user.parquet",
@@ -121,6 +121,28 @@ def test_records_replace_their_models_in_a_comparison(tiny_config, tmp_path):
   twice = run_script("compare_models.py", f"--workdir={second}",
                      f"--models={records / names['sasrec']},{records / names['sasrec']}", env=env)
   assert twice.returncode != 0 and "is given twice" in twice.stderr
+
+
+def test_a_train_val_model_is_recorded_with_its_valid_split_at_its_selected_step(tiny_config, tmp_path, monkeypatch):
+  """A train_val model has only a validation split: its record holds that one. Ranks made before
+  training went on are of a checkpoint the model no longer selects: evaluated again first."""
+  monkeypatch.syspath_prepend(os.path.join(REPO, "experiments"))
+  import record_run
+  c = tiny_config.copy_and_resolve_references()
+  c.task = "train_val"
+  c.train.num_train_steps, c.train.eval_every_steps = 40, 20
+  c.eval.per_user_top_k = 10
+  name = pipeline.run(c, str(tmp_path), mode="train", stop_at=20)["model_name"]
+  pipeline.run(c, str(tmp_path), mode="evaluate")  # ranks of the partly trained model (step 20)
+  with pytest.raises(record_run.UserError, match="is partly trained"):
+    record_run.record(str(tmp_path), name, str(tmp_path / "records"))
+  pipeline.run(c, str(tmp_path), mode="train")
+  target = record_run.record(str(tmp_path), name, str(tmp_path / "records"))
+  assert sorted(os.listdir(target)) == ["config.json", "record.json", "valid_metrics.json", "valid_per_user.parquet"]
+  held = json.loads((tmp_path / "records" / name / "valid_metrics.json").read_text())
+  assert held["training_time"]["step"] == 40  # evaluated again: the ranks of the model as trained
+  curve = json.loads((tmp_path / "models" / name / "selection.json").read_text())["curve"]
+  assert held["checkpoint_step"] == max(curve, key=lambda e: (e["value"], -e["step"]))["step"]
 
 
 def test_an_unwritable_out_is_one_line(tmp_path):

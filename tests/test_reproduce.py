@@ -34,7 +34,8 @@ def test_report_end_to_end_on_synthetic_data(tmp_path, monkeypatch):
   argv = ["reproduce.py", "--datasets=synthetic", f"--workdir={tmp_path}", f"--out={out}", "--bootstrap=50",
           "--set=train.num_train_steps=30", "--set=data.synthetic.num_users=300", "--set=wandb.mode=disabled",
           "--set=train.eval_every_steps=10", "--set=train.log_every_steps=10", f"--sweeps={tmp_path}/sweeps",
-          "--set=train.next_item_loss_weight=1.0"]
+          "--set=train.next_item_loss_weight=1.0",
+          "--set=train.select_metric=hr@1000"]  # every item in the top 1000: equal values, the first one selected
   monkeypatch.setattr("sys.argv", argv)
   reproduce.main()
   monkeypatch.setattr("sys.argv", argv + ["--evaluate_only"])
@@ -43,7 +44,13 @@ def test_report_end_to_end_on_synthetic_data(tmp_path, monkeypatch):
   assert text.count("OLD ML-1M SECTION") == 1 and text.count("## synthetic") == 1
   assert text.index("OLD ML-1M SECTION") < text.index("## synthetic") and "# old header" not in text
   assert "Choices, measured: not run yet" in text and "--evaluate_only`." in text
-  assert "step 30 of 30" in text and "| ndcg@10 |" in text and "| sampled_hr@10 |" in text
+  # A finished run that selected an earlier step: not interim; its training time is to its end.
+  assert "step 10 of 30, selected on validation among the 30 steps trained (" in text
+  assert "Training not finished" not in text and "| ndcg@10 |" in text and "| sampled_hr@10 |" in text
+  from bert4rec_jax import model_store
+  model_dir = next((tmp_path / "synthetic" / "models").iterdir())
+  minutes = text.split(" minutes of training wall-clock")[0].rsplit(" ", 1)[1]
+  assert minutes == f"{model_store.training_seconds(str(model_dir), 30) / 60:.1f}"
   for row in ("| masked-item loss |", "| next-item loss |"):  # both losses, logged every 10 steps
     assert len(next(line for line in text.splitlines() if line.startswith(row)).split("|")) == 3 + 3
   row = next(line for line in text.splitlines() if line.startswith("| ndcg@10 |"))
@@ -71,7 +78,10 @@ def test_sweep_tables_embedded_in_order_with_their_descriptions(tmp_path):
   order = [text.index(s) for s in ("`d_choices`: Choices asked. second line.", "Made by `cmd d_choices`", "| 3 | 0.1 |",
                                    "`d_long`: Long asked.", "| 2 | 0.3 |", "`d_levers`: Levers asked.", "| 1 | 0.2 |")]
   assert order == sorted(order)
-  assert "python experiments/sweep.py x.py" not in text and "Test split" not in text
+  assert "python experiments/sweep.py x.py" not in text
+  # What the columns are (which split) stays with the table: between its command and the table.
+  assert text.index("Made by `cmd d_choices`") < text.index("Test split, mean.") < text.index("| 3 | 0.1 |")
+  assert text.count("Test split, mean.") == 3
   # Without the runs (a fresh clone), each table comes from the earlier report's section, unchanged.
   previous = "## D\n\n| metric | ours |\n|---|---|\n\n" + text + "\n### What was tried\n\n- notes\n"
   empty = tmp_path / "fresh"

@@ -13,6 +13,7 @@ results.csv). All three are rows of one table; nothing is chosen among them.
 CONFIG = "configs/default.py"
 SETTINGS = {"wandb.mode": "disabled"}
 SEEDS = (0,)
+CHOOSE = False  # models side by side: no point is chosen among them
 
 
 def sweep(add):

@@ -30,6 +30,7 @@ CONFIG = "configs/default.py"
 SETTINGS = {"wandb.mode": "disabled", "data.format": "text",
             "data.path": os.path.join(default.DATA_DIR, "ml-1m.txt.gz"), "eval.per_user_top_k": 10}
 SEEDS = (0, 1, 2)
+CHOOSE = False  # models side by side: no point is chosen among them
 
 
 def sweep(add):
