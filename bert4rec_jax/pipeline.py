@@ -198,8 +198,8 @@ def _train_evaluate_predict(config, mode, devices, stop_at, prepared, train_seqs
   name = result["model_name"]
   seqs = prepared.sequences
   num_items = prepared.vocab.num_items
-  eval_dir = _output_dir(results_root, "eval", config, identity) if mode in ("evaluate", "all") else results_root
-  predict_dir = _output_dir(results_root, "predict", config, identity) if mode in ("predict", "all") else results_root
+  eval_dir = output_dir(results_root, "eval", config) if mode in ("evaluate", "all") else results_root
+  predict_dir = output_dir(results_root, "predict", config) if mode in ("predict", "all") else results_root
   result["results_dir"] = eval_dir if mode in ("evaluate", "all") else predict_dir
 
   def evaluator(split, max_users=0):
@@ -208,7 +208,8 @@ def _train_evaluate_predict(config, mode, devices, stop_at, prepared, train_seqs
                               seed=config.seed, max_users=max_users)
 
   if config.model.kind in baselines.KINDS:
-    return _run_baseline(config, mode, result, prepared, train_seqs, splits, evaluator, devices, eval_dir, predict_dir)
+    return _run_baseline(config, mode, result, prepared, train_seqs, splits, evaluator, devices, eval_dir, predict_dir,
+                         identity)
 
   # Training curves live with the model; an evaluate/predict-only run logs beside its results,
   # so re-evaluating never changes the model folder (a DVC stage output).
@@ -237,6 +238,7 @@ def _train_evaluate_predict(config, mode, devices, stop_at, prepared, train_seqs
       if timing:
         result["training_time"] = timing
         tracker.summary({f"training_time/{k}": v for k, v in timing.items() if v is not None})
+    _claim_outputs(config, mode, identity, eval_dir, predict_dir)
     if mode in ("evaluate", "all"):
       popularity = evaluate.popularity_params(train_seqs, num_items)
       for split_name, split in splits.items():
@@ -262,7 +264,8 @@ def _train_evaluate_predict(config, mode, devices, stop_at, prepared, train_seqs
   return result
 
 
-def _run_baseline(config, mode, result, prepared, train_seqs, splits, evaluator, devices, eval_dir, predict_dir):
+def _run_baseline(config, mode, result, prepared, train_seqs, splits, evaluator, devices, eval_dir, predict_dir,
+                  identity):
   """most_popular / markov: fitted from the training split when used (counting is instant),
   evaluated with the same evaluator, negatives and metrics as a model."""
   name = result["model_name"]
@@ -275,6 +278,7 @@ def _run_baseline(config, mode, result, prepared, train_seqs, splits, evaluator,
                  len(train_seqs))
   tracker = Tracker(config, result["results_dir"], name, job_type=mode)
   tracker.describe(result)
+  _claim_outputs(config, mode, identity, eval_dir, predict_dir)
   try:
     if mode in ("evaluate", "all"):
       for split_name, split in splits.items():
@@ -468,10 +472,10 @@ def _check_results(results_root: str, identity: dict, overwrite: bool, training:
                     f"data). To go on, use another config.model_name, or {way}")
 
 
-def _output_dir(results_root: str, kind: str, config, identity: dict) -> str:
+def output_dir(results_root: str, kind: str, config) -> str:
   """Where this run writes its `kind` outputs: the model's results folder when they are the first
   of their kind there or were made with the same settings; otherwise <kind>-<key>/ beside them,
-  so that outputs of other settings never overwrite each other."""
+  so that outputs of other settings never overwrite each other. Writes nothing (_claim_output_dir does)."""
   mine = _settings(config, kind)
   path = os.path.join(results_root, SETTINGS_FILE)
   record = io_utils.read_json(path) if os.path.isfile(path) else {}
@@ -482,11 +486,28 @@ def _output_dir(results_root: str, kind: str, config, identity: dict) -> str:
     logging.info("%s settings differ from those of the outputs in %s: writing to %s", kind, results_root, target)
     path = os.path.join(target, SETTINGS_FILE)
     record = io_utils.read_json(path) if os.path.isfile(path) else {}
-  if parallel.is_primary():
-    io_utils.clean_leftovers(target)
-    if record.get(kind) != mine or record.get("model_identity") != model_store.identity_hash(identity):
-      io_utils.write_json(path, {**record, kind: mine, "model_identity": model_store.identity_hash(identity)})
   return target
+
+
+def _claim_outputs(config, mode: str, identity: dict, eval_dir: str, predict_dir: str) -> None:
+  if mode in ("evaluate", "all"):
+    _claim_output_dir(eval_dir, "eval", config, identity)
+  if mode in ("predict", "all"):
+    _claim_output_dir(predict_dir, "predict", config, identity)
+
+
+def _claim_output_dir(target: str, kind: str, config, identity: dict) -> None:
+  """Records in `target`'s settings.json the settings its `kind` outputs are made with: just before
+  they are written (after training and the checkpoint's load), so a run stopped earlier leaves no
+  claim to outputs it never made."""
+  if not parallel.is_primary():
+    return
+  mine = _settings(config, kind)
+  path = os.path.join(target, SETTINGS_FILE)
+  record = io_utils.read_json(path) if os.path.isfile(path) else {}
+  io_utils.clean_leftovers(target)
+  if record.get(kind) != mine or record.get("model_identity") != model_store.identity_hash(identity):
+    io_utils.write_json(path, {**record, kind: mine, "model_identity": model_store.identity_hash(identity)})
 
 
 def _made_outputs(folder: str) -> bool:

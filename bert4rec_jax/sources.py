@@ -319,7 +319,11 @@ def _dates(text: pd.Series, path: str, time_col: str, row_offset: int, how: Opti
   keywords: `date_layout` of the whole column when not given). Times with different UTC offsets
   (local time across a daylight-saving change) are compared in UTC; times with and without an
   offset in one file cannot be ordered, and are refused."""
-  how = how if how is not None else date_layout(lambda: [text], path, time_col)
+  if how is None:  # one part, the whole column: its reading under the layout found is kept, not made again
+    read = {}
+    how = date_layout(lambda: [text], path, time_col, read)
+    if "first" in read:
+      return read["first"]
   try:
     return _to_datetime(text, path, time_col, row_offset, **how)
   except DataError:
@@ -330,19 +334,21 @@ def _dates(text: pd.Series, path: str, time_col: str, row_offset: int, how: Opti
                     "(2020-01-31 12:00)") from e
 
 
-def date_layout(parts: Callable[[], Iterable[pd.Series]], path: str, time_col: str) -> dict:
+def date_layout(parts: Callable[[], Iterable[pd.Series]], path: str, time_col: str,
+                read: Optional[dict] = None) -> dict:
   """How a column of text dates is read, as pd.to_datetime's keywords, for the whole column
   (`parts()` gives it in consecutive parts, afresh at each call): ISO 8601 when its first part is.
   Otherwise the layout pandas guesses from the first date, month-first and day-first (per-date
   parsing when no layout fits), whichever fits every date. When both fit and give different
   dates (10/01 and 11/02, every day at most 12), which is meant cannot be told from the file:
-  refused, never guessed."""
+  refused, never guessed. `read`, when given, gets the first part's dates read that way ("first")."""
   from pandas.tseries.api import guess_datetime_format
+  read = {} if read is None else read
   first = next(iter(parts()), None)
   if first is None:
     return {"format": "ISO8601"}
   try:
-    _to_datetime(first, path, time_col, 0, format="ISO8601")
+    read["first"] = _to_datetime(first, path, time_col, 0, format="ISO8601")
     return {"format": "ISO8601"}
   except DataError:
     raise
@@ -358,12 +364,14 @@ def date_layout(parts: Callable[[], Iterable[pd.Series]], path: str, time_col: s
     if f and {"format": f} not in layouts:
       layouts.append({"format": f})
   for candidates in (layouts, [{"format": "mixed", "dayfirst": False}, {"format": "mixed", "dayfirst": True}]):
-    alive, differs, offset = list(candidates), None, 0
-    for text in parts():
+    alive, differs, offset, firsts = list(candidates), None, 0, []
+    for index, text in enumerate(parts()):
       readings = []
       for how in list(alive):
         try:
           readings.append(_to_datetime(text, path, time_col, offset, **how))
+          if index == 0:
+            firsts.append((how, readings[-1]))
         except DataError:
           raise
         except (ValueError, TypeError, OverflowError) as e:
@@ -380,6 +388,7 @@ def date_layout(parts: Callable[[], Iterable[pd.Series]], path: str, time_col: s
                       "both month-first and day-first, and every date fits both; write them as ISO 8601 (2020-01-31) "
                       "or as numbers")
     if alive:
+      read["first"] = next(r for how, r in firsts if how == alive[0])
       return alive[0]
   raise DataError(f"{path}: column {time_col!r} holds neither numbers nor dates written one way "
                   f"({str(error).splitlines()[0]}); write them as numbers or as ISO 8601 (2020-01-31 12:00)")

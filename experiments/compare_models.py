@@ -13,9 +13,11 @@ else is refused). Each model's per-user ranks come from <workdir>/results/<model
 a model without that file (evaluated without eval.per_user_top_k, or not yet), or whose file is of
 another checkpoint than the one the model now selects (training went on after it was evaluated), is
 evaluated first (its per-user file then lies in the folder beside its results that the pipeline
-names for those settings), and --evaluate re-evaluates every model; a record's ranks are used as
-recorded. A model whose training is not over (killed before its last step, its early stop or its
-time bound) is compared, marked partly trained. --baselines adds most-popular and the first-order
+names for those settings, where later comparisons find it), and --evaluate re-evaluates every model;
+a record's ranks are used as recorded. A model given by its folder's path is evaluated in the
+workdir that folder lies in; two models of one name (a record and a model, or two workdirs') are
+told apart in the report by their paths. A model whose training is not over (killed before its
+last step, its early stop or its time bound) is compared, marked partly trained. --baselines adds most-popular and the first-order
 Markov chain, run by the pipeline on the reference model's data and evaluation settings (model.kind).
 
 For each model and metric: the mean; against the reference (default: the first model) the
@@ -91,14 +93,42 @@ def is_record(folder: str) -> bool:
   return os.path.isfile(os.path.join(folder, RECORD_MARK))
 
 
+def with_per_user_files(config):
+  """The model's config as compare_models evaluates it: per-user files kept (their top 10 at least)."""
+  config = config.copy_and_resolve_references()
+  config.eval.per_user_top_k = max(config.eval.per_user_top_k, 10)
+  config.wandb.mode = "disabled"
+  return config
+
+
 def evaluate_model(config, workdir: str):
   """Runs the pipeline's evaluation with per-user files; returns (model name, results folder): the
   model's own, or the one beside it for these evaluation settings."""
   from bert4rec_jax import pipeline
-  config.eval.per_user_top_k = max(config.eval.per_user_top_k, 10)
-  config.wandb.mode = "disabled"
-  out = pipeline.run(config, workdir, mode="evaluate")
+  out = pipeline.run(with_per_user_files(config), workdir, mode="evaluate")
   return out["model_name"], out["results_dir"]
+
+
+def model_workdir(folder: str, workdir: str) -> str:
+  """The workdir a trained model's folder lies in (<workdir>/models/<name>), its results beside it."""
+  folder = os.path.abspath(folder)
+  if os.path.basename(os.path.dirname(folder)) != "models":
+    raise SystemExit(f"{folder}: a model folder outside a workdir's models/ (and not a record): give it by its "
+                     "name with --workdir, or record it (experiments/record_run.py)")
+  return os.path.dirname(os.path.dirname(folder))
+
+
+def current_results(results_root: str, config, split: str, model_dir: str, state: dict):
+  """(results folder, why it is stale or ""): the model's own results folder when its ranks describe
+  the model as it is now, else the one the pipeline names for compare_models' own evaluation settings
+  (an earlier comparison's) when that one does; the folder to evaluate into otherwise."""
+  from bert4rec_jax import pipeline
+  why = stale(results_root, split, model_dir, state)
+  if why:
+    beside = pipeline.output_dir(results_root, "eval", with_per_user_files(config))
+    if beside != results_root and not stale(beside, split, model_dir, state):
+      return beside, ""
+  return results_root, why
 
 
 def training_state(model_dir: str, config) -> dict:
@@ -328,7 +358,11 @@ def main():
       folder = model_folder(args.workdir, m)
       config, name = saved_config(folder)
       if name in configs:
-        raise SystemExit(f"{name} is given twice (as {folders[name]} and {folder}): name each model once")
+        if os.path.realpath(folders[name]) == os.path.realpath(folder):
+          raise SystemExit(f"{name} is given twice (as {folders[name]} and {folder}): name each model once")
+        name = f"{name} [{m}]"  # another model of that name (a record, another workdir's): told apart by its path
+        if name in configs:
+          raise SystemExit(f"{m} is given twice: name each model once")
       configs[name], folders[name] = config, folder
       members.append(name)
     first = configs[members[0]]
@@ -361,13 +395,15 @@ def main():
         raise SystemExit(f"{dirs[name]}: the record of {name} has no {args.split} split")
       states[name] = recorded_state(io_utils.read_json(os.path.join(dirs[name], f"{args.split}_metrics.json")), config)
       continue
-    dirs[name] = os.path.join(args.workdir, "results", name)
+    home = model_workdir(folders[name], args.workdir)
     states[name] = training_state(folders[name], config)
-    why = "" if args.evaluate else stale(dirs[name], args.split, folders[name], states[name])
+    root = os.path.join(home, "results", os.path.basename(os.path.abspath(folders[name])))
+    dirs[name], why = (root, "") if args.evaluate else current_results(root, config, args.split, folders[name],
+                                                                       states[name])
     if args.evaluate or why:
       if why:
         print(f"{name}: {why}; evaluating it first", flush=True)
-      dirs[name] = evaluate_model(config, args.workdir)[1]
+      dirs[name] = evaluate_model(config, home)[1]
     if states[name]["how"] == "partly trained":
       print(f"{name} is partly trained (step {states[name]['newest']:,} of {states[name]['planned']:,}): its numbers "
             "are interim (marked so in the report)", flush=True)

@@ -1,11 +1,14 @@
 """The malformed-input corpus (tests/bad_inputs/, made by make_corpus.py there): every file
 gets its documented outcome through the whole preparation path: a clear error naming the
 file and what is wrong, or the documented handling with every interaction accounted for."""
+import datetime
+import json
 import os
 import subprocess
 import sys
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from bert4rec_jax import dataset, pipeline
@@ -277,3 +280,25 @@ def test_the_command_line_answers_mistakes_in_one_line(tmp_path):
     assert out.stderr.count(lines[0][len("error: "):]) == 1, out.stderr  # said once, not logged as well
   assert lines[0].endswith("synthetic.py:nope: the config file failed (ValueError: configs/synthetic.py: unknown "
                            "variant 'nope' (expected '' or 'tiny'))"), lines
+
+
+@pytest.mark.parametrize("dates, layout", [
+    (["2020-01-31 12:00", "2020-02-01 08:30", "2019-12-31 23:59"], "%Y-%m-%d %H:%M"),
+    (["31/01/2020", "01/02/2020", "13/12/2019"], "%d/%m/%Y"),  # only day-first fits (31, 13)
+    (["01/31/2020", "02/01/2020", "12/13/2019"], "%m/%d/%Y"),  # only month-first fits
+])
+def test_text_dates_in_memory_are_read_once_and_as_written(monkeypatch, dates, layout):
+  """A column given whole (no chunks) is read once under each layout tried, never once more after
+  its layout is found, and gives the dates a reference reading of the known layout gives."""
+  from bert4rec_jax import sources
+  calls = []
+  real = sources._to_datetime
+
+  def counted(text, *args, **how):
+    calls.append(how)
+    return real(text, *args, **how)
+  monkeypatch.setattr(sources, "_to_datetime", counted)
+  got = sources._dates(pd.Series(dates), "f.csv", "time", 0)
+  expected = pd.Series([pd.Timestamp(datetime.datetime.strptime(d, layout)) for d in dates])
+  assert (got.to_numpy() == expected.to_numpy()).all()
+  assert len(calls) == len({json.dumps(h, sort_keys=True) for h in calls})  # no layout read twice

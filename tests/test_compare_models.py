@@ -1,6 +1,7 @@
 """experiments/compare_models.py and the statistics it reports."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -142,6 +143,9 @@ def test_compare_models_end_to_end(tiny_config, tmp_path):
   # The most-popular baseline is far below a trained model on the planted structure: significant.
   rows = [t for t in tests if t[0] == "| M2" and t[1] == "ndcg@10"]
   assert rows and rows[0][8] == "worse"
+  # Its ranks evaluated above (beside its own results, for the script's settings) are found again.
+  again = compare(names["sasrec", 0])
+  assert again.returncode == 0 and "evaluating it" not in again.stdout, again.stdout[-2000:] + again.stderr[-2000:]
   # A model another run holds (training it): refused in one line, never evaluated half-trained.
   from bert4rec_jax import io_utils
   sasrec_dir = str(tmp_path / "models" / names["sasrec", 0])
@@ -196,6 +200,18 @@ def test_stale_and_partly_trained_models_and_other_protocols(tiny_config, tmp_pa
   assert row[4].endswith(" –") and row[8].strip(" |") == "worse"
   # The same results once more: nothing is stale now.
   assert "evaluating it" not in compare(f"--models={name},{second}")
+  # Another model of the same name (here a copy, in another workdir, given by its path): told apart
+  # by its path, its results read from its own workdir; one folder given twice is refused.
+  copy = tmp_path / "elsewhere"
+  for part in ("models", "results"):
+    shutil.copytree(tmp_path / part, copy / part)
+  text = compare(f"--models={name},{copy / 'models' / name}")
+  assert f"| M1 | `{name} [{copy / 'models' / name}]` |" in text and "evaluating it" not in text
+  with pytest.raises(SystemExit, match=f"{name} is given twice"):
+    compare(f"--models={name},{tmp_path / 'models' / name}")
+  with pytest.raises(SystemExit, match="a model folder outside a workdir's models/"):
+    shutil.copytree(tmp_path / "models" / name, copy / name)
+    compare(f"--models={copy / name}")
   # A model evaluated with the history in its full ranking is on another scale: refused.
   path = tmp_path / "results" / second / "test_metrics.json"
   kept = path.read_text()

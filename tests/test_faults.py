@@ -398,6 +398,34 @@ def test_results_from_before_settings_were_recorded_are_never_overwritten(named,
   assert {k: v for k, v in snapshot(root).items() if os.sep not in k} == before
 
 
+def test_a_run_stopped_before_its_outputs_claims_no_settings_for_them(tiny_config, tmp_path, monkeypatch):
+  """settings.json says which settings made the outputs beside it: a run stopped in training, or
+  whose checkpoint fails to load, made none, so the next run's outputs (other settings) go there."""
+  import orbax.checkpoint as ocp
+  c = tiny_config
+  c.train.num_train_steps, c.train.eval_every_steps, c.train.checkpoint_every_steps = 30, 0, 10
+  workdir = str(tmp_path)
+  out = pipeline.run(c, workdir, mode="all", stop_at=10)
+  assert out["step"] == 10 and not out["finished"]
+  root = os.path.join(workdir, "results", out["model_name"])
+  assert not os.path.exists(os.path.join(root, "settings.json"))
+  original = ocp.CheckpointManager.restore
+
+  def no_memory(self, *args, **kwargs):
+    raise RuntimeError("RESOURCE_EXHAUSTED: device ran out of memory while restoring")
+  monkeypatch.setattr(ocp.CheckpointManager, "restore", no_memory)
+  with pytest.raises(RuntimeError, match="RESOURCE_EXHAUSTED"):
+    pipeline.run(c, workdir, mode="evaluate")
+  assert not os.path.exists(os.path.join(root, "settings.json"))
+  monkeypatch.setattr(ocp.CheckpointManager, "restore", original)
+  c.eval.ks = (1, 5)  # other settings than the runs above: still the first outputs, so the folder's own
+  out = pipeline.run(c, workdir, mode="all")
+  assert out["finished"] and out["results_dir"] == root
+  assert json.load(open(os.path.join(root, "settings.json")))["eval"]["eval.ks"] == [1, 5]
+  assert sorted(f for f in os.listdir(root) if f.endswith("_metrics.json")) == ["test_metrics.json",
+                                                                                "valid_metrics.json"]
+
+
 def test_intact_checkpoints_that_fail_to_restore_stop_the_run_and_stay(named, tmp_path, monkeypatch):
   """Only damaged files move a checkpoint aside: when its files pass their checksums, a failed
   restore (here: no device memory) is the run's problem, raised, and nothing is moved."""
