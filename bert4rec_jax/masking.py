@@ -23,7 +23,8 @@ def mask_example(key, item_ids, force_last=False, *, num_items: int, masked_lm_p
   Picks round(n * masked_lm_prob) of the n real positions (at least 1, at most P) uniformly
   without replacement; with probability mask_last_prob (always, if force_last) picks only the
   last position instead. A picked position becomes [MASK] with probability mask_prob, else a
-  random item or its own item, 50/50 (mask_prob 0.8 is BERT's 80/10/10).
+  random item or its own item, 50/50 (mask_prob 0.8 is BERT's 80/10/10); the last position of a
+  mask-last example always becomes [MASK] (the inference case, as the original's force-last).
   """
   seq_len = item_ids.shape[0]
   k_pick, k_last, k_how, k_rand = jax.random.split(key, 4)
@@ -49,6 +50,7 @@ def mask_example(key, item_ids, force_last=False, *, num_items: int, masked_lm_p
   random_items = jax.random.randint(k_rand, (max_predictions,), 1, num_items + 1)
   replacement = jnp.where(r < mask_prob, num_items + 1,
                           jnp.where(r < mask_prob + (1.0 - mask_prob) / 2, random_items, targets))
+  replacement = jnp.where(only_last, num_items + 1, replacement)
   # Only used slots write. Unused ones may share a position with a used one (a window narrower than
   # P clamps its extra slots to the last position): a write-back there could undo the mask.
   inputs = item_ids.at[jnp.where(used, positions, seq_len)].set(replacement.astype(item_ids.dtype), mode="drop")

@@ -449,19 +449,26 @@ def train(config, model_dir: str, train_seqs, valid_evaluator: Optional[evaluate
       interrupted = interrupted or stopping
       last = done == end or out_of_time or stopping or spent
       save = done % tc.checkpoint_every_steps == 0 or last
-      # Also check the loss before every save, so a checkpoint never holds a diverged model.
-      if window_steps and (done % tc.log_every_steps == 0 or save):
+      # Selecting: every validation step (also when stopping there), and the last step, are
+      # candidates; otherwise the last step's model is evaluated in full afterwards anyway.
+      validates = valid_evaluator is not None and ((periodic or done == tc.num_train_steps or spent) if selecting
+                                                   else periodic and not last)
+      # Also check the loss before every save and validation (a validation saves), so a diverged
+      # model is never validated, selected or checkpointed.
+      if window_steps and (done % tc.log_every_steps == 0 or save or validates):
         wm = parallel.unreplicate(window_metrics)  # the only sync in the loop (psum'd: every copy is equal)
         loss = float(wm["loss_sum"] / max(wm["count"], 1.0))
         extra = {"train/next_item_loss": float(wm["next_loss_sum"] / max(wm["next_count"], 1.0))} if "next_count" in wm else {}
+        grad_norm, clipped = float(wm["grad_norm"]) / window_steps, float(wm["clipped"]) / window_steps
+        if not math.isfinite(grad_norm):  # the last step's update: its loss was finite, its model is not
+          extra["train/grad_norm"] = grad_norm
         if not all(map(math.isfinite, [loss, *extra.values()])):
           raise DivergedError(
               f"non-finite training loss {loss}{''.join(f' ({k} {v})' for k, v in extra.items())} at step {done}; "
-              f"the last good checkpoint "
-              f"(step {manager.latest_step()}) is kept in {manager.directory}. Lower "
-              "config.train.learning_rate or check the data.")
+              + (f"the last good checkpoint (step {manager.latest_step()}) is kept in {manager.directory}"
+                 if manager.latest_step() is not None else "no checkpoint was saved before it")
+              + ". Lower config.train.learning_rate or check the data.")
         seq_per_s = timed_steps * tc.batch_size / max(time.perf_counter() - timed_start, 1e-9)
-        grad_norm, clipped = float(wm["grad_norm"]) / window_steps, float(wm["clipped"]) / window_steps
         bar.set_postfix(loss=f"{loss:.4f}", seq_s=f"{seq_per_s:,.0f}", gnorm=f"{grad_norm:.3g}",
                         clipped=f"{clipped:.0%}")
         tracker.log({"train/loss": loss, "train/sequences_per_second": seq_per_s,
@@ -469,10 +476,7 @@ def train(config, model_dir: str, train_seqs, valid_evaluator: Optional[evaluate
                      "train/clipped_fraction": clipped, **extra}, step=done)
         window_metrics, window_steps = None, 0
         timed_start, timed_steps = time.perf_counter(), 0
-      # Selecting: every validation step (also when stopping there), and the last step, are
-      # candidates; otherwise the last step's model is evaluated in full afterwards anyway.
-      if valid_evaluator is not None and ((periodic or done == tc.num_train_steps or spent) if selecting
-                                          else periodic and not last):
+      if validates:
         jax.block_until_ready(p_state)  # the steps dispatched before it are training's time, not validation's
         valid_t0 = time.perf_counter()
         scores = valid_evaluator.metrics(valid_scorer, p_state.params, replicated=True,

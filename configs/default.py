@@ -87,7 +87,9 @@ def base():
   c.masking.dupe_factor = 10  # static: differently-masked copies per window (plus one mask-last copy).
   c.masking.masked_lm_prob = 0.2  # Fraction of real positions picked as targets (at least one per sequence).
   c.masking.max_predictions_per_seq = 10  # Cap on picked positions; loss is computed only at these. 0 = ceil(masked_lm_prob x L).
-  c.masking.mask_prob = 1.0  # A picked position becomes [MASK] with this prob., else a random item or stays (50/50); 0.8 = BERT.
+  # A picked position becomes [MASK] with this prob., else a random item or stays (50/50); 0.8 = BERT.
+  # A mask-last example's last position is always [MASK] (the inference case).
+  c.masking.mask_prob = 1.0
   c.masking.mask_last_prob = 0.1  # dynamic: probability an example instead masks only its last item (the inference case).
 
   c.train = ml_collections.ConfigDict()

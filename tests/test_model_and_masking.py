@@ -255,10 +255,15 @@ def test_masking_depends_on_example_id_not_batch_slot():
     np.testing.assert_array_equal(np.asarray(x)[perm], np.asarray(y))
 
 
-def test_mask_last_only():
-  ids, lengths = make_batch(b=50)
-  kw = dict(MASK_KW, mask_last_prob=1.0, mask_prob=1.0)
-  mb = masking.mask_batch(jax.random.PRNGKey(0), ids, jnp.arange(50), **kw)
+@pytest.mark.parametrize("mask_prob", [1.0, 0.8, 0.0])
+@pytest.mark.parametrize("forced", [False, True])
+def test_mask_last_only(mask_prob, forced):
+  """A mask-last example is the inference case: its last item is always [MASK], whatever share of
+  other picks mask_prob keeps or replaces (else its target would show in its input)."""
+  ids, lengths = make_batch(b=200)
+  kw = dict(MASK_KW, mask_last_prob=0.0 if forced else 1.0, mask_prob=mask_prob)
+  only_last = jnp.ones((200,), jnp.bool_) if forced else None  # static masking's mask-last copies
+  mb = masking.mask_batch(jax.random.PRNGKey(0), ids, jnp.arange(200), only_last, **kw)
   np.testing.assert_array_equal(np.asarray(mb.weights).sum(1), 1)
   np.testing.assert_array_equal(np.asarray(mb.positions)[:, 0], L - 1)
   np.testing.assert_array_equal(np.asarray(mb.inputs)[:, -1], N + 1)

@@ -463,29 +463,51 @@ def test_every_item_of_a_skewed_million_item_catalogue_can_be_drawn():
   np.testing.assert_allclose(np.exp(sampler.log_q.astype(np.float64)), exact, rtol=1e-6)  # logQ is the sampler's
 
 
+@pytest.mark.parametrize("every, stop, good, curve", [
+    ({"checkpoint_every_steps": 10, "eval_every_steps": 0, "log_every_steps": 5}, 15, 10, None),
+    # A validation step that is neither a log nor a checkpoint step (15) saves too: checked first,
+    # never validated, selected or saved diverged.
+    ({"checkpoint_every_steps": 100, "eval_every_steps": 5, "log_every_steps": 20}, 15, 10, [5, 10]),
+    ({"checkpoint_every_steps": 100, "eval_every_steps": 15, "log_every_steps": 20}, 15, None, []),
+    # Step 13's update diverged (its gradient), its loss not yet (the loss is of the model before it).
+    ({"checkpoint_every_steps": 100, "eval_every_steps": 13, "log_every_steps": 20}, 13, None, []),
+])
 def test_diverging_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(tiny_config, tmp_path,
-                                                                                    monkeypatch):
+                                                                                    monkeypatch, every, stop, good,
+                                                                                    curve):
   c = tiny_config
-  c.train.num_train_steps, c.train.checkpoint_every_steps, c.train.eval_every_steps = 30, 10, 0
-  c.train.log_every_steps = 5
+  c.train.num_train_steps = 30
+  c.train.update(every)
   make_step = trainer.make_step
 
-  def diverging_after_step_12(*args, **kwargs):  # the loss turns NaN from step 13 on
+  def diverging_after_step_12(*args, **kwargs):  # step 13's update is NaN: its gradient, then every loss
     step, sampler = make_step(*args, **kwargs)
     calls = iter(range(10 ** 6))
 
     def wrapped(state, batch, sampler, num_targets):
       new, m = step(state, batch, sampler, num_targets)
-      return new, (dict(m, loss_sum=m["loss_sum"] * np.nan) if next(calls) >= 12 else m)
+      call = next(calls)
+      if call < 12:
+        return new, m
+      nan = new.replace(params=jax.tree.map(lambda x: x * np.nan, new.params))
+      return nan, dict(m, grad_norm=m["grad_norm"] * np.nan, loss_sum=m["loss_sum"] * (np.nan if call > 12 else 1))
     return wrapped, sampler
 
   monkeypatch.setattr(trainer, "make_step", diverging_after_step_12)
-  with pytest.raises(DivergedError, match="non-finite training loss .* last good checkpoint \\(step 10\\)") as e:
+  shown = "nan" if stop > 13 else "[0-9.]+"
+  with pytest.raises(DivergedError,
+                     match=f"non-finite training loss {shown} \\(train/grad_norm nan\\) at step {stop}; ") as e:
     pipeline.run(c, str(tmp_path), mode="train")
+  assert (f"the last good checkpoint (step {good}) is kept" if good else "no checkpoint was saved before it") \
+      in str(e.value)
   assert isinstance(e.value, UserError) and "\n" not in str(e.value)  # the command line's one line
   (name,) = os.listdir(tmp_path / "models")
-  ckpts = sorted(int(d) for d in os.listdir(tmp_path / "models" / name / "checkpoints") if d.isdigit())
-  assert ckpts == [10]
+  folder = tmp_path / "models" / name
+  root, chosen = folder / "checkpoints", folder / "selection.json"
+  steps = [int(d) for d in os.listdir(root) if d.isdigit()] if root.exists() else []
+  assert max(steps, default=None) == good  # none after the divergence
+  if curve is not None:
+    assert [e["step"] for e in (json.loads(chosen.read_text())["curve"] if chosen.exists() else [])] == curve
 
 
 def test_next_item_targets_match_reference():
