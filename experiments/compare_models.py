@@ -17,8 +17,8 @@ names for those settings, where later comparisons find it), and --evaluate re-ev
 a record's ranks are used as recorded. A model given by its folder's path is evaluated in the
 workdir that folder lies in; two models of one name (a record and a model, or two workdirs') are
 told apart in the report by their paths. A model whose training is not over (killed before its
-last step, its early stop or its time bound) is compared, marked partly trained. --baselines adds most-popular and the first-order
-Markov chain, run by the pipeline on the reference model's data and evaluation settings (model.kind).
+last step, its early stop or its time bound) is compared, marked partly trained. --baselines adds
+most-popular and the first-order Markov chain, run by the pipeline on the reference model's data and evaluation settings (model.kind).
 
 For each model and metric: the mean; against the reference (default: the first model) the
 mean paired difference, its 95% bootstrap interval over users, and a two-sided paired t-test,
@@ -109,7 +109,7 @@ def evaluate_model(config, workdir: str):
   return out["model_name"], out["results_dir"]
 
 
-def model_workdir(folder: str, workdir: str) -> str:
+def model_workdir(folder: str) -> str:
   """The workdir a trained model's folder lies in (<workdir>/models/<name>), its results beside it."""
   folder = os.path.abspath(folder)
   if os.path.basename(os.path.dirname(folder)) != "models":
@@ -395,7 +395,7 @@ def main():
         raise SystemExit(f"{dirs[name]}: the record of {name} has no {args.split} split")
       states[name] = recorded_state(io_utils.read_json(os.path.join(dirs[name], f"{args.split}_metrics.json")), config)
       continue
-    home = model_workdir(folders[name], args.workdir)
+    home = model_workdir(folders[name])
     states[name] = training_state(folders[name], config)
     root = os.path.join(home, "results", os.path.basename(os.path.abspath(folders[name])))
     dirs[name], why = (root, "") if args.evaluate else current_results(root, config, args.split, folders[name],
