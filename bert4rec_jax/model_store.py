@@ -22,6 +22,7 @@ results at once.
 """
 import contextlib
 import hashlib
+import importlib.metadata
 import json
 import logging
 import os
@@ -318,7 +319,7 @@ def create(folder: Folder, config, ident: Dict, data_dir: str, train_counts: Opt
     io_utils.write_json(folder.file(IDENTITY_FILE), {"identity": ident, "hash": identity_hash(ident)})
   if not os.path.isfile(folder.file(CONFIG_FILE)):
     io_utils.write_json(folder.file(CONFIG_FILE), {"config": config.to_dict(), "model_name": os.path.basename(folder.path),
-                                                   "data_dir": os.path.abspath(data_dir)})
+                                                   "data_dir": os.path.abspath(data_dir), "versions": versions()})
   for f in ("items.parquet", "users.parquet"):
     target = os.path.join(folder.file("vocab"), f)
     if not os.path.isfile(target):
@@ -365,8 +366,25 @@ def checkpoint_manager(folder: Folder, keep: int = 1, writable: bool = True, pro
                                item_handlers=ocp.StandardCheckpointHandler())  # so metadata is readable first
 
 
+def versions() -> Dict[str, Optional[str]]:
+  """The installed versions of the libraries that write and read a model's files."""
+  out = {}
+  for name in ("bert4rec_jax", "jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy"):
+    try:
+      out[name] = importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+      out[name] = None
+  return out
+
+
 class _Damaged(Exception):
-  pass
+  """A checkpoint that does not restore. `proven`: its files differ from the checksums recorded when
+  it was saved (or are missing); otherwise it carries no checksums and only failed to load, which a
+  library that cannot read intact files would do as well."""
+
+  def __init__(self, message: str, proven: bool):
+    super().__init__(message)
+    self.proven = proven
 
 
 def _shapes(tree) -> Dict[str, tuple]:
@@ -420,7 +438,7 @@ def _verify_checksums(manager, step: int, checksums: Dict) -> bool:
   found = _step_files(manager, step)
   for name, digest in sorted(recorded.items()):
     if found.get(name) != digest:
-      raise _Damaged(f"{name} {'is missing' if name not in found else 'fails its checksum'}")
+      raise _Damaged(f"{name} {'is missing' if name not in found else 'fails its checksum'}", proven=True)
   return True
 
 
@@ -436,7 +454,7 @@ def _check_structure(manager, step: int, state, verified: bool) -> None:
   except Exception as e:  # Orbax / TensorStore raise many types for damaged files
     if verified:
       raise
-    raise _Damaged(f"{type(e).__name__}: {str(e)[:200]}") from e
+    raise _Damaged(f"{type(e).__name__}: {str(e)[:200]}", proven=False) from e
   wanted = _shapes({"params": flax.serialization.to_state_dict(state.params)})
   if saved_params != wanted:
     diff = sorted(set(saved_params.items()) ^ set(wanted.items()))
@@ -451,14 +469,17 @@ def restore_latest(manager: ocp.CheckpointManager, state, writable: bool = True,
   """(state, step) of the newest checkpoint that restores (or the first of `order` that does), or
   (None, 0) when there is none.
 
-  A checkpoint that does not restore because its files are damaged (unreadable, truncated, failing
-  the checksums recorded when it was saved) is skipped with a warning and the one before it used;
-  a writable run moves it to damaged_checkpoints/ (kept for inspection, out of the way of the step
-  it will write again), a read-only run leaves it where it is. A checkpoint whose files are intact
-  but do not restore (no memory, another library version) stops the run; one of another model is
-  a ConfigError; neither is moved.
+  A checkpoint that does not restore because its files are damaged (failing the checksums recorded
+  when it was saved, or missing) is skipped with a warning and the one before it used; a writable
+  run moves it to damaged_checkpoints/ (kept for inspection, out of the way of the step it will
+  write again), a read-only run leaves it where it is. One without checksums (saved by a run killed
+  before it recorded them) that fails to load is skipped as well, but moved only once an older
+  checkpoint restores: its files are then at fault, not the library reading them; when none does,
+  a writable run stops (MissingError) and moves nothing, as a library that cannot read the files
+  would fail on every one. A checkpoint whose files are intact but do not restore (no memory,
+  another library version) stops the run; one of another model is a ConfigError; neither is moved.
   """
-  damaged, checksums = [], _checksums(manager)
+  proven, unproven, checksums = [], [], _checksums(manager)
   for step in (order if order is not None else sorted(manager.all_steps(), reverse=True)):
     try:
       verified = _verify_checksums(manager, step, checksums)
@@ -468,16 +489,24 @@ def restore_latest(manager: ocp.CheckpointManager, state, writable: bool = True,
       except Exception as e:  # noqa: BLE001 (Orbax / TensorStore raise many types for damaged files)
         if verified or isinstance(e, MemoryError) or any(t in str(e) for t in _NOT_DAMAGE):
           raise  # intact files (or no memory): the failure is not the checkpoint's, and nothing moves
-        raise _Damaged(f"{type(e).__name__}: {str(e)[:300]}") from e
+        raise _Damaged(f"{type(e).__name__}: {str(e)[:300]}", proven=False) from e
     except _Damaged as e:
       logging.warning("Checkpoint at step %d in %s cannot be restored (%s); trying the previous one", step,
                       manager.directory, e)
-      damaged.append(step)
+      (proven if e.proven else unproven).append((step, str(e)))
       continue
-    _quarantine(manager, damaged, writable)
+    _quarantine(manager, [s for s, _ in proven + unproven], writable)  # this one restores: theirs are at fault
     return restored, step
-  _quarantine(manager, damaged, writable)
-  if damaged:
+  _quarantine(manager, [s for s, _ in proven], writable)
+  if unproven and writable:
+    step, why = unproven[0]
+    raise MissingError(
+        f"{manager.directory}/{step}: the checkpoint does not restore ({why}) and carries no checksums that "
+        "would tell damaged files from a library that cannot read them, so nothing was moved: install the "
+        "versions the model was made with (the versions in its config.json), or, if its files are damaged, move "
+        f"the folder {step} out of {manager.directory} and run again (training resumes from the checkpoint "
+        "before it, or starts anew)")
+  if proven:
     logging.warning("No checkpoint in %s could be restored", manager.directory)
   return None, 0
 

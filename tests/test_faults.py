@@ -86,6 +86,48 @@ def test_damaged_newest_checkpoint_falls_back_to_the_previous_one(tiny_config, t
   jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, atol=1e-6), a, b)  # resumed from 10: same model
 
 
+def test_checkpoints_without_checksums_move_aside_only_once_an_older_one_restores(tiny_config, tmp_path, monkeypatch):
+  """A checkpoint saved by a run killed before it recorded its checksums carries none: when it does
+  not load, its files or the library reading them may be at fault. It is moved aside only once an
+  older checkpoint restores (the library reads that one); when none does (a library that cannot
+  read any), training stops in one line and moves nothing, where it used to move every checkpoint
+  aside and train the model again from scratch."""
+  import orbax.checkpoint as ocp
+  from bert4rec_jax import model_store
+  c = tiny_config
+  c.train.eval_every_steps, c.train.checkpoint_every_steps, c.train.keep_checkpoints = 0, 10, 2
+  c.train.num_train_steps = 30
+  for name in ("damaged", "unreadable"):
+    out = pipeline.run(c, str(tmp_path / name), mode="train", stop_at=20)
+    assert checkpoint_steps(out["model_dir"]) == [10, 20]
+    os.remove(os.path.join(out["model_dir"], model_store.CHECKSUMS_FILE))
+
+  model = str(tmp_path / "unreadable" / "models" / os.path.basename(out["model_dir"]))
+  before = snapshot(model)
+  real_restore = ocp.CheckpointManager.restore
+
+  def unreadable(self, *args, **kwargs):
+    raise ValueError("checkpoint format 9 is newer than this library reads")
+  monkeypatch.setattr(ocp.CheckpointManager, "restore", unreadable)
+  with pytest.raises(MissingError, match=r"/20: the checkpoint does not restore \(ValueError: checkpoint format 9 .*"
+                                         r"carries no checksums .* nothing was moved") as e:
+    pipeline.run(c, str(tmp_path / "unreadable"), mode="train")
+  assert "\n" not in str(e.value)
+  assert snapshot(model) == before and not os.path.exists(os.path.join(model, "damaged_checkpoints"))
+  monkeypatch.setattr(ocp.CheckpointManager, "restore", real_restore)
+  assert pipeline.run(c, str(tmp_path / "unreadable"), mode="train")["step"] == 30  # the library reads it again
+
+  model = str(tmp_path / "damaged" / "models" / os.path.basename(out["model_dir"]))
+  for root, _, files in os.walk(os.path.join(model, "checkpoints", "20")):
+    for name in files:
+      with open(os.path.join(root, name), "r+b") as f:
+        f.truncate(f.seek(0, 2) // 2)
+  out = pipeline.run(c, str(tmp_path / "damaged"), mode="train")
+  assert out["step"] == 30  # resumed from 10, which restores: step 20's files were at fault
+  (aside,) = os.listdir(os.path.join(model, "damaged_checkpoints"))
+  assert aside.startswith("20-")
+
+
 
 @pytest.mark.slow
 def test_kill_resume_script_reports_identical(tmp_path):
