@@ -8,6 +8,7 @@ import fcntl
 import json
 import logging
 import os
+import re
 import shutil
 import socket
 import tempfile
@@ -18,7 +19,10 @@ from typing import Any, Iterator
 from bert4rec_jax.errors import InUseError
 
 TMP_PREFIX = ".tmp-"  # every temporary file or folder we make starts so
-_LEGACY_PREFIXES = (".tmp-", ".buckets-")  # temporaries of earlier versions (also `.<file>.<random>.tmp`)
+# Temporaries of earlier versions, exactly as `tempfile` named them (8 random characters): a folder
+# `.tmp-<random>` or `.buckets-<random>`, a file `.<file>.<random>.tmp`. Only these, never another
+# dot-file of the user's.
+_LEGACY_NAMES = re.compile(r"\.(tmp|buckets)-[a-z0-9_]{8}|\..+\.[a-z0-9_]{8}\.tmp")
 _LEGACY_AGE_SECONDS = 24 * 3600
 
 
@@ -132,7 +136,7 @@ def clean_leftovers(folder: str) -> int:
     if name.startswith(TMP_PREFIX) and name.count("-") >= 3:
       host, pid = name[len(TMP_PREFIX):].split("-")[:2]
       stale = pid.isdigit() and not _alive(host, int(pid))
-    elif name.startswith(_LEGACY_PREFIXES) or (name.startswith(".") and name.endswith(".tmp")):
+    elif _LEGACY_NAMES.fullmatch(name):
       with contextlib.suppress(OSError):
         stale = time.time() - os.path.getmtime(path) > _LEGACY_AGE_SECONDS
     else:

@@ -520,6 +520,22 @@ def test_leftovers_of_killed_runs_are_removed_and_live_ones_kept(named, tmp_path
   assert not any(x.startswith(".tmp-") for x in os.listdir(model))
 
 
+def test_only_temporaries_named_as_earlier_versions_named_them_are_removed_by_age(tmp_path):
+  """A temporary of an earlier version (no owner recorded in its name) is removed once a day old;
+  a dot-file or folder of the user's that merely looks like one is kept, however old."""
+  old = time.time() - 3 * 24 * 3600
+  ours = [".tmp-k2j_x9ab", ".buckets-0a1b2c3d", ".predictions.parquet.q7_w2e4r.tmp"]
+  users = [".notes.tmp", ".tmp-scratch", ".tmp-cache_folder", ".buckets-of-mine", ".backup.tmp", "x.abcdefgh.tmp",
+           ".predictions.parquet.Q7W2E4RX.tmp"]
+  for name in ours + users + [".tmp-fresh123"]:
+    path = tmp_path / name
+    path.mkdir() if name.startswith((".tmp-", ".buckets-")) else path.write_text("mine")
+    if name != ".tmp-fresh123":
+      os.utime(path, (old, old))
+  assert io_utils.clean_leftovers(str(tmp_path)) == len(ours)
+  assert sorted(os.listdir(tmp_path)) == sorted(users + [".tmp-fresh123"])  # a day not yet passed: kept too
+
+
 def test_written_files_have_the_usual_permissions(named):
   _, root, out = named
   umask = os.umask(0)
