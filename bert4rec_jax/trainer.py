@@ -435,8 +435,9 @@ def train(config, model_dir: str, train_seqs, valid_evaluator: Optional[evaluate
         logging.info("First step (including compilation) took %.1fs", compile_seconds)
       out_of_time = bool(tc.training_time_limit_seconds) and time.perf_counter() - t0 > tc.training_time_limit_seconds
       # The training seconds this step's checkpoint records: measured once here and, where the step
-      # validates, again after it, so that the time bound's decision and the record agree (a run
-      # resumed from the checkpoint ends there exactly when this one did).
+      # validates, again after it, so that the record holds the validation it also records (its share
+      # is of the same seconds) and the time bound's decision and the record agree (a run resumed
+      # from the checkpoint ends there exactly when this one did).
       elapsed = seconds_before + time.perf_counter() - t0
       spent = bool(bound) and elapsed >= bound and done < tc.num_train_steps
       stopping = stop.received is not None  # read once: a signal may land anywhere in this iteration
@@ -482,8 +483,8 @@ def train(config, model_dir: str, train_seqs, valid_evaluator: Optional[evaluate
         scores = valid_evaluator.metrics(valid_scorer, p_state.params, replicated=True,
                                          ks=selection.cutoffs(config.eval.ks, tc.select_metric))
         valid_seconds += time.perf_counter() - valid_t0
-        if bound and done < tc.num_train_steps:  # validation is training's time: it may spend the bound
-          elapsed = seconds_before + time.perf_counter() - t0
+        elapsed = seconds_before + time.perf_counter() - t0  # validation is training's time, in the record too
+        if bound and done < tc.num_train_steps:  # it may spend the bound
           over, = parallel.any_process(elapsed >= bound) if several else (elapsed >= bound,)  # all validate here
           if over:  # this step, validated, is where training ends (as a run resumed from its checkpoint finds)
             spent = last = save = True

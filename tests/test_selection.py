@@ -123,6 +123,30 @@ def test_training_selects_on_validation_stops_early_and_tests_the_selected_check
   assert anew["checkpoint_step"] == best and anew["test_metrics"] == out["test_metrics"]
 
 
+def test_the_recorded_training_seconds_hold_the_validation_they_record(tiny_config, tmp_path, monkeypatch):
+  """A checkpoint's record of training seconds ends after the validation of its step, whose
+  seconds its validation record holds: validation's share is of the same seconds (the record used
+  to end before that validation, reading the share high, above 1 where validation dominates).
+  Each validation here takes 1000 s on training's clock."""
+  import time
+  import types
+  clock = {"ahead": 0.0}
+  monkeypatch.setattr(trainer, "time", types.SimpleNamespace(perf_counter=lambda: time.perf_counter() + clock["ahead"]))
+  real_metrics = evaluate.Evaluator.metrics
+
+  def slow_metrics(self, *args, **kwargs):
+    out = real_metrics(self, *args, **kwargs)
+    clock["ahead"] += 1000.0
+    return out
+  monkeypatch.setattr(evaluate.Evaluator, "metrics", slow_metrics)
+  c = _config(tiny_config, num_train_steps=4, eval_every_steps=2, patience=0)
+  out = pipeline.run(c, str(tmp_path), mode="train")
+  timing = model_store.training_time(out["model_dir"])
+  assert timing["step"] == 4 and 2000 <= timing["validation_seconds"] < 2100
+  assert timing["validation_seconds"] < timing["seconds"] < timing["validation_seconds"] + 600
+  assert 0.8 < timing["validation_share"] < 1
+
+
 def test_resuming_keeps_the_same_selection(tiny_config, tmp_path):
   """Killed between validations, and killed after a validation was recorded but before its
   checkpoint was saved: the resumed run selects the same step and reports the same test numbers."""
