@@ -294,13 +294,14 @@ def selection_table(names, seeds, short, dirs, split, states):
   if not trained:
     return []
   select = next((h["selection"]["metric"] for h in trained.values() if h.get("selection")), "ndcg@10")
+  held_column = split != "valid"  # the compared split's column, beside validation's when it is another
   rows = []
   for n in names:
     for m in seeds[n]:
       held, valid = saved[m]
       if m not in trained:  # a baseline: fitted, not trained
-        rows.append(f"| {short[n]} | `{m}` | – (fitted) | – | {metric(valid, select)} | {metric(held, select)} "
-                    "| – | – | – |")
+        rows.append(f"| {short[n]} | `{m}` | – (fitted) | – | {metric(valid, select)} | "
+                    + (f"{metric(held, select)} | " if held_column else "") + "– | – | – |")
         continue
       chosen, timing, state = held.get("selection") or {}, held.get("training_time") or {}, states[m]
       ended = {"all steps": "", "stopped early": f" (stopped early at {state['newest']:,})",
@@ -313,18 +314,20 @@ def selection_table(names, seeds, short, dirs, split, states):
       minutes = f"{timing['seconds'] / 60:.1f}" if timing.get("seconds") is not None else "–"
       share = f"{100 * timing['validation_share']:.1f}%" if timing.get("validation_share") is not None else "–"
       rows.append(f"| {short[n]} | `{m}` | {on} | {periodic} | {metric(valid, select)} | "
-                  f"{metric(held, select)} | {step} | {minutes} | {share} |")
+                  + (f"{metric(held, select)} | " if held_column else "") + f"{step} | {minutes} | {share} |")
   partial = [f"`{m}`" for m in trained if states[m]["how"] == "partly trained"]
   return ["", "## Selection on validation and training time", "",
           "Per model (each seed): the metric a trained model was selected on and its value at the selected "
-          f"checkpoint over the users validated during training; {select} over the whole validation split and "
-          f"over the {split} split; the selected step of the planned steps (and where training ended when it "
-          "ended before them); the training wall-clock (minutes, periodic validation included) and periodic "
-          "validation's share of it. From the pipeline's results files.", "",
+          f"checkpoint over the users validated during training; {select} over the whole validation split"
+          + (f" and over the {split} split" if held_column else "")
+          + "; the selected step of the planned steps (and where training ended when it ended before them); "
+          "the training wall-clock (minutes, periodic validation included) and periodic validation's share of it. "
+          "From the pipeline's results files.", "",
           *([f"**Partly trained** (its training was stopped before its end; a rerun of its command goes on): "
              f"{', '.join(partial)}. Its numbers are interim.", ""] if partial else []),
-          f"| id | model | selected on | periodic validation | valid {select} | {split} {select} | selected step | "
-          "training (min) | validation share |", "|---|---|---|---:|---:|---:|---:|---:|---:|", *rows]
+          f"| id | model | selected on | periodic validation | valid {select} | "
+          + (f"{split} {select} | " if held_column else "") + "selected step | training (min) | validation share |",
+          "|---|---|---|---:|---:|" + ("---:|" if held_column else "") + "---:|---:|---:|", *rows]
 
 
 @one_line

@@ -128,7 +128,19 @@ def test_compare_models_end_to_end(tiny_config, tmp_path):
     assert held["selection"]["step"] in (60, 120) and t[6] == f"{held['checkpoint_step']:,} of 120"
     assert t[4] == f"{valid['metrics'][kind]['ndcg@10']:.4f}" and t[5] == f"{held['metrics'][kind]['ndcg@10']:.4f}"
     assert float(t[7]) == round(held["training_time"]["seconds"] / 60, 1)
+    if kind == "sasrec":
+      valid_sasrec = valid["metrics"][kind]["ndcg@10"]
   assert [t[2] for t in table[3:]] == ["– (fitted)"] * 2
+  # On the validation split its column is given once, each row as wide as the header.
+  on_valid = compare(names["sasrec", 0], "--split=valid")
+  assert on_valid.returncode == 0, on_valid.stderr[-3000:]
+  lines = on_valid.stdout.split("## Selection on validation and training time")[1]
+  lines = lines.split("## All metrics")[0].splitlines()
+  header = next(line for line in lines if line.startswith("| id |"))
+  assert header == ("| id | model | selected on | periodic validation | valid ndcg@10 | selected step | "
+                    "training (min) | validation share |")
+  (row,) = [line for line in lines if line.startswith("| M0")]
+  assert row.count("|") == header.count("|") and row.split(" | ")[4] == f"{valid_sasrec:.4f}"
   # Holm over the 3 models x 4 metrics tested against the reference; the verdict uses it.
   tests = [line.split(" | ") for line in text.splitlines() if line.startswith("| M") and " | [" not in line
            and line.count("|") == 15]
