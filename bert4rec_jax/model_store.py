@@ -472,15 +472,18 @@ def restore_latest(manager: ocp.CheckpointManager, state, writable: bool = True,
   A checkpoint that does not restore because its files are damaged (failing the checksums recorded
   when it was saved, or missing) is skipped with a warning and the one before it used; a writable
   run moves it to damaged_checkpoints/ (kept for inspection, out of the way of the step it will
-  write again), a read-only run leaves it where it is. One without checksums (saved by a run killed
-  before it recorded them) that fails to load is skipped as well, but moved only once an older
-  checkpoint restores: its files are then at fault, not the library reading them; when none does,
-  a writable run stops (MissingError) and moves nothing, as a library that cannot read the files
-  would fail on every one. A checkpoint whose files are intact but do not restore (no memory,
-  another library version) stops the run; one of another model is a ConfigError; neither is moved.
+  write again), a read-only run leaves it where it is. One without checksums (saved before they
+  were kept, or by a run killed before it recorded them) that fails to load is skipped as well, but
+  moved only once an older checkpoint restores (the libraries read that one, so its own files are
+  the likelier fault; it is kept, not lost); when none does, a writable run stops (MissingError)
+  and moves none of those, as libraries that cannot read the files would fail on every one. A
+  checkpoint whose files are intact but do not restore (no memory, another library version) stops
+  the run; one of another model is a ConfigError; neither is moved. With several processes every
+  one takes the same branch: a step that fails on any fails on all.
   """
   proven, unproven, checksums = [], [], _checksums(manager)
   for step in (order if order is not None else sorted(manager.all_steps(), reverse=True)):
+    restored, failure = None, None
     try:
       verified = _verify_checksums(manager, step, checksums)
       _check_structure(manager, step, state, verified)
@@ -491,24 +494,43 @@ def restore_latest(manager: ocp.CheckpointManager, state, writable: bool = True,
           raise  # intact files (or no memory): the failure is not the checkpoint's, and nothing moves
         raise _Damaged(f"{type(e).__name__}: {str(e)[:300]}", proven=False) from e
     except _Damaged as e:
+      failure = e
+    failed, was_proven = parallel.any_process(failure is not None, failure is not None and failure.proven)
+    if failed:
+      why = " ".join(str(failure).split()) if failure is not None else "it failed to restore on another process"
       logging.warning("Checkpoint at step %d in %s cannot be restored (%s); trying the previous one", step,
-                      manager.directory, e)
-      (proven if e.proven else unproven).append((step, str(e)))
+                      manager.directory, why)
+      (proven if was_proven else unproven).append((step, why))
       continue
     _quarantine(manager, [s for s, _ in proven + unproven], writable)  # this one restores: theirs are at fault
     return restored, step
   _quarantine(manager, [s for s, _ in proven], writable)
   if unproven and writable:
-    step, why = unproven[0]
+    steps = ", ".join(str(s) for s, _ in unproven)
+    moved = (f"; those failing their checksums were moved to damaged_checkpoints/ (steps "
+             f"{', '.join(str(s) for s, _ in proven)})" if proven else "")
     raise MissingError(
-        f"{manager.directory}/{step}: the checkpoint does not restore ({why}) and carries no checksums that "
-        "would tell damaged files from a library that cannot read them, so nothing was moved: install the "
-        "versions the model was made with (the versions in its config.json), or, if its files are damaged, move "
-        f"the folder {step} out of {manager.directory} and run again (training resumes from the checkpoint "
-        "before it, or starts anew)")
+        f"{manager.directory}: no checkpoint restores, and the one(s) without checksums (step(s) {steps}) could "
+        f"be damaged or unreadable by these libraries, so they were not moved{moved}. Step {unproven[0][0]}: "
+        f"{unproven[0][1]}. {_versions_hint(os.path.dirname(str(manager.directory)))} If their files are damaged, "
+        f"move those step folders out of {manager.directory} and run again (training then starts anew)")
   if proven:
     logging.warning("No checkpoint in %s could be restored", manager.directory)
   return None, 0
+
+
+def _versions_hint(model_dir: str) -> str:
+  """Which installed library versions differ from those the model was made with (config.json)."""
+  try:
+    recorded = io_utils.read_json(os.path.join(model_dir, CONFIG_FILE)).get("versions")
+  except (OSError, ValueError):
+    recorded = None
+  if not isinstance(recorded, dict):
+    return "The library versions the model was made with are not recorded."
+  now = versions()
+  differ = [f"{k} {v} (installed: {now.get(k)})" for k, v in sorted(recorded.items()) if now.get(k) != v]
+  return (f"It was made with {', '.join(differ)}: install those to read it." if differ
+          else "It was made with the installed library versions, so its files are the likelier fault.")
 
 
 def _quarantine(manager, damaged: List[int], writable: bool) -> None:
@@ -550,9 +572,10 @@ def load_params(folder: Folder, state, num_train_steps: int,
   if restored is None:
     raise MissingError(
         f"{folder.path}: the {'selected' if chosen is not None else 'newest'} checkpoint (step {target}) "
-        f"{'cannot be restored' if target in steps else 'is not on disk'}, and no other step's results pass for the "
-        "model's. Run its training again (--mode=train): when that step is the newest, training moves the damaged "
-        "checkpoint aside and trains it again from the one before (the same parameters); otherwise remove the "
+        + ("cannot be restored (damaged, or unreadable by these library versions)" if target in steps
+           else "is not on disk") + ", and no other step's results pass for the model's. Run its training again "
+        "(--mode=train): when that step is the newest, training moves a damaged checkpoint aside and trains it "
+        "again from the one before (the same parameters), or says why it cannot; otherwise remove the "
         "model's folder and its results folder and train it anew (the same config and data train the same model)")
   if not training_ended(folder.path, latest, num_train_steps, bound_seconds):
     logging.warning("Using a partly trained model (step %d of %d%s)", latest, num_train_steps,

@@ -109,11 +109,26 @@ def test_checkpoints_without_checksums_move_aside_only_once_an_older_one_restore
   def unreadable(self, *args, **kwargs):
     raise ValueError("checkpoint format 9 is newer than this library reads")
   monkeypatch.setattr(ocp.CheckpointManager, "restore", unreadable)
-  with pytest.raises(MissingError, match=r"/20: the checkpoint does not restore \(ValueError: checkpoint format 9 .*"
-                                         r"carries no checksums .* nothing was moved") as e:
+  with pytest.raises(MissingError, match=r"checkpoints: no checkpoint restores, and the one\(s\) without "
+                     r"checksums \(step\(s\) 20, 10\) could be damaged or unreadable by these libraries, so they were "
+                     r"not moved\. Step 20: ValueError: checkpoint format 9 is newer than this library reads\. It was "
+                     r"made with the installed library versions") as e:
     pipeline.run(c, str(tmp_path / "unreadable"), mode="train")
-  assert "\n" not in str(e.value)
+  assert "\n" not in str(e.value) and snapshot(model) == before
+  # Made with other versions (as config.json records them): the line names them.
+  saved = io_utils.read_json(os.path.join(model, "config.json"))
+  saved["versions"]["orbax-checkpoint"] = "0.1.0"
+  io_utils.write_json(os.path.join(model, "config.json"), saved)
+  before = snapshot(model)
+  with pytest.raises(MissingError, match=r"It was made with orbax-checkpoint 0\.1\.0 \(installed: [0-9.]+\): install"):
+    pipeline.run(c, str(tmp_path / "unreadable"), mode="train")
   assert snapshot(model) == before and not os.path.exists(os.path.join(model, "damaged_checkpoints"))
+  # Step 10 failing the checksums recorded for it is damage, proven: moved (and said so); 20 stays.
+  io_utils.write_json(os.path.join(model, model_store.CHECKSUMS_FILE), {"10": {"no_such_file": "0" * 64}})
+  with pytest.raises(MissingError, match=r"\(step\(s\) 20\) could be .* not moved; those failing their checksums "
+                                         r"were moved to damaged_checkpoints/ \(steps 10\)\. Step 20: ValueError"):
+    pipeline.run(c, str(tmp_path / "unreadable"), mode="train")
+  assert checkpoint_steps(model) == [20] and os.listdir(os.path.join(model, "damaged_checkpoints"))[0].startswith("10-")
   monkeypatch.setattr(ocp.CheckpointManager, "restore", real_restore)
   assert pipeline.run(c, str(tmp_path / "unreadable"), mode="train")["step"] == 30  # the library reads it again
 
@@ -348,7 +363,8 @@ def test_read_only_modes_never_write_under_models(named, tmp_path, caplog):
       with open(os.path.join(root, name), "r+b") as f:
         f.truncate(f.seek(0, 2) // 2)
   before = snapshot(os.path.join(workdir, "models")), snapshot(os.path.join(workdir, "results"))
-  refused = r"the (selected|newest) checkpoint \(step 20\) cannot be restored, and no other step's results pass"
+  refused = (r"the (selected|newest) checkpoint \(step 20\) cannot be restored \(damaged, or unreadable by these "
+             r"library versions\), and no other step's results pass")
   for mode in ("evaluate", "predict"):
     with pytest.raises(MissingError, match=refused):
       pipeline.run(c, workdir, mode=mode)
