@@ -522,9 +522,10 @@ def restore_latest(manager: ocp.CheckpointManager, state, writable: bool = True,
 def _versions_hint(model_dir: str) -> str:
   """Which installed library versions differ from those the model was made with (config.json)."""
   try:
-    recorded = io_utils.read_json(os.path.join(model_dir, CONFIG_FILE)).get("versions")
+    saved = io_utils.read_json(os.path.join(model_dir, CONFIG_FILE))
   except (OSError, ValueError):
-    recorded = None
+    saved = None
+  recorded = saved.get("versions") if isinstance(saved, dict) else None
   if not isinstance(recorded, dict):
     return "The library versions the model was made with are not recorded."
   now = versions()
