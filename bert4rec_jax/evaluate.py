@@ -20,6 +20,13 @@ from bert4rec_jax import input_pipeline, metrics, parallel
 from bert4rec_jax.errors import ConfigError
 from bert4rec_jax.preprocess import EvalSplit, ItemVocab, Sequences
 
+def _matmul(a, b):
+  """a @ b at full float32 precision: ranks compare scores, so a GPU's default TF32 matmul (about
+  3 significant digits) would tie or swap items whose scores differ less than that, and the
+  popularity fallback's counts above 2,048 would round together."""
+  return jnp.matmul(a, b, precision=jax.lax.Precision.HIGHEST)
+
+
 class Scorer(NamedTuple):
   """Scores of every real item for the [MASK] slot at position L - 1, in factored form:
   scores = query(params, item_ids)[0] @ table(params).T, i.e. [b, D] x [N, D] -> [b, N] (a
@@ -91,7 +98,7 @@ def scan_catalogue(query, table, *, chunk: int, targets=None, history=None, nega
   rows = jnp.arange(b)[:, None]
 
   def scores_of(c):
-    return query @ jax.lax.dynamic_slice_in_dim(table, c * chunk, chunk, axis=0).T  # [b, C]
+    return _matmul(query, jax.lax.dynamic_slice_in_dim(table, c * chunk, chunk, axis=0).T)  # [b, C]
 
   def pick(s, start, cols, old):  # the scores of columns `cols` [b, K] that fall in this chunk
     inside = (cols >= start) & (cols < start + chunk)
@@ -158,7 +165,7 @@ def sort_ranks(query, table, targets, history=None):
   score the whole catalogue at once, sort every row, find the target. Same ranks as
   `scan_catalogue` (ties against the target, history excluded), but O(N log N) per user and a
   [b, N] matrix in memory."""
-  s = query @ table.T  # [b, N]
+  s = _matmul(query, table.T)  # [b, N]
   b, n = s.shape
   rows = jnp.arange(b)
   is_target = jnp.arange(n)[None, :] == targets[:, None]
@@ -195,7 +202,7 @@ def _eval_step(params, batch, *, scorer: Scorer, exclude_history: bool, top_k: i
     out["full"] = sort_ranks(query, table, batch["targets"] - 1, history)
     if "negatives" in batch:  # the sampled protocol sorts its 101 candidates the same way
       cols = jnp.concatenate([batch["targets"][:, None] - 1, batch["negatives"]], axis=1)
-      s = jnp.einsum("bd,bkd->bk", query, table[cols])
+      s = jnp.einsum("bd,bkd->bk", query, table[cols], precision=jax.lax.Precision.HIGHEST)
       t = s[:, 0]
       s = jnp.where(jnp.isnan(s), jnp.inf, s)
       s = jnp.where(jnp.concatenate([jnp.ones_like(batch["targets"][:, None], bool), batch["negative_valid"]], 1),

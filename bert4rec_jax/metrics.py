@@ -49,7 +49,10 @@ def sample_negatives(user_keys: np.ndarray, blocked, weights: np.ndarray, num_ne
   lengths = blocked.lengths
   blocked_keys = np.unique(np.repeat(np.arange(u_count, dtype=np.int64), lengths) * (n + 1)
                            + blocked.items.astype(np.int64) - 1)
-  drawable = (weights > 0).sum() - np.diff(np.searchsorted(blocked_keys, np.arange(u_count + 1) * (n + 1)))
+  # Items a user can get: those of positive weight that are not blocked for it (a blocked item of
+  # weight 0, such as a target never seen in training, was never drawable: not subtracted).
+  blocked_drawable = blocked_keys[weights[blocked_keys % (n + 1)] > 0] // (n + 1)
+  drawable = (weights > 0).sum() - np.bincount(blocked_drawable, minlength=u_count)
   want = np.minimum(k, np.maximum(drawable, 0))  # [U] how many each user can get
   negatives = np.zeros((u_count, k), np.int32)
   valid = np.zeros((u_count, k), bool)

@@ -123,3 +123,10 @@ def test_negatives_when_too_few_items_remain():
   negs, valid = metrics.sample_negatives(np.array([0, 1]), csr([[1, 2, 3], [5]]), np.ones(5), 4, seed=0)
   assert valid[0].sum() == 2 and set(negs[0][valid[0]]) == {3, 4}
   assert valid[1].all() and set(negs[1]) == {0, 1, 2, 3}
+  # A blocked item of weight 0 (a target never seen in training) was never drawable: the user still
+  # gets every item of positive weight it may have (it got one fewer).
+  # (Item 5 is rare: found only by drawing on until every drawable item is found.)
+  weights = np.array([0.0, 1.0, 1.0, 1.0, 1e-3])
+  negs, valid = metrics.sample_negatives(np.array([0, 1]), csr([[1, 2], [1]]), weights, 3, seed=0)
+  assert valid[0].sum() == 3 and set(negs[0][valid[0]]) == {2, 3, 4}
+  assert valid[1].all() and set(negs[1]) <= {1, 2, 3, 4}
