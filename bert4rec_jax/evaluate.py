@@ -172,20 +172,22 @@ def sort_ranks(query, table, targets, history=None):
   t = s[rows, targets]
   s = jnp.where(jnp.isnan(s), jnp.inf, s)  # a NaN competitor counts against the target (as _at_least)
   excluded = jnp.zeros((b, n), jnp.bool_)
-  if history is not None:  # excluded items sort last; PAD (-1) lands in a spare column
+  if history is not None:  # excluded items sort last, whatever their scores; PAD (-1) lands in a spare column
     h = jnp.where(history > 0, history - 1, n)
     excluded = jnp.zeros((b, n + 1), jnp.bool_).at[rows[:, None], h].set(True)[:, :n] & ~is_target
-    s = jnp.where(excluded, -jnp.inf, s)
   s = s.at[rows, targets].set(t)
-  rank = _position_of_target(s, is_target)
+  rank = _position_of_target(s, is_target, excluded)
   # A NaN target ranks below every competitor shown (ranked), as in the counting method.
   return jnp.where(jnp.isnan(t), n - 1 - excluded.sum(axis=1), rank).astype(jnp.int32)
 
 
-def _position_of_target(s, is_target):
-  """Position of the target in each row sorted by descending score; ties sort before the target."""
+def _position_of_target(s, is_target, excluded=None):
+  """Position of the target in each row sorted by descending score; ties sort before the target,
+  `excluded` items after every other (a key of its own: as -inf scores they would tie with a target
+  scoring -inf and count against it, which the counting method never does)."""
   is_target = jnp.broadcast_to(is_target, s.shape)
-  order = jnp.lexsort((is_target, -s), axis=1)  # primary key last: score, then the target after its ties
+  keys = (is_target, -s) if excluded is None else (is_target, -s, excluded)
+  order = jnp.lexsort(keys, axis=1)  # primary key last: excluded, score, then the target after its ties
   return jnp.argmax(jnp.take_along_axis(is_target, order, axis=1), axis=1).astype(jnp.int32)
 
 
@@ -204,10 +206,9 @@ def _eval_step(params, batch, *, scorer: Scorer, exclude_history: bool, top_k: i
       cols = jnp.concatenate([batch["targets"][:, None] - 1, batch["negatives"]], axis=1)
       s = jnp.einsum("bd,bkd->bk", query, table[cols], precision=jax.lax.Precision.HIGHEST)
       t = s[:, 0]
-      s = jnp.where(jnp.isnan(s), jnp.inf, s)
-      s = jnp.where(jnp.concatenate([jnp.ones_like(batch["targets"][:, None], bool), batch["negative_valid"]], 1),
-                    s, -jnp.inf).at[:, 0].set(t)
-      rank = _position_of_target(s, jnp.arange(s.shape[1])[None, :] == 0)
+      s = jnp.where(jnp.isnan(s), jnp.inf, s).at[:, 0].set(t)
+      invalid = jnp.concatenate([jnp.zeros_like(batch["targets"][:, None], bool), ~batch["negative_valid"]], 1)
+      rank = _position_of_target(s, jnp.arange(s.shape[1])[None, :] == 0, invalid)
       out["sampled"] = jnp.where(jnp.isnan(t), batch["negative_valid"].sum(axis=1), rank).astype(jnp.int32)
   return out
 

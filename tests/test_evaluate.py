@@ -158,3 +158,16 @@ def test_cut_windows_rank_as_the_full_window(tiny_config):
       negs = negatives[u][valid[u]]
       s_low, s_high = (scores[negs] > scores[target] + tol).sum(), (scores[negs] >= scores[target] - tol).sum()
       assert s_low <= ranks["sampled"][u] <= s_high, (u, len(hist))
+
+
+def test_sort_and_count_agree_when_the_target_scores_minus_infinity():
+  """Excluded history items sort after every other item by a key of their own: as -inf scores they
+  tied with a target scoring -inf and counted against it under rank_method=sort (the counting
+  method never counts them)."""
+  query = jnp.array([[1.0, 0.0]])
+  table = jnp.array([[3.0, 0.0], [-jnp.inf, 0.0], [2.0, 0.0], [-jnp.inf, 0.0], [1.0, 0.0]])  # columns 0-4
+  history, targets = jnp.array([[1, 3, 4, 0]]), jnp.array([1])  # tokens: columns 0, 2, 3 excluded
+  counted = evaluate.scan_catalogue(query, table, chunk=2, targets=targets, history=history)["full"]
+  by_sort = evaluate.sort_ranks(query, table, targets, history)
+  assert int(counted[0]) == int(by_sort[0]) == 1  # only column 4 (1.0 >= -inf) competes
+  assert int(evaluate.sort_ranks(query, table, targets, None)[0]) == 4  # without exclusion: 0, 2, 3 and 4
