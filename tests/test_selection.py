@@ -110,8 +110,8 @@ def test_training_selects_on_validation_stops_early_and_tests_the_selected_check
       with open(os.path.join(root, name), "r+b") as f:
         f.truncate(f.seek(0, 2) // 2)
   for mode in ("evaluate", "all"):
-    with pytest.raises(MissingError, match=rf"the selected checkpoint \(step {best}\) cannot be restored, and no "
-                       "other step's results pass for the model's"):
+    with pytest.raises(MissingError, match=rf"the selected checkpoint \(step {best}\) cannot be restored \(damaged, or "
+                       r"unreadable by these library versions\), and no other step's results pass for the model's"):
       pipeline.run(c, str(tmp_path), mode=mode)
   assert results == {f: open(os.path.join(out["results_dir"], f), "rb").read() for f in results}
   assert os.path.isdir(os.path.join(out["model_dir"], "checkpoints", str(best)))
