@@ -62,7 +62,8 @@ def test_cli_all_modes_beat_popularity(tmp_path):
 
 @pytest.mark.slow
 def test_kill_and_rerun_resumes_from_checkpoint(tmp_path):
-  args = ["--config=configs/synthetic.py:tiny", "--mode=train", "--config.train.num_train_steps=3000",
+  # Killed at its first checkpoint (step 100): the 500 steps after it take seconds, the poll 0.05 s.
+  args = ["--config=configs/synthetic.py:tiny", "--mode=train", "--config.train.num_train_steps=600",
           "--config.train.checkpoint_every_steps=100", "--config.train.eval_every_steps=0"]
   proc = cli(*args, workdir=tmp_path, popen=True)
   deadline = time.time() + 300
