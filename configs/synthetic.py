@@ -26,6 +26,7 @@ def get_config(variant: str = ""):
     c.data.synthetic.max_length = 20
     c.model.hidden_size = 32
     c.model.intermediate_size = 64
+    c.model.num_hidden_layers = 1  # the suite runs about a sixth faster; the model tests build 2-layer models
     c.model.max_seq_length = 16
     c.masking.max_predictions_per_seq = 4
     c.train.batch_size = 32

@@ -807,12 +807,15 @@ def test_model_names_never_change():
   """A model's name is how a later run finds it: the shipped configs' names are those they had
   before identities, output keys and the labels rule were added (so no trained model is orphaned)."""
   from configs import beauty, ml1m, synthetic
-  names = [model_store.model_name(c, "abc") for c in (synthetic.get_config(), synthetic.get_config("tiny"),
-                                                      beauty.get_config(), ml1m.get_config())]
+  tiny = synthetic.get_config("tiny")
+  tiny.model.num_hidden_layers = 2  # the tiny model as it was before it had one layer
+  names = [model_store.model_name(c, "abc") for c in (synthetic.get_config(), tiny, beauty.get_config(),
+                                                      ml1m.get_config(), synthetic.get_config("tiny"))]
   # New names begin with the kind; the rest (and the hash) is the name such a model always had.
   assert names == ["bert4rec_" + n for n in (
       "hs64_msl30_mpps8_nts1500_lr0.001_28ee1f4b", "hs32_msl16_mpps4_nts300_lr0.01_e06ea48b",
-      "hs64_msl50_mpps30_nts6000_lr0.003_23e1dc87", "hs64_msl200_mpps40_nts30000_lr0.001_7512995d")]
+      "hs64_msl50_mpps30_nts6000_lr0.003_23e1dc87", "hs64_msl200_mpps40_nts30000_lr0.001_7512995d",
+      "hs32_msl16_mpps4_nts300_lr0.01_cd1c350b")]  # the one-layer tiny model: another model, another name
 
 
 def test_what_periodic_validation_measures_is_part_of_the_model(tiny_config, tmp_path):
