@@ -92,9 +92,10 @@ class Recommender:
     model_dir = os.path.join(path, "models", model_name) if model_name else path
     folder = model_store.Folder(model_dir)
     if not folder.is_model:
-      hint = ("" if model_name or not os.path.isdir(os.path.join(path, "models")) else
-              f"; {path} looks like a workdir: pass the model's name too, one of "
-              f"{sorted(os.listdir(os.path.join(path, 'models')))[:5]}")
+      models = os.path.join(path, "models")
+      names = sorted(os.listdir(models)) if os.path.isdir(models) else []
+      hint = ("" if not names else f"; the models of {path}: {names[:5]}" if model_name else
+              f"; {path} looks like a workdir: pass the model's name too, one of {names[:5]}")
       raise MissingError(f"{model_dir}: no trained model there (no {model_store.CONFIG_FILE}){hint}")
     if read_last not in ("", "mask", "causal"):
       raise ConfigError(f"read_last={read_last!r}: one of 'mask', 'causal' (or '' for the model's own)")
@@ -105,8 +106,9 @@ class Recommender:
       if config.model.get("kind", "bert4rec") in baselines.KINDS:
         raise ConfigError(f"{model_dir} is the {config.model.kind} baseline: it has no trained parameters")
       vocab = folder.vocab()
-      params, step, _ = model_store.load_params(folder, trainer.create_state(config, vocab.num_items),
-                                                config.train.num_train_steps, trainer.time_bound_seconds(config))
+      state = model_store.initial_state(folder, lambda: trainer.create_state(config, vocab.num_items))
+      params, step, _ = model_store.load_params(folder, state, config.train.num_train_steps,
+                                                trainer.time_bound_seconds(config))
       popularity = folder.training_popularity(vocab)
     return cls(model_dir, config, params, vocab, step, read_last=read_last, popularity=popularity)
 
@@ -165,6 +167,8 @@ class Recommender:
     left."""
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
       raise ConfigError(f"k={k!r}: a positive number of items")
+    if not isinstance(exclude_history, (bool, np.bool_)):
+      raise ConfigError(f"exclude_history={exclude_history!r}: True or False")
     k = min(int(k), self.vocab.num_items)
     seqs, unknown = self._encode(histories)
     self._report(unknown, seqs)
@@ -274,6 +278,9 @@ def _as_histories(histories) -> List[Sequence]:
     if isinstance(h, (set, frozenset, dict)):  # a history's order is what the model reads
       raise DataError(f"histories[{i}] is a {type(h).__name__}, which has no order: pass its items oldest first, "
                       "as a list")
+    if isinstance(h, np.ndarray) and h.ndim != 1:
+      raise DataError(f"histories[{i}] is an array of shape {h.shape}, not a list of item ids: pass a list of "
+                      "histories, each a list (or 1-D array) of item ids")
     h = list(h.tolist() if isinstance(h, (np.ndarray, pd.Series)) else h)
     out.append([_id(x, i) for x in h])
   return out

@@ -31,6 +31,7 @@ import jax
 import jax.numpy as jnp
 
 from bert4rec_jax import losses
+from bert4rec_jax.errors import ConfigError
 
 ACTIVATIONS = {
     "gelu": functools.partial(nn.gelu, approximate=False),  # BERT's erf form
@@ -266,4 +267,7 @@ def gather(hidden, positions):
 
 
 def from_config(model_config, num_items: int, dtype=jnp.float32) -> BERT4Rec:
+  kind = model_config.get("kind", "bert4rec")
+  if kind not in KINDS:  # what config_checks refuses in a run's config; here also a saved one's
+    raise ConfigError(f"model.kind={kind!r}: one of {', '.join(KINDS)}")
   return BERT4Rec(num_items=num_items, dtype=dtype, **model_config.to_dict())

@@ -224,14 +224,43 @@ class Folder:
     vocabulary (rows reordered, another model's) would map every token to the wrong item."""
     folder = self.file("vocab")
     vocab = read_record(os.path.join(folder, "items.parquet"), lambda _: dataset.load_vocab(folder))
-    recorded = (self.saved_identity() or {}).get("data.vocab") if os.path.isfile(self.file(IDENTITY_FILE)) else None
+    recorded = None
+    if os.path.isfile(self.file(IDENTITY_FILE)):
+      recorded = (self.saved_identity() or {}).get("data.vocab")
+    else:
+      logging.warning("%s has no %s: its vocabulary cannot be checked against the one it was trained with",
+                      self.path, IDENTITY_FILE)
     if recorded and dataset.vocab_fingerprint(vocab) != recorded:
       raise DataError(f"{folder}: not the vocabulary this model was trained with (its fingerprint is not the one "
                       f"{IDENTITY_FILE} records); put back the model's own")
     return vocab
 
   def saved_config(self) -> ml_collections.ConfigDict:
-    return ml_collections.ConfigDict(self.saved()["config"])
+    """config.json's config, checked against identity.json: an edited config (another model kind,
+    size, activation or data cleaning) would build another model around these weights, so it is a
+    damaged folder, named in one line, never a model served quietly under its old name."""
+    path = self.file(CONFIG_FILE)
+    damaged = ("the model folder is damaged; put back an intact copy, or train the model anew "
+               "(train.overwrite=true)")
+    try:
+      config = ml_collections.ConfigDict(self.saved()["config"])
+      ident = self.saved_identity() if os.path.isfile(self.file(IDENTITY_FILE)) else None
+      if ident is not None and not isinstance(ident, dict):
+        raise DataError(f"{self.file(IDENTITY_FILE)} holds no identity: {damaged}")
+      diff = differences(ident, identity(config, ident.get("data.input", ""), {
+          k: ident.get(f"data.{k}") for k in ("content", "vocab")})) if ident is not None else []
+      if not diff:
+        config.model.max_seq_length, config.train.num_train_steps  # noqa: B018 (what every reader builds from)
+    except (AttributeError, KeyError, TypeError, ValueError) as e:
+      if isinstance(e, (DataError, MissingError)):
+        raise
+      raise DataError(f"{path} holds no model config ({type(e).__name__}: {' '.join(str(e).split())[:100]}): "
+                      f"{damaged}") from e
+    if diff:
+      shown = "; ".join(diff)
+      raise DataError(f"{path}: not the config this model was trained with ({IDENTITY_FILE} -> {CONFIG_FILE}: "
+                      f"{shown[:200]}): {damaged}")
+    return config
 
   def saved_identity(self) -> Optional[Dict]:
     """identity.json, or for a folder made before identities were kept, the identity its
@@ -258,8 +287,11 @@ class Folder:
     items included (said in the log)."""
     path = self.file(TRAIN_COUNTS_FILE)
     if os.path.isfile(path):
-      counts = np.load(path, allow_pickle=False)
+      counts = read_record(path, lambda p: np.load(p, allow_pickle=False))
       if counts.shape == (vocab.num_items,):
+        if counts.dtype.kind not in "iuf" or not np.isfinite(counts).all() or (counts < 0).any():
+          raise DataError(f"{path}: not training counts ({counts.dtype} values, some not finite counts): the model "
+                          "folder is damaged; put back an intact copy, or train the model anew (train.overwrite=true)")
         return counts.astype(np.float32)
       logging.warning("%s holds %s counts for %d items: using the vocabulary's", path, counts.shape, vocab.num_items)
     else:
@@ -271,6 +303,17 @@ class Folder:
   def reading(self) -> str:
     """How the model was read when it was made (model.read_last of its config; 'mask' if unset)."""
     return (self.saved()["config"].get("model", {}).get("read_last") or "mask") if self.is_model else "mask"
+
+
+def initial_state(folder: Folder, create):
+  """create(): the initial state built from a model folder's saved config. A config that builds no
+  model (one edited in a folder without the identity that would have caught it) is the folder's
+  fault, named in one line, not a traceback from deep inside the model."""
+  try:
+    return create()
+  except (AssertionError, AttributeError, KeyError, TypeError, ConfigError) as e:
+    raise DataError(f"{folder.file(CONFIG_FILE)} describes no model these weights fit ({type(e).__name__}: "
+                    f"{' '.join(str(e).split())[:120]}): put back the model's own config.json") from e
 
 
 def check(folder: Folder, wanted: Dict, *, training: bool, overwrite: bool, results_dir: str = "") -> None:
@@ -445,7 +488,7 @@ def _verify_checksums(manager, step: int, checksums: Dict) -> bool:
 _NOT_DAMAGE = ("RESOURCE_EXHAUSTED", "Out of memory", "out of memory", "Too many open files")
 
 
-def _check_structure(manager, step: int, state, verified: bool) -> None:
+def _check_structure(manager, step: int, state, verified: bool, writable: bool = True) -> None:
   """ConfigError when checkpoint `step` holds parameters of other names or shapes than `state`
   (another config made it); _Damaged when its metadata cannot be read from unverified files."""
   try:
@@ -461,8 +504,10 @@ def _check_structure(manager, step: int, state, verified: bool) -> None:
     where = diff[0][0]
     raise ConfigError(
         f"{manager.directory}/{step}: the checkpoint holds parameters of another model ({where}: "
-        f"{saved_params.get(where, 'absent')} saved, {wanted.get(where, 'absent')} in this config): the folder was "
-        "made by another config; use another config.model_name, or --config.train.overwrite=True to replace it")
+        f"{saved_params.get(where, 'absent')} saved, {wanted.get(where, 'absent')} in this config): " + (
+            "the folder was made by another config; use another config.model_name, or --config.train.overwrite=True "
+            "to replace it" if writable else "not the model its folder's config describes; put back an intact copy of "
+            "the folder"))
 
 
 def restore_latest(manager: ocp.CheckpointManager, state, writable: bool = True, order: Optional[List[int]] = None):
@@ -486,7 +531,7 @@ def restore_latest(manager: ocp.CheckpointManager, state, writable: bool = True,
     restored, failure = None, None
     try:
       verified = _verify_checksums(manager, step, checksums)
-      _check_structure(manager, step, state, verified)
+      _check_structure(manager, step, state, verified, writable)
       try:
         restored = manager.restore(step, args=ocp.args.StandardRestore(state))
       except Exception as e:  # noqa: BLE001 (Orbax / TensorStore raise many types for damaged files)

@@ -362,8 +362,9 @@ def _run_on_trained_model(config, workdir, mode, devices, folder):
   if mode == "prepare":
     return result
 
-  params, step, chosen = model_store.load_params(folder, trainer.create_state(trained, vocab.num_items),
-                                                 trained.train.num_train_steps, trainer.time_bound_seconds(trained))
+  state = model_store.initial_state(folder, lambda: trainer.create_state(trained, vocab.num_items))
+  params, step, chosen = model_store.load_params(folder, state, trained.train.num_train_steps,
+                                                 trainer.time_bound_seconds(trained))
   trained.model.read_last = config.model.read_last
   empty = bool((prepared.sequences.lengths == 0).any()) or config.task == "test" and bool(
       (prepared.sequences.lengths[prepared.last_item_known] <= 1).any())

@@ -170,6 +170,12 @@ def test_inputs_of_every_kind(trained):
   assert rec.recommend([[x.encode() for x in hist]], k=3)[0] == expected
   many = rec.recommend([hist], k=10_000)[0]  # more than the catalogue: every item left, once
   assert len(many) == rec.vocab.num_items - len(set(hist)) and len(set(many)) == len(many)
+  with pytest.raises(DataError, match=r"shape \(\)"):
+    rec.recommend([np.array(5)], k=3)  # a 0-d array is one id, not a history
+  for unclear in (None, "no", 0):  # exclusion is asked for in so many words, never guessed from a value
+    with pytest.raises(ConfigError, match="exclude_history"):
+      rec.recommend([hist], k=3, exclude_history=unclear)
+  assert rec.recommend([hist], k=3, exclude_history=np.bool_(True))[0] == expected
 
 
 def test_item_embeddings_are_the_models_table(trained):
@@ -222,6 +228,106 @@ def test_a_damaged_or_foreign_model_folder_is_one_line(trained, tmp_path):
   assert Recommender.load(copy).recommend([["nope"]], k=2)[0]
 
 
+def _edited_copy(src, dst, edit, file="config.json"):
+  import json
+  import shutil
+  shutil.rmtree(dst, ignore_errors=True)
+  shutil.copytree(src, dst)
+  path = os.path.join(dst, file)
+  with open(path) as f:
+    saved = json.load(f)
+  saved = edit(saved) or saved
+  with open(path, "w") as f:
+    json.dump(saved, f)
+  return dst
+
+
+def _set(path, value):
+  def edit(saved):
+    *parents, last = path.split(".")
+    d = saved["config"]
+    for p in parents:
+      d = d[p]
+    if value is _set:
+      del d[last]
+    else:
+      d[last] = value
+  return edit
+
+
+def test_an_edited_config_is_refused_not_served(trained, tmp_path):
+  """config.json describes the network the weights are built into: edited (another kind, activation,
+  head count, data cleaning, a field gone or retyped, no config at all), the folder is refused in one
+  line naming config.json, by the API and by the test and inference tasks alike, and never serves
+  another model's recommendations under the old name. Fields that do not make the model (its name, its
+  reading) stay free to change (tests/test_tasks.py)."""
+  from configs import synthetic as synthetic_config
+  from bert4rec_jax import pipeline
+  src = trained["result"]["model_dir"]
+  df = trained["df"]
+  inputs = tmp_path / "inference.csv"
+  df[df["user"].isin(df["user"].unique()[:3])].to_csv(inputs, index=False)
+  for edit, match in (
+      (_set("model.kind", "sasrec"), r"model.kind: 'bert4rec' -> 'sasrec'"),
+      (_set("model.kind", "gpt"), "model.kind"),
+      (_set("model.hidden_act", "relu"), r"model.hidden_act: 'gelu' -> 'relu'"),
+      (_set("model.num_attention_heads", 3), "model.num_attention_heads"),
+      (_set("model.max_seq_length", "16"), "model.max_seq_length"),
+      (_set("model.max_seq_length", _set), "model.max_seq_length"),
+      (_set("data.drop_duplicates", True), "data.drop_duplicates"),
+      (_set("model", _set), "holds no model config|model"),
+      (lambda saved: dict(saved, config=[1, 2]), "holds no model config")):
+    copy = _edited_copy(src, str(tmp_path / "models" / "edited"), edit)
+    with pytest.raises(DataError, match=match) as e:
+      Recommender.load(copy)
+    assert "config.json" in str(e.value) and "\n" not in str(e.value)
+    config = synthetic_config.get_config("tiny")
+    config.wandb.mode, config.task, config.model_name = "disabled", "inference", copy
+    config.data.format, config.data.path = "csv", str(inputs)
+    with pytest.raises(DataError, match="config.json"):
+      pipeline.run(config, str(tmp_path / "work"), mode="all")
+  assert not (tmp_path / "work" / "results").exists()
+
+
+def test_a_folder_without_its_identity_still_names_what_is_wrong(trained, tmp_path, caplog):
+  """Without identity.json (a folder from before identities, or one it was taken from) nothing can
+  check the vocabulary or the config against what made the model: loading says so, and a config that
+  builds no model, or one the weights do not fit, is still one line naming the folder's fault."""
+  src = trained["result"]["model_dir"]
+  copy = _edited_copy(src, str(tmp_path / "models" / "plain"), lambda saved: None)
+  os.remove(os.path.join(copy, "identity.json"))
+  with caplog.at_level(logging.WARNING):
+    rec = Recommender.load(copy)
+  assert "cannot be checked" in caplog.text and rec.recommend([["sku-1"]], k=2)[0]
+  for edit, error, match in (
+      (_set("model.kind", "gpt"), DataError, r"config.json describes no model .*model.kind='gpt'"),
+      (_set("model.max_seq_length", _set), DataError, "config.json holds no model config"),
+      (_set("model.hidden_size", 16), Exception, "not the model its folder's config describes")):
+    _edited_copy(src, copy, edit)
+    os.remove(os.path.join(copy, "identity.json"))
+    with pytest.raises(error, match=match) as e:
+      Recommender.load(copy)
+    assert "\n" not in str(e.value) and "another config.model_name" not in str(e.value)  # nothing to rename
+
+
+def test_damaged_training_counts_are_refused(trained, tmp_path):
+  """vocab/train_counts.npy ranks the fallback (histories with no known item): unreadable, or holding
+  counts that are not finite non-negative numbers (which would drop items from every list or rank
+  nothing), it is one line naming it."""
+  src = trained["result"]["model_dir"]
+  copy = _edited_copy(src, str(tmp_path / "models" / "counts"), lambda saved: None)
+  path = os.path.join(copy, "vocab", "train_counts.npy")
+  n = len(np.load(path))
+  for damage in (lambda f: f.write(b"garbage"), lambda f: np.save(f, np.full(n, np.nan)),
+                 lambda f: np.save(f, np.r_[np.ones(n - 1), np.inf]), lambda f: np.save(f, -np.ones(n)),
+                 lambda f: np.save(f, np.array(["1"] * n))):
+    with open(path, "wb") as f:
+      damage(f)
+    with pytest.raises(DataError, match="train_counts.npy") as e:
+      Recommender.load(copy)
+    assert "\n" not in str(e.value)
+
+
 def test_the_lock_is_the_folders_however_it_is_reached(trained, tmp_path):
   """A model reached through a link to its models/ folder, or a link to its workdir, is locked as
   itself: a run training it (an exclusive lock) keeps every spelling out."""
@@ -246,6 +352,9 @@ def test_load_errors_say_what_to_do(trained, tmp_path):
     Recommender.load(trained["workdir"])
   with pytest.raises(MissingError, match="no trained model"):
     Recommender.load(str(tmp_path))
+  name = os.path.basename(trained["result"]["model_dir"])
+  with pytest.raises(MissingError, match=f"the models of .*{name}"):  # a misspelt name: the names there
+    Recommender.load(trained["workdir"], name[:-1])
   with pytest.raises(ConfigError, match="read_last"):
     Recommender.load(trained["result"]["model_dir"], read_last="sideways")
   causal = Recommender.load(trained["result"]["model_dir"], read_last="causal")
