@@ -78,6 +78,9 @@ BY_EPOCHS = {"train.num_epochs": "train.num_train_steps", "train.num_warmup_epoc
 # Switches that change speed, not the model: in the name's hash (existing names keep their hash),
 # but a run that changes one resumes the same model.
 SPEED_ONLY = {"train.compact_targets", "train.donate_buffers"}
+# The identity's settings that decide how a trained model is served: its network, how histories are
+# read, and the seed (the sampled protocol's negatives). config.json must agree with identity.json there.
+SERVING = ("model.", "data.", "seed")
 DATA_KEYS = {"data.input": "the input file or its data settings", "data.content": "the prepared data",
              "data.vocab": "the item vocabulary (items or their counts)"}
 
@@ -191,7 +194,7 @@ def read_record(path: str, reader, keys=()):
   except FileNotFoundError as e:
     raise MissingError(f"{path}: missing from the model folder; put back an intact copy, or train the model anew "
                        "(train.overwrite=true)") from e
-  except (OSError, ValueError, KeyError, TypeError) as e:  # JSON, Parquet (ArrowInvalid is a ValueError)
+  except (OSError, ValueError, KeyError, TypeError, EOFError) as e:  # JSON, Parquet (ArrowInvalid: ValueError)
     raise DataError(f"{path} cannot be read ({type(e).__name__}: {' '.join(str(e).split())[:100]}): the model folder "
                     "is damaged; put back an intact copy, or train the model anew (train.overwrite=true)") from e
 
@@ -236,30 +239,32 @@ class Folder:
     return vocab
 
   def saved_config(self) -> ml_collections.ConfigDict:
-    """config.json's config, checked against identity.json: an edited config (another model kind,
-    size, activation or data cleaning) would build another model around these weights, so it is a
-    damaged folder, named in one line, never a model served quietly under its old name."""
+    """config.json's config, checked against identity.json where it decides how the weights are
+    served (SERVING: the network, the data reading, the seed of the sampled protocol): an edited
+    config (another model kind, size, activation or data cleaning) would build another model
+    around these weights, so it is a damaged folder, named in one line, never a model served
+    quietly under its old name. Settings of training alone are not compared: an identity written
+    before a rule about them was added may lack them."""
     path = self.file(CONFIG_FILE)
-    damaged = ("the model folder is damaged; put back an intact copy, or train the model anew "
-               "(train.overwrite=true)")
-    try:
-      config = ml_collections.ConfigDict(self.saved()["config"])
-      ident = self.saved_identity() if os.path.isfile(self.file(IDENTITY_FILE)) else None
-      if ident is not None and not isinstance(ident, dict):
+    damaged = "the model folder is damaged; put back an intact copy, or train the model anew (train.overwrite=true)"
+    raw = self.saved()["config"]
+    missing = [k for k in ("model", "train", "data") if not isinstance(raw, dict) or not isinstance(raw.get(k), dict)]
+    if missing:
+      raise DataError(f"{path} holds no model config (no {', '.join(missing)} section): {damaged}")
+    config = ml_collections.ConfigDict(raw)
+    if os.path.isfile(self.file(IDENTITY_FILE)):
+      ident = self.saved_identity()
+      if not isinstance(ident, dict):
         raise DataError(f"{self.file(IDENTITY_FILE)} holds no identity: {damaged}")
-      diff = differences(ident, identity(config, ident.get("data.input", ""), {
-          k: ident.get(f"data.{k}") for k in ("content", "vocab")})) if ident is not None else []
-      if not diff:
-        config.model.max_seq_length, config.train.num_train_steps  # noqa: B018 (what every reader builds from)
-    except (AttributeError, KeyError, TypeError, ValueError) as e:
-      if isinstance(e, (DataError, MissingError)):
-        raise
-      raise DataError(f"{path} holds no model config ({type(e).__name__}: {' '.join(str(e).split())[:100]}): "
-                      f"{damaged}") from e
-    if diff:
-      shown = "; ".join(diff)
-      raise DataError(f"{path}: not the config this model was trained with ({IDENTITY_FILE} -> {CONFIG_FILE}: "
-                      f"{shown[:200]}): {damaged}")
+      again = identity(config, ident.get("data.input", ""), {k: ident.get(f"data.{k}") for k in ("content", "vocab")})
+      serving = lambda d: {k: v for k, v in d.items() if k.startswith(SERVING)}  # noqa: E731
+      diff = differences(serving(ident), serving(again))
+      if diff:
+        raise DataError(f"{path}: not the config this model was trained with ({IDENTITY_FILE} -> {CONFIG_FILE}: "
+                        f"{'; '.join(diff)[:200]}): {damaged}")
+    for field in ("max_seq_length", "hidden_size"):  # what every reader builds from
+      if field not in config.model:
+        raise DataError(f"{path} holds no model config (no model.{field}): {damaged}")
     return config
 
   def saved_identity(self) -> Optional[Dict]:
@@ -288,6 +293,9 @@ class Folder:
     path = self.file(TRAIN_COUNTS_FILE)
     if os.path.isfile(path):
       counts = read_record(path, lambda p: np.load(p, allow_pickle=False))
+      if not isinstance(counts, np.ndarray):  # an .npz archive under that name
+        raise DataError(f"{path}: not an array of training counts: the model folder is damaged; put back an intact "
+                        "copy, or train the model anew (train.overwrite=true)")
       if counts.shape == (vocab.num_items,):
         if counts.dtype.kind not in "iuf" or not np.isfinite(counts).all() or (counts < 0).any():
           raise DataError(f"{path}: not training counts ({counts.dtype} values, some not finite counts): the model "
@@ -306,9 +314,12 @@ class Folder:
 
 
 def initial_state(folder: Folder, create):
-  """create(): the initial state built from a model folder's saved config. A config that builds no
-  model (one edited in a folder without the identity that would have caught it) is the folder's
-  fault, named in one line, not a traceback from deep inside the model."""
+  """create(): the initial state built from a model folder's saved config. In a folder without
+  identity.json (nothing to check config.json against), a config that builds no model is the
+  folder's fault, named in one line, not a traceback from deep inside the model; with it, any
+  failure is ours and keeps its traceback."""
+  if os.path.isfile(folder.file(IDENTITY_FILE)):
+    return create()
   try:
     return create()
   except (AssertionError, AttributeError, KeyError, TypeError, ConfigError) as e:
