@@ -81,6 +81,8 @@ SPEED_ONLY = {"train.compact_targets", "train.donate_buffers"}
 # The identity's settings that decide how a trained model is served: its network, how histories are
 # read, and the seed (the sampled protocol's negatives). config.json must agree with identity.json there.
 SERVING = ("model.", "data.", "seed")
+# What every refusal of a damaged model folder says to do.
+DAMAGED = "the model folder is damaged; put back an intact copy, or train the model anew (train.overwrite=true)"
 DATA_KEYS = {"data.input": "the input file or its data settings", "data.content": "the prepared data",
              "data.vocab": "the item vocabulary (items or their counts)"}
 
@@ -195,8 +197,7 @@ def read_record(path: str, reader, keys=()):
     raise MissingError(f"{path}: missing from the model folder; put back an intact copy, or train the model anew "
                        "(train.overwrite=true)") from e
   except (OSError, ValueError, KeyError, TypeError, EOFError) as e:  # JSON, Parquet (ArrowInvalid: ValueError)
-    raise DataError(f"{path} cannot be read ({type(e).__name__}: {' '.join(str(e).split())[:100]}): the model folder "
-                    "is damaged; put back an intact copy, or train the model anew (train.overwrite=true)") from e
+    raise DataError(f"{path} cannot be read ({type(e).__name__}: {' '.join(str(e).split())[:100]}): {DAMAGED}") from e
 
 
 class Folder:
@@ -246,25 +247,24 @@ class Folder:
     quietly under its old name. Settings of training alone are not compared: an identity written
     before a rule about them was added may lack them."""
     path = self.file(CONFIG_FILE)
-    damaged = "the model folder is damaged; put back an intact copy, or train the model anew (train.overwrite=true)"
     raw = self.saved()["config"]
     missing = [k for k in ("model", "train", "data") if not isinstance(raw, dict) or not isinstance(raw.get(k), dict)]
     if missing:
-      raise DataError(f"{path} holds no model config (no {', '.join(missing)} section): {damaged}")
+      raise DataError(f"{path} holds no model config (no {', '.join(missing)} section): {DAMAGED}")
     config = ml_collections.ConfigDict(raw)
     if os.path.isfile(self.file(IDENTITY_FILE)):
       ident = self.saved_identity()
       if not isinstance(ident, dict):
-        raise DataError(f"{self.file(IDENTITY_FILE)} holds no identity: {damaged}")
+        raise DataError(f"{self.file(IDENTITY_FILE)} holds no identity: {DAMAGED}")
       again = identity(config, ident.get("data.input", ""), {k: ident.get(f"data.{k}") for k in ("content", "vocab")})
       serving = lambda d: {k: v for k, v in d.items() if k.startswith(SERVING)}  # noqa: E731
       diff = differences(serving(ident), serving(again))
       if diff:
         raise DataError(f"{path}: not the config this model was trained with ({IDENTITY_FILE} -> {CONFIG_FILE}: "
-                        f"{'; '.join(diff)[:200]}): {damaged}")
+                        f"{'; '.join(diff)[:200]}): {DAMAGED}")
     for field in ("max_seq_length", "hidden_size"):  # what every reader builds from
       if field not in config.model:
-        raise DataError(f"{path} holds no model config (no model.{field}): {damaged}")
+        raise DataError(f"{path} holds no model config (no model.{field}): {DAMAGED}")
     return config
 
   def saved_identity(self) -> Optional[Dict]:
@@ -294,12 +294,10 @@ class Folder:
     if os.path.isfile(path):
       counts = read_record(path, lambda p: np.load(p, allow_pickle=False))
       if not isinstance(counts, np.ndarray):  # an .npz archive under that name
-        raise DataError(f"{path}: not an array of training counts: the model folder is damaged; put back an intact "
-                        "copy, or train the model anew (train.overwrite=true)")
+        raise DataError(f"{path}: not an array of training counts: {DAMAGED}")
       if counts.shape == (vocab.num_items,):
         if counts.dtype.kind not in "iuf" or not np.isfinite(counts).all() or (counts < 0).any():
-          raise DataError(f"{path}: not training counts ({counts.dtype} values, some not finite counts): the model "
-                          "folder is damaged; put back an intact copy, or train the model anew (train.overwrite=true)")
+          raise DataError(f"{path}: not training counts ({counts.dtype} values, some not finite counts): {DAMAGED}")
         return counts.astype(np.float32)
       logging.warning("%s holds %s counts for %d items: using the vocabulary's", path, counts.shape, vocab.num_items)
     else:
