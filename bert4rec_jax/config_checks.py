@@ -290,7 +290,9 @@ def _check_eval(p: _Problems, e) -> None:
          e.ks, "cut-offs must be whole numbers >= 1, e.g. (1, 5, 10)")
   p.at_least("eval.num_negatives", e.num_negatives, 0)
   p.one_of("eval.negative_sampling", e.negative_sampling, SAMPLERS)
-  p.at_least("eval.max_valid_users", e.max_valid_users, 0)
+  v = e.max_valid_users
+  p.need(isinstance(v, int) and not isinstance(v, bool) and v >= -1, "eval.max_valid_users", v,
+         "must be a whole number >= 0 (0 = all; -1 = from the data)")
   p.at_least("eval.item_chunk_size", e.item_chunk_size, 1)
   p.one_of("eval.rank_method", e.rank_method, ("count", "sort"))
   p.one_of("eval.print_metrics", e.get("print_metrics", "short"), ("short", "all"))

@@ -50,6 +50,14 @@ and a rerun on the same data resumes it. Each choice is logged with the rule tha
                                        (MovieLens-1M's first 600 users); 23 is the geometric midpoint
                                        of 18.5 and 29. The rate or the regularisation alone does not help.
   train.eval_every_steps = -1        num_train_steps / train.auto_validations (rounded up)
+  eval.max_valid_users = -1          every user of the validation split, at most as many as keep the
+                                     validations' estimated time (`validation_user_seconds`: the
+                                     encoder read once and the output layer against every item, at
+                                     the step estimate's rates, and the ranking's work per item)
+                                     under 5% of the schedule's estimated training time, and at
+                                     least 2,000 (or all): the fewer users a checkpoint is chosen on,
+                                     the more it loses on users it never saw (docs/recipe.md,
+                                     "Validation on every user")
   train.max_training_minutes = -1    85 minutes per 300k training interactions (at least 10):
                                      training ends there for good, with the best validated
                                      checkpoint, on a machine slower than the one the step's
@@ -96,6 +104,15 @@ BOUND_MINUTES, BOUND_MIN_MINUTES = 85, 10
 # softmax; docs/benchmarks/cpu_2core_step_rates_fit.json); every row within 0.90-1.23 x the estimate.
 CPU_ENCODER_FLOPS_PER_SECOND, CPU_OUTPUT_FLOPS_PER_SECOND, CPU_STEP_SECONDS = 28e9, 78e9, 0.05
 BUDGET_GRAIN = 10.0
+# eval.max_valid_users = -1: the periodic validations may take this share of the schedule's estimated
+# training time (measured, validation is to stay under 10% of a run), and validate at least
+# MIN_VALID_USERS users (all of a smaller split), base()'s fixed number.
+VALID_SHARE, MIN_VALID_USERS = 0.05, 2000
+# A validation's work per user and item beyond the output layer's product (the rank's comparisons, the
+# history's exclusion, the chunked scan): with it full Beauty's estimate (271 microseconds a user) meets
+# its measured validation (260 on 2 cores: docs/benchmarks/cpu_2core_validation.json), where the
+# products alone said 162; MovieLens-1M's (window 200, 3,416 items) is then above its measured 890.
+VALID_ITEM_SECONDS = 2e-9
 
 
 def auto_fields(config) -> List[str]:
@@ -128,6 +145,8 @@ def auto_fields(config) -> List[str]:
     out.append("model.hidden_dropout_prob")
   if t.get("max_training_minutes", 0) == -1:
     out.append("train.max_training_minutes")
+  if config.eval.get("max_valid_users", 0) == -1:
+    out.append("eval.max_valid_users")
   return out
 
 
@@ -231,6 +250,21 @@ def position_seconds(config, num_items: int, batches) -> float:
   return seconds / max(1.0, config.train.batch_size * sum(w for w, _ in batches))
 
 
+def validation_user_seconds(config, num_items: int, lengths: np.ndarray) -> float:
+  """Estimated seconds of a 2-core CPU per user of one validation: the encoder read once over the
+  width evaluation gives the user's history (a power of two, at most max_seq_length, as
+  `evaluate.Evaluator` batches them) and the output layer against every item, at the training
+  step's rates, plus VALID_ITEM_SECONDS per item for the ranking around the product."""
+  m = config.model
+  h, length = m.hidden_size, m.max_seq_length
+  lengths = np.asarray(lengths, np.int64)
+  widths = np.minimum(length, 2 ** np.ceil(np.log2(np.maximum(lengths, 1) + 1)))
+  per_position = m.num_hidden_layers * (8 * h * h + 4 * h * m.intermediate_size + 4 * widths * h)
+  encoder = float(np.mean(per_position * widths)) if len(widths) else 0.0
+  return (encoder / CPU_ENCODER_FLOPS_PER_SECOND + 2.0 * h * num_items / CPU_OUTPUT_FLOPS_PER_SECOND
+          + num_items * VALID_ITEM_SECONDS)
+
+
 def resolve(config, train_seqs, num_items: int, num_devices: int = 1) -> List[str]:
   """Fills in every field left to the data (`auto_fields`) from the training sequences and the
   catalogue size, in place; returns one line per choice (also logged). num_devices: those one
@@ -286,6 +320,7 @@ def resolve(config, train_seqs, num_items: int, num_devices: int = 1) -> List[st
                    + ")")
   from bert4rec_jax import trainer  # a schedule in epochs, now that the windows are known
   trainer.resolve_schedule(config, train_seqs)
+  seconds = None  # the step's estimated seconds per window position, once computed
   if "train.num_train_steps" in todo:
     width = mean_width(config, train_seqs)
     per_step = t.batch_size * width
@@ -314,6 +349,28 @@ def resolve(config, train_seqs, num_items: int, num_devices: int = 1) -> List[st
     count = -(-t.num_train_steps // t.eval_every_steps)  # every eval_every_steps, and at the last step
     lines.append(f"train.eval_every_steps={t.eval_every_steps:,}: {count} validations over the "
                  f"{t.num_train_steps:,} steps (train.auto_validations={t.auto_validations})")
+  if "eval.max_valid_users" in todo:
+    users, every = len(lengths), t.eval_every_steps
+    validations = -(-t.num_train_steps // every) if every > 0 else 0
+    if not validations or users <= MIN_VALID_USERS:
+      config.eval.max_valid_users = 0
+      lines.append(f"eval.max_valid_users=0: every one of the {users:,} validation users"
+                   + ("" if validations else " (no periodic validation)"))
+    else:
+      if seconds is None:
+        seconds = position_seconds(config, num_items, estimate_batches(config, train_seqs))
+      planned = seconds * t.batch_size * mean_width(config, train_seqs) * t.num_train_steps
+      each = validation_user_seconds(config, num_items, lengths)
+      fits = int(VALID_SHARE * planned / (validations * each))
+      chosen = min(users, max(MIN_VALID_USERS, fits))
+      config.eval.max_valid_users = 0 if chosen >= users else chosen
+      lines.append(f"eval.max_valid_users={config.eval.max_valid_users}: "
+                   + (f"every one of the {users:,} validation users" if chosen >= users else
+                      f"{chosen:,} of the {users:,} validation users")
+                   + f", {validations} validations of an estimated {each * 1e6:.0f} microseconds per user "
+                   f"{'within' if fits >= users else 'cut to'} {VALID_SHARE:.0%} of the estimated "
+                   f"{planned / 60:.0f} minutes of training"
+                   + (f" (at least {MIN_VALID_USERS:,})" if fits < MIN_VALID_USERS else ""))
   if "train.max_training_minutes" in todo:
     t.max_training_minutes = max(BOUND_MIN_MINUTES, round(BOUND_MINUTES * interactions / TARGET_INTERACTIONS, 1))
     lines.append(f"train.max_training_minutes={t.max_training_minutes:g}: training ends there on a machine slower "

@@ -92,11 +92,13 @@ def test_the_step_rates_are_fitted_to_measured_rows(tmp_path):
                            "output_gflop_per_second": pytest.approx(60, rel=1e-3),
                            "step_seconds": pytest.approx(0.05, rel=1e-3)}
   assert all(r["measured_over_estimated_fitted"] == pytest.approx(1, abs=1e-3) for r in out["rows"].values())
-  # every row the same mix of work: the fixed cost cannot be told from the rates
-  same = {f"r{i}": {"step_seconds": k * 1.0, "estimated_encoder_gflop_per_step": 10 * k,
-                    "estimated_output_gflop_per_step": 10 * k} for i, k in enumerate((1, 2, 3))}
-  bad = _fit(tmp_path, {**same, "r9": {"step_seconds": 0.5, "estimated_encoder_gflop_per_step": 30,
-                                        "estimated_output_gflop_per_step": 1}})
+  # rows whose times only a negative cost per step explains (faster than their work at any rates): no
+  # fit. (Made exactly by -0.3 s a step; rows that fix a term at 0 only up to rounding would pass or fail
+  # by the machine's arithmetic.)
+  less = {f"r{i}": {"step_seconds": e / 20 + o / 60 - 0.3, "estimated_encoder_gflop_per_step": e,
+                    "estimated_output_gflop_per_step": o} for i, (e, o) in enumerate(work) if e / 20 + o / 60 > 0.5}
+  assert len(less) == 4
+  bad = _fit(tmp_path, less)
   assert bad.returncode != 0 and "non-positive" in bad.stderr
   assert "rerun" in _fit(tmp_path, {"old": {"step_seconds": 1.0, "estimated_gflop_per_step": 3}}).stderr
   (tmp_path / "rows.json").write_text("{not json")

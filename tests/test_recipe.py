@@ -67,7 +67,8 @@ def test_resolve_fills_only_what_is_left_to_the_data():
   assert c.train.max_training_minutes == 10  # 85 minutes per 300k training interactions, at least 10
   assert c.train.masked_loss_every == 1  # sparse: the masked-item loss on every window
   assert c.train.spike_clip == recipe.SAMPLED_SPIKE_CLIP == 2  # the sampled softmax: its spikes clipped
-  assert len(lines) == 13 and not recipe.auto_fields(c)
+  assert c.eval.max_valid_users == 0  # 1,000 users: every one of them
+  assert len(lines) == 14 and not recipe.auto_fields(c)
   assert "train.learning_rate=0.003: 0.1 training interactions per item < 23 (sparse data)" in lines
   big = default.get_config()
   recipe.resolve(big, _seqs([50] * 20_000), num_items=40_000)  # 1M training interactions
@@ -120,6 +121,64 @@ def test_spike_clipping_follows_the_softmax_the_step_computes():
     c = default.get_config()
     c.train.spike_clip = bad
     with pytest.raises(ConfigError, match=f"config.train.spike_clip={bad}"):
+      config_checks.validate(c)
+
+
+def _reference_validation_users(c, lengths, num_items):
+  """Written out: each user's encoder read at the power of two above its history and the [MASK] slot
+  (at most the window) and the output layer against every item, at the step estimate's rates, and 2
+  nanoseconds per item for the ranking; as
+  many users as fit 5% of the planned training time over the validations, at least 2,000, 0 for all."""
+  m = c.model
+  h, total = m.hidden_size, 0.0
+  for n in lengths:
+    width = 1
+    while width < n + 1:
+      width *= 2
+    width = min(width, m.max_seq_length)
+    total += m.num_hidden_layers * (8 * h * h + 4 * h * m.intermediate_size + 4 * width * h) * width / 28e9
+  each = total / len(lengths) + 2 * h * num_items / 78e9 + num_items * 2e-9
+  seqs = _seqs(lengths)
+  planned = (recipe.position_seconds(c, num_items, recipe.estimate_batches(c, seqs)) * c.train.batch_size
+             * recipe.mean_width(c, seqs) * c.train.num_train_steps)
+  validations = math.ceil(c.train.num_train_steps / c.train.eval_every_steps)
+  chosen = min(len(lengths), max(2000, int(0.05 * planned / (validations * each))))
+  return 0 if chosen == len(lengths) else chosen
+
+
+def test_validation_users_follow_the_time_the_validations_take():
+  """eval.max_valid_users = -1: every validation user while the validations' estimated time fits 5% of
+  the estimated training time, else as many as fit, at least 2,000; a value given is kept."""
+  from configs import default
+  rng = np.random.default_rng(0)
+  for users, num_items, expect in ((1_500, 2_000_000, "all"), (3_000, 40_000, "all"), (30_000, 200_000, "cut"),
+                                   (30_000, 2_000_000, "floor")):
+    lengths = rng.integers(3, 12, users)
+    c = default.get_config()
+    lines = recipe.resolve(c, _seqs(lengths), num_items=num_items)
+    got = c.eval.max_valid_users
+    assert got == _reference_validation_users(c, lengths, num_items), (users, num_items)
+    assert {"all": got == 0, "cut": 2000 < got < users, "floor": got == 2000}[expect], (users, num_items, got)
+    assert [x for x in lines if x.startswith(f"eval.max_valid_users={got}: ")], lines
+    config_checks.validate(c)
+    given = default.get_config()
+    given.eval.max_valid_users = got
+    recipe.resolve(given, _seqs(lengths), num_items=num_items)
+    assert model_store.identity(c, "") == model_store.identity(given, "")  # the same model either way
+  for kept in (0, 300, 5_000):
+    c = default.get_config()
+    c.eval.max_valid_users = kept
+    recipe.resolve(c, _seqs([5] * 3000), num_items=40_000)
+    assert c.eval.max_valid_users == kept
+  c = default.get_config()
+  c.train.eval_every_steps, c.train.patience = 0, 0  # no periodic validation: nothing to cut
+  lines = recipe.resolve(c, _seqs([5] * 3000), num_items=2_000_000)
+  assert c.eval.max_valid_users == 0 and "eval.max_valid_users=0: every one of the 3,000 validation users " \
+      "(no periodic validation)" in lines
+  for bad in (-2, -100):  # ml_collections refuses a float or a string itself
+    c = default.get_config()
+    c.eval.max_valid_users = bad
+    with pytest.raises(ConfigError, match="config.eval.max_valid_users="):
       config_checks.validate(c)
 
 
@@ -375,7 +434,7 @@ def test_shipped_configs_leave_nothing_to_the_data():
       "model.max_seq_length", "masking.max_predictions_per_seq", "train.loss", "train.num_train_steps",
       "train.num_warmup_steps", "train.eval_every_steps", "train.learning_rate", "train.weight_decay",
       "model.hidden_dropout_prob", "train.budget_per_interaction", "train.max_training_minutes",
-      "train.masked_loss_every", "train.spike_clip"}
+      "train.masked_loss_every", "train.spike_clip", "eval.max_valid_users"}
 
 
 def _interactions(path, users, seed, items=30):
