@@ -240,6 +240,9 @@ class Evaluator:
     if eval_config.get("rank_method", "count") not in ("count", "sort"):
       raise ConfigError(f"config.eval.rank_method={eval_config.rank_method!r}: use count|sort")
     n = len(split.rows)
+    if not isinstance(max_users, (int, np.integer)) or max_users < 0:
+      raise ConfigError(f"max_users={max_users!r}: a number of users (0 = all); -1 (from the data) is resolved "
+                        "by recipe.resolve before evaluation")
     if max_users and n > max_users:  # a fixed random subset of users, for periodic validation
       self.index = np.sort(np.random.default_rng([seed, 7]).choice(n, max_users, replace=False))
     else:

@@ -109,10 +109,11 @@ BUDGET_GRAIN = 10.0
 # MIN_VALID_USERS users (all of a smaller split), base()'s fixed number.
 VALID_SHARE, MIN_VALID_USERS = 0.05, 2000
 # A validation's work per user and item beyond the output layer's product (the rank's comparisons, the
-# history's exclusion, the chunked scan): with it full Beauty's estimate (271 microseconds a user) meets
+# history's exclusion, the chunked scan): with it full Beauty's estimate (280 microseconds a user) meets
 # its measured validation (260 on 2 cores: docs/benchmarks/cpu_2core_validation.json), where the
-# products alone said 162; MovieLens-1M's (window 200, 3,416 items) is then above its measured 890.
+# products alone said 171; MovieLens-1M's (window 200, 3,416 items) is then above its measured 890.
 VALID_ITEM_SECONDS = 2e-9
+EVAL_MIN_WIDTH = 8  # evaluate.Evaluator's narrowest batch
 
 
 def auto_fields(config) -> List[str]:
@@ -252,13 +253,14 @@ def position_seconds(config, num_items: int, batches) -> float:
 
 def validation_user_seconds(config, num_items: int, lengths: np.ndarray) -> float:
   """Estimated seconds of a 2-core CPU per user of one validation: the encoder read once over the
-  width evaluation gives the user's history (a power of two, at most max_seq_length, as
-  `evaluate.Evaluator` batches them) and the output layer against every item, at the training
-  step's rates, plus VALID_ITEM_SECONDS per item for the ranking around the product."""
+  width evaluation gives the user's history and the [MASK] slot (the power of two at or above
+  them, at least 8 and at most max_seq_length, as `evaluate.Evaluator` cuts a batch of users of
+  similar lengths) and the output layer against every item, at the training step's rates, plus
+  VALID_ITEM_SECONDS per item for the ranking around the product."""
   m = config.model
   h, length = m.hidden_size, m.max_seq_length
   lengths = np.asarray(lengths, np.int64)
-  widths = np.minimum(length, 2 ** np.ceil(np.log2(np.maximum(lengths, 1) + 1)))
+  widths = np.minimum(length, np.maximum(EVAL_MIN_WIDTH, 2 ** np.ceil(np.log2(lengths + 1))))
   per_position = m.num_hidden_layers * (8 * h * h + 4 * h * m.intermediate_size + 4 * widths * h)
   encoder = float(np.mean(per_position * widths)) if len(widths) else 0.0
   return (encoder / CPU_ENCODER_FLOPS_PER_SECOND + 2.0 * h * num_items / CPU_OUTPUT_FLOPS_PER_SECOND
@@ -352,10 +354,10 @@ def resolve(config, train_seqs, num_items: int, num_devices: int = 1) -> List[st
   if "eval.max_valid_users" in todo:
     users, every = len(lengths), t.eval_every_steps
     validations = -(-t.num_train_steps // every) if every > 0 else 0
-    if not validations or users <= MIN_VALID_USERS:
-      config.eval.max_valid_users = 0
-      lines.append(f"eval.max_valid_users=0: every one of the {users:,} validation users"
-                   + ("" if validations else " (no periodic validation)"))
+    if not validations or users <= MIN_VALID_USERS:  # base()'s number: every user, and the name models had before
+      config.eval.max_valid_users = MIN_VALID_USERS
+      lines.append(f"eval.max_valid_users={MIN_VALID_USERS}: " + (
+          f"every one of the {users:,} validation users" if validations else "no periodic validation"))
     else:
       if seconds is None:
         seconds = position_seconds(config, num_items, estimate_batches(config, train_seqs))

@@ -170,7 +170,7 @@ def base():
   c.eval.num_negatives = 100  # Sampled protocol: negatives per user (0 disables the sampled protocol).
   c.eval.negative_sampling = "popularity"  # popularity (the paper's) | uniform.
   c.eval.exclude_history = True  # Items in the user's history (other than the target) are not ranked.
-  c.eval.max_valid_users = 2000  # Users in periodic validation during training (0 = all); final metrics use all.
+  c.eval.max_valid_users = 2000  # Users in periodic validation (0 = all; -1 = from the data); final metrics use all.
   c.eval.popularity_baseline = True  # Also evaluate most-popular with the same code and print it beside the model.
   c.eval.item_chunk_size = 65536  # Items scored at a time: memory is batch x chunk, never batch x catalogue.
   # count: rank = number of items scoring >= the target, chunk by chunk (no sort, O(N) per user).

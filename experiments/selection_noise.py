@@ -12,9 +12,12 @@ training chooses (the best mean, the earliest on ties, among the steps patience 
 on n users of one half, for each n of --sizes and for the whole half, and is scored on the other
 half: the loss against the other half's best checkpoint (regret) is what choosing on n users costs,
 measured on users the choice never saw. The run's own periodic curve (on its eval.max_valid_users
-users) is recomputed from the same scores as a check. Test is never read. Prints JSON.
+users) is recomputed from the same scores and must agree (other data, evaluation settings or checkpoints
+are refused, as is data whose hashes differ from the model's identity.json). Test is never read.
+Prints JSON.
 """
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -61,6 +64,10 @@ def analyse(scores: np.ndarray, sizes, draws: int, patience: int, seed: int = 0)
   rng = np.random.default_rng(seed)
   half = users // 2
   labels = [n for n in sizes if n <= half] + ["half"]
+  dropped = [n for n in sizes if n > half]
+  if dropped:
+    print(f"--sizes {dropped}: more than half of the {users:,} users (the held-out half needs the rest); "
+          f"the whole half ({half:,}) stands for them", file=sys.stderr)
   regrets = {n: [] for n in labels}
   picks = {n: np.zeros(steps, np.int64) for n in labels}
   for _ in range(draws):
@@ -102,40 +109,60 @@ def main():
 
 
 def run(args, sizes) -> dict:
-  from bert4rec_jax import dataset, evaluate, model as model_lib, model_store, parallel, pipeline, selection, trainer
+  from bert4rec_jax import io_utils, pipeline
   model_dir = os.path.join(args.workdir, "models", args.model)
+  lock_file = pipeline.model_lock(model_dir)  # shared: never while a run trains or replaces the model
+  with io_utils.lock(lock_file, f"model {model_dir}", shared=True) if lock_file else contextlib.nullcontext():
+    return measure(args, sizes, model_dir)
+
+
+def measure(args, sizes, model_dir: str) -> dict:
+  from bert4rec_jax import dataset, evaluate, model as model_lib, model_store, parallel, pipeline, selection, trainer
   folder = model_store.Folder(model_dir)
   if not folder.is_model:
     raise UserError(f"{model_dir}: no trained model there")
   config = folder.saved_config()
-  saved = selection.recorded(model_dir)
-  if not saved:
+  if config.model.get("kind", "bert4rec") not in model_lib.KINDS:
+    raise UserError(f"{model_dir} is the {config.model.kind} baseline: it has no checkpoints to choose among")
+  if selection.recorded(model_dir) is None:
     raise UserError(f"{model_dir}: trained without selection on validation (no {selection.SELECTION_FILE})")
-  curve = [(int(e["step"]), float(e["value"])) for e in saved["curve"]]
-  if saved["metric"] != "ndcg@10":
-    raise UserError(f"{model_dir} selected on {saved['metric']}; this script measures ndcg@10")
-  prepared, _ = dataset.load_or_prepare(config.data, args.workdir, pipeline.min_seq_length(config))
+  prepared, data_dir = dataset.load_or_prepare(config.data, args.workdir, pipeline.min_seq_length(config))
+  identity = folder.saved_identity() or {}
+  found = dataset.fingerprint(data_dir)
+  for key in ("content", "vocab"):
+    if identity.get(f"data.{key}") and identity[f"data.{key}"] != found[key]:
+      raise UserError(f"{config.data.path} (prepared in {data_dir}) is not the data {model_dir} was trained on "
+                      f"(its {key} differs from the model's identity.json): restore that data or pass its workdir")
   _, splits = pipeline.task_splits(config.task, prepared.sequences)
   num_items = prepared.vocab.num_items
   devices = parallel.local_devices(0)
   ec = config.eval.copy_and_resolve_references()
   ec.num_negatives = 0
-  full = evaluate.Evaluator(splits["valid"], prepared.vocab, eval_config=ec, max_seq_length=config.model.max_seq_length,
-                            devices=devices, seed=config.seed)
-  periodic = evaluate.Evaluator(splits["valid"], prepared.vocab, eval_config=ec,
-                                max_seq_length=config.model.max_seq_length, devices=devices, seed=config.seed,
-                                max_users=saved.get("validated_users") or config.eval.max_valid_users)
-  position = {int(u): i for i, u in enumerate(full.index)}
-  periodic_columns = np.array([position[int(u)] for u in periodic.index])
   scorer = evaluate.model_scorer(model_lib.from_config(config.model, num_items))
   state = model_store.initial_state(folder, lambda: trainer.create_state(config, num_items))
   manager = model_store.checkpoint_manager(folder, writable=False)
   try:
+    # The curve up to the newest checkpoint: a run killed between its validation's record and the
+    # checkpoint left one entry more, which its resume trains again.
+    sel = selection.of_folder(model_dir, manager.latest_step() or 0)
+    if sel.metric != "ndcg@10":
+      raise UserError(f"{model_dir} selected on {sel.metric}; this script measures ndcg@10")
+    curve = [(int(e["step"]), float(e["value"])) for e in sel.curve]
+    if not curve:
+      raise UserError(f"{model_dir}: no validated checkpoint yet")
+    full = evaluate.Evaluator(splits["valid"], prepared.vocab, eval_config=ec,
+                              max_seq_length=config.model.max_seq_length, devices=devices, seed=config.seed)
+    periodic = evaluate.Evaluator(splits["valid"], prepared.vocab, eval_config=ec,
+                                  max_seq_length=config.model.max_seq_length, devices=devices, seed=config.seed,
+                                  max_users=sel.users or config.eval.max_valid_users)
+    position = {int(u): i for i, u in enumerate(full.index)}
+    periodic_columns = np.array([position[int(u)] for u in periodic.index])
     on_disk = set(manager.all_steps())
     missing = [s for s, _ in curve if s not in on_disk]
     if missing:
-      raise UserError(f"{model_dir}: the checkpoints of validation steps {missing[:5]}{'...' if len(missing) > 5 else ''} "
-                      "are not on disk: train with train.keep_checkpoints above the number of checkpoints a run saves")
+      more = "..." if len(missing) > 5 else ""
+      raise UserError(f"{model_dir}: the checkpoints of validation steps {missing[:5]}{more} are not on disk: "
+                      "train with train.keep_checkpoints above the number of checkpoints a run saves")
     rows = []
     for step, _ in curve:
       t0 = time.perf_counter()
@@ -149,7 +176,11 @@ def run(args, sizes) -> dict:
     manager.close()
   scores = np.stack(rows)
   recomputed = scores[:, periodic_columns].mean(axis=1)
-  patience = int(saved.get("patience", 0))
+  off = float(np.max(np.abs(recomputed - np.array([v for _, v in curve]))))
+  if off > 1e-6:  # the same checkpoints on the same users must give the values training recorded
+    raise UserError(f"{model_dir}: its checkpoints score {off:.2g} away from the validations training recorded on "
+                    "the same users: not the data, evaluation settings or checkpoints it was trained with")
+  patience = int(sel.patience or 0)
   full_means = scores.mean(axis=1)
   steps = [s for s, _ in curve]
   periodic_choice, full_choice = choose(np.array([v for _, v in curve]), patience), choose(full_means, patience)
@@ -158,7 +189,7 @@ def run(args, sizes) -> dict:
       "date": time.strftime("%Y-%m-%d"), "model": args.model, "validation_users": int(scores.shape[1]),
       "patience": patience, "steps": steps,
       "periodic": {"users": int(len(periodic_columns)), "curve": [v for _, v in curve],
-                   "recomputed_max_abs_difference": float(np.max(np.abs(recomputed - np.array([v for _, v in curve])))),
+                   "recomputed_max_abs_difference": off,
                    "chosen_step": steps[periodic_choice], "chosen_full_value": float(full_means[periodic_choice])},
       "full_split": {"curve": [round(float(v), 5) for v in full_means], "chosen_step": steps[full_choice],
                      "chosen_value": float(full_means[full_choice])},

@@ -67,7 +67,7 @@ def test_resolve_fills_only_what_is_left_to_the_data():
   assert c.train.max_training_minutes == 10  # 85 minutes per 300k training interactions, at least 10
   assert c.train.masked_loss_every == 1  # sparse: the masked-item loss on every window
   assert c.train.spike_clip == recipe.SAMPLED_SPIKE_CLIP == 2  # the sampled softmax: its spikes clipped
-  assert c.eval.max_valid_users == 0  # 1,000 users: every one of them
+  assert c.eval.max_valid_users == 2000  # 1,000 users: every one of them, as base()'s 2,000 validated them
   assert len(lines) == 14 and not recipe.auto_fields(c)
   assert "train.learning_rate=0.003: 0.1 training interactions per item < 23 (sparse data)" in lines
   big = default.get_config()
@@ -132,7 +132,7 @@ def _reference_validation_users(c, lengths, num_items):
   m = c.model
   h, total = m.hidden_size, 0.0
   for n in lengths:
-    width = 1
+    width = 8
     while width < n + 1:
       width *= 2
     width = min(width, m.max_seq_length)
@@ -142,6 +142,8 @@ def _reference_validation_users(c, lengths, num_items):
   planned = (recipe.position_seconds(c, num_items, recipe.estimate_batches(c, seqs)) * c.train.batch_size
              * recipe.mean_width(c, seqs) * c.train.num_train_steps)
   validations = math.ceil(c.train.num_train_steps / c.train.eval_every_steps)
+  if len(lengths) <= 2000:
+    return 2000  # every user, under the name such a model had before the rule
   chosen = min(len(lengths), max(2000, int(0.05 * planned / (validations * each))))
   return 0 if chosen == len(lengths) else chosen
 
@@ -151,14 +153,15 @@ def test_validation_users_follow_the_time_the_validations_take():
   the estimated training time, else as many as fit, at least 2,000; a value given is kept."""
   from configs import default
   rng = np.random.default_rng(0)
-  for users, num_items, expect in ((1_500, 2_000_000, "all"), (3_000, 40_000, "all"), (30_000, 200_000, "cut"),
+  for users, num_items, expect in ((1_500, 2_000_000, "small"), (3_000, 40_000, "all"), (30_000, 200_000, "cut"),
                                    (30_000, 2_000_000, "floor")):
     lengths = rng.integers(3, 12, users)
     c = default.get_config()
     lines = recipe.resolve(c, _seqs(lengths), num_items=num_items)
     got = c.eval.max_valid_users
     assert got == _reference_validation_users(c, lengths, num_items), (users, num_items)
-    assert {"all": got == 0, "cut": 2000 < got < users, "floor": got == 2000}[expect], (users, num_items, got)
+    assert {"all": got == 0, "cut": 2000 < got < users, "floor": got == 2000, "small": got == 2000}[expect], \
+        (users, num_items, got)
     assert [x for x in lines if x.startswith(f"eval.max_valid_users={got}: ")], lines
     config_checks.validate(c)
     given = default.get_config()
@@ -173,8 +176,7 @@ def test_validation_users_follow_the_time_the_validations_take():
   c = default.get_config()
   c.train.eval_every_steps, c.train.patience = 0, 0  # no periodic validation: nothing to cut
   lines = recipe.resolve(c, _seqs([5] * 3000), num_items=2_000_000)
-  assert c.eval.max_valid_users == 0 and "eval.max_valid_users=0: every one of the 3,000 validation users " \
-      "(no periodic validation)" in lines
+  assert c.eval.max_valid_users == 2000 and "eval.max_valid_users=2000: no periodic validation" in lines
   for bad in (-2, -100):  # ml_collections refuses a float or a string itself
     c = default.get_config()
     c.eval.max_valid_users = bad

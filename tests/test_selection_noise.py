@@ -76,13 +76,21 @@ def test_the_script_scores_every_validated_checkpoint(tiny_config, tmp_path):
   c.train.keep_checkpoints = 10
   workdir = tmp_path / "kept"
   name = pipeline.run(c, str(workdir), mode="train")["model_name"]
+  # a run killed after recording a validation and before its checkpoint: the curve stops at the newest checkpoint
+  record = workdir / "models" / name / "selection.json"
+  kept = record.read_text()
+  killed = json.loads(kept)
+  killed["curve"].append(dict(killed["curve"][-1], step=75))
+  record.write_text(json.dumps(killed))
   out = tmp_path / "noise.json"
   done = subprocess.run([sys.executable, script, f"--workdir={workdir}", f"--model={name}", "--sizes=10,20,1000",
                          "--draws=50", f"--out={out}"], capture_output=True, text=True, cwd=REPO, env=env, timeout=600)
   assert done.returncode == 0, done.stderr[-3000:]
+  assert "--sizes [1000]: more than half of the" in done.stderr
   result = json.loads(out.read_text())
   assert result == json.loads(done.stdout)
-  saved = json.loads((workdir / "models" / name / "selection.json").read_text())
+  record.write_text(kept)
+  saved = json.loads(kept)
   assert result["steps"] == [e["step"] for e in saved["curve"]] == [15, 30, 45, 60]
   # the run's own periodic curve, on its 40 users, recomputed from the per-user scores of all of them
   assert result["periodic"]["users"] == 40 and result["periodic"]["recomputed_max_abs_difference"] < 1e-6
@@ -91,3 +99,12 @@ def test_the_script_scores_every_validated_checkpoint(tiny_config, tmp_path):
   assert set(result["halvings"]) == {"10", "20", "half"}  # 1,000 users: more than half of the split
   assert all(r["mean_regret"] >= 0 for r in result["halvings"].values())
   assert not list((workdir / "results").glob("**/test_*"))  # test never read
+
+  # values training never recorded on these users (another data file, other settings, other checkpoints): refused
+  wrong = json.loads(kept)
+  wrong["curve"][1]["value"] += 0.01
+  record.write_text(json.dumps(wrong))
+  refused = subprocess.run([sys.executable, script, f"--workdir={workdir}", f"--model={name}", "--draws=5"],
+                           capture_output=True, text=True, cwd=REPO, env=env, timeout=600)
+  assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr[-2000:]
+  assert "away from the validations training recorded" in refused.stderr.strip().splitlines()[-1]
