@@ -322,7 +322,7 @@ def resolve(config, train_seqs, num_items: int, num_devices: int = 1) -> List[st
                    + ")")
   from bert4rec_jax import trainer  # a schedule in epochs, now that the windows are known
   trainer.resolve_schedule(config, train_seqs)
-  seconds = None  # the step's estimated seconds per window position, once computed
+  width = seconds = None  # the mean batch width and the step's estimated seconds per position, once computed
   if "train.num_train_steps" in todo:
     width = mean_width(config, train_seqs)
     per_step = t.batch_size * width
@@ -361,7 +361,9 @@ def resolve(config, train_seqs, num_items: int, num_devices: int = 1) -> List[st
     else:
       if seconds is None:
         seconds = position_seconds(config, num_items, estimate_batches(config, train_seqs))
-      planned = seconds * t.batch_size * mean_width(config, train_seqs) * t.num_train_steps
+      if width is None:
+        width = mean_width(config, train_seqs)
+      planned = seconds * t.batch_size * width * t.num_train_steps
       each = validation_user_seconds(config, num_items, lengths)
       fits = int(VALID_SHARE * planned / (validations * each))
       chosen = min(users, max(MIN_VALID_USERS, fits))

@@ -34,12 +34,6 @@ import benchmark  # noqa: E402  (a sibling script)
 from bert4rec_jax.errors import UserError, one_line  # noqa: E402
 
 
-def ndcg_at_10(ranks: np.ndarray) -> np.ndarray:
-  """Per-user NDCG@10 of 0-based full-ranking ranks (one relevant item): metrics.summarize's formula."""
-  ranks = np.asarray(ranks, dtype=np.float64)
-  return np.where(ranks < 10, 1.0 / np.log2(ranks + 2.0), 0.0)
-
-
 def choose(curve_means: np.ndarray, patience: int) -> int:
   """The index training selects from validation means in step order: the best so far (a strictly
   higher value replaces it, so the earliest wins ties), stopping once `patience` validations in a
@@ -118,6 +112,7 @@ def run(args, sizes) -> dict:
 
 def measure(args, sizes, model_dir: str) -> dict:
   from bert4rec_jax import dataset, evaluate, model as model_lib, model_store, parallel, pipeline, selection, trainer
+  from bert4rec_jax import significance
   folder = model_store.Folder(model_dir)
   if not folder.is_model:
     raise UserError(f"{model_dir}: no trained model there")
@@ -169,7 +164,7 @@ def measure(args, sizes, model_dir: str) -> dict:
       restored, got = model_store.restore_latest(manager, state, writable=False, order=[step])
       if restored is None or got != step:
         raise UserError(f"{model_dir}: the checkpoint of step {step} cannot be restored")
-      rows.append(ndcg_at_10(full.ranks(scorer, restored.params)["full"]))
+      rows.append(significance.per_user_metrics(full.ranks(scorer, restored.params)["full"], "ndcg@10"))
       print(f"step {step}: full validation NDCG@10 {rows[-1].mean():.4f} ({time.perf_counter() - t0:.1f} s)",
             file=sys.stderr, flush=True)
   finally:
