@@ -177,6 +177,7 @@ def _check_model(p: _Problems, config) -> None:
            f"must be between 1 and config.model.max_seq_length={m.max_seq_length} (0 = from the masking rate)")
   p.fraction("masking.mask_prob", k.mask_prob, closed_top=True)
   p.fraction("masking.mask_last_prob", k.mask_last_prob, closed_top=True)
+  p.fraction("masking.last_keep_prob", k.get("last_keep_prob", 0.0), closed_top=True)
 
 
 def check_devices(config, num_devices: int) -> None:

@@ -17,7 +17,7 @@ class MaskedBatch(NamedTuple):
 
 
 def mask_example(key, item_ids, force_last=False, *, num_items: int, masked_lm_prob: float, max_predictions: int,
-                 mask_prob: float, mask_last_prob: float):
+                 mask_prob: float, mask_last_prob: float, last_keep_prob: float = 0.0):
   """One right-aligned sequence [L] -> (inputs [L], positions [P], targets [P], weights [P]).
 
   Picks round(n * masked_lm_prob) of the n real positions (at least 1, at most P) uniformly
@@ -25,6 +25,8 @@ def mask_example(key, item_ids, force_last=False, *, num_items: int, masked_lm_p
   last position instead. A picked position becomes [MASK] with probability mask_prob, else a
   random item or its own item, 50/50 (mask_prob 0.8 is BERT's 80/10/10); the last position of a
   mask-last example always becomes [MASK] (the inference case, as the original's force-last).
+  last_keep_prob: a picked last position (not of a mask-last example) shows its own item instead,
+  with this probability, and stays a target (the keep share at the last position only).
   """
   seq_len = item_ids.shape[0]
   k_pick, k_last, k_how, k_rand = jax.random.split(key, 4)
@@ -50,6 +52,9 @@ def mask_example(key, item_ids, force_last=False, *, num_items: int, masked_lm_p
   random_items = jax.random.randint(k_rand, (max_predictions,), 1, num_items + 1)
   replacement = jnp.where(r < mask_prob, num_items + 1,
                           jnp.where(r < mask_prob + (1.0 - mask_prob) / 2, random_items, targets))
+  if last_keep_prob:  # its own key, so that the draws above are the same with and without it
+    keep = jax.random.uniform(jax.random.fold_in(key, 5)) < last_keep_prob
+    replacement = jnp.where(keep & (positions == seq_len - 1), targets, replacement)
   replacement = jnp.where(only_last, num_items + 1, replacement)
   # Only used slots write. Unused ones may share a position with a used one (a window narrower than
   # P clamps its extra slots to the last position): a write-back there could undo the mask.
@@ -73,4 +78,5 @@ def masking_kwargs(masking_config, num_items: int) -> dict:
   return dict(num_items=num_items, masked_lm_prob=masking_config.masked_lm_prob,
               max_predictions=masking_config.max_predictions_per_seq,
               mask_prob=masking_config.mask_prob,
-              mask_last_prob=masking_config.mask_last_prob if masking_config.mode == "dynamic" else 0.0)
+              mask_last_prob=masking_config.mask_last_prob if masking_config.mode == "dynamic" else 0.0,
+              last_keep_prob=masking_config.get("last_keep_prob", 0.0))

@@ -66,7 +66,10 @@ ONLY_IF_CHANGED = {"model.kind": "bert4rec", "train.warmup_seq_length": 0, "trai
                    "train.next_item_loss_weight": 0.0, "train.select_metric": "ndcg@10", "train.patience": 0,
                    "train.num_epochs": 0.0, "train.num_warmup_epochs": 0.0, "train.length_buckets": False,
                    "train.target_weighting": "batch", "train.next_item_positions": 0, "train.masked_loss_every": 1,
-                   "train.spike_clip": 0.0}
+                   "train.spike_clip": 0.0, "masking.last_keep_prob": 0.0}
+# Fields added after other models' names were fixed that only BERT4Rec's masked-item loss reads: out of
+# every other kind's identity, so that the recipe setting one renames no SASRec or baseline model.
+MASKED_ONLY = ("masking.last_keep_prob",)
 # What the periodic validation's metrics measure, so which checkpoint is selected and where early
 # stopping ends training: part of the identity of a run that validates during training, when set
 # away from these values (the sampled protocol's settings only when a sampled metric selects). A
@@ -106,6 +109,9 @@ def settings(config) -> Dict:
   for epochs, steps in BY_EPOCHS.items():
     if flat.get(epochs):
       flat.pop(steps, None)
+  if tree.get("model", {}).get("kind", "bert4rec") != "bert4rec":
+    for key in MASKED_ONLY:  # read by the masked-item loss only: no other model's name changes with them
+      flat.pop(key, None)
   train = tree.get("train", {})
   validates = tree.get("task") in ("train_val_test", "train_val") and bool(
       train.get("eval_every_steps") or train.get("eval_every_epochs"))

@@ -197,6 +197,7 @@ BAD_SETTINGS = [
     ("seed", -1, r"config.seed=-1: must be an integer in \[0, 2\*\*32\)"),
     ("model.num_attention_heads", 0, "config.model.num_attention_heads=0: must be >= 1"),
     ("masking.masked_lm_prob", 0.0, r"masked_lm_prob=0.0: must be in \(0, 1\]"),
+    ("masking.last_keep_prob", 1.5, r"last_keep_prob=1.5: must be in \[0, 1\]"),
     ("train.prop_sliding_window", 2.0, r"prop_sliding_window=2.0: must be in \(0, 1\]"),
     ("model_name", "../elsewhere", "a training run's model name is a folder name"),
     ("data.min_seq_length", 2, "task 'train_val_test' needs at least 3 items per user"),

@@ -255,19 +255,48 @@ def test_masking_depends_on_example_id_not_batch_slot():
     np.testing.assert_array_equal(np.asarray(x)[perm], np.asarray(y))
 
 
-@pytest.mark.parametrize("mask_prob", [1.0, 0.8, 0.0])
+@pytest.mark.parametrize("mask_prob,last_keep_prob", [(1.0, 0.0), (0.8, 0.0), (0.0, 0.0), (1.0, 1.0)])
 @pytest.mark.parametrize("forced", [False, True])
-def test_mask_last_only(mask_prob, forced):
+def test_mask_last_only(mask_prob, last_keep_prob, forced):
   """A mask-last example is the inference case: its last item is always [MASK], whatever share of
-  other picks mask_prob keeps or replaces (else its target would show in its input)."""
+  other picks mask_prob or last_keep_prob keeps or replaces (else its target would show in its input)."""
   ids, lengths = make_batch(b=200)
-  kw = dict(MASK_KW, mask_last_prob=0.0 if forced else 1.0, mask_prob=mask_prob)
+  kw = dict(MASK_KW, mask_last_prob=0.0 if forced else 1.0, mask_prob=mask_prob, last_keep_prob=last_keep_prob)
   only_last = jnp.ones((200,), jnp.bool_) if forced else None  # static masking's mask-last copies
   mb = masking.mask_batch(jax.random.PRNGKey(0), ids, jnp.arange(200), only_last, **kw)
   np.testing.assert_array_equal(np.asarray(mb.weights).sum(1), 1)
   np.testing.assert_array_equal(np.asarray(mb.positions)[:, 0], L - 1)
   np.testing.assert_array_equal(np.asarray(mb.inputs)[:, -1], N + 1)
   np.testing.assert_array_equal(np.asarray(mb.inputs)[:, :-1], np.asarray(ids)[:, :-1])
+
+
+@pytest.mark.parametrize("keep", [0.0, 0.4, 1.0])
+def test_a_picked_last_position_shows_its_item_at_the_keep_rate(keep):
+  """masking.last_keep_prob: a picked last position keeps its own item (still a target) with this
+  probability, every other pick is masked as before; the picks are those drawn without the setting."""
+  rng = np.random.default_rng(3)
+  b, width = 3000, 6
+  ids = rng.integers(1, N + 1, size=(b, width)).astype(np.int32)
+  lengths = rng.integers(1, width + 1, size=b)
+  ids[np.arange(width)[None, :] < (width - lengths)[:, None]] = 0
+  kw = dict(MASK_KW, max_predictions=10, masked_lm_prob=0.5, mask_prob=1.0, mask_last_prob=0.0)
+  key, ex = jax.random.PRNGKey(7), jnp.arange(b)
+  plain = masking.mask_batch(key, jnp.asarray(ids), ex, **kw)
+  mb = masking.mask_batch(key, jnp.asarray(ids), ex, **kw, last_keep_prob=keep)
+  for x, y in zip(mb[1:], plain[1:]):  # positions, targets, weights
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+  inputs, pos, w = np.asarray(mb.inputs), np.asarray(mb.positions), np.asarray(mb.weights)
+  shown = 0
+  at_risk = ((pos == width - 1) & (w > 0)).any(1)
+  for r in range(b):  # reference: exactly the used positions masked, but a shown last position
+    expected = ids[r].copy()
+    expected[pos[r, w[r] > 0]] = N + 1
+    if at_risk[r] and inputs[r, -1] == ids[r, -1]:
+      expected[-1] = ids[r, -1]
+      shown += 1
+    np.testing.assert_array_equal(inputs[r], expected)
+  assert at_risk.sum() > 500
+  assert abs(shown / at_risk.sum() - keep) < 0.05
 
 
 def test_sasrec_reads_only_earlier_items():

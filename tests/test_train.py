@@ -707,6 +707,29 @@ def test_spike_clip_trains_resumes_and_is_part_of_the_model(tiny_config, tmp_pat
   assert "spike_clip" not in json.dumps(model_store.identity(plain, ""))
 
 
+def test_last_keep_prob_trains_another_model_named_only_when_set(tiny_config, tmp_path):
+  """masking.last_keep_prob through training: it resumes as one straight run, trains other weights
+  than the same run without it (the shown last items change the masked-item loss), and it enters
+  the model's identity only when set, so models trained before it existed keep their names."""
+  c = tiny_config
+  c.train.num_train_steps, c.train.checkpoint_every_steps, c.train.eval_every_steps = 8, 100, 0
+  c.train.log_every_steps = 1
+  plain = c.copy_and_resolve_references()
+  c.masking.last_keep_prob = 1.0
+  _, straight = trained_params(c, tmp_path / "straight")
+  out, _ = trained_params(c, tmp_path / "resumed", stop_at=4)
+  out, resumed = trained_params(c, tmp_path / "resumed")
+  assert out["step"] == 8 and all(np.isfinite(losses(out["model_dir"])))
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6), straight, resumed)
+  _, without = trained_params(plain, tmp_path / "without")
+  assert max(float(np.abs(a - b).max()) for a, b in zip(jax.tree.leaves(straight), jax.tree.leaves(without))) > 1e-4
+  assert model_store.model_name(plain) != model_store.model_name(c)
+  assert "last_keep_prob" not in json.dumps(model_store.identity(plain, ""))
+  for kind in ("sasrec", "markov"):  # no other model reads it: their names stay as they were
+    plain.model.kind = c.model.kind = kind
+    assert model_store.model_name(plain) == model_store.model_name(c)
+
+
 @pytest.mark.parametrize("every", [2, 4])
 def test_masked_loss_on_one_window_in_k_is_those_windows_masked_gradient(tiny_config, every):
   """train.masked_loss_every = k (with the next-item loss): the step's gradient is the masked-item
