@@ -227,7 +227,8 @@ def ours_child(spec: dict) -> dict:
                        "read_last": c.model.read_last, "loss": c.train.loss,
                        "warmup_seq_length": c.train.warmup_seq_length, "warmup_seq_steps": c.train.warmup_seq_steps,
                        "decay_steps": c.train.num_train_steps, "dropout": c.model.hidden_dropout_prob,
-                       "mask_last_prob": c.masking.mask_last_prob, "overrides": spec.get("set", [])},
+                       "mask_last_prob": c.masking.mask_last_prob,
+                       "last_keep_prob": c.masking.get("last_keep_prob", 0.0), "overrides": spec.get("set", [])},
           "baselines": baseline, "curve": curve,
           "peak_rss_mb_training": round(rss_training),
           "identical_shapes": shaped, "peak_rss_mb": round(peak_rss_mb())}

@@ -271,32 +271,37 @@ def test_mask_last_only(mask_prob, last_keep_prob, forced):
 
 
 @pytest.mark.parametrize("keep", [0.0, 0.4, 1.0])
-def test_a_picked_last_position_shows_its_item_at_the_keep_rate(keep):
+@pytest.mark.parametrize("width,mask_prob,mask_last_prob", [(6, 1.0, 0.0), (16, 0.8, 0.2)])
+def test_a_picked_last_position_shows_its_item_at_the_keep_rate(keep, width, mask_prob, mask_last_prob):
   """masking.last_keep_prob: a picked last position keeps its own item (still a target) with this
-  probability, every other pick is masked as before; the picks are those drawn without the setting."""
+  probability; a mask-last example's last item stays [MASK]; every other draw (picks, mask-last
+  examples, BERT's random and kept items) is the one made without the setting. Windows narrower and
+  wider than the target slots."""
   rng = np.random.default_rng(3)
-  b, width = 3000, 6
+  b, p = 3000, 10
   ids = rng.integers(1, N + 1, size=(b, width)).astype(np.int32)
-  lengths = rng.integers(1, width + 1, size=b)
+  lengths = rng.integers(3, width + 1, size=b)  # at least 3 items: a plain example picks at least 2 (rate 0.5)
   ids[np.arange(width)[None, :] < (width - lengths)[:, None]] = 0
-  kw = dict(MASK_KW, max_predictions=10, masked_lm_prob=0.5, mask_prob=1.0, mask_last_prob=0.0)
+  kw = dict(MASK_KW, max_predictions=p, masked_lm_prob=0.5, mask_prob=mask_prob, mask_last_prob=mask_last_prob)
   key, ex = jax.random.PRNGKey(7), jnp.arange(b)
   plain = masking.mask_batch(key, jnp.asarray(ids), ex, **kw)
   mb = masking.mask_batch(key, jnp.asarray(ids), ex, **kw, last_keep_prob=keep)
   for x, y in zip(mb[1:], plain[1:]):  # positions, targets, weights
     np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
-  inputs, pos, w = np.asarray(mb.inputs), np.asarray(mb.positions), np.asarray(mb.weights)
-  shown = 0
-  at_risk = ((pos == width - 1) & (w > 0)).any(1)
-  for r in range(b):  # reference: exactly the used positions masked, but a shown last position
-    expected = ids[r].copy()
-    expected[pos[r, w[r] > 0]] = N + 1
-    if at_risk[r] and inputs[r, -1] == ids[r, -1]:
-      expected[-1] = ids[r, -1]
-      shown += 1
-    np.testing.assert_array_equal(inputs[r], expected)
-  assert at_risk.sum() > 500
-  assert abs(shown / at_risk.sum() - keep) < 0.05
+  inputs, before, pos, w = (np.asarray(x) for x in (mb.inputs, plain.inputs, mb.positions, mb.weights))
+  np.testing.assert_array_equal(inputs[:, :-1], before[:, :-1])
+  mask_last = w.sum(1) == 1  # only a mask-last example has a single target here
+  assert (mask_last.sum() > 0) == (mask_last_prob > 0) and (pos[mask_last, 0] == width - 1).all()
+  np.testing.assert_array_equal(inputs[mask_last, -1], N + 1)
+  picked = ~mask_last & ((pos == width - 1) & (w > 0)).any(1)  # a plain example whose last position is a target
+  np.testing.assert_array_equal(inputs[~picked, -1], before[~picked, -1])
+  hidden = picked & (before[:, -1] != ids[:, -1])  # masked or replaced without the setting
+  shown = inputs[:, -1] == ids[:, -1]
+  assert (shown[picked & ~hidden]).all()  # an item kept without it is kept with it
+  assert hidden.sum() > 300
+  assert abs(shown[hidden].mean() - keep) < 0.06
+  if mask_prob < 1:  # the rest of BERT's draw: not kept ones stay as drawn ([MASK] or the same random item)
+    np.testing.assert_array_equal(inputs[hidden & ~shown, -1], before[hidden & ~shown, -1])
 
 
 def test_sasrec_reads_only_earlier_items():
