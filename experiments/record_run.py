@@ -46,6 +46,10 @@ def portable_path(path: str) -> str:
   root = data_dir()
   if root and os.path.abspath(path).startswith(os.path.abspath(root) + os.sep):
     return DATA_VAR + "/" + os.path.relpath(os.path.abspath(path), os.path.abspath(root)).replace(os.sep, "/")
+  if os.path.isabs(path):  # a record to share would name this machine's folder
+    print(f"warning: {path} is outside the data folder {root or '(none)'}, so the record names it as it is; "
+          "set BERT4REC_DATA_DIR to the folder holding it to record it as $BERT4REC_DATA_DIR/<file>",
+          file=sys.stderr, flush=True)
   return path
 
 

@@ -200,3 +200,15 @@ def test_two_recordings_of_one_model_at_once(tmp_path, monkeypatch, capsys, same
       record_run.record(str(tmp_path), "m", str(tmp_path / "out"))
   assert (tmp_path / "out" / "m" / "config.json").read_text() == ("mine" if same else "theirs")
   assert os.listdir(tmp_path / "out") == ["m"]
+
+
+def test_a_data_file_outside_the_data_folder_is_recorded_as_it_is_with_a_warning(tmp_path, monkeypatch, capsys):
+  monkeypatch.syspath_prepend(os.path.join(REPO, "experiments"))
+  import record_run
+  monkeypatch.setattr(record_run, "data_dir", lambda: str(tmp_path / "data"))
+  inside, outside = str(tmp_path / "data" / "seqs.txt"), str(tmp_path / "elsewhere" / "seqs.txt")
+  assert record_run.portable_path(inside) == "$BERT4REC_DATA_DIR/seqs.txt"
+  assert capsys.readouterr().err == ""
+  assert record_run.portable_path(outside) == outside  # kept, and said
+  assert capsys.readouterr().err.startswith(f"warning: {outside} is outside the data folder {tmp_path / 'data'}")
+  assert record_run.portable_path("seqs.txt") == "seqs.txt" and capsys.readouterr().err == ""
