@@ -110,24 +110,33 @@ def run(args, sizes) -> dict:
     return measure(args, sizes, model_dir)
 
 
-def measure(args, sizes, model_dir: str) -> dict:
-  from bert4rec_jax import dataset, evaluate, model as model_lib, model_store, parallel, pipeline, selection, trainer
-  from bert4rec_jax import significance
+def trained_model(workdir: str, model_dir: str, baseline_has_no: str) -> tuple:
+  """(folder, saved config, prepared data) of the trained network in `model_dir`, its data prepared
+  in `workdir` and checked against the model's identity.json; a baseline (which has no
+  `baseline_has_no`), a missing model or other data is refused in one line."""
+  from bert4rec_jax import dataset, model as model_lib, model_store, pipeline
   folder = model_store.Folder(model_dir)
   if not folder.is_model:
     raise UserError(f"{model_dir}: no trained model there")
   config = folder.saved_config()
   if config.model.get("kind", "bert4rec") not in model_lib.KINDS:
-    raise UserError(f"{model_dir} is the {config.model.kind} baseline: it has no checkpoints to choose among")
-  if selection.recorded(model_dir) is None:
-    raise UserError(f"{model_dir}: trained without selection on validation (no {selection.SELECTION_FILE})")
-  prepared, data_dir = dataset.load_or_prepare(config.data, args.workdir, pipeline.min_seq_length(config))
+    raise UserError(f"{model_dir} is the {config.model.kind} baseline: it has no {baseline_has_no}")
+  prepared, data_dir = dataset.load_or_prepare(config.data, workdir, pipeline.min_seq_length(config))
   identity = folder.saved_identity() or {}
   found = dataset.fingerprint(data_dir)
   for key in ("content", "vocab"):
     if identity.get(f"data.{key}") and identity[f"data.{key}"] != found[key]:
       raise UserError(f"{config.data.path} (prepared in {data_dir}) is not the data {model_dir} was trained on "
                       f"(its {key} differs from the model's identity.json): restore that data or pass its workdir")
+  return folder, config, prepared
+
+
+def measure(args, sizes, model_dir: str) -> dict:
+  from bert4rec_jax import evaluate, model as model_lib, model_store, parallel, pipeline, selection, trainer
+  from bert4rec_jax import significance
+  folder, config, prepared = trained_model(args.workdir, model_dir, "checkpoints to choose among")
+  if selection.recorded(model_dir) is None:
+    raise UserError(f"{model_dir}: trained without selection on validation (no {selection.SELECTION_FILE})")
   _, splits = pipeline.task_splits(config.task, prepared.sequences)
   num_items = prepared.vocab.num_items
   devices = parallel.local_devices(0)
