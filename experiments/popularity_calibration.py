@@ -151,11 +151,13 @@ def measure(args, betas, model_dir: str) -> dict:
   mass = np.zeros(num)
   top = np.zeros(num)
   gains = {b: np.zeros(users) for b in [0.0] + betas}
+  kept = []  # the scores of the users the push is measured on (the first --push_users)
   t0 = time.perf_counter()
   for a in range(0, users, CHUNK):
     b = min(users, a + CHUNK)
     q = rec.query_vectors([vocab.ids[h] for h in histories[a:b]])
     scores = (q @ table.T).astype(np.float64)
+    kept.append(scores[:max(0, args.push_users - a)])
     p = softmax(scores)
     mass += np.stack([p[:, item_group == g].sum(axis=1) for g in range(num)], axis=1).sum(axis=0)
     excluded = histories[a:b] if exclude else [np.zeros(0, np.int64)] * (b - a)
@@ -183,31 +185,30 @@ def measure(args, betas, model_dir: str) -> dict:
       "ndcg@10_with_popularity_added": {f"{b:g}": float(v.mean()) for b, v in gains.items() if b},
   }
   if args.push_users:
-    result["push"] = push(args, config, rec, vocab, train_seqs, histories, targets, table, item_group, num, labels)
+    result["push"] = push(args, config, np.concatenate(kept), counts, targets, item_group, num, labels)
   return result
 
 
-def push(args, config, rec, vocab, train_seqs, histories, targets, table, item_group, num, labels) -> dict:
-  """The full and the sampled softmax's mean push on each popularity group's logits (`sampled_push`)."""
+def push(args, config, logits, counts, targets, item_group, num, labels) -> dict:
+  """The full and the sampled softmax's mean push on each popularity group's logits (`sampled_push`),
+  from `logits` [users, N], the scores of the split's first users."""
   from bert4rec_jax import losses
-  n = vocab.num_items
   kind = str(config.train.get("negative_sampler", "popularity"))
-  weights = np.ones(n) if kind == "uniform" else train_seqs.token_counts(n + 2)[1:n + 1] + 1.0
+  weights = np.ones(len(counts)) if kind == "uniform" else counts + 1.0
   q = np.exp(np.asarray(losses.alias_sampler(weights).log_q, np.float64))  # what the sampler draws (a model
   # trained with the full softmax: what its config's sampler would have drawn)
   q /= q.sum()
   negatives = args.negatives or int(config.train.num_negatives)
-  users = min(args.push_users, len(targets))
+  users = len(logits)
   rng = np.random.default_rng(0)
   full, sampled = np.zeros(num), np.zeros(num)
-  logits = (rec.query_vectors([vocab.ids[h] for h in histories[:users]]) @ table.T).astype(np.float64)
   for u in range(users):
     p = softmax(logits[u:u + 1])[0]
     p[targets[u]] = 0.0
     full += np.bincount(item_group, weights=p, minlength=num)
     sampled += np.bincount(item_group, weights=sampled_push(logits[u], targets[u], q, negatives, args.draws, rng),
                            minlength=num)
-  return {"users": users, "negatives": negatives, "sampler": kind, "trained_with": losses.step_loss(config.train, n),
+  return {"users": users, "negatives": negatives, "sampler": kind, "trained_with": losses.step_loss(config.train, len(counts)),
           "draws": args.draws,
           "groups": [{"training_count": labels[g], "full_softmax": float(full[g] / users),
                       "sampled_softmax": float(sampled[g] / users)} for g in range(num)]}
