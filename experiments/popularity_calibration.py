@@ -208,7 +208,8 @@ def push(args, config, logits, counts, targets, item_group, num, labels) -> dict
     full += np.bincount(item_group, weights=p, minlength=num)
     sampled += np.bincount(item_group, weights=sampled_push(logits[u], targets[u], q, negatives, args.draws, rng),
                            minlength=num)
-  return {"users": users, "negatives": negatives, "sampler": kind, "trained_with": losses.step_loss(config.train, len(counts)),
+  return {"users": users, "negatives": negatives, "sampler": kind,
+          "trained_with": losses.step_loss(config.train, len(counts)),
           "draws": args.draws,
           "groups": [{"training_count": labels[g], "full_softmax": float(full[g] / users),
                       "sampled_softmax": float(sampled[g] / users)} for g in range(num)]}
