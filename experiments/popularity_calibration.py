@@ -1,7 +1,7 @@
 """Where a trained model puts its probability by item popularity, against where the targets are.
 
   python experiments/popularity_calibration.py --workdir=projects/beauty --model=<name> \\
-      [--split=valid] [--push_users=300] [--draws=8] [--betas=0.5,1] [--out=calibration.json]
+      [--split=valid] [--push_users=300] [--draws=8] [--betas=0.5,1] [--select_beta=0.5,1,1.5,2] [--out=F]
 
 Items are grouped by their training count, at the quintiles of the split's targets' counts (as
 `compare_models.py` groups users). For each group, over the split's users (the model's selected
@@ -20,7 +20,11 @@ short of the full one, training leaves their confident scores unpunished.
 
 --betas: NDCG@10 with beta x log(1 + training count) added to every item's score, a diagnostic of
 how far the ranking is from the popularity it would need (read on the split given; it chooses
-nothing). Prints JSON.
+nothing).
+
+--select_beta: the same term as a rule, measured honestly: the weights given (and 0, the model as it
+is) are read on validation, the best is chosen there (ties to the smaller weight), and test is read
+once, for the model as it is and with the chosen weight only. Prints JSON.
 """
 import argparse
 import contextlib
@@ -109,20 +113,46 @@ def main():
   p.add_argument("--draws", type=int, default=8, help="draws of the negatives per user for the push")
   p.add_argument("--negatives", type=int, default=0, help="negatives per draw (0: the model's train.num_negatives)")
   p.add_argument("--betas", default="", help="comma-separated weights of log(1 + training count) added to scores")
+  p.add_argument("--select_beta", default="", help="comma-separated weights to choose from on validation; test "
+                 "is then read once with the chosen one")
   p.add_argument("--out", default="", help="also write the JSON here")
   args = p.parse_args()
-  try:
-    betas = [float(b) for b in args.betas.split(",") if b.strip()]
-  except ValueError:
-    raise UserError(f"--betas={args.betas!r}: numbers separated by commas") from None
+  betas, candidates = weights("--betas", args.betas), weights("--select_beta", args.select_beta)
+  if candidates and args.split != "valid":
+    raise UserError(f"--select_beta chooses on validation: leave --split at valid (it is {args.split!r})")
   if args.users < 0 or args.push_users < 0 or args.draws < 1 or args.negatives < 0:
     raise UserError("--users, --push_users, --negatives: at least 0; --draws: at least 1")
   from bert4rec_jax import io_utils, pipeline
   model_dir = os.path.join(args.workdir, "models", args.model)
   lock_file = pipeline.model_lock(model_dir)  # shared: never while a run trains or replaces the model
   with io_utils.lock(lock_file, f"model {model_dir}", shared=True) if lock_file else contextlib.nullcontext():
-    result = measure(args, betas, model_dir)
+    result = measure(args, sorted(set(betas) | set(candidates)), model_dir)
+    if candidates:
+      result["beta_selection"] = select_beta(args, candidates, model_dir, result)
   benchmark.emit_json(result, args.out)
+
+
+def weights(flag: str, text: str) -> list:
+  try:
+    out = [float(b) for b in text.split(",") if b.strip()]
+  except ValueError:
+    raise UserError(f"{flag}={text!r}: numbers separated by commas") from None
+  if not all(np.isfinite(out)):
+    raise UserError(f"{flag}={text!r}: finite numbers only")
+  return out
+
+
+def select_beta(args, candidates: list, model_dir: str, valid: dict) -> dict:
+  """The weight with the best validation NDCG@10 among 0 and `candidates` (ties: the smaller), and
+  test read once: the model as it is and with that weight."""
+  on_valid = {0.0: valid["ndcg@10"]}
+  on_valid.update({b: valid["ndcg@10_with_popularity_added"][f"{b:g}"] for b in candidates if b})
+  chosen = max(sorted(on_valid), key=lambda b: on_valid[b])  # max keeps the first (smallest) of ties
+  test = measure(argparse.Namespace(**{**vars(args), "split": "test", "push_users": 0}), [chosen] if chosen else [],
+                 model_dir)
+  return {"chosen_on": "valid", "validation_ndcg@10": {f"{b:g}": v for b, v in sorted(on_valid.items())},
+          "chosen_beta": chosen, "test_users": test["users"], "test_ndcg@10": test["ndcg@10"],
+          "test_ndcg@10_with_chosen_beta": test["ndcg@10_with_popularity_added"].get(f"{chosen:g}", test["ndcg@10"])}
 
 
 def measure(args, betas, model_dir: str) -> dict:

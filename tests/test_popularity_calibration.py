@@ -87,6 +87,25 @@ def test_the_script_reports_by_popularity_and_matches_the_pipelines_ndcg(tiny_co
   for side in ("full_softmax", "sampled_softmax"):  # a target's pushes on the other items sum to at most 1
     assert 0 < sum(g[side] for g in push["groups"]) <= 1.0 + 1e-9
   assert push["trained_with"] == "sampled" and push["sampler"] == "popularity"
+  # The weight chosen on validation (0 among the candidates), then test read once, as a test-split run reads it.
+  done = subprocess.run([sys.executable, script, f"--workdir={workdir}", f"--model={name}", "--select_beta=-3,0.5,1"],
+                        capture_output=True, text=True, cwd=REPO, env=env, timeout=600)
+  assert done.returncode == 0, done.stderr[-3000:]
+  picked = json.loads(done.stdout)["beta_selection"]
+  on_valid = {float(b): v for b, v in picked["validation_ndcg@10"].items()}
+  assert set(on_valid) == {-3.0, 0.0, 0.5, 1.0} and on_valid[0.0] == result["ndcg@10"]
+  assert on_valid[0.5] == result["ndcg@10_with_popularity_added"]["0.5"]
+  best = max(on_valid.values())
+  assert picked["chosen_beta"] == min(b for b, v in on_valid.items() if v == best)
+  chosen = picked["chosen_beta"]
+  done = subprocess.run([sys.executable, script, f"--workdir={workdir}", f"--model={name}", "--split=test",
+                         f"--betas={chosen:g}"], capture_output=True, text=True, cwd=REPO, env=env, timeout=600)
+  test = json.loads(done.stdout)
+  with open(os.path.join(workdir, "results", name, "test_metrics.json")) as f:
+    assert abs(picked["test_ndcg@10"] - json.load(f)["metrics"]["bert4rec"]["ndcg@10"]) < 1e-9
+  assert picked["test_ndcg@10"] == test["ndcg@10"] and picked["test_users"] == test["users"]
+  assert picked["test_ndcg@10_with_chosen_beta"] == test["ndcg@10_with_popularity_added"].get(f"{chosen:g}",
+                                                                                             test["ndcg@10"])
   # A model trained with the full softmax: the push its config's sampler would have given.
   c.train.loss = "full"
   full = pipeline.run(c, str(workdir), mode="train")["model_name"]
@@ -97,7 +116,9 @@ def test_the_script_reports_by_popularity_and_matches_the_pipelines_ndcg(tiny_co
   assert push["trained_with"] == "full" and push["negatives"] == 7
   # A model that is not there, and a negative user count: one line each, no traceback.
   for extra, says in ((["--model=nothing_here"], "no trained model there"), (["--split=test", "--users=-1"],
-                                                                          "at least 0")):
+                                                                          "at least 0"),
+                      (["--split=test", "--select_beta=1"], "chooses on validation"),
+                      (["--select_beta=1,nan"], "finite numbers only")):
     args = [f"--workdir={workdir}", f"--model={name}"] + extra
     refused = subprocess.run([sys.executable, script] + args, capture_output=True, text=True, cwd=REPO, env=env,
                              timeout=600)
